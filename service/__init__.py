@@ -1,0 +1,1 @@
+"""pixhook: asynchronous image jobs with signed webhooks."""

@@ -1,0 +1,82 @@
+"""Reading request bodies safely: capped, then parsed as JSON or multipart."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
+from starlette.requests import Request
+from starlette.types import Message
+
+from service.errors import InvalidInput, InvalidJson, PayloadTooLarge, UnsupportedMediaType
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused as soon as it passes `limit` bytes (Starlette itself never caps it)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise _too_large(limit)
+    return bytes(body)
+
+
+def parse_json(body: bytes) -> Any:
+    if not body:
+        raise InvalidJson("the request body is empty; send a JSON object")
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidJson(f"the request body is not valid JSON: {exc}") from exc
+
+
+async def read_job_request(request: Request, limit: int) -> tuple[Any, bytes | None]:
+    """The job body and, for multipart requests, the uploaded image bytes."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    body = await read_body(request, limit)
+    if media_type in ("application/json", ""):
+        return parse_json(body), None
+    if media_type == "multipart/form-data":
+        return await _read_multipart(request, body)
+    raise UnsupportedMediaType(f"send application/json or multipart/form-data, not {media_type!r}")
+
+
+async def _read_multipart(request: Request, body: bytes) -> tuple[Any, bytes | None]:
+    replayed = Request(request.scope, _replay(body))
+    try:
+        async with replayed.form(max_files=1, max_fields=8) as form:
+            job_part = form.get("job")
+            image_part = form.get("image")
+            if not isinstance(job_part, str):
+                raise InvalidInput(
+                    "a multipart request needs a 'job' field holding the JSON body", field="job"
+                )
+            image = await image_part.read() if isinstance(image_part, UploadFile) else None
+    except (HTTPException, MultiPartException) as exc:
+        raise InvalidInput(
+            f"the multipart body is malformed: {exc}", code="INVALID_MULTIPART"
+        ) from exc
+    return parse_json(job_part.encode()), image
+
+
+def _replay(body: bytes) -> Any:
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"the request body is larger than {limit} bytes")

@@ -1,0 +1,174 @@
+"""The `pixhook` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from service.clients import Client, NewClient, client_store
+from service.config import ConfigError, Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # One line per HTTP request drowns what matters; failures are logged by our own code.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    try:
+        result: int = args.run(args)
+        return result
+    except ConfigError as exc:
+        print(f"pixhook: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pixhook", description="Asynchronous image jobs with signed webhooks."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    api = commands.add_parser("api", help="serve the HTTP API (uvicorn)")
+    api.add_argument("--host", default=os.environ.get("PIXHOOK_HOST", "127.0.0.1"))
+    api.add_argument("--port", type=int, default=int(os.environ.get("PIXHOOK_PORT", "8000")))
+    api.set_defaults(run=_api)
+
+    worker = commands.add_parser("worker", help="run an arq worker for one queue")
+    worker.add_argument("--queue", choices=["jobs", "deliveries"], required=True)
+    worker.set_defaults(run=_worker)
+
+    dev = commands.add_parser("dev", help="embedded Redis + API + workers, for trying pixhook out")
+    dev.add_argument("--port", type=int, default=0, help="API port (default: a free one)")
+    dev.set_defaults(run=_dev)
+
+    demo = commands.add_parser("demo", help="run one job end to end and verify its webhook")
+    demo.set_defaults(run=_demo)
+
+    clients = commands.add_parser("clients", help="manage API clients")
+    client_commands = clients.add_subparsers(dest="clients_command", required=True)
+    create = client_commands.add_parser("create", help="create a client; prints its API key once")
+    create.add_argument("name")
+    create.add_argument("--json", action="store_true", help="print JSON")
+    create.set_defaults(run=_clients_create)
+    listing = client_commands.add_parser("list", help="list clients")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    listing.set_defaults(run=_clients_list)
+    return parser
+
+
+def _settings() -> Settings:
+    return Settings.from_env(os.environ)
+
+
+def _api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from service.app import create_app
+
+    uvicorn.run(create_app(_settings()), host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from service.worker import create_worker
+
+    create_worker(_settings(), args.queue).run()
+    return 0
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from service.devstack import StackError, local_stack
+
+    workdir = Path(tempfile.mkdtemp(prefix="pixhook-dev-"))
+    try:
+        with local_stack(workdir, port=args.port) as stack:
+            print(f"pixhook dev is running (logs in {workdir / 'logs'})")
+            print(f"  API             {stack.api_url}")
+            print(f"  Redis           {stack.redis_url}")
+            print(f"  API key         {stack.client.api_key}")
+            print(f"  webhook secret  {stack.client.webhook_secret}")
+            print("Submit a job:")
+            print(
+                f"  curl -H 'Authorization: Bearer {stack.client.api_key}' \\\n"
+                """    -F job='{"type":"image.transform","input":{"width":256}}' \\\n"""
+                f"    -F image=@photo.jpg {stack.api_url}/v1/jobs"
+            )
+            print("Press Ctrl-C to stop.", flush=True)
+            return _wait_until_stopped(stack.processes.exited)
+    except StackError as exc:
+        print(f"pixhook dev: {exc} (logs in {workdir / 'logs'})", file=sys.stderr)
+        return 1
+
+
+def _wait_until_stopped(exited: Any) -> int:
+    stop = False
+
+    def request_stop(signum: int, frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    while not stop:
+        if gone := exited():
+            print(f"pixhook dev: stopping, a process exited: {gone}", file=sys.stderr)
+            return 1
+        time.sleep(0.2)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from service.demo import run_demo
+
+    return run_demo()
+
+
+def _clients_create(args: argparse.Namespace) -> int:
+    async def create() -> NewClient:
+        async with client_store(_redis_url()) as store:
+            return await store.create(args.name)
+
+    made = asyncio.run(create())
+    record = {
+        "id": made.client.id,
+        "name": made.client.name,
+        "api_key": made.api_key,
+        "webhook_secret": made.webhook_secret,
+    }
+    if args.json:
+        print(json.dumps(record))
+    else:
+        for key, value in record.items():
+            print(f"{key:15} {value}")
+        print("The API key is shown only now; pixhook keeps only its SHA-256 digest.")
+    return 0
+
+
+def _clients_list(args: argparse.Namespace) -> int:
+    async def listing() -> list[Client]:
+        async with client_store(_redis_url()) as store:
+            return await store.list_clients()
+
+    clients = asyncio.run(listing())
+    if args.json:
+        print(
+            json.dumps([{"id": c.id, "name": c.name, "created_at": c.created_at} for c in clients])
+        )
+    else:
+        for client in clients:
+            print(f"{client.id}  {client.name}")
+    return 0
+
+
+def _redis_url() -> str:
+    # Client management needs only Redis; it must not demand the API's secret key.
+    return os.environ.get("PIXHOOK_REDIS_URL") or Settings.redis_url

@@ -1,0 +1,111 @@
+"""API clients: who may call, with which key, and which secret signs their webhooks."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from service.ids import new_id
+from webhooks.signing import generate_secret
+
+API_KEY_PREFIX = "phk_"
+
+
+@dataclass(frozen=True)
+class Client:
+    id: str
+    name: str
+    created_at: float
+
+
+@dataclass(frozen=True)
+class NewClient:
+    """A client just made: the only time its API key is known in full."""
+
+    client: Client
+    api_key: str
+    webhook_secret: str
+
+
+def _digest(api_key: str) -> str:
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+class ClientStore:
+    def __init__(self, redis: Redis, prefix: str = "pixhook") -> None:
+        self._redis = redis
+        self._prefix = prefix
+
+    def _client_key(self, client_id: str) -> str:
+        return f"{self._prefix}:client:{client_id}"
+
+    def _api_key_key(self, digest: str) -> str:
+        return f"{self._prefix}:apikey:{digest}"
+
+    async def create(self, name: str) -> NewClient:
+        """A client with a fresh API key (stored only as its SHA-256) and webhook secret."""
+        client = Client(new_id("cli"), name, time.time())
+        api_key = API_KEY_PREFIX + secrets.token_urlsafe(32)
+        webhook_secret = generate_secret()
+        digest = _digest(api_key)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(
+                self._client_key(client.id),
+                mapping={
+                    "id": client.id,
+                    "name": name,
+                    "created_at": repr(client.created_at),
+                    "key_digest": digest,
+                    "secrets": json.dumps([webhook_secret]),
+                },
+            )
+            pipe.set(self._api_key_key(digest), client.id)
+            pipe.sadd(f"{self._prefix}:clients", client.id)
+            await pipe.execute()
+        return NewClient(client, api_key, webhook_secret)
+
+    async def authenticate(self, api_key: str) -> Client | None:
+        digest = _digest(api_key)
+        client_id = await self._redis.get(self._api_key_key(digest))
+        if client_id is None:
+            return None
+        raw = await self._redis.hgetall(self._client_key(client_id.decode()))  # type: ignore[misc]
+        if not raw or not hmac.compare_digest(raw[b"key_digest"].decode(), digest):
+            return None
+        return _client(raw)
+
+    async def list_clients(self) -> list[Client]:
+        ids = await self._redis.smembers(f"{self._prefix}:clients")  # type: ignore[misc]
+        clients = []
+        for client_id in sorted(ids):
+            raw = await self._redis.hgetall(self._client_key(client_id.decode()))  # type: ignore[misc]
+            if raw:
+                clients.append(_client(raw))
+        return clients
+
+    async def signing_secrets(self, client_id: str) -> list[str]:
+        """The secrets that sign this client's webhooks, the current one first."""
+        raw = await self._redis.hget(self._client_key(client_id), "secrets")  # type: ignore[misc]
+        return list(json.loads(raw)) if raw else []
+
+
+def _client(raw: dict[bytes, bytes]) -> Client:
+    return Client(raw[b"id"].decode(), raw[b"name"].decode(), float(raw[b"created_at"]))
+
+
+@asynccontextmanager
+async def client_store(redis_url: str) -> AsyncIterator[ClientStore]:
+    """A store on its own connection, for the CLI and the dev stack."""
+    redis = Redis.from_url(redis_url)
+    try:
+        yield ClientStore(redis)
+    finally:
+        await redis.aclose()

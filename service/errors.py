@@ -1,0 +1,79 @@
+"""The exception tree, drawn once.
+
+PixhookError
+├── ApiError                   answered to the caller as {"error": {code, message, field}}
+│   ├── InvalidInput           422
+│   ├── InvalidJson            400
+│   ├── Unauthorized           401
+│   ├── Forbidden              403
+│   ├── NotFound               404
+│   ├── PayloadTooLarge        413
+│   ├── UnsupportedMediaType   415
+│   └── ServiceUnavailable     503
+└── JobFailure                 ends a job as `failed` with {code, message}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class PixhookError(Exception):
+    code = "INTERNAL_ERROR"
+
+    def __init__(self, message: str, *, code: str | None = None, field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.code
+        self.field = field
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "field": self.field}
+
+
+class ApiError(PixhookError):
+    status_code = 500
+
+
+class InvalidInput(ApiError):
+    status_code = 422
+    code = "INVALID_INPUT"
+
+
+class InvalidJson(ApiError):
+    status_code = 400
+    code = "INVALID_JSON"
+
+
+class Unauthorized(ApiError):
+    status_code = 401
+    code = "UNAUTHORIZED"
+
+
+class Forbidden(ApiError):
+    status_code = 403
+    code = "FORBIDDEN"
+
+
+class NotFound(ApiError):
+    status_code = 404
+    code = "NOT_FOUND"
+
+
+class PayloadTooLarge(ApiError):
+    status_code = 413
+    code = "PAYLOAD_TOO_LARGE"
+
+
+class UnsupportedMediaType(ApiError):
+    status_code = 415
+    code = "UNSUPPORTED_MEDIA_TYPE"
+
+
+class ServiceUnavailable(ApiError):
+    status_code = 503
+    code = "SERVICE_UNAVAILABLE"
+
+
+class JobFailure(PixhookError):
+    """Raised inside a job: the job ends `failed` with this code and message."""

@@ -1,0 +1,110 @@
+"""Job records in Redis and the only place their status changes."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
+
+from redis.asyncio import Redis
+from redis.exceptions import WatchError
+
+JobStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
+TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "canceled"})
+_ALLOWED: dict[str, frozenset[str]] = {
+    "queued": frozenset({"running", "failed", "canceled"}),
+    "running": frozenset({"succeeded", "failed", "canceled"}),
+}
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    type: str
+    client_id: str
+    input: dict[str, Any]
+    input_key: str
+    created_at: float
+    status: JobStatus = "queued"
+    started_at: float | None = None
+    finished_at: float | None = None
+    output: dict[str, Any] | None = None
+    error: dict[str, str] | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    webhook_url: str | None = None
+    webhook_events: tuple[str, ...] = ("completed",)
+    sequence: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> Job:
+        data = json.loads(raw)
+        data["webhook_events"] = tuple(data["webhook_events"])
+        return cls(**data)
+
+
+class JobStore:
+    def __init__(self, redis: Redis, *, retention_s: float, prefix: str = "pixhook") -> None:
+        self._redis = redis
+        self._retention_ms = int(retention_s * 1000)
+        self._prefix = prefix
+
+    def _key(self, job_id: str) -> str:
+        return f"{self._prefix}:job:{job_id}"
+
+    def deliveries_key(self, job_id: str) -> str:
+        return f"{self._prefix}:job:{job_id}:deliveries"
+
+    async def create(self, job: Job) -> None:
+        await self._redis.set(self._key(job.id), job.to_json(), px=self._retention_ms)
+
+    async def get(self, job_id: str) -> Job | None:
+        raw = await self._redis.get(self._key(job_id))
+        return Job.from_json(raw) if raw else None
+
+    async def transition(self, job_id: str, status: JobStatus, **changes: Any) -> Job | None:
+        """Move a job to `status` if its current status allows it; None when it does not.
+
+        Each transition is a new event, so it takes the next `sequence` number.
+        """
+        key = self._key(job_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key)
+                    raw = await pipe.get(key)
+                    if raw is None:
+                        return None
+                    job = Job.from_json(raw)
+                    if status not in _ALLOWED.get(job.status, frozenset()):
+                        return None
+                    updates: dict[str, Any] = {**_timestamps(status), **changes}
+                    updated = replace(job, status=status, sequence=job.sequence + 1, **updates)
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    pipe.set(key, updated.to_json(), keepttl=True)
+                    await pipe.execute()
+                    return updated
+                except WatchError:
+                    continue
+
+    async def add_delivery(self, job_id: str, delivery_id: str) -> None:
+        key = self.deliveries_key(job_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.sadd(key, delivery_id)
+            pipe.pexpire(key, self._retention_ms)
+            await pipe.execute()
+
+    async def delivery_ids(self, job_id: str) -> list[str]:
+        ids = await self._redis.smembers(self.deliveries_key(job_id))  # type: ignore[misc]
+        return sorted(i.decode() for i in ids)
+
+
+def _timestamps(status: JobStatus) -> dict[str, float]:
+    if status == "running":
+        return {"started_at": time.time()}
+    if status in TERMINAL:
+        return {"finished_at": time.time()}
+    return {}

@@ -1,0 +1,101 @@
+"""`/v1/jobs`: submit, read and cancel jobs."""
+
+from __future__ import annotations
+
+import time
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from service.auth import authenticate, runtime
+from service.bodies import read_job_request
+from service.errors import InvalidInput, NotFound
+from service.events import publish_status
+from service.ids import new_id
+from service.jobs import TERMINAL, Job
+from service.queue import enqueue_job
+from service.storage import job_file_key
+from service.submission import parse_submission
+from service.views import job_view
+
+
+async def create_job(request: Request) -> JSONResponse:
+    rt = runtime(request)
+    client = await authenticate(request)
+    body, upload = await read_job_request(request, rt.settings.max_request_bytes)
+    submission = parse_submission(body, upload, rt.settings)
+    job_id, created_at = new_id("job"), time.time()
+    input_key = job_file_key(client.id, job_id, created_at, "input")
+    # The input is stored before the record exists, so a worker never sees a job without it.
+    await rt.storage.put(input_key, submission.image)
+    job = Job(
+        id=job_id,
+        type=submission.type,
+        client_id=client.id,
+        input=submission.input_record(),
+        input_key=input_key,
+        created_at=created_at,
+        metadata=submission.metadata,
+        webhook_url=submission.webhook_url,
+        webhook_events=submission.webhook_events,
+    )
+    await rt.jobs.create(job)
+    await enqueue_job(rt.redis, job.id)
+    return JSONResponse(await _view(request, job), status_code=202)
+
+
+async def get_job(request: Request) -> JSONResponse:
+    job = await _own_job(request)
+    return JSONResponse(await _view(request, job))
+
+
+async def cancel_job(request: Request) -> JSONResponse:
+    job = await _own_job(request)
+    rt = runtime(request)
+    if job.status in TERMINAL:
+        raise InvalidInput(
+            f"the job has already {job.status}", code="JOB_ALREADY_FINISHED", field=None
+        )
+    canceled = await rt.jobs.transition(job.id, "canceled")
+    if canceled is None:  # it finished between our read and the transition
+        raise InvalidInput("the job has already finished", code="JOB_ALREADY_FINISHED")
+    await publish_status(rt, canceled)
+    return JSONResponse(await _view(request, canceled))
+
+
+async def _own_job(request: Request) -> Job:
+    client = await authenticate(request)
+    job_id = request.path_params["job_id"]
+    job = await runtime(request).jobs.get(job_id)
+    # Another client's job is as absent as a job that never was.
+    if job is None or job.client_id != client.id:
+        raise NotFound(f"no job {job_id}", code="JOB_NOT_FOUND", field="id")
+    return job
+
+
+async def _view(request: Request, job: Job) -> dict[str, object]:
+    rt = runtime(request)
+    view = job_view(job, rt.storage, rt.settings.public_url)
+    deliveries = []
+    for delivery_id in await rt.jobs.delivery_ids(job.id):
+        delivery = await rt.deliveries.get(delivery_id)
+        if delivery is not None:
+            deliveries.append(
+                {
+                    "id": delivery.id,
+                    "event_type": delivery.event_type,
+                    "status": delivery.status,
+                    "attempts": delivery.attempts,
+                    "last_error": delivery.last_error,
+                }
+            )
+    view["deliveries"] = deliveries
+    return view
+
+
+routes = [
+    Route("/v1/jobs", create_job, methods=["POST"]),
+    Route("/v1/jobs/{job_id}", get_job, methods=["GET"]),
+    Route("/v1/jobs/{job_id}/cancel", cancel_job, methods=["POST"]),
+]

@@ -1,0 +1,52 @@
+"""Health, readiness and what this deployment offers."""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+
+from redis.exceptions import RedisError
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from service import imaging
+from service.auth import runtime
+from service.tasks import JOB_TYPES
+
+
+async def healthcheck(request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> JSONResponse:
+    try:
+        await runtime(request).redis.ping()
+    except (RedisError, OSError) as exc:
+        return JSONResponse({"status": "unavailable", "redis": str(exc)}, status_code=503)
+    return JSONResponse({"status": "ready"})
+
+
+async def info(request: Request) -> JSONResponse:
+    settings = runtime(request).settings
+    return JSONResponse(
+        {
+            "name": "pixhook",
+            "version": version("pixhook"),
+            "job_types": sorted(JOB_TYPES),
+            "output_formats": sorted(imaging.OUTPUT_FORMATS),
+            "input_formats": sorted(imaging.INPUT_FORMATS),
+            "providers": [],
+            "limits": settings.limits(),
+            "webhooks": {
+                "retry_schedule_s": list(settings.webhook_retry_schedule.delays_s),
+                "signature": "Standard Webhooks v1 (HMAC-SHA256)",
+            },
+        }
+    )
+
+
+routes = [
+    Route("/healthcheck", healthcheck, methods=["GET"]),
+    Route("/readyz", readyz, methods=["GET"]),
+    Route("/info", info, methods=["GET"]),
+]

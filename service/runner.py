@@ -1,0 +1,77 @@
+"""Running one job on a worker, from `queued` to a final status and its webhook."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from service.errors import JobFailure, NotFound
+from service.events import publish_status
+from service.jobs import TERMINAL, Job
+from service.runtime import Runtime
+from service.tasks import JOB_TYPES
+
+log = logging.getLogger("pixhook.jobs")
+
+
+async def execute(runtime: Runtime, job_id: str) -> None:
+    """Safe to call again for the same job: arq may run it twice after a worker dies."""
+    job = await runtime.jobs.get(job_id)
+    if job is None:
+        log.warning("job %s is gone (expired?); nothing to run", job_id)
+        return
+    if job.status in TERMINAL:
+        # A rerun after a crash: the job ended, but its final event may not have been queued.
+        await publish_status(runtime, job)
+        return
+    if job.status == "queued":
+        started = await runtime.jobs.transition(job_id, "running")
+        if started is None:
+            await _publish_latest(runtime, job_id)
+            return
+        await publish_status(runtime, started)
+        job = started
+    await _finish(runtime, job)
+
+
+async def _finish(runtime: Runtime, job: Job) -> None:
+    try:
+        async with asyncio.timeout(runtime.settings.job_timeout_s):
+            output = await _run(runtime, job)
+    except JobFailure as exc:
+        finished = await runtime.jobs.transition(job.id, "failed", error=_error(exc))
+    except TimeoutError:
+        failure = JobFailure(
+            f"the job ran longer than {runtime.settings.job_timeout_s:g}s", code="JOB_TIMEOUT"
+        )
+        finished = await runtime.jobs.transition(job.id, "failed", error=_error(failure))
+    except Exception:
+        log.exception("job %s failed unexpectedly", job.id)
+        failure = JobFailure("the job failed unexpectedly", code="INTERNAL_ERROR")
+        finished = await runtime.jobs.transition(job.id, "failed", error=_error(failure))
+    else:
+        finished = await runtime.jobs.transition(job.id, "succeeded", output=output)
+    if finished is None:
+        # Canceled while it ran: the cancel already announced the final status.
+        await _publish_latest(runtime, job.id)
+        return
+    await publish_status(runtime, finished)
+
+
+async def _run(runtime: Runtime, job: Job) -> dict[str, object]:
+    try:
+        image = await runtime.storage.get(job.input_key)
+    except NotFound as exc:
+        raise JobFailure("the job's input image is no longer stored", code="INPUT_GONE") from exc
+    job_type = JOB_TYPES[job.type]
+    return await job_type.run(job, image, runtime.storage, runtime.settings)
+
+
+async def _publish_latest(runtime: Runtime, job_id: str) -> None:
+    latest = await runtime.jobs.get(job_id)
+    if latest is not None and latest.status in TERMINAL:
+        await publish_status(runtime, latest)
+
+
+def _error(failure: JobFailure) -> dict[str, str]:
+    return {"code": failure.code, "message": failure.message}

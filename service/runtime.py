@@ -1,0 +1,42 @@
+"""The connected pieces an API process or a worker works with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from arq.connections import ArqRedis
+
+from service.clients import ClientStore
+from service.config import Settings
+from service.jobs import JobStore
+from service.queue import connect
+from service.storage import LocalStorage, open_storage
+from webhooks.store import DeliveryStore
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    redis: ArqRedis
+    storage: LocalStorage
+    jobs: JobStore
+    clients: ClientStore
+    deliveries: DeliveryStore
+
+    @classmethod
+    async def open(cls, settings: Settings) -> Runtime:
+        redis = await connect(settings.redis_url)
+        storage = open_storage(
+            settings.storage, settings.secret_key, settings.file_url_ttl_s, settings.public_url
+        )
+        return cls(
+            settings=settings,
+            redis=redis,
+            storage=storage,
+            jobs=JobStore(redis, retention_s=settings.job_retention_s),
+            clients=ClientStore(redis),
+            deliveries=DeliveryStore(redis, retention_s=int(settings.job_retention_s)),
+        )
+
+    async def close(self) -> None:
+        await self.redis.aclose()

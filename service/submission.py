@@ -1,0 +1,157 @@
+"""Checking a job submission before anything is stored or queued."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from service import imaging
+from service.config import Settings
+from service.errors import InvalidInput
+from service.events import SUBSCRIPTIONS
+from service.tasks import JOB_TYPES
+
+
+@dataclass(frozen=True)
+class Submission:
+    type: str
+    params: dict[str, Any]
+    image: bytes
+    image_info: imaging.ImageInfo
+    image_source: str
+    webhook_url: str | None
+    webhook_events: tuple[str, ...]
+    metadata: dict[str, Any]
+
+    def input_record(self) -> dict[str, Any]:
+        """The job's `input` as stored and shown: parameters and a description of the image."""
+        image = {
+            "source": self.image_source,
+            "bytes": len(self.image),
+            "format": self.image_info.format,
+            "width": self.image_info.width,
+            "height": self.image_info.height,
+        }
+        return {"image": image, **self.params}
+
+
+def parse_submission(body: Any, upload: bytes | None, settings: Settings) -> Submission:
+    if not isinstance(body, dict):
+        raise InvalidInput("the request body must be a JSON object")
+    job_type = body.get("type")
+    if job_type not in JOB_TYPES:
+        raise InvalidInput(
+            f"type must be one of: {', '.join(sorted(JOB_TYPES))}",
+            code="UNKNOWN_JOB_TYPE",
+            field="type",
+        )
+    raw_input = body.get("input", {})
+    if not isinstance(raw_input, dict):
+        raise InvalidInput("input must be an object", field="input")
+    image, source = _image_bytes(raw_input.get("image"), upload, settings)
+    try:
+        info = imaging.inspect(image, settings.max_image_pixels)
+    except imaging.ImageRejected as exc:
+        raise InvalidInput(str(exc), code=exc.code, field="input.image") from exc
+    params = {k: v for k, v in raw_input.items() if k != "image"}
+    return Submission(
+        type=job_type,
+        params=JOB_TYPES[job_type].parse_input(params, settings),
+        image=image,
+        image_info=info,
+        image_source=source,
+        webhook_url=_webhook_url(body.get("webhook_url"), settings),
+        webhook_events=_webhook_events(body.get("webhook_events")),
+        metadata=_metadata(body.get("metadata"), settings),
+    )
+
+
+def _image_bytes(spec: Any, upload: bytes | None, settings: Settings) -> tuple[bytes, str]:
+    if upload is not None and spec is None:
+        data, source = upload, "upload"
+    elif spec is None:
+        raise InvalidInput(
+            'input.image is required: {"base64": "..."} or a multipart \'image\' file',
+            code="MISSING_IMAGE",
+            field="input.image",
+        )
+    elif not isinstance(spec, dict) or len(spec) != 1:
+        raise InvalidInput(
+            "input.image must be an object with exactly one of: base64, url", field="input.image"
+        )
+    elif "url" in spec:
+        raise InvalidInput(
+            "image URLs are not accepted yet; send the image as base64 or a multipart upload",
+            code="IMAGE_URL_UNSUPPORTED",
+            field="input.image.url",
+        )
+    elif isinstance(spec.get("base64"), str):
+        data, source = _decode_base64(spec["base64"]), "base64"
+    else:
+        raise InvalidInput("input.image.base64 must be a string", field="input.image.base64")
+    if len(data) > settings.max_image_bytes:
+        raise InvalidInput(
+            f"the image is larger than {settings.max_image_bytes} bytes",
+            code="IMAGE_TOO_LARGE",
+            field="input.image",
+        )
+    return data, source
+
+
+def _decode_base64(text: str) -> bytes:
+    if text.startswith("data:"):  # a data URL: data:image/png;base64,....
+        _, _, text = text.partition(",")
+    try:
+        return base64.b64decode("".join(text.split()), validate=True)
+    except binascii.Error as exc:
+        raise InvalidInput(
+            "input.image.base64 is not valid base64", field="input.image.base64"
+        ) from exc
+
+
+def _webhook_url(value: Any, settings: Settings) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > settings.max_url_length:
+        raise InvalidInput(
+            f"webhook_url must be a URL of at most {settings.max_url_length} characters",
+            field="webhook_url",
+        )
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidInput(
+            "webhook_url must be an absolute http:// or https:// URL",
+            code="INVALID_URL",
+            field="webhook_url",
+        )
+    return value
+
+
+def _webhook_events(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ("completed",)
+    if not isinstance(value, list) or not value or not set(value) <= SUBSCRIPTIONS:
+        raise InvalidInput(
+            "webhook_events must be a non-empty list drawn from: "
+            + ", ".join(sorted(SUBSCRIPTIONS)),
+            field="webhook_events",
+        )
+    return tuple(sorted(set(value)))
+
+
+def _metadata(value: Any, settings: Settings) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidInput("metadata must be an object", field="metadata")
+    if len(json.dumps(value).encode()) > settings.max_metadata_bytes:
+        raise InvalidInput(
+            f"metadata must be at most {settings.max_metadata_bytes} bytes as JSON",
+            code="METADATA_TOO_LARGE",
+            field="metadata",
+        )
+    return value

@@ -1,0 +1,26 @@
+"""Job types: how each one's `input` is checked at submission and how it runs on a worker."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from service.config import Settings
+from service.jobs import Job
+from service.storage import LocalStorage
+from service.tasks import transform
+
+
+@dataclass(frozen=True)
+class JobType:
+    name: str
+    # Raises InvalidInput (with the offending field) or returns the normalised parameters.
+    parse_input: Callable[[dict[str, Any], Settings], dict[str, Any]]
+    # Raises JobFailure or returns the job's output.
+    run: Callable[[Job, bytes, LocalStorage, Settings], Awaitable[dict[str, Any]]]
+
+
+JOB_TYPES: dict[str, JobType] = {
+    transform.NAME: JobType(transform.NAME, transform.parse_input, transform.run),
+}

@@ -1,0 +1,50 @@
+"""What callers see of a job: the same shape in `GET /v1/jobs/{id}` and in webhook events."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from service.jobs import Job
+from service.storage import LocalStorage
+from webhooks.events import utc_timestamp
+
+
+def iso(moment: float | None) -> str | None:
+    return None if moment is None else utc_timestamp(datetime.fromtimestamp(moment, UTC))
+
+
+def job_view(job: Job, storage: LocalStorage, public_url: str) -> dict[str, Any]:
+    """The public job: file keys turned into fresh signed URLs, times as ISO 8601."""
+    return {
+        "id": job.id,
+        "type": job.type,
+        "status": job.status,
+        "created_at": iso(job.created_at),
+        "started_at": iso(job.started_at),
+        "finished_at": iso(job.finished_at),
+        "input": job.input,
+        "output": _output_view(job.output, storage),
+        "error": job.error,
+        "metadata": job.metadata,
+        "webhook_url": job.webhook_url,
+        "webhook_events": list(job.webhook_events),
+        "sequence": job.sequence,
+        "urls": {
+            "self": f"{public_url}/v1/jobs/{job.id}",
+            "cancel": f"{public_url}/v1/jobs/{job.id}/cancel",
+        },
+    }
+
+
+def _output_view(output: dict[str, Any] | None, storage: LocalStorage) -> dict[str, Any] | None:
+    if output is None:
+        return None
+    images = [
+        {
+            **{k: v for k, v in image.items() if k != "key"},
+            "url": storage.url(image["key"], image["media_type"]),
+        }
+        for image in output.get("images", [])
+    ]
+    return {**output, "images": images}
