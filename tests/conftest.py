@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+
+from service.devstack import RunningStack, local_stack
+from tests.receiver import Receiver
+
+# A short retry schedule (3 attempts) and tight limits, so the suite exercises them quickly.
+STACK_ENV = {
+    "PIXHOOK_WEBHOOK_RETRY_SCHEDULE": "300ms,300ms",
+    "PIXHOOK_WEBHOOK_ATTEMPT_TIMEOUT": "3s",
+    "PIXHOOK_MAX_REQUEST_BYTES": "2000000",
+    "PIXHOOK_MAX_IMAGE_PIXELS": "30000000",
+}
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    with local_stack(tmp_path_factory.mktemp("stack"), STACK_ENV) as running:
+        yield running
+
+
+@pytest.fixture
+def api(stack: RunningStack) -> Iterator[httpx.Client]:
+    headers = {"authorization": f"Bearer {stack.client.api_key}"}
+    with httpx.Client(base_url=stack.api_url, headers=headers, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def make_receiver(stack: RunningStack) -> Iterator[Callable[..., Receiver]]:
+    made: list[Receiver] = []
+
+    def create(
+        respond: Callable[[int], int] = lambda n: 200, secret: str | None = None
+    ) -> Receiver:
+        receiver = Receiver(secret or stack.client.webhook_secret, respond)
+        made.append(receiver)
+        return receiver
+
+    yield create
+    for receiver in made:
+        receiver.close()

@@ -1,0 +1,87 @@
+"""Helpers the tests share: building requests, waiting on jobs, running the CLI."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+import zlib
+from typing import Any
+
+import httpx
+from PIL import Image
+
+from service.devstack import RunningStack
+
+
+def pixhook(stack: RunningStack, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the `pixhook` CLI against the test stack's Redis."""
+    env = {**os.environ, "PIXHOOK_REDIS_URL": stack.redis_url}
+    return subprocess.run(
+        [sys.executable, "-m", "service", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def image_bytes(size: tuple[int, int] = (400, 300), fmt: str = "JPEG", mode: str = "RGB") -> bytes:
+    color: Any = (200, 40, 40, 128) if mode == "RGBA" else (200, 40, 40)
+    buffer = io.BytesIO()
+    Image.new(mode, size, color).save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def png_bomb(width: int, height: int) -> bytes:
+    """A valid PNG header claiming width x height pixels, in under a hundred bytes."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data).to_bytes(4, "big")
+        return len(data).to_bytes(4, "big") + kind + data + crc
+
+    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([1, 0, 0, 0, 0])
+    idat = zlib.compress(b"\x00" * 64)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    )
+
+
+def truncated_jpeg() -> bytes:
+    """A JPEG whose header is intact but whose pixel data stops halfway."""
+    buffer = io.BytesIO()
+    Image.effect_noise((800, 600), 50).convert("RGB").save(buffer, "JPEG")
+    return buffer.getvalue()[: len(buffer.getvalue()) // 2]
+
+
+def transform_job(image: bytes | None = None, **fields: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": "image.transform",
+        "input": {
+            "image": {"base64": base64.b64encode(image or image_bytes()).decode()},
+            "width": 100,
+            "format": "png",
+        },
+    }
+    body.update(fields)
+    return body
+
+
+def wait_for_status(api: httpx.Client, job_id: str, timeout_s: float = 20) -> dict[str, Any]:
+    """Poll until the job ends, as a caller without webhooks would."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job: dict[str, Any] = json.loads(api.get(f"/v1/jobs/{job_id}").content)
+        if job["status"] in ("succeeded", "failed", "canceled"):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not finish within {timeout_s}s")
+
+
+def error_of(response: httpx.Response) -> dict[str, Any]:
+    error: dict[str, Any] = json.loads(response.content)["error"]
+    return error

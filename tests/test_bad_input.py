@@ -1,0 +1,197 @@
+"""Every bad request gets a clear error with a stable code and the offending field."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import httpx
+import pytest
+
+from service.devstack import RunningStack
+from tests.helpers import error_of, image_bytes, pixhook, png_bomb, transform_job
+
+
+def post(api: httpx.Client, body: object) -> httpx.Response:
+    return api.post("/v1/jobs", json=body)
+
+
+@pytest.mark.parametrize(
+    ("content", "code"),
+    [(b"", "INVALID_JSON"), (b"{not json", "INVALID_JSON"), (b"[1, 2]", "INVALID_INPUT")],
+)
+def test_body_that_is_not_a_json_object(api, content, code):
+    response = api.post("/v1/jobs", content=content, headers={"content-type": "application/json"})
+
+    assert response.status_code in (400, 422)
+    assert error_of(response)["code"] == code
+
+
+def test_unknown_job_type(api):
+    response = post(api, transform_job(type="image.sharpen"))
+
+    assert response.status_code == 422
+    assert error_of(response) == {
+        "code": "UNKNOWN_JOB_TYPE",
+        "message": "type must be one of: image.transform",
+        "field": "type",
+    }
+
+
+def test_missing_image(api):
+    response = post(api, {"type": "image.transform", "input": {"width": 10}})
+
+    assert response.status_code == 422
+    assert error_of(response)["code"] == "MISSING_IMAGE"
+    assert error_of(response)["field"] == "input.image"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"hello, I am a text file named photo.jpg",
+        b"<svg xmlns='http://www.w3.org/2000/svg'/>",
+        b"\x00" * 64,
+    ],
+)
+def test_image_that_is_not_an_image(api, payload):
+    response = post(api, transform_job(payload))
+
+    assert response.status_code == 422
+    assert error_of(response)["code"] == "INVALID_IMAGE"
+    assert error_of(response)["field"] == "input.image"
+
+
+def test_image_that_is_not_base64(api):
+    body = transform_job()
+    body["input"]["image"] = {"base64": "not base64 at all!"}
+
+    response = post(api, body)
+
+    assert error_of(response)["field"] == "input.image.base64"
+
+
+@pytest.mark.parametrize("size", [(6000, 6000), (20_000, 20_000)])
+def test_image_with_too_many_pixels(api, size):
+    response = post(api, transform_job(png_bomb(*size)))
+
+    assert response.status_code == 422
+    assert error_of(response)["code"] == "IMAGE_TOO_LARGE"
+
+
+def test_image_url_is_refused_until_urls_are_fetched_safely(api):
+    body = transform_job()
+    body["input"]["image"] = {"url": "https://example.com/a.jpg"}
+
+    response = post(api, body)
+
+    assert error_of(response)["code"] == "IMAGE_URL_UNSUPPORTED"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("width", 0),
+        ("width", "100"),
+        ("height", 100_000),
+        ("quality", 101),
+        ("format", "tiff"),
+        ("fit", "stretch"),
+    ],
+)
+def test_invalid_transform_parameter_names_its_field(api, field, value):
+    body = transform_job()
+    body["input"][field] = value
+
+    response = post(api, body)
+
+    assert response.status_code == 422
+    assert error_of(response) | {"message": ""} == {
+        "code": "INVALID_INPUT",
+        "message": "",
+        "field": f"input.{field}",
+    }
+
+
+@pytest.mark.parametrize("url", ["ftp://example.com/hook", "/relative/hook", "https://", 42])
+def test_invalid_webhook_url(api, url):
+    response = post(api, transform_job(webhook_url=url))
+
+    assert response.status_code == 422
+    assert error_of(response)["field"] == "webhook_url"
+
+
+def test_unknown_webhook_event_subscription(api):
+    response = post(api, transform_job(webhook_events=["finished"]))
+
+    assert error_of(response)["field"] == "webhook_events"
+
+
+def test_metadata_over_the_limit(api):
+    response = post(api, transform_job(metadata={"notes": "x" * 5000}))
+
+    assert response.status_code == 422
+    assert error_of(response)["code"] == "METADATA_TOO_LARGE"
+
+
+def test_body_over_the_limit_is_refused_before_parsing(api):
+    oversized = base64.b64encode(b"\xff" * 1_600_000).decode()  # 2.1 MB of JSON
+
+    response = post(api, transform_job() | {"metadata": {"blob": oversized}})
+
+    assert response.status_code == 413
+    assert error_of(response)["code"] == "PAYLOAD_TOO_LARGE"
+
+
+def test_unsupported_content_type(api):
+    response = api.post(
+        "/v1/jobs", content=b"type=image.transform", headers={"content-type": "text/plain"}
+    )
+
+    assert response.status_code == 415
+    assert error_of(response)["code"] == "UNSUPPORTED_MEDIA_TYPE"
+
+
+def test_multipart_without_job_field(api):
+    files = {"image": ("a.jpg", image_bytes(), "image/jpeg")}
+
+    response = api.post("/v1/jobs", files=files)
+
+    assert response.status_code == 422
+    assert error_of(response)["field"] == "job"
+
+
+def test_unknown_job_id(api):
+    response = api.get("/v1/jobs/job_doesnotexist")
+
+    assert response.status_code == 404
+    assert error_of(response)["code"] == "JOB_NOT_FOUND"
+
+
+@pytest.mark.parametrize("header", [None, "Bearer", "Bearer phk_wrong", "Basic dXNlcjpwYXNz"])
+def test_missing_or_bad_api_key(stack: RunningStack, header):
+    headers = {"authorization": header} if header else {}
+
+    response = httpx.post(f"{stack.api_url}/v1/jobs", json=transform_job(), headers=headers)
+
+    assert response.status_code == 401
+    assert error_of(response)["code"] == "UNAUTHORIZED"
+
+
+def test_another_clients_job_is_not_found(api, stack: RunningStack):
+    job_id = api.post("/v1/jobs", json=transform_job()).json()["id"]
+    other = pixhook(stack, "clients", "create", "other", "--json")
+    other_key = json.loads(other.stdout)["api_key"]
+
+    response = httpx.get(
+        f"{stack.api_url}/v1/jobs/{job_id}", headers={"authorization": f"Bearer {other_key}"}
+    )
+
+    assert response.status_code == 404
+
+
+def test_unknown_route_uses_the_error_format(stack: RunningStack):
+    response = httpx.get(f"{stack.api_url}/v2/nothing")
+
+    assert response.status_code == 404
+    assert error_of(response)["code"] == "NOT_FOUND"
