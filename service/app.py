@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, Response
 
 from service.config import Settings
 from service.errors import ApiError
-from service.routes import files, jobs, system
+from service.routes import deliveries, files, jobs, metrics, system
 from service.runtime import Runtime
 
 log = logging.getLogger("pixhook.api")
@@ -30,7 +30,7 @@ def create_app(settings: Settings) -> Starlette:
             await app.state.runtime.close()
 
     return Starlette(
-        routes=[*jobs.routes, *files.routes, *system.routes],
+        routes=[*jobs.routes, *deliveries.routes, *files.routes, *system.routes, *metrics.routes],
         lifespan=lifespan,
         exception_handlers={
             ApiError: _api_error,

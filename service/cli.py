@@ -16,6 +16,7 @@ from typing import Any
 
 from service.clients import Client, NewClient, client_store
 from service.config import ConfigError, Settings
+from webhooks.schedule import parse_duration
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,11 +63,42 @@ def _parser() -> argparse.ArgumentParser:
     listing = client_commands.add_parser("list", help="list clients")
     listing.add_argument("--json", action="store_true", help="print JSON")
     listing.set_defaults(run=_clients_list)
+    rotate = client_commands.add_parser(
+        "rotate-secret", help="a new webhook secret; the old one keeps signing for the overlap"
+    )
+    rotate.add_argument("client_id")
+    rotate.add_argument(
+        "--overlap",
+        type=parse_duration,
+        default=None,
+        help="e.g. 24h (PIXHOOK_SECRET_ROTATION_OVERLAP)",
+    )
+    rotate.set_defaults(run=_clients_rotate_secret)
+
+    dlq = commands.add_parser("dlq", help="inspect and replay the dead-letter queue")
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
+    for name, run, help_text in (
+        ("list", _dlq_list, "list dead deliveries, newest first"),
+        ("replay", _dlq_replay, "re-queue dead deliveries (same webhook-id)"),
+    ):
+        sub = dlq_commands.add_parser(name, help=help_text)
+        sub.add_argument("ids", nargs="*", help="delivery ids (default: all that match)")
+        sub.add_argument("--client", help="only this client's deliveries")
+        sub.add_argument("--host", help="only deliveries to this host")
+        sub.add_argument("--since", type=float, help="died at or after (Unix seconds)")
+        sub.add_argument("--until", type=float, help="died at or before (Unix seconds)")
+        sub.add_argument("--json", action="store_true", help="print JSON")
+        sub.set_defaults(run=run)
+    purge = dlq_commands.add_parser("purge", help="delete dead deliveries for good")
+    purge.add_argument("ids", nargs="+", help="delivery ids")
+    purge.set_defaults(run=_dlq_purge)
     return parser
 
 
-def _settings() -> Settings:
-    return Settings.from_env(os.environ)
+def _serving_settings() -> Settings:
+    settings = Settings.from_env(os.environ)
+    settings.require_secret_key()
+    return settings
 
 
 def _api(args: argparse.Namespace) -> int:
@@ -74,14 +106,14 @@ def _api(args: argparse.Namespace) -> int:
 
     from service.app import create_app
 
-    uvicorn.run(create_app(_settings()), host=args.host, port=args.port, log_level="info")
+    uvicorn.run(create_app(_serving_settings()), host=args.host, port=args.port, log_level="info")
     return 0
 
 
 def _worker(args: argparse.Namespace) -> int:
     from service.worker import create_worker
 
-    create_worker(_settings(), args.queue).run()
+    create_worker(_serving_settings(), args.queue).run()
     return 0
 
 
@@ -169,6 +201,41 @@ def _clients_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _clients_rotate_secret(args: argparse.Namespace) -> int:
+    overlap = args.overlap
+    if overlap is None:
+        overlap = Settings.from_env(os.environ).secret_rotation_overlap_s
+
+    async def rotate() -> str | None:
+        async with client_store(_redis_url()) as store:
+            return await store.rotate_secret(args.client_id, overlap)
+
+    secret = asyncio.run(rotate())
+    if secret is None:
+        print(f"pixhook: no client {args.client_id}", file=sys.stderr)
+        return 1
+    print(f"webhook_secret  {secret}")
+    print(f"The previous secret keeps signing (as a second signature) for {overlap:g}s.")
+    return 0
+
+
+def _dlq_list(args: argparse.Namespace) -> int:
+    from service.operator import dlq_list
+
+    return dlq_list(_redis_url(), args)
+
+
+def _dlq_replay(args: argparse.Namespace) -> int:
+    from service.operator import dlq_replay
+
+    return dlq_replay(_redis_url(), args)
+
+
+def _dlq_purge(args: argparse.Namespace) -> int:
+    from service.operator import dlq_purge
+
+    return dlq_purge(_redis_url(), args)
+
+
 def _redis_url() -> str:
-    # Client management needs only Redis; it must not demand the API's secret key.
-    return os.environ.get("PIXHOOK_REDIS_URL") or Settings.redis_url
+    return Settings.from_env(os.environ).redis_url

@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
+from redis.exceptions import WatchError
 
 from service.ids import new_id
 from webhooks.signing import generate_secret
@@ -64,7 +65,7 @@ class ClientStore:
                     "name": name,
                     "created_at": repr(client.created_at),
                     "key_digest": digest,
-                    "secrets": json.dumps([webhook_secret]),
+                    "secrets": json.dumps([{"secret": webhook_secret, "expires_at": None}]),
                 },
             )
             pipe.set(self._api_key_key(digest), client.id)
@@ -92,9 +93,40 @@ class ClientStore:
         return clients
 
     async def signing_secrets(self, client_id: str) -> list[str]:
-        """The secrets that sign this client's webhooks, the current one first."""
+        """The secrets that sign this client's webhooks: the current one first, then any
+        previous one still inside its rotation overlap."""
         raw = await self._redis.hget(self._client_key(client_id), "secrets")  # type: ignore[misc]
-        return list(json.loads(raw)) if raw else []
+        now = time.time()
+        return [
+            entry["secret"]
+            for entry in (json.loads(raw) if raw else [])
+            if entry["expires_at"] is None or entry["expires_at"] > now
+        ]
+
+    async def rotate_secret(self, client_id: str, overlap_s: float) -> str | None:
+        """A new current secret; the old one keeps signing for `overlap_s`. None: no client."""
+        key = self._client_key(client_id)
+        new_secret = generate_secret()
+        async with self._redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key)
+                    raw = await pipe.hget(key, "secrets")  # type: ignore[misc]
+                    if raw is None:
+                        return None
+                    now = time.time()
+                    kept = [
+                        {"secret": e["secret"], "expires_at": e["expires_at"] or now + overlap_s}
+                        for e in json.loads(raw)
+                        if e["expires_at"] is None or e["expires_at"] > now
+                    ]
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    secrets_json = json.dumps([{"secret": new_secret, "expires_at": None}, *kept])
+                    pipe.hset(key, "secrets", secrets_json)
+                    await pipe.execute()
+                    return new_secret
+                except WatchError:
+                    continue
 
 
 def _client(raw: dict[bytes, bytes]) -> Client:

@@ -6,7 +6,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
-from webhooks.deliverer import DeliveryPolicy
+from webhooks.circuit import CircuitPolicy
+from webhooks.dispatcher import DeliveryPolicy
+from webhooks.dlq import DlqPolicy
+from webhooks.guard import UrlPolicy
 from webhooks.schedule import RetrySchedule, parse_duration
 
 T = TypeVar("T")
@@ -37,11 +40,24 @@ class Settings:
     job_timeout_s: float = 300.0
     job_concurrency: int = 4
     job_retention_s: float = 7 * 86400.0
-    delivery_concurrency: int = 64
+    allow_private_networks: UrlPolicy = field(default_factory=UrlPolicy)
+    delivery_concurrency: int = 256
+    webhook_per_host_concurrency: int = 32
     webhook_retry_schedule: RetrySchedule = field(default_factory=RetrySchedule)
     webhook_connect_timeout_s: float = 5.0
     webhook_attempt_timeout_s: float = 15.0
     webhook_response_cap_bytes: int = 4096
+    webhook_throttled_backoff_s: float = 60.0
+    webhook_max_retry_after_s: float = 6 * 3600.0
+    circuit_threshold: int = 5
+    circuit_cooldown_s: float = 30.0
+    circuit_max_cooldown_s: float = 600.0
+    dlq_retention_s: float = 30 * 86400.0
+    dlq_replay_rate: float = 50.0
+    dlq_redrive_batch: int = 100
+    dlq_redrive_rate: float = 10.0
+    secret_rotation_overlap_s: float = 86400.0
+    shutdown_grace_s: float = 20.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -63,6 +79,9 @@ class Settings:
     def check(self) -> None:
         if not self.storage.startswith("local:"):
             raise ConfigError("PIXHOOK_STORAGE", "only local:DIR storage is available")
+
+    def require_secret_key(self) -> None:
+        """The API and workers sign file links; other commands do not need the key."""
         if len(self.secret_key) < 16:
             raise ConfigError(
                 "PIXHOOK_SECRET_KEY",
@@ -76,6 +95,28 @@ class Settings:
             connect_timeout_s=self.webhook_connect_timeout_s,
             attempt_deadline_s=self.webhook_attempt_timeout_s,
             response_cap_bytes=self.webhook_response_cap_bytes,
+            throttled_backoff_s=self.webhook_throttled_backoff_s,
+            max_retry_after_s=self.webhook_max_retry_after_s,
+            max_in_flight=self.delivery_concurrency,
+            per_host_connections=self.webhook_per_host_concurrency,
+        )
+
+    @property
+    def circuit_policy(self) -> CircuitPolicy:
+        return CircuitPolicy(
+            threshold=self.circuit_threshold,
+            cooldown_s=self.circuit_cooldown_s,
+            max_cooldown_s=self.circuit_max_cooldown_s,
+            probe_lease_s=self.webhook_attempt_timeout_s + 10,
+        )
+
+    @property
+    def dlq_policy(self) -> DlqPolicy:
+        return DlqPolicy(
+            retention_s=self.dlq_retention_s,
+            replay_rate_per_s=self.dlq_replay_rate,
+            redrive_batch=self.dlq_redrive_batch,
+            redrive_rate_per_s=self.dlq_redrive_rate,
         )
 
     def limits(self) -> dict[str, float]:
@@ -91,6 +132,7 @@ class Settings:
             "file_url_ttl_s": self.file_url_ttl_s,
             "webhook_attempt_timeout_s": self.webhook_attempt_timeout_s,
             "webhook_response_cap_bytes": self.webhook_response_cap_bytes,
+            "dlq_retention_s": self.dlq_retention_s,
         }
 
 
@@ -126,6 +168,9 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "public_url": lambda raw: raw.rstrip("/"),
     "secret_key": _text,
     "webhook_retry_schedule": RetrySchedule.parse,
+    "allow_private_networks": UrlPolicy.parse,
+    "dlq_replay_rate": _positive(float),
+    "dlq_redrive_rate": _positive(float),
     **{
         name: _positive(int)
         for name in (
@@ -137,7 +182,10 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
             "max_url_length",
             "job_concurrency",
             "delivery_concurrency",
+            "webhook_per_host_concurrency",
             "webhook_response_cap_bytes",
+            "circuit_threshold",
+            "dlq_redrive_batch",
         )
     },
     **{
@@ -148,6 +196,13 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
             "job_retention_s",
             "webhook_connect_timeout_s",
             "webhook_attempt_timeout_s",
+            "webhook_throttled_backoff_s",
+            "webhook_max_retry_after_s",
+            "circuit_cooldown_s",
+            "circuit_max_cooldown_s",
+            "dlq_retention_s",
+            "secret_rotation_overlap_s",
+            "shutdown_grace_s",
         )
     },
 }

@@ -183,6 +183,8 @@ def local_stack(
         "PIXHOOK_STORAGE": f"local:{files_dir}",
         "PIXHOOK_SECRET_KEY": secrets.token_urlsafe(32),
         "PIXHOOK_PUBLIC_URL": api_url,
+        # Everything runs on loopback here, receivers included.
+        "PIXHOOK_ALLOW_PRIVATE_NETWORKS": "127.0.0.0/8,::1/128",
         **(env or {}),
     }
     processes = ServiceProcesses(stack_env, workdir / "logs")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from service.jobs import Job
 from service.runtime import Runtime
 from service.views import job_view
-from webhooks.deliverer import submit
 from webhooks.events import event_body, utc_timestamp
+from webhooks.outbox import submit
 
 # status -> (event type, the `webhook_events` subscription that asks for it)
 STATUS_EVENTS = {
@@ -32,7 +32,6 @@ async def publish_status(runtime: Runtime, job: Job) -> str | None:
     data = job_view(job, runtime.storage, runtime.settings.public_url)
     delivery_id = await submit(
         runtime.deliveries,
-        runtime.redis,
         event_id=event_id,
         event_type=event_type,
         owner=job.client_id,

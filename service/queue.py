@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
 
-from webhooks.queue import deserialize, serialize
-
 JOB_QUEUE = "pixhook:queue:jobs"
+DELIVERY_QUEUE = "pixhook:queue:deliveries"
 RUN_JOB = "run_job"
+
+
+def serialize(job: dict[str, Any]) -> bytes:
+    """JSON, not arq's default pickle: whoever can write to Redis must not run code on workers."""
+    return json.dumps(job, separators=(",", ":")).encode()
+
+
+def deserialize(raw: bytes) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(raw)
+    return loaded
 
 
 async def connect(redis_url: str) -> ArqRedis:

@@ -11,6 +11,9 @@ from service.config import Settings
 from service.jobs import JobStore
 from service.queue import connect
 from service.storage import LocalStorage, open_storage
+from webhooks.circuit import Circuits
+from webhooks.dlq import DeadLetters
+from webhooks.metrics import DeliveryMetrics
 from webhooks.store import DeliveryStore
 
 
@@ -22,20 +25,28 @@ class Runtime:
     jobs: JobStore
     clients: ClientStore
     deliveries: DeliveryStore
+    dead_letters: DeadLetters
+    circuits: Circuits
+    delivery_metrics: DeliveryMetrics
 
     @classmethod
     async def open(cls, settings: Settings) -> Runtime:
+        settings.require_secret_key()
         redis = await connect(settings.redis_url)
         storage = open_storage(
             settings.storage, settings.secret_key, settings.file_url_ttl_s, settings.public_url
         )
+        deliveries = DeliveryStore(redis, retention_s=int(settings.job_retention_s))
         return cls(
             settings=settings,
             redis=redis,
             storage=storage,
             jobs=JobStore(redis, retention_s=settings.job_retention_s),
             clients=ClientStore(redis),
-            deliveries=DeliveryStore(redis, retention_s=int(settings.job_retention_s)),
+            deliveries=deliveries,
+            dead_letters=DeadLetters(deliveries, settings.dlq_policy),
+            circuits=Circuits(redis, settings.circuit_policy),
+            delivery_metrics=DeliveryMetrics(redis),
         )
 
     async def close(self) -> None:

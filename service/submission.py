@@ -14,6 +14,7 @@ from service.config import Settings
 from service.errors import InvalidInput
 from service.events import SUBSCRIPTIONS
 from service.tasks import JOB_TYPES
+from webhooks.guard import FORBIDDEN_ADDRESS, GuardRefused
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,14 @@ def _webhook_url(value: Any, settings: Settings) -> str | None:
             code="INVALID_URL",
             field="webhook_url",
         )
+    try:
+        # What can be judged without DNS is judged now; a name's addresses are checked on delivery.
+        settings.allow_private_networks.check_url(value)
+    except GuardRefused as exc:
+        code = "URL_NOT_ALLOWED" if exc.reason == FORBIDDEN_ADDRESS else "INVALID_URL"
+        raise InvalidInput(
+            f"webhook_url is not allowed: {exc}", code=code, field="webhook_url"
+        ) from exc
     return value
 
 

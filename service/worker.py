@@ -1,19 +1,24 @@
-"""arq workers: `jobs` runs image jobs, `deliveries` sends webhooks. Separate queues, so slow
-image work never starves deliveries."""
+"""arq workers: `jobs` runs image jobs; `deliveries` sends webhooks. Separate processes and
+queues, so slow image work never delays a delivery."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any, Literal
 
 from arq.connections import RedisSettings
+from arq.cron import cron
 from arq.worker import Worker, func
 
 from service.config import Settings
-from service.queue import JOB_QUEUE, RUN_JOB
+from service.queue import DELIVERY_QUEUE, JOB_QUEUE, RUN_JOB, deserialize, serialize
 from service.runner import execute
 from service.runtime import Runtime
-from webhooks.deliverer import Deliverer, http_client
-from webhooks.queue import ATTEMPT_FUNCTION, DELIVERY_QUEUE, deserialize, serialize
+from webhooks.connector import open_session
+from webhooks.dispatcher import Dispatcher
+
+log = logging.getLogger("pixhook.worker")
 
 QueueName = Literal["jobs", "deliveries"]
 # Slack for arq's own timeout beyond ours, so our handler records the failure first.
@@ -24,51 +29,84 @@ async def _run_job(ctx: dict[str, Any], job_id: str) -> None:
     await execute(ctx["runtime"], job_id)
 
 
-async def _deliver_attempt(ctx: dict[str, Any], delivery_id: str, attempt: int) -> None:
-    await ctx["deliverer"].attempt(delivery_id, attempt)
+async def _expire_dead_letters(ctx: dict[str, Any]) -> None:
+    runtime: Runtime = ctx["runtime"]
+    purged = await runtime.dead_letters.expire()
+    await runtime.delivery_metrics.count_expired(len(purged))
 
 
 def create_worker(settings: Settings, queue: QueueName, **overrides: Any) -> Worker:
-    """An arq worker for one queue; `overrides` are passed to arq (tests use `burst`)."""
-
-    async def startup(ctx: dict[str, Any]) -> None:
-        runtime = await Runtime.open(settings)
-        ctx["runtime"] = runtime
-        if queue == "deliveries":
-            ctx["http"] = http_client(settings.delivery_policy)
-            ctx["deliverer"] = Deliverer(
-                runtime.deliveries,
-                runtime.redis,
-                ctx["http"],
-                runtime.clients.signing_secrets,
-                settings.delivery_policy,
-            )
-
-    async def shutdown(ctx: dict[str, Any]) -> None:
-        if "http" in ctx:
-            await ctx["http"].aclose()
-        if "runtime" in ctx:
-            await ctx["runtime"].close()
-
-    if queue == "jobs":
-        timeout = settings.job_timeout_s + _TIMEOUT_SLACK_S
-        functions = [func(_run_job, name=RUN_JOB, timeout=timeout)]
-        queue_name, max_jobs = JOB_QUEUE, settings.job_concurrency
-    else:
-        timeout = settings.webhook_attempt_timeout_s + _TIMEOUT_SLACK_S
-        functions = [func(_deliver_attempt, name=ATTEMPT_FUNCTION, timeout=timeout)]
-        queue_name, max_jobs = DELIVERY_QUEUE, settings.delivery_concurrency
-    options: dict[str, Any] = {
-        "queue_name": queue_name,
+    """An arq worker for one queue; `overrides` are passed to arq."""
+    common: dict[str, Any] = {
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),
-        "on_startup": startup,
-        "on_shutdown": shutdown,
-        "max_jobs": max_jobs,
-        "job_timeout": timeout,
         "keep_result": 0,
         "poll_delay": 0.1,
         "job_serializer": serialize,
         "job_deserializer": deserialize,
-        **overrides,
     }
-    return Worker(functions, **options)
+    if queue == "jobs":
+        return _jobs_worker(settings, common | overrides)
+    return _deliveries_worker(settings, common | overrides)
+
+
+def _jobs_worker(settings: Settings, options: dict[str, Any]) -> Worker:
+    async def startup(ctx: dict[str, Any]) -> None:
+        ctx["runtime"] = await Runtime.open(settings)
+
+    async def shutdown(ctx: dict[str, Any]) -> None:
+        if "runtime" in ctx:
+            await ctx["runtime"].close()
+
+    timeout = settings.job_timeout_s + _TIMEOUT_SLACK_S
+    return Worker(
+        [func(_run_job, name=RUN_JOB, timeout=timeout)],
+        queue_name=JOB_QUEUE,
+        on_startup=startup,
+        on_shutdown=shutdown,
+        max_jobs=settings.job_concurrency,
+        job_timeout=timeout,
+        **options,
+    )
+
+
+def _deliveries_worker(settings: Settings, options: dict[str, Any]) -> Worker:
+    """Deliveries are claimed in batches by the dispatcher this worker runs (see
+    docs/delivery-engine.md); arq runs its housekeeping and its signals and health checks."""
+
+    async def startup(ctx: dict[str, Any]) -> None:
+        runtime = await Runtime.open(settings)
+        session = open_session(
+            settings.allow_private_networks,
+            connect_timeout_s=settings.webhook_connect_timeout_s,
+            max_connections=settings.delivery_concurrency,
+            per_host=settings.webhook_per_host_concurrency,
+        )
+        dispatcher = Dispatcher(
+            runtime.deliveries,
+            session,
+            runtime.clients.signing_secrets,
+            settings.delivery_policy,
+            settings.allow_private_networks,
+            runtime.circuits,
+            runtime.dead_letters,
+            runtime.delivery_metrics,
+        )
+        ctx.update(runtime=runtime, session=session, dispatcher=dispatcher)
+        ctx["dispatching"] = asyncio.create_task(dispatcher.run())
+
+    async def shutdown(ctx: dict[str, Any]) -> None:
+        if "dispatcher" in ctx:
+            await ctx["dispatcher"].stop(settings.shutdown_grace_s)
+            await ctx["dispatching"]
+            await ctx["session"].close()
+        if "runtime" in ctx:
+            await ctx["runtime"].close()
+
+    return Worker(
+        cron_jobs=[cron(_expire_dead_letters, second=0, run_at_startup=True)],
+        queue_name=DELIVERY_QUEUE,
+        on_startup=startup,
+        on_shutdown=shutdown,
+        job_timeout=300,
+        **options,
+    )

@@ -12,6 +12,11 @@ from tests.receiver import Receiver
 STACK_ENV = {
     "PIXHOOK_WEBHOOK_RETRY_SCHEDULE": "300ms,300ms",
     "PIXHOOK_WEBHOOK_ATTEMPT_TIMEOUT": "3s",
+    "PIXHOOK_WEBHOOK_THROTTLED_BACKOFF": "300ms",
+    # Only the receivers' own address: `localhost` (which is also ::1) and the rest stay refused.
+    "PIXHOOK_ALLOW_PRIVATE_NETWORKS": "127.0.0.1/32",
+    # Every test receiver shares 127.0.0.1; the breaker has its own stack in test_circuit.py.
+    "PIXHOOK_CIRCUIT_THRESHOLD": "100000",
     "PIXHOOK_MAX_REQUEST_BYTES": "2000000",
     "PIXHOOK_MAX_IMAGE_PIXELS": "30000000",
 }

@@ -42,9 +42,9 @@ def test_bad_value_names_the_variable(variable, value):
     assert caught.value.variable == variable
 
 
-def test_secret_key_is_required():
+def test_secret_key_is_required_to_serve():
     with pytest.raises(ConfigError) as caught:
-        Settings.from_env({})
+        Settings.from_env({}).require_secret_key()
 
     assert caught.value.variable == "PIXHOOK_SECRET_KEY"
 

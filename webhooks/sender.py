@@ -3,21 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import ssl
 import time
 from dataclasses import dataclass
 
-import httpx
+import aiohttp
+
+from webhooks.guard import GuardRefused, UrlPolicy
 
 USER_AGENT = "pixhook-webhooks/0.1"
 
 # Stable reason codes recorded on failed attempts.
 HTTP_STATUS = "HTTP_STATUS"
+GONE = "GONE"
+THROTTLED = "THROTTLED"
 REDIRECT = "REDIRECT_NOT_FOLLOWED"
 TIMEOUT = "TIMEOUT"
 CONNECT_ERROR = "CONNECT_ERROR"
+CONNECTION_RESET = "CONNECTION_RESET"
 TLS_ERROR = "TLS_ERROR"
-PROTOCOL_ERROR = "PROTOCOL_ERROR"
+GUARD_REFUSED = "GUARD_REFUSED"
+DNS_FAILURE = "DNS_FAILURE"
+
+# Failures that say the host is unwell (they count towards its circuit breaker); a 4xx does not.
+HOST_FAILURES = frozenset({HTTP_STATUS, THROTTLED, TIMEOUT, CONNECT_ERROR, CONNECTION_RESET})
 
 
 @dataclass(frozen=True)
@@ -28,60 +38,115 @@ class AttemptResult:
     error_code: str | None = None
     error_message: str | None = None
     response_excerpt: str = ""
+    retry_after_s: float | None = None
+
+    @property
+    def host_failure(self) -> bool:
+        if self.error_code == HTTP_STATUS:
+            return self.status_code is not None and self.status_code >= 500
+        return self.error_code in HOST_FAILURES
 
 
 async def send(
-    client: httpx.AsyncClient,
+    session: aiohttp.ClientSession,
     url: str,
     body: bytes,
     headers: dict[str, str],
     *,
+    policy: UrlPolicy,
     deadline_s: float,
     response_cap: int,
 ) -> AttemptResult:
-    """POST once; never raises for anything the receiver or the network does."""
+    """POST once; never raises for anything the receiver, DNS or the network does."""
     started = time.perf_counter()
     request_headers = {"content-type": "application/json", "user-agent": USER_AGENT, **headers}
     try:
-        # httpx times each step separately; a receiver trickling bytes must not hold us longer.
+        policy.check_url(url)  # IP literals never reach the resolver, so they are judged here
+        # One deadline for the whole attempt: a receiver trickling bytes cannot hold a worker.
         async with asyncio.timeout(deadline_s):
-            request = client.build_request("POST", url, content=body, headers=request_headers)
-            response = await client.send(request, stream=True, follow_redirects=False)
-            try:
+            async with session.post(
+                url, data=body, headers=request_headers, allow_redirects=False
+            ) as response:
                 excerpt = await _read_capped(response, response_cap)
-            finally:
-                await response.aclose()
-    except (TimeoutError, httpx.TimeoutException):
+                status, retry_after = response.status, _retry_after(response)
+    except GuardRefused as exc:
+        code = DNS_FAILURE if exc.reason == "DNS_FAILURE" else GUARD_REFUSED
+        return _failure(started, code, str(exc))
+    except TimeoutError:
         return _failure(started, TIMEOUT, f"no complete response within {deadline_s:g}s")
-    except httpx.ConnectError as exc:
-        code = TLS_ERROR if _caused_by_tls(exc) else CONNECT_ERROR
-        return _failure(started, code, str(exc) or type(exc).__name__)
-    except httpx.HTTPError as exc:
-        return _failure(started, PROTOCOL_ERROR, str(exc) or type(exc).__name__)
+    except aiohttp.ClientError as exc:
+        return _failure(started, *_classify(exc))
     duration_ms = (time.perf_counter() - started) * 1000
-    status = response.status_code
     if 200 <= status < 300:
         return AttemptResult(True, duration_ms, status, response_excerpt=excerpt)
-    code = REDIRECT if 300 <= status < 400 else HTTP_STATUS
-    return AttemptResult(False, duration_ms, status, code, f"receiver answered {status}", excerpt)
+    return AttemptResult(
+        False,
+        duration_ms,
+        status,
+        _status_code(status),
+        f"receiver answered {status}",
+        excerpt,
+        retry_after,
+    )
 
 
-async def _read_capped(response: httpx.Response, cap: int) -> str:
-    received = bytearray()
-    async for chunk in response.aiter_raw():
-        received += chunk
-        if len(received) >= cap:
-            break
-    return received[:cap].decode("utf-8", errors="replace")
+def _status_code(status: int) -> str:
+    if status == 410:
+        return GONE
+    if status == 429:
+        return THROTTLED
+    return REDIRECT if 300 <= status < 400 else HTTP_STATUS
 
 
-def _caused_by_tls(exc: BaseException) -> bool:
+def _classify(exc: aiohttp.ClientError) -> tuple[str, str]:
+    guard = _guard_cause(exc)
+    if guard is not None:
+        return (DNS_FAILURE if guard.reason == "DNS_FAILURE" else GUARD_REFUSED), str(guard)
+    message = str(exc) or type(exc).__name__
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
+        return TLS_ERROR, message
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return (TLS_ERROR if isinstance(exc.os_error, ssl.SSLError) else CONNECT_ERROR), message
+    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError):
+        return CONNECTION_RESET, message
+    return CONNECTION_RESET, message  # payload and protocol errors: the exchange broke off
+
+
+def _guard_cause(exc: BaseException) -> GuardRefused | None:
     cause: BaseException | None = exc
     while cause is not None:
-        if isinstance(cause, ssl.SSLError):
-            return True
+        if isinstance(cause, GuardRefused):
+            return cause
         cause = cause.__cause__ or cause.__context__
-    return False
+    return None
+
+
+async def _read_capped(response: aiohttp.ClientResponse, cap: int) -> str:
+    received = bytearray()
+    while len(received) < cap:
+        chunk = await response.content.read(cap - len(received))
+        if not chunk:
+            break
+        received += chunk
+    return received.decode("utf-8", errors="replace")
+
+
+def _retry_after(response: aiohttp.ClientResponse) -> float | None:
+    """Seconds from a `Retry-After` header (delta-seconds or an HTTP date) on 429 and 503."""
+    if response.status not in (429, 503):
+        return None
+    return parse_retry_after(response.headers.get("retry-after", ""), time.time())
+
+
+def parse_retry_after(value: str, now: float) -> float | None:
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, moment.timestamp() - now)
 
 
 def _failure(started: float, code: str, message: str) -> AttemptResult:

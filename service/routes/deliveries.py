@@ -1,0 +1,177 @@
+"""`/v1/deliveries` and `/v1/dlq`: the attempt log, manual retries, the dead-letter queue."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from service.auth import authenticate, runtime
+from service.bodies import parse_json, read_body
+from service.errors import InvalidInput, NotFound
+from service.views import iso
+from webhooks.dlq import DlqFilter
+from webhooks.store import STATUSES, Delivery
+
+MAX_PAGE = 200
+
+
+async def list_deliveries(request: Request) -> JSONResponse:
+    client = await authenticate(request)
+    status = request.query_params.get("status", "pending")
+    if status not in STATUSES:
+        raise InvalidInput(f"status must be one of: {', '.join(STATUSES)}", field="status")
+    limit, cursor = _paging(request)
+    rt = runtime(request)
+    key = rt.deliveries.keys.by_status(client.id, status)
+    rows = await rt.deliveries.page(key, limit=limit, before=cursor)
+    next_cursor = str(rows[-1][1]) if len(rows) == limit else None
+    return JSONResponse({"data": [_summary(d) for d, _ in rows], "next_cursor": next_cursor})
+
+
+async def get_delivery(request: Request) -> JSONResponse:
+    delivery = await _own_delivery(request)
+    attempts = await runtime(request).deliveries.attempts(delivery.id)
+    view = _summary(delivery)
+    view["attempts"] = [
+        {
+            "number": a.number,
+            "started_at": iso(a.started_at),
+            "duration_ms": a.duration_ms,
+            "status_code": a.status_code,
+            "error_code": a.error_code,
+            "error_message": a.error_message,
+            "response_excerpt": a.response_excerpt,
+        }
+        for a in attempts
+    ]
+    return JSONResponse(view)
+
+
+async def retry_delivery(request: Request) -> JSONResponse:
+    """Send again now, with a fresh retry schedule and the same event id, whatever its status."""
+    delivery = await _own_delivery(request)
+    rt = runtime(request)
+    await rt.deliveries.requeue(delivery, time.time(), only_dead=False)
+    requeued = await rt.deliveries.get(delivery.id)
+    return JSONResponse(_summary(requeued or delivery), status_code=202)
+
+
+async def list_dlq(request: Request) -> JSONResponse:
+    client = await authenticate(request)
+    limit, cursor = _paging(request)
+    page = await runtime(request).dead_letters.page(
+        client.id, _filter(request.query_params), limit=limit, cursor=cursor
+    )
+    next_cursor = None if page.next_cursor is None else str(page.next_cursor)
+    return JSONResponse(
+        {"data": [_summary(d) for d in page.deliveries], "next_cursor": next_cursor}
+    )
+
+
+async def replay_dlq(request: Request) -> JSONResponse:
+    """Body: {"ids": [...]}, or a filter {"host", "since", "until"}, or {"all": true}."""
+    client = await authenticate(request)
+    rt = runtime(request)
+    body = parse_json(await read_body(request, rt.settings.max_request_bytes))
+    if not isinstance(body, dict) or not body.keys() & {"ids", "host", "since", "until", "all"}:
+        raise InvalidInput(
+            'say what to replay: {"ids": [...]}, a filter on host/since/until, or {"all": true}'
+        )
+    if "ids" in body:
+        ids = body["ids"]
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids) or len(ids) > 1000:
+            raise InvalidInput("ids must be a list of at most 1000 delivery ids", field="ids")
+        count = sum([await rt.dead_letters.replay_one(client.id, i) for i in ids])
+    else:
+        if "all" in body and body["all"] is not True:
+            raise InvalidInput("all must be true", field="all")
+        count = await rt.dead_letters.replay(client.id, _filter(body))
+    return JSONResponse({"requeued": count}, status_code=202)
+
+
+async def delete_dlq(request: Request) -> Response:
+    client = await authenticate(request)
+    delivery_id = request.path_params["delivery_id"]
+    if not await runtime(request).dead_letters.purge(client.id, delivery_id):
+        raise NotFound(f"no dead delivery {delivery_id}", code="DELIVERY_NOT_FOUND", field="id")
+    return Response(status_code=204)
+
+
+async def _own_delivery(request: Request) -> Delivery:
+    client = await authenticate(request)
+    delivery_id = request.path_params["delivery_id"]
+    delivery = await runtime(request).deliveries.get(delivery_id)
+    if delivery is None or delivery.owner != client.id:
+        raise NotFound(f"no delivery {delivery_id}", code="DELIVERY_NOT_FOUND", field="id")
+    return delivery
+
+
+def _summary(delivery: Delivery) -> dict[str, Any]:
+    return {
+        "id": delivery.id,
+        "event_id": delivery.event_id,
+        "event_type": delivery.event_type,
+        "url": delivery.url,
+        "host": delivery.host,
+        "status": delivery.status,
+        "attempts": delivery.attempts,
+        "replays": delivery.replays,
+        "created_at": iso(delivery.created_at),
+        "next_attempt_at": iso(delivery.next_attempt_at) if delivery.status == "pending" else None,
+        "dead_at": iso(delivery.dead_at),
+        "last_error": delivery.last_error,
+        "last_status_code": delivery.last_status_code,
+    }
+
+
+def _paging(request: Request) -> tuple[int, int | None]:
+    raw_limit = request.query_params.get("limit", "50")
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE:
+        raise InvalidInput(f"limit must be a whole number from 1 to {MAX_PAGE}", field="limit")
+    raw_cursor = request.query_params.get("cursor")
+    if raw_cursor is not None and not raw_cursor.isdigit():
+        raise InvalidInput("cursor must be a next_cursor from an earlier page", field="cursor")
+    return int(raw_limit), None if raw_cursor is None else int(raw_cursor)
+
+
+def _filter(source: Any) -> DlqFilter:
+    host = source.get("host")
+    if host is not None and (not isinstance(host, str) or not host):
+        raise InvalidInput("host must be a host name", field="host")
+    return DlqFilter(host, _moment(source, "since"), _moment(source, "until"))
+
+
+def _moment(source: Any, name: str) -> float | None:
+    """Unix seconds or an ISO 8601 time (UTC when it names no zone)."""
+    value = source.get(name)
+    if value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            pass
+        else:
+            return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+    raise InvalidInput(f"{name} must be Unix seconds or an ISO 8601 time", field=name)
+
+
+routes = [
+    Route("/v1/deliveries", list_deliveries, methods=["GET"]),
+    Route("/v1/deliveries/{delivery_id}", get_delivery, methods=["GET"]),
+    Route("/v1/deliveries/{delivery_id}/retry", retry_delivery, methods=["POST"]),
+    Route("/v1/dlq", list_dlq, methods=["GET"]),
+    Route("/v1/dlq/replay", replay_dlq, methods=["POST"]),
+    Route("/v1/dlq/{delivery_id}", delete_dlq, methods=["DELETE"]),
+]

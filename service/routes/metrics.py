@@ -1,0 +1,49 @@
+"""`/metrics`: Prometheus text, the same from every API replica (the figures live in Redis)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from service.auth import runtime
+from service.queue import JOB_QUEUE
+from webhooks.metrics import DeliveryGauges, delivery_metric_families
+
+
+class _Snapshot(Collector):
+    def __init__(self, metrics: list[Metric]) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._metrics)
+
+
+async def metrics(request: Request) -> Response:
+    rt = runtime(request)
+    due, pending = await rt.deliveries.due_count()
+    gauges = DeliveryGauges(
+        due=due,
+        pending=pending,
+        dead=await rt.dead_letters.size(),
+        open_circuits=await rt.circuits.open_count(),
+    )
+    families = list(delivery_metric_families(await rt.delivery_metrics.snapshot(), gauges))
+    families.append(
+        GaugeMetricFamily(
+            "pixhook_jobs_queued",
+            "Image jobs waiting in the jobs queue",
+            value=await rt.redis.zcard(JOB_QUEUE),
+        )
+    )
+    registry = CollectorRegistry()
+    registry.register(_Snapshot(families))
+    return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")
+
+
+routes = [Route("/metrics", metrics, methods=["GET"])]

@@ -1,0 +1,105 @@
+"""Per-host circuit breakers, shared by all delivery workers through Redis.
+
+After `threshold` host failures in a row a host's circuit opens: its deliveries wait, without
+spending attempts, until the cooldown ends; then one probe goes out. A probe that succeeds closes
+the circuit, one that fails reopens it with twice the cooldown (up to a maximum).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+from redis.asyncio import Redis
+
+_CHECK = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if state ~= 'open' then return {'closed', 0} end
+local now = tonumber(ARGV[1])
+local open_until = tonumber(redis.call('HGET', KEYS[1], 'open_until'))
+if now < open_until then return {'open', open_until} end
+local probe_until = tonumber(redis.call('HGET', KEYS[1], 'probe_until') or '0')
+if now < probe_until then return {'open', probe_until} end
+redis.call('HSET', KEYS[1], 'probe_until', now + tonumber(ARGV[2]))
+return {'probe', 0}
+"""
+
+# ARGV: host, healthy (1/0), now_ms, threshold, base_cooldown_ms, max_cooldown_ms
+_REPORT = """
+if ARGV[2] == '1' then
+  local was_open = redis.call('HGET', KEYS[1], 'state') == 'open'
+  redis.call('DEL', KEYS[1])
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  return was_open and 1 or 0
+end
+local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
+local state = redis.call('HGET', KEYS[1], 'state')
+if state == 'open' or failures >= tonumber(ARGV[4]) then
+  local opens = redis.call('HINCRBY', KEYS[1], 'opens', 1)
+  local cooldown = math.min(tonumber(ARGV[6]), tonumber(ARGV[5]) * 2 ^ (opens - 1))
+  local open_until = tonumber(ARGV[3]) + cooldown
+  redis.call('HSET', KEYS[1], 'state', 'open', 'open_until', open_until, 'probe_until', 0)
+  redis.call('ZADD', KEYS[2], open_until, ARGV[1])
+end
+redis.call('EXPIRE', KEYS[1], 86400)
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class CircuitPolicy:
+    threshold: int = 5
+    cooldown_s: float = 30.0
+    max_cooldown_s: float = 600.0
+    probe_lease_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class CircuitState:
+    kind: Literal["closed", "open", "probe"]
+    retry_at: float = 0.0
+
+
+class Circuits:
+    def __init__(self, redis: Redis, policy: CircuitPolicy, prefix: str = "pixhook") -> None:
+        self._redis = redis
+        self._policy = policy
+        self._prefix = prefix
+        self.open_key = f"{prefix}:circuits:open"
+        self._check = redis.register_script(_CHECK)
+        self._report = redis.register_script(_REPORT)
+
+    def _key(self, host: str) -> str:
+        return f"{self._prefix}:circuit:{host}"
+
+    async def check(self, hosts: Iterable[str]) -> dict[str, CircuitState]:
+        """Each host's state; a host whose cooldown ended hands out a single probe."""
+        hosts = list(hosts)
+        now_ms = int(time.time() * 1000)
+        probe_ms = int(self._policy.probe_lease_s * 1000)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for host in hosts:
+                await self._check(keys=[self._key(host)], args=[now_ms, probe_ms], client=pipe)
+            rows = await pipe.execute()
+        return {
+            host: CircuitState(kind.decode(), int(retry_ms) / 1000)
+            for host, (kind, retry_ms) in zip(hosts, rows, strict=True)
+        }
+
+    async def report(self, host: str, healthy: bool) -> bool:
+        """Record an attempt's verdict on the host; True when this closed an open circuit."""
+        policy = self._policy
+        args = [
+            host,
+            "1" if healthy else "0",
+            int(time.time() * 1000),
+            policy.threshold,
+            int(policy.cooldown_s * 1000),
+            int(policy.max_cooldown_s * 1000),
+        ]
+        return bool(await self._report(keys=[self._key(host), self.open_key], args=args))
+
+    async def open_count(self) -> int:
+        return int(await self._redis.zcard(self.open_key))

@@ -1,0 +1,231 @@
+"""The delivery loop: claim due deliveries in batches, send them concurrently, record outcomes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import secrets
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import aiohttp
+from redis.exceptions import RedisError
+
+from webhooks.circuit import Circuits
+from webhooks.dlq import DeadLetters
+from webhooks.guard import UrlPolicy
+from webhooks.metrics import DeliveryMetrics
+from webhooks.schedule import RetrySchedule
+from webhooks.sender import GONE, GUARD_REFUSED, THROTTLED, TIMEOUT, AttemptResult, send
+from webhooks.signing import InvalidSecret, webhook_headers
+from webhooks.store import Attempt, Delivery, DeliveryStore, Outcome
+
+log = logging.getLogger("pixhook.deliveries")
+
+SIGNING_ERROR = "SIGNING_ERROR"
+# Failures that no later attempt can fix; the delivery goes straight to the dead-letter queue.
+FINAL_ERRORS = frozenset({GONE, GUARD_REFUSED, SIGNING_ERROR})
+
+SecretsFor = Callable[[str], Awaitable[Sequence[str]]]
+"""Given a delivery's owner, the secrets to sign with (the current one first)."""
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    schedule: RetrySchedule = field(default_factory=RetrySchedule)
+    connect_timeout_s: float = 5.0
+    attempt_deadline_s: float = 15.0
+    response_cap_bytes: int = 4096
+    # After a timeout or a 429 the receiver is struggling: give it at least this long.
+    throttled_backoff_s: float = 60.0
+    max_retry_after_s: float = 6 * 3600.0
+    batch_size: int = 100
+    max_in_flight: int = 256
+    per_host_connections: int = 32
+    poll_interval_s: float = 0.02
+    secrets_cache_s: float = 5.0
+
+    @property
+    def lease_s(self) -> float:
+        """How long a claimed delivery is ours: one attempt and the time to record it."""
+        return self.attempt_deadline_s + 10.0
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: Outcome
+    next_attempt_at: float | None = None
+
+
+def decide(delivery: Delivery, result: AttemptResult, policy: DeliveryPolicy) -> Decision:
+    """Succeeded, dead, or when to try again."""
+    if result.ok:
+        return Decision("succeeded")
+    if result.error_code in FINAL_ERRORS:
+        return Decision("dead")
+    delay = policy.schedule.delay_after(delivery.attempts + 1 - delivery.schedule_base)
+    if delay is None:
+        return Decision("dead")
+    if result.retry_after_s is not None:
+        delay = max(delay, min(result.retry_after_s, policy.max_retry_after_s))
+    if result.error_code in (TIMEOUT, THROTTLED):
+        delay = max(delay, policy.throttled_backoff_s)
+    return Decision("retry", time.time() + delay)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: DeliveryStore,
+        session: aiohttp.ClientSession,
+        secrets_for: SecretsFor,
+        policy: DeliveryPolicy,
+        url_policy: UrlPolicy,
+        circuits: Circuits,
+        dead_letters: DeadLetters,
+        metrics: DeliveryMetrics,
+    ) -> None:
+        self._store = store
+        self._session = session
+        self._secrets_for = secrets_for
+        self._policy = policy
+        self._url_policy = url_policy
+        self._circuits = circuits
+        self._dead_letters = dead_letters
+        self._metrics = metrics
+        self._secrets: dict[str, tuple[float, Sequence[str]]] = {}
+        self._in_flight: dict[asyncio.Task[None], Delivery] = {}
+        self._stopping = asyncio.Event()
+
+    async def run(self) -> None:
+        """Deliver until `stop()`; what is claimed but unsent then is handed back."""
+        while not self._stopping.is_set():
+            room = self._policy.max_in_flight - len(self._in_flight)
+            if room <= 0:
+                await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
+                continue
+            try:
+                claimed = await self._claim_and_start(room)
+            except (RedisError, OSError):
+                log.exception("claiming deliveries failed; trying again in a second")
+                await asyncio.sleep(1.0)
+                continue
+            if not claimed:
+                await self._idle()
+
+    async def _claim_and_start(self, room: int) -> bool:
+        # A fresh token per batch: a lease that expired and passed to another worker is told apart.
+        token = secrets.token_hex(8)
+        batch = await self._store.claim(
+            token, self._policy.lease_s, min(room, self._policy.batch_size)
+        )
+        if batch:
+            await self._start(batch, token)
+        return bool(batch)
+
+    async def stop(self, grace_s: float) -> None:
+        """Stop claiming, let attempts under way finish within `grace_s`, hand back the rest."""
+        self._stopping.set()
+        if self._in_flight:
+            done, pending = await asyncio.wait(self._in_flight, timeout=grace_s)
+            unfinished = [self._in_flight[task] for task in pending]
+            for task in pending:
+                task.cancel()
+            await self._store.defer([d.id for d in unfinished], time.time())
+
+    async def _idle(self) -> None:
+        try:
+            await asyncio.wait_for(self._stopping.wait(), self._policy.poll_interval_s)
+        except TimeoutError:
+            pass
+
+    async def _start(self, batch: list[Delivery], token: str) -> None:
+        by_service: dict[str, list[Delivery]] = defaultdict(list)
+        for delivery in batch:
+            by_service[delivery.authority].append(delivery)
+        states = await self._circuits.check(by_service)
+        for authority, deliveries in by_service.items():
+            state = states[authority]
+            if state.kind == "open":
+                # Spread the wake-up so a recovering host is not hit by all of them at once.
+                await self._store.defer(
+                    [d.id for d in deliveries], state.retry_at + random.random()
+                )
+                continue
+            if state.kind == "probe":
+                deliveries, held = deliveries[:1], deliveries[1:]
+                await self._store.defer([d.id for d in held], time.time() + 1.0)
+            for delivery in deliveries:
+                task = asyncio.create_task(self._attempt(delivery, token))
+                self._in_flight[task] = delivery
+                task.add_done_callback(self._in_flight.pop)
+
+    async def _attempt(self, delivery: Delivery, token: str) -> None:
+        try:
+            await self._attempt_and_record(delivery, token)
+        except Exception:
+            # The lease runs out and the delivery is tried again: at least once, never lost.
+            log.exception("delivery %s: attempt could not be completed", delivery.id)
+
+    async def _attempt_and_record(self, delivery: Delivery, token: str) -> None:
+        started_at = time.time()
+        result = await self._send(delivery)
+        decision = decide(delivery, result, self._policy)
+        attempt = Attempt(
+            number=delivery.attempts + 1,
+            started_at=started_at,
+            ok=result.ok,
+            duration_ms=round(result.duration_ms, 2),
+            status_code=result.status_code,
+            error_code=result.error_code,
+            error_message=result.error_message,
+            response_excerpt=result.response_excerpt,
+        )
+        dead_for_host = await self._store.record(
+            delivery, token, attempt, decision.outcome, decision.next_attempt_at
+        )
+        await self._metrics.observe(
+            attempt, decision.outcome if dead_for_host is not None else None
+        )
+        if result.error_code not in (GUARD_REFUSED, SIGNING_ERROR):
+            await self._circuits.report(delivery.authority, result.ok or not result.host_failure)
+        if dead_for_host:
+            await self._dead_letters.redrive_host(delivery.host)
+        if decision.outcome == "dead" and dead_for_host is not None:
+            log.warning(
+                "delivery %s to %s is dead after %d attempts (%s)",
+                delivery.id,
+                delivery.host,
+                attempt.number,
+                result.error_code,
+            )
+
+    async def _send(self, delivery: Delivery) -> AttemptResult:
+        try:
+            signing = await self._signing_secrets(delivery.owner)
+            headers = webhook_headers(
+                signing, delivery.event_id, int(time.time()), delivery.payload
+            )
+        except InvalidSecret as exc:
+            return AttemptResult(False, 0.0, error_code=SIGNING_ERROR, error_message=str(exc))
+        return await send(
+            self._session,
+            delivery.url,
+            delivery.payload,
+            headers,
+            policy=self._url_policy,
+            deadline_s=self._policy.attempt_deadline_s,
+            response_cap=self._policy.response_cap_bytes,
+        )
+
+    async def _signing_secrets(self, owner: str) -> Sequence[str]:
+        # Cached briefly: one Redis read per owner every few seconds instead of one per attempt.
+        cached = self._secrets.get(owner)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        found = await self._secrets_for(owner)
+        self._secrets[owner] = (time.monotonic() + self._policy.secrets_cache_s, found)
+        return found
