@@ -150,6 +150,16 @@ def _positive(convert: Callable[[str], T]) -> Callable[[str], T]:
     return parse
 
 
+def _at_least(low: int, convert: Callable[[str], int]) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        value = convert(raw)
+        if value < low:
+            raise ValueError(f"{raw!r} must be at least {low}")
+        return value
+
+    return parse
+
+
 def _seconds(raw: str) -> float:
     """Plain seconds (`"30"`) or a duration (`"30s"`, `"5m"`)."""
     try:
@@ -169,6 +179,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "secret_key": _text,
     "webhook_retry_schedule": RetrySchedule.parse,
     "allow_private_networks": UrlPolicy.parse,
+    "dlq_redrive_batch": _at_least(0, int),
     "dlq_replay_rate": _positive(float),
     "dlq_redrive_rate": _positive(float),
     **{
@@ -185,7 +196,6 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
             "webhook_per_host_concurrency",
             "webhook_response_cap_bytes",
             "circuit_threshold",
-            "dlq_redrive_batch",
         )
     },
     **{

@@ -8,6 +8,7 @@ from typing import Any
 from service.jobs import Job
 from service.storage import LocalStorage
 from webhooks.events import utc_timestamp
+from webhooks.store import Delivery
 
 
 def iso(moment: float | None) -> str | None:
@@ -48,3 +49,22 @@ def _output_view(output: dict[str, Any] | None, storage: LocalStorage) -> dict[s
         for image in output.get("images", [])
     ]
     return {**output, "images": images}
+
+
+def delivery_view(delivery: Delivery) -> dict[str, Any]:
+    """A delivery as callers see it: everything but the payload."""
+    return {
+        "id": delivery.id,
+        "event_id": delivery.event_id,
+        "event_type": delivery.event_type,
+        "url": delivery.url,
+        "host": delivery.host,
+        "status": delivery.status,
+        "attempt_count": delivery.attempts,
+        "replays": delivery.replays,
+        "created_at": iso(delivery.created_at),
+        "next_attempt_at": iso(delivery.next_attempt_at) if delivery.status == "pending" else None,
+        "dead_at": iso(delivery.dead_at),
+        "last_error": delivery.last_error,
+        "last_status_code": delivery.last_status_code,
+    }

@@ -17,6 +17,8 @@ STACK_ENV = {
     "PIXHOOK_ALLOW_PRIVATE_NETWORKS": "127.0.0.1/32",
     # Every test receiver shares 127.0.0.1; the breaker has its own stack in test_circuit.py.
     "PIXHOOK_CIRCUIT_THRESHOLD": "100000",
+    # Re-queuing other tests' dead deliveries would add requests to their receivers mid-test.
+    "PIXHOOK_DLQ_REDRIVE_BATCH": "0",
     "PIXHOOK_MAX_REQUEST_BYTES": "2000000",
     "PIXHOOK_MAX_IMAGE_PIXELS": "30000000",
 }

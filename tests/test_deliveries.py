@@ -32,7 +32,7 @@ def test_failed_attempt_is_retried_with_the_same_webhook_id(api, make_receiver):
     assert first.body == second.body
     assert second.verified
     [delivery] = deliveries_of(api, job_id)
-    assert (delivery["status"], delivery["attempts"]) == ("succeeded", 2)
+    assert (delivery["status"], delivery["attempt_count"]) == ("succeeded", 2)
 
 
 def test_each_attempt_is_signed_with_its_own_timestamp(api, make_receiver):
@@ -53,7 +53,7 @@ def test_receiver_down_for_the_whole_schedule_leaves_the_delivery_dead(api, make
 
     deliveries = deliveries_of(api, job_id)
 
-    assert [(d["status"], d["attempts"], d["last_error"]) for d in deliveries] == [
+    assert [(d["status"], d["attempt_count"], d["last_error"]) for d in deliveries] == [
         ("dead", 3, "HTTP_STATUS")
     ]
     assert len(receiver.requests) == 3

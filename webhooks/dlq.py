@@ -81,6 +81,8 @@ class DeadLetters:
     async def redrive_host(self, host: str) -> int:
         """A host with dead deliveries accepted one again: re-queue a paced batch of them, at
         most once per `redrive_interval_s`, so a recovering receiver is not flooded."""
+        if self.policy.redrive_batch == 0:
+            return 0
         redis = self._store.redis
         gate = f"{self._keys.prefix}:dlq:redrive:{host}"
         if not await redis.set(gate, "1", nx=True, px=int(self.policy.redrive_interval_s * 1000)):

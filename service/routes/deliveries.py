@@ -13,7 +13,7 @@ from starlette.routing import Route
 from service.auth import authenticate, runtime
 from service.bodies import parse_json, read_body
 from service.errors import InvalidInput, NotFound
-from service.views import iso
+from service.views import delivery_view, iso
 from webhooks.dlq import DlqFilter
 from webhooks.store import STATUSES, Delivery
 
@@ -30,13 +30,13 @@ async def list_deliveries(request: Request) -> JSONResponse:
     key = rt.deliveries.keys.by_status(client.id, status)
     rows = await rt.deliveries.page(key, limit=limit, before=cursor)
     next_cursor = str(rows[-1][1]) if len(rows) == limit else None
-    return JSONResponse({"data": [_summary(d) for d, _ in rows], "next_cursor": next_cursor})
+    return JSONResponse({"data": [delivery_view(d) for d, _ in rows], "next_cursor": next_cursor})
 
 
 async def get_delivery(request: Request) -> JSONResponse:
     delivery = await _own_delivery(request)
     attempts = await runtime(request).deliveries.attempts(delivery.id)
-    view = _summary(delivery)
+    view = delivery_view(delivery)
     view["attempts"] = [
         {
             "number": a.number,
@@ -58,7 +58,7 @@ async def retry_delivery(request: Request) -> JSONResponse:
     rt = runtime(request)
     await rt.deliveries.requeue(delivery, time.time(), only_dead=False)
     requeued = await rt.deliveries.get(delivery.id)
-    return JSONResponse(_summary(requeued or delivery), status_code=202)
+    return JSONResponse(delivery_view(requeued or delivery), status_code=202)
 
 
 async def list_dlq(request: Request) -> JSONResponse:
@@ -69,7 +69,7 @@ async def list_dlq(request: Request) -> JSONResponse:
     )
     next_cursor = None if page.next_cursor is None else str(page.next_cursor)
     return JSONResponse(
-        {"data": [_summary(d) for d in page.deliveries], "next_cursor": next_cursor}
+        {"data": [delivery_view(d) for d in page.deliveries], "next_cursor": next_cursor}
     )
 
 
@@ -109,24 +109,6 @@ async def _own_delivery(request: Request) -> Delivery:
     if delivery is None or delivery.owner != client.id:
         raise NotFound(f"no delivery {delivery_id}", code="DELIVERY_NOT_FOUND", field="id")
     return delivery
-
-
-def _summary(delivery: Delivery) -> dict[str, Any]:
-    return {
-        "id": delivery.id,
-        "event_id": delivery.event_id,
-        "event_type": delivery.event_type,
-        "url": delivery.url,
-        "host": delivery.host,
-        "status": delivery.status,
-        "attempts": delivery.attempts,
-        "replays": delivery.replays,
-        "created_at": iso(delivery.created_at),
-        "next_attempt_at": iso(delivery.next_attempt_at) if delivery.status == "pending" else None,
-        "dead_at": iso(delivery.dead_at),
-        "last_error": delivery.last_error,
-        "last_status_code": delivery.last_status_code,
-    }
 
 
 def _paging(request: Request) -> tuple[int, int | None]:

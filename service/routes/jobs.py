@@ -17,7 +17,7 @@ from service.jobs import TERMINAL, Job
 from service.queue import enqueue_job
 from service.storage import job_file_key
 from service.submission import parse_submission
-from service.views import job_view
+from service.views import delivery_view, job_view
 
 
 async def create_job(request: Request) -> JSONResponse:
@@ -77,20 +77,8 @@ async def _own_job(request: Request) -> Job:
 async def _view(request: Request, job: Job) -> dict[str, object]:
     rt = runtime(request)
     view = job_view(job, rt.storage, rt.settings.public_url)
-    deliveries = []
-    for delivery_id in await rt.jobs.delivery_ids(job.id):
-        delivery = await rt.deliveries.get(delivery_id)
-        if delivery is not None:
-            deliveries.append(
-                {
-                    "id": delivery.id,
-                    "event_type": delivery.event_type,
-                    "status": delivery.status,
-                    "attempts": delivery.attempts,
-                    "last_error": delivery.last_error,
-                }
-            )
-    view["deliveries"] = deliveries
+    deliveries = [await rt.deliveries.get(i) for i in await rt.jobs.delivery_ids(job.id)]
+    view["deliveries"] = [delivery_view(d) for d in deliveries if d is not None]
     return view
 
 

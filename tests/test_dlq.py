@@ -1,0 +1,134 @@
+"""The dead-letter queue: dead deliveries are listed, replayed with the same event id, purged."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import httpx
+
+from service.devstack import RunningStack
+from tests.helpers import error_of, pixhook, transform_job
+from tests.test_deliveries import deliveries_of
+
+
+def dead_delivery(api: httpx.Client, url: str) -> dict[str, Any]:
+    job_id = api.post("/v1/jobs", json=transform_job(webhook_url=url)).json()["id"]
+    [delivery] = deliveries_of(api, job_id)
+    assert delivery["status"] == "dead"
+    return delivery
+
+
+def dlq_ids(api: httpx.Client, **params: Any) -> list[str]:
+    return [d["id"] for d in api.get("/v1/dlq", params=params).json()["data"]]
+
+
+def test_dead_delivery_is_listed_in_the_dlq(api, make_receiver):
+    receiver = make_receiver(respond=lambda n: 500)
+
+    delivery = dead_delivery(api, receiver.url)
+
+    [listed] = [d for d in api.get("/v1/dlq").json()["data"] if d["id"] == delivery["id"]]
+    assert listed["status"] == "dead"
+    assert listed["host"] == "127.0.0.1"
+    assert listed["dead_at"] is not None
+
+
+def test_replay_delivers_with_the_same_webhook_id(api, make_receiver):
+    failing = True
+    receiver = make_receiver(respond=lambda n: 500 if failing else 200)
+    delivery = dead_delivery(api, receiver.url)
+    failing = False
+
+    response = api.post("/v1/dlq/replay", json={"ids": [delivery["id"]]})
+
+    assert response.json() == {"requeued": 1}
+    replayed = receiver.wait_for(4)[-1]
+    assert replayed.answered == 200 and replayed.verified
+    assert replayed.webhook_id == receiver.requests[0].webhook_id
+    assert delivery["id"] not in dlq_ids(api)
+
+
+def test_receiver_down_for_the_whole_schedule_then_replayed_receives_every_event(
+    api, make_receiver
+):
+    failing = True
+    receiver = make_receiver(respond=lambda n: 500 if failing else 200)
+    deliveries = [dead_delivery(api, receiver.url) for _ in range(3)]
+    failing = False
+    since = min(time.time() - 60, *(time.time() for _ in deliveries))
+
+    response = api.post("/v1/dlq/replay", json={"since": since})
+
+    assert response.json()["requeued"] >= 3
+    receiver.wait_for(12)
+    accepted = {r.webhook_id for r in receiver.requests if r.answered == 200}
+    sent = {r.webhook_id for r in receiver.requests[:9]}
+    assert sent <= accepted
+
+
+def test_replay_needs_an_explicit_selection(api):
+    response = api.post("/v1/dlq/replay", json={})
+
+    assert response.status_code == 422
+    assert error_of(response)["code"] == "INVALID_INPUT"
+
+
+def test_dlq_filters_by_host_and_time(api, make_receiver):
+    receiver = make_receiver(respond=lambda n: 500)
+    delivery = dead_delivery(api, receiver.url)
+
+    assert delivery["id"] in dlq_ids(api, host="127.0.0.1")
+    assert delivery["id"] not in dlq_ids(api, host="example.com")
+    assert delivery["id"] not in dlq_ids(api, until=time.time() - 3600)
+    assert delivery["id"] in dlq_ids(api, since="2020-01-01T00:00:00Z")
+
+
+def test_dlq_pages_with_a_cursor(api, make_receiver):
+    receiver = make_receiver(respond=lambda n: 500)
+    for _ in range(3):
+        dead_delivery(api, receiver.url)
+
+    first = api.get("/v1/dlq", params={"limit": 2}).json()
+    second = api.get("/v1/dlq", params={"limit": 2, "cursor": first["next_cursor"]}).json()
+
+    assert len(first["data"]) == 2 and first["next_cursor"]
+    assert not {d["id"] for d in first["data"]} & {d["id"] for d in second["data"]}
+
+
+def test_purged_dead_delivery_is_gone(api, make_receiver):
+    receiver = make_receiver(respond=lambda n: 500)
+    delivery = dead_delivery(api, receiver.url)
+
+    assert api.delete(f"/v1/dlq/{delivery['id']}").status_code == 204
+
+    assert api.get(f"/v1/deliveries/{delivery['id']}").status_code == 404
+    assert api.delete(f"/v1/dlq/{delivery['id']}").status_code == 404
+
+
+def test_cli_lists_replays_and_purges(api, stack: RunningStack, make_receiver):
+    failing = True
+    receiver = make_receiver(respond=lambda n: 500 if failing else 200)
+    first, second = dead_delivery(api, receiver.url), dead_delivery(api, receiver.url)
+
+    listed = json.loads(pixhook(stack, "dlq", "list", "--host", "127.0.0.1", "--json").stdout)
+    failing = False
+    replayed = pixhook(stack, "dlq", "replay", first["id"], "--json")
+    purged = pixhook(stack, "dlq", "purge", second["id"])
+
+    assert {first["id"], second["id"]} <= {row["id"] for row in listed}
+    assert json.loads(replayed.stdout) == {"requeued": 1}
+    assert purged.returncode == 0
+    assert deliveries_of_id(api, first["id"])["status"] == "succeeded"
+    assert api.get(f"/v1/deliveries/{second['id']}").status_code == 404
+
+
+def deliveries_of_id(api: httpx.Client, delivery_id: str, timeout_s: float = 20) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        delivery: dict[str, Any] = api.get(f"/v1/deliveries/{delivery_id}").json()
+        if delivery["status"] != "pending":
+            return delivery
+        time.sleep(0.05)
+    raise AssertionError(f"delivery {delivery_id} stayed pending")
