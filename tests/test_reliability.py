@@ -117,7 +117,10 @@ def test_open_circuit_holds_deliveries_without_spending_attempts(stack: RunningS
     finally:
         receiver.close()
     assert held_while_open == 3
-    assert "pixhook_circuits_open 1.0" in metrics
+    open_circuits = next(
+        line for line in metrics.splitlines() if line.startswith("pixhook_circuits_open ")
+    )
+    assert float(open_circuits.split()[1]) >= 1
     assert all(d["status"] == "succeeded" for d in settled)
     assert [d["attempt_count"] for d in settled[1:]] == [1, 1]
 

@@ -7,7 +7,7 @@ import socket
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from webhooks.guard import GuardRefused, Resolver, UrlPolicy, system_resolver
+from webhooks.guard import DNS_FAILURE, GuardRefused, Resolver, UrlPolicy, system_resolver
 
 
 class GuardedResolver(AbstractResolver):
@@ -24,10 +24,10 @@ class GuardedResolver(AbstractResolver):
         url = f"http://{host}:{port}/"
         try:
             addresses = await self._resolver(host, port)
-        except OSError as exc:
-            raise GuardRefused("DNS_FAILURE", url, f"cannot resolve {host}: {exc}") from exc
+        except (OSError, UnicodeError) as exc:
+            raise GuardRefused(DNS_FAILURE, url, f"cannot resolve {host}: {exc}") from exc
         if not addresses:
-            raise GuardRefused("DNS_FAILURE", url, f"{host} resolves to no address")
+            raise GuardRefused(DNS_FAILURE, url, f"{host} resolves to no address")
         for address in addresses:
             self._policy.check_address(url, address)
         return [_result(host, address, port) for address in addresses]

@@ -19,7 +19,15 @@ from webhooks.dlq import DeadLetters
 from webhooks.guard import UrlPolicy
 from webhooks.metrics import DeliveryMetrics
 from webhooks.schedule import RetrySchedule
-from webhooks.sender import GONE, GUARD_REFUSED, THROTTLED, TIMEOUT, AttemptResult, send
+from webhooks.sender import (
+    GONE,
+    GUARD_REFUSED,
+    INVALID_URL,
+    THROTTLED,
+    TIMEOUT,
+    AttemptResult,
+    send,
+)
 from webhooks.signing import InvalidSecret, webhook_headers
 from webhooks.store import Attempt, Delivery, DeliveryStore, Outcome
 
@@ -27,7 +35,7 @@ log = logging.getLogger("pixhook.deliveries")
 
 SIGNING_ERROR = "SIGNING_ERROR"
 # Failures that no later attempt can fix; the delivery goes straight to the dead-letter queue.
-FINAL_ERRORS = frozenset({GONE, GUARD_REFUSED, SIGNING_ERROR})
+FINAL_ERRORS = frozenset({GONE, GUARD_REFUSED, INVALID_URL, SIGNING_ERROR})
 
 SecretsFor = Callable[[str], Awaitable[Sequence[str]]]
 """Given a delivery's owner, the secrets to sign with (the current one first)."""
@@ -190,7 +198,7 @@ class Dispatcher:
         await self._metrics.observe(
             attempt, decision.outcome if dead_for_host is not None else None
         )
-        if result.error_code not in (GUARD_REFUSED, SIGNING_ERROR):
+        if result.error_code not in FINAL_ERRORS - {GONE}:
             await self._circuits.report(delivery.authority, result.ok or not result.host_failure)
         if dead_for_host:
             await self._dead_letters.redrive_host(delivery.host)

@@ -127,6 +127,14 @@ class UrlPolicy:
         parsed = _parse_url(url)
         host = parsed.raw_host.decode("ascii")
         literal = _ip_literal(host)
+        legacy = None if literal is not None else _numeric_ipv4(host)
+        if legacy is not None:
+            # 0x7f000001, 2130706433, 127.1: an address spelled as a name. Judge the address, and
+            # refuse the spelling anyway: HTTP clients will not connect to it.
+            self.check_address(url, legacy)
+            raise GuardRefused(
+                INVALID_URL, url, f"{host} is not written as an IP address ({legacy})"
+            )
         if literal is not None:
             self.check_address(url, host)
         elif _is_localhost(host) and not self._allows_localhost():
@@ -199,6 +207,16 @@ def _ip_literal(host: str) -> IPAddress | None:
     try:
         return ipaddress.ip_address(host)
     except ValueError:
+        return None
+
+
+def _numeric_ipv4(host: str) -> str | None:
+    """The address a legacy numeric spelling (decimal, hex, octal, short) stands for."""
+    if not host or host.strip("0123456789abcdefABCDEFxX.") or not host[0].isdigit():
+        return None
+    try:
+        return socket.inet_ntoa(socket.inet_aton(host))
+    except OSError:
         return None
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from webhooks import guard
 from webhooks.guard import GuardRefused, UrlPolicy
 
 USER_AGENT = "pixhook-webhooks/0.1"
@@ -25,6 +26,7 @@ CONNECTION_RESET = "CONNECTION_RESET"
 TLS_ERROR = "TLS_ERROR"
 GUARD_REFUSED = "GUARD_REFUSED"
 DNS_FAILURE = "DNS_FAILURE"
+INVALID_URL = "INVALID_URL"
 
 # Failures that say the host is unwell (they count towards its circuit breaker); a 4xx does not.
 HOST_FAILURES = frozenset({HTTP_STATUS, THROTTLED, TIMEOUT, CONNECT_ERROR, CONNECTION_RESET})
@@ -70,8 +72,7 @@ async def send(
                 excerpt = await _read_capped(response, response_cap)
                 status, retry_after = response.status, _retry_after(response)
     except GuardRefused as exc:
-        code = DNS_FAILURE if exc.reason == "DNS_FAILURE" else GUARD_REFUSED
-        return _failure(started, code, str(exc))
+        return _failure(started, *_guard_refusal(exc))
     except TimeoutError:
         return _failure(started, TIMEOUT, f"no complete response within {deadline_s:g}s")
     except aiohttp.ClientError as exc:
@@ -99,17 +100,23 @@ def _status_code(status: int) -> str:
 
 
 def _classify(exc: aiohttp.ClientError) -> tuple[str, str]:
-    guard = _guard_cause(exc)
-    if guard is not None:
-        return (DNS_FAILURE if guard.reason == "DNS_FAILURE" else GUARD_REFUSED), str(guard)
+    refusal = _guard_cause(exc)
+    if refusal is not None:
+        return _guard_refusal(refusal)
     message = str(exc) or type(exc).__name__
+    if isinstance(exc, aiohttp.InvalidURL):
+        return INVALID_URL, message
     if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
         return TLS_ERROR, message
     if isinstance(exc, aiohttp.ClientConnectorError):
         return (TLS_ERROR if isinstance(exc.os_error, ssl.SSLError) else CONNECT_ERROR), message
-    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError):
-        return CONNECTION_RESET, message
-    return CONNECTION_RESET, message  # payload and protocol errors: the exchange broke off
+    # Disconnects, resets, payload and protocol errors: the exchange broke off midway.
+    return CONNECTION_RESET, message
+
+
+def _guard_refusal(refusal: GuardRefused) -> tuple[str, str]:
+    codes = {guard.DNS_FAILURE: DNS_FAILURE, guard.INVALID_URL: INVALID_URL}
+    return codes.get(refusal.reason, GUARD_REFUSED), str(refusal)
 
 
 def _guard_cause(exc: BaseException) -> GuardRefused | None:
