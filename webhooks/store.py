@@ -48,6 +48,7 @@ return claimed
 # ARGV: token, outcome, now_us, next_due_ms, attempt_json, attempts, last_error, last_status,
 #       retention_s, id, attempts_kept
 _RECORD = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 redis.call('RPUSH', KEYS[2], ARGV[5])
 redis.call('LTRIM', KEYS[2], -tonumber(ARGV[11]), -1)
 if redis.call('HGET', KEYS[1], 'claim') ~= ARGV[1] then return -1 end
