@@ -29,10 +29,8 @@ return {'probe', 0}
 # ARGV: host, healthy (1/0), now_ms, threshold, base_cooldown_ms, max_cooldown_ms
 _REPORT = """
 if ARGV[2] == '1' then
-  local was_open = redis.call('HGET', KEYS[1], 'state') == 'open'
-  redis.call('DEL', KEYS[1])
-  redis.call('ZREM', KEYS[2], ARGV[1])
-  return was_open and 1 or 0
+  if redis.call('DEL', KEYS[1]) == 1 then redis.call('ZREM', KEYS[2], ARGV[1]) end
+  return 0
 end
 local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
 local state = redis.call('HGET', KEYS[1], 'state')
@@ -88,8 +86,8 @@ class Circuits:
             for host, (kind, retry_ms) in zip(hosts, rows, strict=True)
         }
 
-    async def report(self, host: str, healthy: bool) -> bool:
-        """Record an attempt's verdict on the host; True when this closed an open circuit."""
+    async def report(self, host: str, healthy: bool, client: Redis | None = None) -> None:
+        """Record an attempt's verdict on the host (queued on `client` when it is a pipeline)."""
         policy = self._policy
         args = [
             host,
@@ -99,7 +97,7 @@ class Circuits:
             int(policy.cooldown_s * 1000),
             int(policy.max_cooldown_s * 1000),
         ]
-        return bool(await self._report(keys=[self._key(host), self.open_key], args=args))
+        await self._report(keys=[self._key(host), self.open_key], args=args, client=client)
 
     async def open_count(self) -> int:
         return int(await self._redis.zcard(self.open_key))

@@ -195,11 +195,14 @@ class Dispatcher:
         dead_for_host = await self._store.record(
             delivery, token, attempt, decision.outcome, decision.next_attempt_at
         )
-        await self._metrics.observe(
-            attempt, decision.outcome if dead_for_host is not None else None
-        )
-        if result.error_code not in FINAL_ERRORS - {GONE}:
-            await self._circuits.report(delivery.authority, result.ok or not result.host_failure)
+        settled = decision.outcome if dead_for_host is not None else None
+        # Metrics and the breaker's verdict share one round trip.
+        async with self._store.redis.pipeline(transaction=False) as pipe:
+            await self._metrics.observe(attempt, settled, client=pipe)
+            if result.error_code not in FINAL_ERRORS - {GONE}:
+                healthy = result.ok or not result.host_failure
+                await self._circuits.report(delivery.authority, healthy, client=pipe)
+            await pipe.execute()
         if dead_for_host:
             await self._dead_letters.redrive_host(delivery.host)
         if decision.outcome == "dead" and dead_for_host is not None:

@@ -19,24 +19,30 @@ from webhooks.store import Attempt, Outcome
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0)
 
 
+# One script call instead of a dozen HINCRBYs: building commands is most of a client's cost.
+_OBSERVE = """
+redis.call('HINCRBYFLOAT', KEYS[1], 'latency_sum', ARGV[1])
+for i = 2, #ARGV do redis.call('HINCRBY', KEYS[1], ARGV[i], 1) end
+"""
+
+
 class DeliveryMetrics:
     def __init__(self, redis: Redis, prefix: str = "pixhook") -> None:
         self._redis = redis
         self.key = f"{prefix}:metrics:deliveries"
+        self._observe = redis.register_script(_OBSERVE)
 
-    async def observe(self, attempt: Attempt, outcome: Outcome | None) -> None:
-        """Count one attempt and, when it settled the delivery, the delivery's outcome."""
+    async def observe(
+        self, attempt: Attempt, outcome: Outcome | None, client: Redis | None = None
+    ) -> None:
+        """Count one attempt and, when it settled the delivery, the delivery's outcome
+        (queued on `client` when it is a pipeline)."""
         seconds = attempt.duration_ms / 1000
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hincrby(self.key, f"attempts|{'ok' if attempt.ok else attempt.error_code}", 1)
-            if outcome in ("succeeded", "dead"):
-                pipe.hincrby(self.key, f"deliveries|{outcome}", 1)
-            for bound in LATENCY_BUCKETS_S:
-                if seconds <= bound:
-                    pipe.hincrby(self.key, f"latency_le|{bound}", 1)
-            pipe.hincrby(self.key, "latency_count", 1)
-            pipe.hincrbyfloat(self.key, "latency_sum", seconds)
-            await pipe.execute()
+        fields = [f"attempts|{'ok' if attempt.ok else attempt.error_code}", "latency_count"]
+        if outcome in ("succeeded", "dead"):
+            fields.append(f"deliveries|{outcome}")
+        fields += [f"latency_le|{bound}" for bound in LATENCY_BUCKETS_S if seconds <= bound]
+        await self._observe(keys=[self.key], args=[seconds, *fields], client=client)
 
     async def count_expired(self, number: int) -> None:
         if number:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import ssl
 import time
 from dataclasses import dataclass
@@ -63,7 +64,10 @@ async def send(
     started = time.perf_counter()
     request_headers = {"content-type": "application/json", "user-agent": USER_AGENT, **headers}
     try:
-        policy.check_url(url)  # IP literals never reach the resolver, so they are judged here
+        # IP literals never reach the resolver, so they are judged here.
+        refusal = _url_refusal(policy, url)
+        if refusal is not None:
+            raise refusal
         # One deadline for the whole attempt: a receiver trickling bytes cannot hold a worker.
         async with asyncio.timeout(deadline_s):
             async with session.post(
@@ -89,6 +93,16 @@ async def send(
         excerpt,
         retry_after,
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def _url_refusal(policy: UrlPolicy, url: str) -> GuardRefused | None:
+    # A pure function of its arguments, and parsing the URL was a tenth of an attempt's CPU.
+    try:
+        policy.check_url(url)
+    except GuardRefused as exc:
+        return exc
+    return None
 
 
 def _status_code(status: int) -> str:
