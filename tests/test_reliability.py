@@ -1,13 +1,13 @@
 """At-least-once under failure: a killed worker, a host that keeps failing, a host that recovers.
 
-These run on a stack of their own, whose circuit breaker and auto-redrive are switched on.
+These run on a stack of their own (this module's `stack` fixture, which the shared `api` and
+`make_receiver` fixtures then use), whose circuit breaker and auto-redrive are switched on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -17,7 +17,6 @@ from redis.asyncio import Redis
 
 from service.devstack import RunningStack, local_stack
 from tests.helpers import transform_job
-from tests.receiver import Receiver
 from tests.test_deliveries import deliveries_of
 from webhooks.events import event_body
 from webhooks.outbox import submit
@@ -70,52 +69,40 @@ def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> No
         time.sleep(0.02)
 
 
-def test_worker_killed_mid_batch_loses_no_event(stack: RunningStack):
-    slow = threading.Event()
-
+def test_worker_killed_mid_batch_loses_no_event(stack, make_receiver):
     def respond(n: int) -> int:
-        slow.wait(0.004)  # a few ms per request, so the kill lands mid-stream
+        time.sleep(0.004)  # requests are answered one at a time: the kill lands mid-stream
         return 200
 
-    receiver = Receiver(stack.client.webhook_secret, respond)
-    try:
-        event_ids = submit_events(stack, receiver.url, 1000)
-        wait_until(lambda: len(receiver.requests) >= 200, 60, "the first 200 events")
+    receiver = make_receiver(respond=respond)
+    event_ids = submit_events(stack, receiver.url, 1000)
+    wait_until(lambda: len(receiver.requests) >= 200, 60, "the first 200 events")
 
-        stack.processes.processes["worker-deliveries"].send_signal(signal.SIGKILL)
-        stack.processes.processes["worker-deliveries"].wait()
-        arrived_before_restart = {r.webhook_id for r in receiver.requests}
-        stack.processes.start_worker("deliveries")
+    stack.processes.processes["worker-deliveries"].send_signal(signal.SIGKILL)
+    stack.processes.processes["worker-deliveries"].wait()
+    arrived_before_restart = {r.webhook_id for r in receiver.requests}
+    stack.processes.start_worker("deliveries")
 
-        wait_until(
-            lambda: {r.webhook_id for r in receiver.requests} >= event_ids, 60, "every event"
-        )
-    finally:
-        receiver.close()
+    wait_until(lambda: {r.webhook_id for r in receiver.requests} >= event_ids, 60, "every event")
     assert len(arrived_before_restart) < 1000  # the kill really was mid-stream
     assert all(r.verified for r in receiver.requests)
 
 
-def test_open_circuit_holds_deliveries_without_spending_attempts(stack: RunningStack):
+def test_open_circuit_holds_deliveries_without_spending_attempts(api, stack, make_receiver):
     down = True
-    receiver = Receiver(stack.client.webhook_secret, lambda n: 500 if down else 200)
-    headers = {"authorization": f"Bearer {stack.client.api_key}"}
-    try:
-        with httpx.Client(base_url=stack.api_url, headers=headers, timeout=30) as api:
-            first = api.post("/v1/jobs", json=transform_job(webhook_url=receiver.url)).json()
-            receiver.wait_for(3)  # three failures in a row open the circuit
-            later = [
-                api.post("/v1/jobs", json=transform_job(webhook_url=receiver.url)).json()
-                for _ in range(2)
-            ]
-            time.sleep(0.5)
-            held_while_open = len(receiver.requests)
-            metrics = httpx.get(f"{stack.api_url}/metrics").text
-            down = False
+    receiver = make_receiver(respond=lambda n: 500 if down else 200)
+    first = api.post("/v1/jobs", json=transform_job(webhook_url=receiver.url)).json()
+    receiver.wait_for(3)  # three failures in a row open the circuit
+    later = [
+        api.post("/v1/jobs", json=transform_job(webhook_url=receiver.url)).json() for _ in range(2)
+    ]
+    time.sleep(0.5)
+    held_while_open = len(receiver.requests)
+    metrics = httpx.get(f"{stack.api_url}/metrics").text
+    down = False
 
-            settled = [deliveries_of(api, job["id"])[0] for job in [first, *later]]
-    finally:
-        receiver.close()
+    settled = [deliveries_of(api, job["id"])[0] for job in [first, *later]]
+
     assert held_while_open == 3
     open_circuits = next(
         line for line in metrics.splitlines() if line.startswith("pixhook_circuits_open ")
@@ -125,25 +112,20 @@ def test_open_circuit_holds_deliveries_without_spending_attempts(stack: RunningS
     assert [d["attempt_count"] for d in settled[1:]] == [1, 1]
 
 
-def test_host_that_recovers_gets_its_dead_deliveries_redriven(stack: RunningStack):
+def test_host_that_recovers_gets_its_dead_deliveries_redriven(api, make_receiver):
     # 400 while "down": the host answers, so the breaker stays closed and the delivery dies
     # after its attempts instead of waiting on an open circuit.
     down = True
-    receiver = Receiver(stack.client.webhook_secret, lambda n: 400 if down else 200)
-    headers = {"authorization": f"Bearer {stack.client.api_key}"}
-    try:
-        with httpx.Client(base_url=stack.api_url, headers=headers, timeout=30) as api:
-            dead_job = api.post("/v1/jobs", json=transform_job(webhook_url=receiver.url)).json()
-            [dead] = deliveries_of(api, dead_job["id"])
-            down = False
+    receiver = make_receiver(respond=lambda n: 400 if down else 200)
+    dead_job = api.post("/v1/jobs", json=transform_job(webhook_url=receiver.url)).json()
+    [dead] = deliveries_of(api, dead_job["id"])
+    down = False
 
-            api.post("/v1/jobs", json=transform_job(webhook_url=receiver.url))
+    api.post("/v1/jobs", json=transform_job(webhook_url=receiver.url))
 
-            def redriven() -> bool:
-                delivery = api.get(f"/v1/deliveries/{dead['id']}").json()
-                return bool(delivery["status"] == "succeeded" and delivery["replays"] == 1)
+    def redriven() -> bool:
+        delivery = api.get(f"/v1/deliveries/{dead['id']}").json()
+        return bool(delivery["status"] == "succeeded" and delivery["replays"] == 1)
 
-            wait_until(redriven, 20, "the dead delivery to be redriven")
-    finally:
-        receiver.close()
+    wait_until(redriven, 20, "the dead delivery to be redriven")
     assert dead["status"] == "dead"
