@@ -37,6 +37,7 @@ class Settings:
     max_output_side: int = 8192
     max_metadata_bytes: int = 4096
     max_url_length: int = 2048
+    image_fetch_timeout_s: float = 20.0
     job_timeout_s: float = 300.0
     job_concurrency: int = 4
     job_retention_s: float = 7 * 86400.0
@@ -128,6 +129,7 @@ class Settings:
             "max_output_side": self.max_output_side,
             "max_metadata_bytes": self.max_metadata_bytes,
             "max_url_length": self.max_url_length,
+            "image_fetch_timeout_s": self.image_fetch_timeout_s,
             "job_timeout_s": self.job_timeout_s,
             "file_url_ttl_s": self.file_url_ttl_s,
             "webhook_attempt_timeout_s": self.webhook_attempt_timeout_s,
@@ -205,6 +207,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
             "job_timeout_s",
             "job_retention_s",
             "webhook_connect_timeout_s",
+            "image_fetch_timeout_s",
             "webhook_attempt_timeout_s",
             "webhook_throttled_backoff_s",
             "webhook_max_retry_after_s",

@@ -24,7 +24,8 @@ class Job:
     type: str
     client_id: str
     input: dict[str, Any]
-    input_key: str
+    # Where the uploaded input image is stored; None when the job fetches it from input.image.url.
+    input_key: str | None
     created_at: float
     status: JobStatus = "queued"
     started_at: float | None = None

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from service import imaging
 from service.errors import JobFailure, NotFound
 from service.events import publish_status
+from service.fetch import fetch_image
 from service.jobs import TERMINAL, Job
 from service.runtime import Runtime
 from service.tasks import JOB_TYPES
@@ -59,12 +61,34 @@ async def _finish(runtime: Runtime, job: Job) -> None:
 
 
 async def _run(runtime: Runtime, job: Job) -> dict[str, object]:
-    try:
-        image = await runtime.storage.get(job.input_key)
-    except NotFound as exc:
-        raise JobFailure("the job's input image is no longer stored", code="INPUT_GONE") from exc
+    image = await _input_image(runtime, job)
     job_type = JOB_TYPES[job.type]
     return await job_type.run(job, image, runtime.storage, runtime.settings)
+
+
+async def _input_image(runtime: Runtime, job: Job) -> bytes:
+    settings = runtime.settings
+    if job.input_key is None:
+        image = await fetch_image(
+            job.input["image"]["url"],
+            settings.allow_private_networks,
+            max_bytes=settings.max_image_bytes,
+            connect_timeout_s=settings.webhook_connect_timeout_s,
+            deadline_s=settings.image_fetch_timeout_s,
+        )
+    else:
+        try:
+            image = await runtime.storage.get(job.input_key)
+        except NotFound as exc:
+            raise JobFailure(
+                "the job's input image is no longer stored", code="INPUT_GONE"
+            ) from exc
+    try:
+        # Judged by its bytes, never by the URL's extension or a Content-Type header.
+        imaging.inspect(image, settings.max_image_pixels)
+    except imaging.ImageRejected as exc:
+        raise JobFailure(str(exc), code=exc.code) from exc
+    return image
 
 
 async def _publish_latest(runtime: Runtime, job_id: str) -> None:

@@ -18,26 +18,25 @@ from webhooks.guard import FORBIDDEN_ADDRESS, GuardRefused
 
 
 @dataclass(frozen=True)
+class ImageInput:
+    """The bytes that came with the request, or (`data` None) a URL the worker fetches."""
+
+    data: bytes | None
+    description: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Submission:
     type: str
     params: dict[str, Any]
-    image: bytes
-    image_info: imaging.ImageInfo
-    image_source: str
+    image: ImageInput
     webhook_url: str | None
     webhook_events: tuple[str, ...]
     metadata: dict[str, Any]
 
     def input_record(self) -> dict[str, Any]:
         """The job's `input` as stored and shown: parameters and a description of the image."""
-        image = {
-            "source": self.image_source,
-            "bytes": len(self.image),
-            "format": self.image_info.format,
-            "width": self.image_info.width,
-            "height": self.image_info.height,
-        }
-        return {"image": image, **self.params}
+        return {"image": self.image.description, **self.params}
 
 
 def parse_submission(body: Any, upload: bytes | None, settings: Settings) -> Submission:
@@ -53,22 +52,36 @@ def parse_submission(body: Any, upload: bytes | None, settings: Settings) -> Sub
     raw_input = body.get("input", {})
     if not isinstance(raw_input, dict):
         raise InvalidInput("input must be an object", field="input")
-    image, source = _image_bytes(raw_input.get("image"), upload, settings)
-    try:
-        info = imaging.inspect(image, settings.max_image_pixels)
-    except imaging.ImageRejected as exc:
-        raise InvalidInput(str(exc), code=exc.code, field="input.image") from exc
+    image = _image(raw_input.get("image"), upload, settings)
     params = {k: v for k, v in raw_input.items() if k != "image"}
+    webhook_url = body.get("webhook_url")
     return Submission(
         type=job_type,
         params=JOB_TYPES[job_type].parse_input(params, settings),
         image=image,
-        image_info=info,
-        image_source=source,
-        webhook_url=_webhook_url(body.get("webhook_url"), settings),
+        webhook_url=None if webhook_url is None else _url(webhook_url, "webhook_url", settings),
         webhook_events=_webhook_events(body.get("webhook_events")),
         metadata=_metadata(body.get("metadata"), settings),
     )
+
+
+def _image(spec: Any, upload: bytes | None, settings: Settings) -> ImageInput:
+    if isinstance(spec, dict) and spec.keys() == {"url"}:
+        url = _url(spec["url"], "input.image.url", settings)
+        return ImageInput(None, {"source": "url", "url": url})
+    data, source = _image_bytes(spec, upload, settings)
+    try:
+        info = imaging.inspect(data, settings.max_image_pixels)
+    except imaging.ImageRejected as exc:
+        raise InvalidInput(str(exc), code=exc.code, field="input.image") from exc
+    description = {
+        "source": source,
+        "bytes": len(data),
+        "format": info.format,
+        "width": info.width,
+        "height": info.height,
+    }
+    return ImageInput(data, description)
 
 
 def _image_bytes(spec: Any, upload: bytes | None, settings: Settings) -> tuple[bytes, str]:
@@ -83,12 +96,6 @@ def _image_bytes(spec: Any, upload: bytes | None, settings: Settings) -> tuple[b
     elif not isinstance(spec, dict) or len(spec) != 1:
         raise InvalidInput(
             "input.image must be an object with exactly one of: base64, url", field="input.image"
-        )
-    elif "url" in spec:
-        raise InvalidInput(
-            "image URLs are not accepted yet; send the image as base64 or a multipart upload",
-            code="IMAGE_URL_UNSUPPORTED",
-            field="input.image.url",
         )
     elif isinstance(spec.get("base64"), str):
         data, source = _decode_base64(spec["base64"]), "base64"
@@ -114,29 +121,26 @@ def _decode_base64(text: str) -> bytes:
         ) from exc
 
 
-def _webhook_url(value: Any, settings: Settings) -> str | None:
-    if value is None:
-        return None
+def _url(value: Any, field: str, settings: Settings) -> str:
+    """An absolute http(s) URL the SSRF guard does not refuse outright."""
     if not isinstance(value, str) or len(value) > settings.max_url_length:
         raise InvalidInput(
-            f"webhook_url must be a URL of at most {settings.max_url_length} characters",
-            field="webhook_url",
+            f"{field} must be a URL of at most {settings.max_url_length} characters",
+            field=field,
         )
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidInput(
-            "webhook_url must be an absolute http:// or https:// URL",
+            f"{field} must be an absolute http:// or https:// URL",
             code="INVALID_URL",
-            field="webhook_url",
+            field=field,
         )
     try:
-        # What can be judged without DNS is judged now; a name's addresses are checked on delivery.
+        # What can be judged without DNS is judged now; a name's addresses when it is used.
         settings.allow_private_networks.check_url(value)
     except GuardRefused as exc:
         code = "URL_NOT_ALLOWED" if exc.reason == FORBIDDEN_ADDRESS else "INVALID_URL"
-        raise InvalidInput(
-            f"webhook_url is not allowed: {exc}", code=code, field="webhook_url"
-        ) from exc
+        raise InvalidInput(f"{field} is not allowed: {exc}", code=code, field=field) from exc
     return value
 
 

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import httpx
 import pytest
 
 from service.devstack import RunningStack, local_stack
 from tests.receiver import Receiver
+from tests.servers import RawServer
 
 # A short retry schedule (3 attempts) and tight limits, so the suite exercises them quickly.
 STACK_ENV = {
@@ -20,6 +22,7 @@ STACK_ENV = {
     # Re-queuing other tests' dead deliveries would add requests to their receivers mid-test.
     "PIXHOOK_DLQ_REDRIVE_BATCH": "0",
     "PIXHOOK_MAX_REQUEST_BYTES": "2000000",
+    "PIXHOOK_MAX_IMAGE_BYTES": "1500000",
     "PIXHOOK_MAX_IMAGE_PIXELS": "30000000",
 }
 
@@ -51,3 +54,20 @@ def make_receiver(stack: RunningStack) -> Iterator[Callable[..., Receiver]]:
     yield create
     for receiver in made:
         receiver.close()
+
+
+S = TypeVar("S", bound=RawServer)
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[S], S]]:
+    """Starts a server for the test; every one is closed afterwards, whatever happened."""
+    started: list[RawServer] = []
+
+    def start(server: S) -> S:
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in started:
+        server.close()

@@ -79,15 +79,6 @@ def test_image_with_too_many_pixels(api, size):
     assert error_of(response)["code"] == "IMAGE_TOO_LARGE"
 
 
-def test_image_url_is_refused_until_urls_are_fetched_safely(api):
-    body = transform_job()
-    body["input"]["image"] = {"url": "https://example.com/a.jpg"}
-
-    response = post(api, body)
-
-    assert error_of(response)["code"] == "IMAGE_URL_UNSUPPORTED"
-
-
 @pytest.mark.parametrize(
     ("field", "value"),
     [

@@ -11,9 +11,9 @@ import socket
 import ssl
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -21,7 +21,6 @@ import pytest
 from tests.helpers import error_of, transform_job
 from tests.servers import (
     HugeBody,
-    RawServer,
     Resetter,
     Response,
     Scripted,
@@ -31,22 +30,6 @@ from tests.servers import (
 
 RESPONSE_CAP = 4096  # PIXHOOK_WEBHOOK_RESPONSE_CAP_BYTES, left at its default
 ATTEMPTS = 3  # PIXHOOK_WEBHOOK_RETRY_SCHEDULE=300ms,300ms
-
-S = TypeVar("S", bound=RawServer)
-
-
-@pytest.fixture
-def serve() -> Iterator[Callable[[S], S]]:
-    """Starts a server for the test; every one is closed afterwards, whatever happened."""
-    started: list[RawServer] = []
-
-    def start(server: S) -> S:
-        started.append(server)
-        return server.start()
-
-    yield start
-    for server in started:
-        server.close()
 
 
 def submit(api: httpx.Client, webhook_url: str) -> str:

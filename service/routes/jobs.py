@@ -26,9 +26,11 @@ async def create_job(request: Request) -> JSONResponse:
     body, upload = await read_job_request(request, rt.settings.max_request_bytes)
     submission = parse_submission(body, upload, rt.settings)
     job_id, created_at = new_id("job"), time.time()
-    input_key = job_file_key(client.id, job_id, created_at, "input")
-    # The input is stored before the record exists, so a worker never sees a job without it.
-    await rt.storage.put(input_key, submission.image)
+    input_key = None
+    if submission.image.data is not None:
+        input_key = job_file_key(client.id, job_id, created_at, "input")
+        # Stored before the record exists, so a worker never sees a job without its input.
+        await rt.storage.put(input_key, submission.image.data)
     job = Job(
         id=job_id,
         type=submission.type,
