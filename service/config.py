@@ -38,6 +38,14 @@ class Settings:
     max_metadata_bytes: int = 4096
     max_url_length: int = 2048
     image_fetch_timeout_s: float = 20.0
+    openai_base_url: str = ""
+    openai_api_key: str = field(default="", repr=False)
+    openai_image_model: str = "gpt-image-1"
+    provider_timeout_s: float = 120.0
+    provider_max_attempts: int = 4
+    provider_backoff_s: float = 1.0
+    max_generate_side: int = 2048
+    max_prompt_chars: int = 4000
     job_timeout_s: float = 300.0
     job_concurrency: int = 4
     job_retention_s: float = 7 * 86400.0
@@ -130,6 +138,9 @@ class Settings:
             "max_metadata_bytes": self.max_metadata_bytes,
             "max_url_length": self.max_url_length,
             "image_fetch_timeout_s": self.image_fetch_timeout_s,
+            "max_generate_side": self.max_generate_side,
+            "max_prompt_chars": self.max_prompt_chars,
+            "provider_timeout_s": self.provider_timeout_s,
             "job_timeout_s": self.job_timeout_s,
             "file_url_ttl_s": self.file_url_ttl_s,
             "webhook_attempt_timeout_s": self.webhook_attempt_timeout_s,
@@ -179,6 +190,9 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "storage": _text,
     "public_url": lambda raw: raw.rstrip("/"),
     "secret_key": _text,
+    "openai_base_url": lambda raw: raw.rstrip("/"),
+    "openai_api_key": _text,
+    "openai_image_model": _text,
     "webhook_retry_schedule": RetrySchedule.parse,
     "allow_private_networks": UrlPolicy.parse,
     "dlq_redrive_batch": _at_least(0, int),
@@ -193,6 +207,9 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
             "max_output_side",
             "max_metadata_bytes",
             "max_url_length",
+            "max_generate_side",
+            "provider_max_attempts",
+            "max_prompt_chars",
             "job_concurrency",
             "delivery_concurrency",
             "webhook_per_host_concurrency",
@@ -208,6 +225,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
             "job_retention_s",
             "webhook_connect_timeout_s",
             "image_fetch_timeout_s",
+            "provider_timeout_s",
+            "provider_backoff_s",
             "webhook_attempt_timeout_s",
             "webhook_throttled_backoff_s",
             "webhook_max_retry_after_s",

@@ -15,7 +15,7 @@ MAX_REDIRECTS = 3
 
 
 @functools.cache
-def _tls() -> ssl.SSLContext:
+def tls_context() -> ssl.SSLContext:
     # Building an SSL context costs ~20 ms of CPU; one per process, not one per download.
     return ssl.create_default_context()
 
@@ -24,7 +24,7 @@ async def fetch_image(
     url: str, policy: UrlPolicy, *, max_bytes: int, connect_timeout_s: float, deadline_s: float
 ) -> bytes:
     """The bytes at `url`; every hop of a redirect is checked by the guard like the first."""
-    transport = GuardedTransport(policy, httpx.AsyncHTTPTransport(verify=_tls()))
+    transport = GuardedTransport(policy, httpx.AsyncHTTPTransport(verify=tls_context()))
     timeout = httpx.Timeout(deadline_s, connect=connect_timeout_s)
     client = httpx.AsyncClient(
         transport=transport, timeout=timeout, follow_redirects=True, max_redirects=MAX_REDIRECTS

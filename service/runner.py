@@ -61,8 +61,8 @@ async def _finish(runtime: Runtime, job: Job) -> None:
 
 
 async def _run(runtime: Runtime, job: Job) -> dict[str, object]:
-    image = await _input_image(runtime, job)
     job_type = JOB_TYPES[job.type]
+    image = await _input_image(runtime, job) if job_type.takes_image else b""
     return await job_type.run(job, image, runtime.storage, runtime.settings)
 
 

@@ -29,13 +29,15 @@ class ImageInput:
 class Submission:
     type: str
     params: dict[str, Any]
-    image: ImageInput
+    image: ImageInput | None
     webhook_url: str | None
     webhook_events: tuple[str, ...]
     metadata: dict[str, Any]
 
     def input_record(self) -> dict[str, Any]:
         """The job's `input` as stored and shown: parameters and a description of the image."""
+        if self.image is None:
+            return dict(self.params)
         return {"image": self.image.description, **self.params}
 
 
@@ -52,7 +54,12 @@ def parse_submission(body: Any, upload: bytes | None, settings: Settings) -> Sub
     raw_input = body.get("input", {})
     if not isinstance(raw_input, dict):
         raise InvalidInput("input must be an object", field="input")
-    image = _image(raw_input.get("image"), upload, settings)
+    if JOB_TYPES[job_type].takes_image:
+        image: ImageInput | None = _image(raw_input.get("image"), upload, settings)
+    elif "image" in raw_input or upload is not None:
+        raise InvalidInput(f"{job_type} takes no input image", field="input.image")
+    else:
+        image = None
     params = {k: v for k, v in raw_input.items() if k != "image"}
     webhook_url = body.get("webhook_url")
     return Submission(

@@ -7,6 +7,7 @@ import httpx
 import pytest
 
 from service.devstack import RunningStack, local_stack
+from tests.openai_standin import API_KEY, OpenAIStandIn
 from tests.receiver import Receiver
 from tests.servers import RawServer
 
@@ -28,8 +29,24 @@ STACK_ENV = {
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    with local_stack(tmp_path_factory.mktemp("stack"), STACK_ENV) as running:
+def openai_standin() -> Iterator[OpenAIStandIn]:
+    standin = OpenAIStandIn().start()
+    yield standin
+    standin.close()
+
+
+@pytest.fixture(scope="session")
+def stack(
+    tmp_path_factory: pytest.TempPathFactory, openai_standin: OpenAIStandIn
+) -> Iterator[RunningStack]:
+    env = {
+        **STACK_ENV,
+        "PIXHOOK_OPENAI_BASE_URL": openai_standin.base_url,
+        "PIXHOOK_OPENAI_API_KEY": API_KEY,
+        "PIXHOOK_PROVIDER_BACKOFF": "50ms",
+        "PIXHOOK_PROVIDER_TIMEOUT": "2s",
+    }
+    with local_stack(tmp_path_factory.mktemp("stack"), env) as running:
         yield running
 
 

@@ -27,7 +27,7 @@ async def create_job(request: Request) -> JSONResponse:
     submission = parse_submission(body, upload, rt.settings)
     job_id, created_at = new_id("job"), time.time()
     input_key = None
-    if submission.image.data is not None:
+    if submission.image is not None and submission.image.data is not None:
         input_key = job_file_key(client.id, job_id, created_at, "input")
         # Stored before the record exists, so a worker never sees a job without its input.
         await rt.storage.put(input_key, submission.image.data)

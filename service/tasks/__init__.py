@@ -9,7 +9,7 @@ from typing import Any
 from service.config import Settings
 from service.jobs import Job
 from service.storage import LocalStorage
-from service.tasks import transform
+from service.tasks import generate, transform
 
 
 @dataclass(frozen=True)
@@ -17,10 +17,12 @@ class JobType:
     name: str
     # Raises InvalidInput (with the offending field) or returns the normalised parameters.
     parse_input: Callable[[dict[str, Any], Settings], dict[str, Any]]
-    # Raises JobFailure or returns the job's output.
+    # Raises JobFailure or returns the job's output; the image is empty for a type that takes none.
     run: Callable[[Job, bytes, LocalStorage, Settings], Awaitable[dict[str, Any]]]
+    takes_image: bool = True
 
 
 JOB_TYPES: dict[str, JobType] = {
     transform.NAME: JobType(transform.NAME, transform.parse_input, transform.run),
+    generate.NAME: JobType(generate.NAME, generate.parse_input, generate.run, takes_image=False),
 }

@@ -1,0 +1,1 @@
+"""Clients for the AI providers pixhook calls: OpenAI-compatible HTTP APIs."""

@@ -1,0 +1,169 @@
+"""`image.generate`: an image from a prompt, from an OpenAI-compatible images endpoint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from service import imaging
+from service.config import Settings
+from service.errors import InvalidInput, JobFailure
+from service.fetch import tls_context
+from service.jobs import Job
+from service.providers.openai import (
+    PROVIDER_BAD_RESPONSE,
+    PROVIDER_NOT_CONFIGURED,
+    OpenAIClient,
+    ProviderConfig,
+    ProviderError,
+    decode_b64_image,
+)
+from service.storage import LocalStorage, job_file_key
+
+NAME = "image.generate"
+MAX_STEPS = 150
+MAX_GUIDANCE = 30.0
+MAX_IMAGES = 4
+
+
+def parse_input(raw: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    prompt = raw.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise InvalidInput("prompt must be a non-empty string", field="input.prompt")
+    if len(prompt) > settings.max_prompt_chars:
+        raise InvalidInput(
+            f"prompt must be at most {settings.max_prompt_chars} characters", field="input.prompt"
+        )
+    negative = raw.get("negative_prompt")
+    if negative is not None and (
+        not isinstance(negative, str) or len(negative) > settings.max_prompt_chars
+    ):
+        raise InvalidInput(
+            f"negative_prompt must be a string of at most {settings.max_prompt_chars} characters",
+            field="input.negative_prompt",
+        )
+    model = raw.get("model", settings.openai_image_model)
+    if not isinstance(model, str) or not model:
+        raise InvalidInput("model must be a model name", field="input.model")
+    return {
+        "prompt": prompt,
+        "negative_prompt": negative,
+        "steps": _int(raw, "steps", 50, 1, MAX_STEPS),
+        "guidance_scale": _guidance(raw.get("guidance_scale", 7.5)),
+        "width": _side(raw, "width", settings.max_generate_side),
+        "height": _side(raw, "height", settings.max_generate_side),
+        "seed": _int(raw, "seed", None, 0, 2**32 - 1),
+        "n": _int(raw, "n", 1, 1, MAX_IMAGES),
+        "model": model,
+    }
+
+
+async def run(job: Job, image: bytes, storage: LocalStorage, settings: Settings) -> dict[str, Any]:
+    """`image` is empty: this job type takes none."""
+    if not settings.openai_base_url:
+        raise JobFailure("no image provider is configured", code=PROVIDER_NOT_CONFIGURED)
+    params = job.input
+    config = ProviderConfig(
+        settings.openai_base_url,
+        settings.openai_api_key,
+        timeout_s=settings.provider_timeout_s,
+        max_attempts=settings.provider_max_attempts,
+        backoff_s=settings.provider_backoff_s,
+    )
+    async with httpx.AsyncClient(verify=tls_context(), trust_env=False) as http:
+        reply, usage = await OpenAIClient(config, http).post_json(
+            "/v1/images/generations", _request(params)
+        )
+    outputs = [await _store(job, i, item, storage, settings) for i, item in enumerate(_data(reply))]
+    provider = {
+        "model": params["model"],
+        "latency_ms": round(usage.latency_ms, 1),
+        "attempts": usage.attempts,
+    }
+    return {"images": outputs, "provider": provider}
+
+
+def _request(params: dict[str, Any]) -> dict[str, Any]:
+    # OpenAI's own fields, plus the diffusion ones OpenAI-compatible image servers accept.
+    body: dict[str, Any] = {
+        "model": params["model"],
+        "prompt": params["prompt"],
+        "n": params["n"],
+        "size": f"{params['width']}x{params['height']}",
+        "response_format": "b64_json",
+        "steps": params["steps"],
+        "guidance_scale": params["guidance_scale"],
+    }
+    if params["negative_prompt"]:
+        body["negative_prompt"] = params["negative_prompt"]
+    if params["seed"] is not None:
+        body["seed"] = params["seed"]
+    return body
+
+
+def _data(reply: dict[str, Any]) -> list[dict[str, Any]]:
+    data = reply.get("data")
+    if not isinstance(data, list) or not data or not all(isinstance(d, dict) for d in data):
+        raise ProviderError(
+            "the provider returned no images", code=PROVIDER_BAD_RESPONSE, retryable=False
+        )
+    return data
+
+
+async def _store(
+    job: Job, index: int, item: dict[str, Any], storage: LocalStorage, settings: Settings
+) -> dict[str, Any]:
+    data = decode_b64_image(item.get("b64_json"))
+    try:
+        info = imaging.inspect(data, settings.max_image_pixels)
+    except imaging.ImageRejected as exc:
+        raise ProviderError(
+            f"the provider's image is unusable: {exc}", code=PROVIDER_BAD_RESPONSE, retryable=False
+        ) from exc
+    output = imaging.OUTPUT_FORMATS.get(info.format.lower())
+    extension = output.extension if output else "bin"
+    media_type = output.media_type if output else "application/octet-stream"
+    key = job_file_key(job.client_id, job.id, job.created_at, f"image-{index}.{extension}")
+    await storage.put(key, data)
+    return {
+        "name": f"image-{index}",
+        "key": key,
+        "media_type": media_type,
+        "format": info.format.lower(),
+        "width": info.width,
+        "height": info.height,
+        "bytes": len(data),
+    }
+
+
+def _int(raw: dict[str, Any], name: str, default: int | None, low: int, high: int) -> int | None:
+    value = raw.get(name, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidInput(
+            f"{name} must be a whole number from {low} to {high}", field=f"input.{name}"
+        )
+    return value
+
+
+def _side(raw: dict[str, Any], name: str, high: int) -> int:
+    value = _int(raw, name, 1024, 64, high)
+    assert value is not None
+    if value % 8:
+        raise InvalidInput(f"{name} must be a multiple of 8", field=f"input.{name}")
+    return value
+
+
+def _guidance(value: Any) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 <= value <= MAX_GUIDANCE
+    ):
+        raise InvalidInput(
+            f"guidance_scale must be a number from 0 to {MAX_GUIDANCE:g}",
+            field="input.guidance_scale",
+        )
+    return float(value)

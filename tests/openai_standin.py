@@ -1,0 +1,99 @@
+"""A stand-in for an OpenAI-compatible provider: a real HTTP server on 127.0.0.1 that speaks the
+images API, checks the API key, and can be scripted to answer 401, 429 with Retry-After, 500,
+slowly, or with malformed JSON — the outside world pixhook cannot reach in tests."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from PIL import Image
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from service.devstack import free_port, wait_for
+
+API_KEY = "sk-test-standin"
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One scripted answer: a status (with headers), a delay, or a body that is not JSON."""
+
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    delay_s: float = 0.0
+    malformed: bool = False
+
+
+class OpenAIStandIn:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.requests: list[dict[str, Any]] = []
+        self._script: list[Answer] = []
+        self._lock = threading.Lock()
+        app = Starlette(routes=[Route("/v1/images/generations", self._generate, methods=["POST"])])
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    def start(self) -> OpenAIStandIn:
+        self._thread.start()
+        wait_for(lambda: self._server.started, "the OpenAI stand-in", 10)
+        return self
+
+    def close(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(10)
+
+    def script(self, answers: Sequence[Answer]) -> None:
+        """The next requests get these answers, in order; then normal service resumes."""
+        with self._lock:
+            self._script = list(answers)
+            self.requests.clear()
+
+    def _next(self) -> Answer:
+        with self._lock:
+            return self._script.pop(0) if self._script else Answer()
+
+    async def _generate(self, request: Request) -> Response:
+        body = await request.json()
+        with self._lock:
+            self.requests.append({"body": body, "at": time.monotonic()})
+        if request.headers.get("authorization") != f"Bearer {API_KEY}":
+            return _error(401, "Incorrect API key provided", "invalid_api_key")
+        answer = self._next()
+        await asyncio.sleep(answer.delay_s)
+        if answer.malformed:
+            return Response(b'{"data": [{"b64_json": ', media_type="application/json")
+        if answer.status != 200:
+            return _error(answer.status, f"scripted {answer.status}", "scripted", answer.headers)
+        if not isinstance(body.get("prompt"), str) or not body["prompt"]:
+            return _error(400, "prompt is required", "invalid_request_error")
+        width, height = (int(side) for side in str(body.get("size", "1024x1024")).split("x"))
+        images = [_png(width, height, body.get("seed")) for _ in range(int(body.get("n", 1)))]
+        return JSONResponse(
+            {"created": int(time.time()), "data": [{"b64_json": i} for i in images]}
+        )
+
+
+def _png(width: int, height: int, seed: Any) -> str:
+    shade = (int(seed or 0) * 37) % 256
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (shade, 120, 200)).save(buffer, "PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _error(status: int, message: str, code: str, headers: dict[str, str] | None = None) -> Response:
+    body = {"error": {"message": message, "type": "invalid_request_error", "code": code}}
+    return JSONResponse(body, status_code=status, headers=headers)

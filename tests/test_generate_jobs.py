@@ -1,0 +1,125 @@
+"""`image.generate` against a stand-in OpenAI-compatible provider."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image
+
+from tests.helpers import error_of, wait_for_status
+from tests.openai_standin import Answer
+
+
+def generate(api: httpx.Client, **fields: Any) -> httpx.Response:
+    return api.post(
+        "/v1/jobs", json={"type": "image.generate", "input": {"prompt": "a red sneaker", **fields}}
+    )
+
+
+def run(api: httpx.Client, **fields: Any) -> dict[str, Any]:
+    response = generate(api, **fields)
+    assert response.status_code == 202, response.text
+    return wait_for_status(api, response.json()["id"])
+
+
+def test_generated_image_is_stored_and_linked(api, openai_standin):
+    openai_standin.script([])
+
+    job = run(api, width=256, height=128, seed=7, negative_prompt="blurry", steps=30)
+
+    assert job["status"] == "succeeded", job["error"]
+    [image] = job["output"]["images"]
+    assert (image["width"], image["height"], image["format"]) == (256, 128, "png")
+    assert Image.open(io.BytesIO(httpx.get(image["url"]).content)).size == (256, 128)
+    sent = openai_standin.requests[0]["body"]
+    assert sent["size"] == "256x128" and sent["seed"] == 7 and sent["steps"] == 30
+    assert sent["negative_prompt"] == "blurry" and sent["guidance_scale"] == 7.5
+
+
+def test_defaults_are_50_steps_7_5_guidance_1024_square(api):
+    job = wait_for_status(api, generate(api).json()["id"])
+
+    assert {k: job["input"][k] for k in ("steps", "guidance_scale", "width", "height")} == {
+        "steps": 50,
+        "guidance_scale": 7.5,
+        "width": 1024,
+        "height": 1024,
+    }
+
+
+def test_several_images_from_one_prompt(api):
+    job = run(api, n=3, width=64, height=64)
+
+    assert [i["name"] for i in job["output"]["images"]] == ["image-0", "image-1", "image-2"]
+
+
+def test_rate_limited_provider_is_retried_after_retry_after(api, openai_standin):
+    openai_standin.script([Answer(429, {"retry-after": "1"})])
+
+    job = run(api, width=64, height=64)
+
+    first, second = openai_standin.requests[:2]
+    assert job["status"] == "succeeded"
+    assert job["output"]["provider"]["attempts"] == 2
+    assert second["at"] - first["at"] >= 0.9
+
+
+def test_server_errors_and_malformed_json_are_retried(api, openai_standin):
+    openai_standin.script([Answer(500), Answer(malformed=True), Answer(503)])
+
+    job = run(api, width=64, height=64)
+
+    assert job["status"] == "succeeded"
+    assert job["output"]["provider"]["attempts"] == 4
+
+
+def test_provider_that_keeps_failing_fails_the_job_with_a_code(api, openai_standin):
+    openai_standin.script([Answer(500)] * 4)
+
+    job = run(api, width=64, height=64)
+
+    assert (job["status"], job["error"]["code"]) == ("failed", "PROVIDER_UNAVAILABLE")
+
+
+def test_slow_provider_times_out_and_is_retried(api, openai_standin):
+    openai_standin.script([Answer(delay_s=3)])
+
+    job = run(api, width=64, height=64)
+
+    assert job["status"] == "succeeded"
+    assert job["output"]["provider"]["attempts"] == 2
+
+
+def test_rejected_credentials_fail_at_once(api, openai_standin):
+    openai_standin.script([Answer(401)])
+
+    job = run(api, width=64, height=64)
+
+    assert (job["status"], job["error"]["code"]) == ("failed", "PROVIDER_AUTH")
+    assert len(openai_standin.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"prompt": ""}, "input.prompt"),
+        ({"prompt": "   "}, "input.prompt"),
+        ({"prompt": "x" * 4001}, "input.prompt"),
+        ({"width": 4096}, "input.width"),
+        ({"height": 100}, "input.height"),  # not a multiple of 8
+        ({"guidance_scale": -1}, "input.guidance_scale"),
+        ({"steps": 0}, "input.steps"),
+        ({"steps": 500}, "input.steps"),
+        ({"n": 9}, "input.n"),
+        ({"seed": -1}, "input.seed"),
+        ({"image": {"base64": "AAAA"}}, "input.image"),
+    ],
+)
+def test_invalid_generation_input_names_its_field(api, fields, field):
+    response = generate(api, **fields)
+
+    assert response.status_code == 422
+    assert (error_of(response)["code"], error_of(response)["field"]) == ("INVALID_INPUT", field)
