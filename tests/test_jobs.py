@@ -127,7 +127,7 @@ def test_canceling_a_finished_job_is_refused(api):
 def test_info_lists_job_types_and_limits(stack: RunningStack):
     info = httpx.get(f"{stack.api_url}/info").json()
 
-    assert info["job_types"] == ["image.generate", "image.transform"]
+    assert info["job_types"] == ["image.analyze", "image.generate", "image.transform"]
     assert info["limits"]["max_request_bytes"] == 2_000_000
     assert "webp" in info["output_formats"]
 

@@ -9,7 +9,7 @@ from typing import Any
 from service.config import Settings
 from service.jobs import Job
 from service.storage import LocalStorage
-from service.tasks import generate, transform
+from service.tasks import analyze, generate, transform
 
 
 @dataclass(frozen=True)
@@ -25,4 +25,5 @@ class JobType:
 JOB_TYPES: dict[str, JobType] = {
     transform.NAME: JobType(transform.NAME, transform.parse_input, transform.run),
     generate.NAME: JobType(generate.NAME, generate.parse_input, generate.run, takes_image=False),
+    analyze.NAME: JobType(analyze.NAME, analyze.parse_input, analyze.run),
 }
