@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
+from service.storage import parse_s3_spec
 from webhooks.circuit import CircuitPolicy
 from webhooks.dispatcher import DeliveryPolicy
 from webhooks.dlq import DlqPolicy
@@ -28,6 +29,8 @@ class ConfigError(ValueError):
 class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
     storage: str = "local:./var/files"
+    s3_endpoint_url: str = ""
+    s3_region: str = "us-east-1"
     public_url: str = "http://127.0.0.1:8000"
     secret_key: str = field(default="", repr=False)
     file_url_ttl_s: float = 86400.0
@@ -86,8 +89,17 @@ class Settings:
         return settings
 
     def check(self) -> None:
-        if not self.storage.startswith("local:"):
-            raise ConfigError("PIXHOOK_STORAGE", "only local:DIR storage is available")
+        if self.storage.startswith("s3://"):
+            try:
+                parse_s3_spec(self.storage)
+            except ValueError as exc:
+                raise ConfigError("PIXHOOK_STORAGE", str(exc)) from exc
+        elif not self.storage.startswith("local:"):
+            raise ConfigError(
+                "PIXHOOK_STORAGE", f"{self.storage!r} is neither local:DIR nor s3://bucket[/prefix]"
+            )
+        if self.s3_endpoint_url and not self.s3_endpoint_url.startswith(("http://", "https://")):
+            raise ConfigError("PIXHOOK_S3_ENDPOINT_URL", "use an http:// or https:// URL")
 
     def require_secret_key(self) -> None:
         """The API and workers sign file links; other commands do not need the key."""
@@ -188,6 +200,8 @@ def _text(raw: str) -> str:
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "redis_url": _text,
     "storage": _text,
+    "s3_endpoint_url": lambda raw: raw.rstrip("/"),
+    "s3_region": _text,
     "public_url": lambda raw: raw.rstrip("/"),
     "secret_key": _text,
     "openai_base_url": lambda raw: raw.rstrip("/"),

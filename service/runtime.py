@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 from arq.connections import ArqRedis
 
@@ -21,6 +22,8 @@ from webhooks.store import DeliveryStore
 class Runtime:
     settings: Settings
     redis: ArqRedis
+    # Any `service.storage.Storage` (LocalStorage or S3Storage). Annotated LocalStorage only while
+    # service/runner.py and service/tasks/* still name that class; switch to Storage with them.
     storage: LocalStorage
     jobs: JobStore
     clients: ClientStore
@@ -33,8 +36,16 @@ class Runtime:
     async def open(cls, settings: Settings) -> Runtime:
         settings.require_secret_key()
         redis = await connect(settings.redis_url)
-        storage = open_storage(
-            settings.storage, settings.secret_key, settings.file_url_ttl_s, settings.public_url
+        storage = cast(
+            LocalStorage,
+            open_storage(
+                settings.storage,
+                settings.secret_key,
+                settings.file_url_ttl_s,
+                settings.public_url,
+                s3_endpoint_url=settings.s3_endpoint_url,
+                s3_region=settings.s3_region,
+            ),
         )
         deliveries = DeliveryStore(redis, retention_s=int(settings.job_retention_s))
         return cls(

@@ -3,21 +3,54 @@
 from __future__ import annotations
 
 import asyncio
+import mimetypes
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from service.errors import Forbidden, NotFound
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+# SigV4 presigned URLs are valid for at most seven days.
+MAX_PRESIGN_S = 7 * 86400
 
 
 @dataclass(frozen=True)
 class StoredFile:
     path: Path
     media_type: str
+
+
+class Storage(Protocol):
+    """Where job inputs and outputs live; keys come from `job_file_key`."""
+
+    async def put(self, key: str, data: bytes, *, media_type: str | None = None) -> None:
+        """Store `data` under `key`; `media_type` defaults to a guess from the key's extension."""
+        ...
+
+    async def get(self, key: str) -> bytes:
+        """The stored bytes; `NotFound` (`FILE_NOT_FOUND`) when there are none."""
+        ...
+
+    def url(self, key: str, media_type: str) -> str:
+        """A fresh, expiring URL that downloads the file."""
+        ...
+
+    def resolve_link(self, token: str) -> StoredFile:
+        """The file a `/files/{token}` link names; `NotFound` for storage the API does not serve."""
+        ...
+
+
+def guess_media_type(key: str) -> str:
+    return mimetypes.guess_type(key, strict=False)[0] or "application/octet-stream"
 
 
 class FileLinks:
@@ -49,7 +82,8 @@ class LocalStorage:
         self._links = links
         self._public_url = public_url
 
-    async def put(self, key: str, data: bytes) -> None:
+    async def put(self, key: str, data: bytes, *, media_type: str | None = None) -> None:
+        # The media type travels in each link instead (see `url`).
         await asyncio.to_thread(self._write, self._path(key), data)
 
     async def get(self, key: str) -> bytes:
@@ -95,7 +129,115 @@ def job_file_key(client_id: str, job_id: str, created_at: float, filename: str) 
     return f"{client_id}/{day}/{job_id}/{filename}"
 
 
-def open_storage(spec: str, secret_key: str, ttl_s: float, public_url: str) -> LocalStorage:
-    """Storage from `PIXHOOK_STORAGE` (`local:DIR`)."""
+class S3Storage:
+    """Objects in an S3 (or S3-compatible) bucket under a key prefix, handed out as presigned URLs.
+
+    boto3 blocks, so every request runs in a thread; one client per process is shared by them all
+    (boto3 clients are thread-safe). The API does not serve these files: `resolve_link` refuses.
+    """
+
+    def __init__(self, client: S3Client, bucket: str, prefix: str, ttl_s: float) -> None:
+        self._client = client
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.expires_s = max(1, min(int(ttl_s), MAX_PRESIGN_S))
+
+    def object_key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    async def put(self, key: str, data: bytes, *, media_type: str | None = None) -> None:
+        await asyncio.to_thread(
+            self._client.put_object,
+            Bucket=self.bucket,
+            Key=self.object_key(key),
+            Body=data,
+            ContentType=media_type or guess_media_type(key),
+            CacheControl=f"private, max-age={self.expires_s}",
+        )
+
+    async def get(self, key: str) -> bytes:
+        return await asyncio.to_thread(self._read, self.object_key(key))
+
+    def _read(self, object_key: str) -> bytes:
+        from botocore.exceptions import ClientError
+
+        try:
+            response = self._client.get_object(Bucket=self.bucket, Key=object_key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+                raise NotFound("stored file is gone", code="FILE_NOT_FOUND") from exc
+            raise
+        with response["Body"] as body:
+            return body.read()
+
+    def url(self, key: str, media_type: str) -> str:
+        # Signed locally with the client's credentials: no request to S3.
+        return self._client.generate_presigned_url(
+            "get_object",
+            Params={
+                "Bucket": self.bucket,
+                "Key": self.object_key(key),
+                # The job's recorded type wins over whatever the object was stored with.
+                "ResponseContentType": media_type,
+            },
+            ExpiresIn=self.expires_s,
+        )
+
+    def resolve_link(self, token: str) -> StoredFile:
+        raise NotFound("files are served from object storage", code="FILE_NOT_FOUND")
+
+    def close(self) -> None:
+        self._client.close()
+
+
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
+def parse_s3_spec(spec: str) -> tuple[str, str]:
+    """`s3://bucket[/prefix]` as (bucket, prefix); `ValueError` saying what is wrong otherwise."""
+    rest = spec.removeprefix("s3://")
+    bucket, _, prefix = rest.partition("/")
+    if not bucket:
+        raise ValueError(f"{spec!r} names no bucket; use s3://bucket[/prefix]")
+    if not _BUCKET.fullmatch(bucket):
+        raise ValueError(
+            f"{bucket!r} is not an S3 bucket name (3-63 lowercase letters, digits, dots, hyphens)"
+        )
+    if any(c in prefix for c in "?#\\") or "//" in prefix.strip("/"):
+        raise ValueError(f"{prefix!r} is not a usable key prefix")
+    return bucket, prefix.strip("/")
+
+
+def s3_client(endpoint_url: str, region: str) -> S3Client:
+    """A client using boto3's usual credential chain (`AWS_ACCESS_KEY_ID`, profiles, roles...)."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        region_name=region,
+        signature_version="s3v4",
+        # MinIO and most S3-compatible servers expect path-style URLs on a custom endpoint.
+        s3={"addressing_style": "path" if endpoint_url else "auto"},
+        retries={"mode": "standard", "max_attempts": 3},
+        connect_timeout=5,
+        read_timeout=30,
+        max_pool_connections=32,
+    )
+    return boto3.session.Session().client("s3", endpoint_url=endpoint_url or None, config=config)
+
+
+def open_storage(
+    spec: str,
+    secret_key: str,
+    ttl_s: float,
+    public_url: str,
+    *,
+    s3_endpoint_url: str = "",
+    s3_region: str = "us-east-1",
+) -> Storage:
+    """Storage from `PIXHOOK_STORAGE`: `local:DIR` or `s3://bucket[/prefix]`."""
+    if spec.startswith("s3://"):
+        bucket, prefix = parse_s3_spec(spec)
+        return S3Storage(s3_client(s3_endpoint_url, s3_region), bucket, prefix, ttl_s)
     root = Path(spec.removeprefix("local:"))
     return LocalStorage(root, FileLinks(secret_key, ttl_s), public_url)

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from service.jobs import Job
-from service.storage import LocalStorage
+from service.storage import Storage
 from webhooks.events import utc_timestamp
 from webhooks.store import Delivery
 
@@ -15,7 +15,7 @@ def iso(moment: float | None) -> str | None:
     return None if moment is None else utc_timestamp(datetime.fromtimestamp(moment, UTC))
 
 
-def job_view(job: Job, storage: LocalStorage, public_url: str) -> dict[str, Any]:
+def job_view(job: Job, storage: Storage, public_url: str) -> dict[str, Any]:
     """The public job: file keys turned into fresh signed URLs, times as ISO 8601."""
     return {
         "id": job.id,
@@ -38,7 +38,7 @@ def job_view(job: Job, storage: LocalStorage, public_url: str) -> dict[str, Any]
     }
 
 
-def _output_view(output: dict[str, Any] | None, storage: LocalStorage) -> dict[str, Any] | None:
+def _output_view(output: dict[str, Any] | None, storage: Storage) -> dict[str, Any] | None:
     if output is None:
         return None
     images = [

@@ -1,4 +1,8 @@
-"""`/files/{token}`: stored outputs behind signed, expiring links."""
+"""`/files/{token}`: locally stored outputs behind signed, expiring links.
+
+Only `local:` storage is served here; with S3 storage job URLs are presigned S3 links, and every
+token answers 404 `FILE_NOT_FOUND` (`S3Storage.resolve_link`).
+"""
 
 from __future__ import annotations
 

@@ -30,7 +30,9 @@ async def create_job(request: Request) -> JSONResponse:
     if submission.image is not None and submission.image.data is not None:
         input_key = job_file_key(client.id, job_id, created_at, "input")
         # Stored before the record exists, so a worker never sees a job without its input.
-        await rt.storage.put(input_key, submission.image.data)
+        await rt.storage.put(
+            input_key, submission.image.data, media_type="application/octet-stream"
+        )
     job = Job(
         id=job_id,
         type=submission.type,

@@ -1,0 +1,228 @@
+"""S3Storage against moto's S3 server over real HTTP: on its own, and behind a whole stack."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image
+
+from service.config import ConfigError, Settings
+from service.devstack import RunningStack, free_port, local_stack, stop_process, wait_for
+from service.errors import NotFound
+from service.storage import MAX_PRESIGN_S, S3Storage, job_file_key, open_storage, s3_client
+from tests.helpers import error_of, image_bytes, transform_job, wait_for_status
+
+BUCKET = "pixhook-test"
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+
+def _answers(url: str) -> bool:
+    try:
+        httpx.get(url, timeout=1)
+    except httpx.HTTPError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`python -m moto.server` on a free loopback port, with the test bucket created."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_path: Path = tmp_path_factory.mktemp("moto") / "moto.log"
+    command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            command, env={**os.environ, **CREDENTIALS}, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        wait_for(lambda: _answers(url), "moto_server", 30, process)
+        yield url
+    finally:
+        stop_process(process)
+
+
+@pytest.fixture(scope="module")
+def s3(moto_url: str) -> Iterator[Any]:
+    """A boto3 client on moto, made through boto3's usual credential chain (the env vars)."""
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in CREDENTIALS.items():
+            mp.setenv(name, value)
+        mp.delenv("AWS_SESSION_TOKEN", raising=False)
+        mp.delenv("AWS_PROFILE", raising=False)
+        client = s3_client(moto_url, "us-east-1")
+    try:
+        client.create_bucket(Bucket=BUCKET)
+        yield client
+    finally:
+        client.close()
+
+
+def object_keys(s3: Any, prefix: str) -> set[str]:
+    listed = s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix)
+    return {item["Key"] for item in listed.get("Contents", [])}
+
+
+def test_put_get_and_presigned_url_round_trip(s3):
+    storage = S3Storage(s3, BUCKET, "unit", ttl_s=600)
+    key = job_file_key("cl_round", "job_round", time.time(), "default.png")
+    data = image_bytes((40, 30), fmt="PNG")
+
+    asyncio.run(storage.put(key, data))
+
+    assert asyncio.run(storage.get(key)) == data
+    url = storage.url(key, "image/png")
+    assert url.startswith(f"{s3.meta.endpoint_url}/{BUCKET}/unit/cl_round/")
+    assert "X-Amz-Expires=600" in url
+    downloaded = httpx.get(url)
+    assert downloaded.status_code == 200
+    assert downloaded.content == data
+    assert downloaded.headers["content-type"] == "image/png"
+    stored = s3.head_object(Bucket=BUCKET, Key=f"unit/{key}")
+    assert stored["ContentType"] == "image/png"  # guessed from the key's extension
+    assert stored["CacheControl"] == "private, max-age=600"
+
+
+def test_explicit_media_type_is_stored(s3):
+    storage = S3Storage(s3, BUCKET, "unit", ttl_s=600)
+
+    asyncio.run(storage.put("cl_x/input", b"raw", media_type="application/octet-stream"))
+
+    stored = s3.head_object(Bucket=BUCKET, Key="unit/cl_x/input")
+    assert stored["ContentType"] == "application/octet-stream"
+
+
+def test_missing_key_is_not_found(s3):
+    storage = S3Storage(s3, BUCKET, "unit", ttl_s=600)
+
+    with pytest.raises(NotFound) as caught:
+        asyncio.run(storage.get("cl_none/2020/01/01/job_none/default.png"))
+
+    assert caught.value.code == "FILE_NOT_FOUND"
+
+
+def test_keys_live_under_the_prefix(s3):
+    storage = S3Storage(s3, BUCKET, "/nested/prefix/", ttl_s=600)
+
+    asyncio.run(storage.put("cl_p/2024/05/06/job_p/default.webp", b"webp"))
+
+    assert object_keys(s3, "nested/") == {"nested/prefix/cl_p/2024/05/06/job_p/default.webp"}
+    bare = S3Storage(s3, BUCKET, "", ttl_s=600)
+    assert asyncio.run(bare.get("nested/prefix/cl_p/2024/05/06/job_p/default.webp")) == b"webp"
+
+
+def test_presigned_expiry_is_capped_at_seven_days(s3):
+    storage = S3Storage(s3, BUCKET, "unit", ttl_s=30 * 86400)
+
+    assert f"X-Amz-Expires={MAX_PRESIGN_S}" in storage.url("any/key.png", "image/png")
+
+
+def test_s3_storage_does_not_serve_file_links(s3):
+    with pytest.raises(NotFound) as caught:
+        S3Storage(s3, BUCKET, "unit", ttl_s=600).resolve_link("anything")
+
+    assert caught.value.code == "FILE_NOT_FOUND"
+
+
+def test_open_storage_picks_by_scheme(tmp_path, monkeypatch):
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    local = open_storage(f"local:{tmp_path}", "k" * 32, 60, "http://api")
+    assert local.url("a/b.png", "image/png").startswith("http://api/files/")
+
+    remote = open_storage(
+        "s3://some-bucket/a/b", "k" * 32, 60, "http://api", s3_endpoint_url="http://127.0.0.1:9"
+    )
+    assert isinstance(remote, S3Storage)
+    assert (remote.bucket, remote.prefix) == ("some-bucket", "a/b")
+    remote.close()
+
+
+@pytest.mark.parametrize("spec", ["s3://bucket", "s3://bucket/", "s3://my.bucket-1/a/b/c"])
+def test_settings_accept_s3_urls(spec):
+    assert Settings.from_env({"PIXHOOK_STORAGE": spec}).storage == spec
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("PIXHOOK_STORAGE", "s3://", "names no bucket"),
+        ("PIXHOOK_STORAGE", "s3:///prefix", "names no bucket"),
+        ("PIXHOOK_STORAGE", "s3://Bad_Bucket/x", "not an S3 bucket name"),
+        ("PIXHOOK_STORAGE", "gs://bucket", "neither local:DIR nor s3://"),
+        ("PIXHOOK_S3_ENDPOINT_URL", "minio:9000", "http"),
+    ],
+)
+def test_settings_refuse_unusable_storage(variable, value, message):
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({variable: value})
+
+    assert caught.value.variable == variable
+    assert message in str(caught.value)
+
+
+def test_s3_settings_are_read():
+    settings = Settings.from_env(
+        {"PIXHOOK_S3_ENDPOINT_URL": "http://minio:9000/", "PIXHOOK_S3_REGION": "eu-west-3"}
+    )
+
+    assert (settings.s3_endpoint_url, settings.s3_region) == ("http://minio:9000", "eu-west-3")
+    assert Settings().s3_region == "us-east-1"
+
+
+@pytest.fixture(scope="module")
+def s3_stack(
+    tmp_path_factory: pytest.TempPathFactory, moto_url: str, s3: Any
+) -> Iterator[RunningStack]:
+    env = {
+        "PIXHOOK_STORAGE": f"s3://{BUCKET}/pixhook",
+        "PIXHOOK_S3_ENDPOINT_URL": moto_url,
+        **CREDENTIALS,
+    }
+    with local_stack(tmp_path_factory.mktemp("s3-stack"), env) as running:
+        yield running
+
+
+@pytest.fixture
+def s3_api(s3_stack: RunningStack) -> Iterator[httpx.Client]:
+    headers = {"authorization": f"Bearer {s3_stack.client.api_key}"}
+    with httpx.Client(base_url=s3_stack.api_url, headers=headers, timeout=30) as client:
+        yield client
+
+
+def test_transform_job_outputs_a_presigned_s3_url(s3_stack, s3_api, s3, moto_url):
+    response = s3_api.post("/v1/jobs", json=transform_job(image_bytes((400, 300))))
+    assert response.status_code == 202, response.text
+    job = wait_for_status(s3_api, response.json()["id"])
+
+    assert job["status"] == "succeeded", job["error"]
+    [image] = job["output"]["images"]
+    url = image["url"]
+    assert url.startswith(f"{moto_url}/{BUCKET}/pixhook/")
+    assert "X-Amz-Signature=" in url
+    downloaded = httpx.get(url)
+    assert downloaded.status_code == 200
+    assert downloaded.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(downloaded.content)).size == (100, 75)
+
+    day = datetime.fromisoformat(job["created_at"]).strftime("%Y/%m/%d")
+    folder = f"pixhook/{s3_stack.client.client.id}/{day}/{job['id']}/"
+    assert object_keys(s3, folder) == {f"{folder}input", f"{folder}default.png"}
+
+
+def test_files_route_does_not_serve_s3_storage(s3_api):
+    response = s3_api.get("/files/some-token")
+
+    assert response.status_code == 404
+    assert error_of(response)["code"] == "FILE_NOT_FOUND"
