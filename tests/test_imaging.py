@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageCms, ImageFile
 
 from service import imaging
 from tests.helpers import image_bytes, png_bomb, truncated_jpeg
@@ -28,9 +28,9 @@ def decode(encoded: imaging.EncodedImage) -> Image.Image:
     ],
 )
 def test_fit_keeps_the_aspect_ratio_inside_the_box(source, box, expected):
-    spec = imaging.FitSpec(box[0], box[1], "png")
+    spec = imaging.OutputSpec(width=box[0], height=box[1], format="png")
 
-    encoded = imaging.fit(image_bytes(source), spec, LIMIT)
+    encoded = imaging.transform(image_bytes(source), spec, LIMIT)
 
     assert (encoded.width, encoded.height) == expected
     assert decode(encoded).size == expected
@@ -38,7 +38,9 @@ def test_fit_keeps_the_aspect_ratio_inside_the_box(source, box, expected):
 
 @pytest.mark.parametrize("fmt", ["jpeg", "png", "webp"])
 def test_output_is_encoded_in_the_requested_format(fmt):
-    encoded = imaging.fit(image_bytes(), imaging.FitSpec(50, 50, fmt), LIMIT)
+    encoded = imaging.transform(
+        image_bytes(), imaging.OutputSpec(width=50, height=50, format=fmt), LIMIT
+    )
 
     assert decode(encoded).format == imaging.OUTPUT_FORMATS[fmt].pillow_name
 
@@ -48,8 +50,10 @@ def test_lower_quality_makes_a_smaller_jpeg():
     buffer = io.BytesIO()
     noisy.save(buffer, "PNG")
 
-    high = imaging.fit(buffer.getvalue(), imaging.FitSpec(None, None, "jpeg", 95), LIMIT)
-    low = imaging.fit(buffer.getvalue(), imaging.FitSpec(None, None, "jpeg", 30), LIMIT)
+    high = imaging.transform(
+        buffer.getvalue(), imaging.OutputSpec(format="jpeg", quality=95), LIMIT
+    )
+    low = imaging.transform(buffer.getvalue(), imaging.OutputSpec(format="jpeg", quality=30), LIMIT)
 
     assert len(low.data) < len(high.data) / 2
 
@@ -57,7 +61,7 @@ def test_lower_quality_makes_a_smaller_jpeg():
 def test_transparency_is_flattened_onto_white_for_jpeg():
     clear = image_bytes((40, 40), fmt="PNG", mode="RGBA")  # red at half opacity
 
-    encoded = imaging.fit(clear, imaging.FitSpec(None, None, "jpeg"), LIMIT)
+    encoded = imaging.transform(clear, imaging.OutputSpec(format="jpeg"), LIMIT)
 
     red, green, blue = decode(encoded).convert("RGB").getpixel((20, 20))  # type: ignore[misc]
     assert red > 200 and 130 < green < 160 and 130 < blue < 160
@@ -66,7 +70,7 @@ def test_transparency_is_flattened_onto_white_for_jpeg():
 def test_transparency_is_kept_for_webp():
     clear = image_bytes((40, 40), fmt="PNG", mode="RGBA")
 
-    encoded = imaging.fit(clear, imaging.FitSpec(None, None, "webp"), LIMIT)
+    encoded = imaging.transform(clear, imaging.OutputSpec(format="webp"), LIMIT)
 
     assert decode(encoded).mode == "RGBA"
 
@@ -77,7 +81,7 @@ def test_exif_orientation_is_applied():
     exif[0x0112] = 6  # rotate 90° clockwise to display
     Image.new("RGB", (200, 100), "blue").save(buffer, "JPEG", exif=exif)
 
-    encoded = imaging.fit(buffer.getvalue(), imaging.FitSpec(None, None, "png"), LIMIT)
+    encoded = imaging.transform(buffer.getvalue(), imaging.OutputSpec(format="png"), LIMIT)
 
     assert (encoded.width, encoded.height) == (100, 200)
 
@@ -88,7 +92,7 @@ def test_large_jpeg_is_decoded_at_reduced_scale():
         image.draft("RGB", (400, 300))
         drafted = image.size
 
-    encoded = imaging.fit(photo, imaging.FitSpec(400, 400, "jpeg"), LIMIT)
+    encoded = imaging.transform(photo, imaging.OutputSpec(width=400, height=400), LIMIT)
 
     assert drafted == (500, 375)  # libjpeg's 1/8 scale: the full 12 MP are never decoded
     assert (encoded.width, encoded.height) == (400, 300)
@@ -114,7 +118,7 @@ def test_truncated_image_is_rejected_when_decoded():
     assert imaging.inspect(truncated, LIMIT).width == 800  # the header alone looks fine
 
     with pytest.raises(imaging.ImageRejected) as caught:
-        imaging.fit(truncated, imaging.FitSpec(100, 100), LIMIT)
+        imaging.transform(truncated, imaging.OutputSpec(width=100, height=100), LIMIT)
 
     assert caught.value.code == "INVALID_IMAGE"
 
@@ -132,3 +136,269 @@ def test_decompression_bomb_beyond_pillows_own_limit_is_rejected():
         imaging.inspect(png_bomb(100_000, 100_000), LIMIT)
 
     assert caught.value.code == "IMAGE_TOO_LARGE"
+
+
+# Modes, geometry and upscaling.
+
+RED, BLUE = (255, 0, 0), (0, 0, 255)
+
+
+def halves(size=(200, 100), split="vertical"):
+    """Red in the left (or top) half, blue in the other: a crop's colour says where it came from."""
+    image = Image.new("RGB", size, BLUE)
+    left_or_top = (
+        (0, 0, size[0] // 2, size[1]) if split == "vertical" else (0, 0, size[0], size[1] // 2)
+    )
+    image.paste(RED, left_or_top)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def centre_colour(encoded):
+    image = decode(encoded).convert("RGB")
+    return image.getpixel((image.width // 2, image.height // 2))
+
+
+def is_near(colour, expected, tolerance=40):
+    return all(abs(a - b) <= tolerance for a, b in zip(colour, expected, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        (imaging.OutputSpec(mode="fit", width=50, height=50), (50, 25)),
+        (imaging.OutputSpec(mode="fit", max_side=80), (80, 40)),
+        (imaging.OutputSpec(mode="fill", width=50, height=50), (50, 50)),
+        (imaging.OutputSpec(mode="crop", box=(10, 10, 60, 40)), (60, 40)),
+        (imaging.OutputSpec(mode="crop", box=(10, 10, 60, 40), width=30), (30, 20)),
+        (imaging.OutputSpec(mode="pad", width=60, height=60), (60, 60)),
+    ],
+)
+def test_each_mode_makes_its_size(spec, expected):
+    encoded = imaging.transform(halves(), spec, LIMIT)
+
+    assert (encoded.width, encoded.height) == expected == decode(encoded).size
+
+
+@pytest.mark.parametrize(
+    ("split", "gravity", "expected"),
+    [
+        ("vertical", "west", RED),
+        ("vertical", "east", BLUE),
+        ("vertical", "northwest", RED),
+        ("vertical", "southeast", BLUE),
+        ("horizontal", "north", RED),
+        ("horizontal", "south", BLUE),
+    ],
+)
+def test_fill_gravity_keeps_that_side(split, gravity, expected):
+    source = halves((200, 100) if split == "vertical" else (100, 200), split)
+    spec = imaging.OutputSpec(mode="fill", width=40, height=40, gravity=gravity, format="png")
+
+    assert centre_colour(imaging.transform(source, spec, LIMIT)) == expected
+
+
+@pytest.mark.parametrize(("x", "expected"), [(0.1, RED), (0.9, BLUE)])
+def test_fill_focal_point_picks_the_region(x, expected):
+    spec = imaging.OutputSpec(mode="fill", width=40, height=40, focal_point=(x, 0.5), format="png")
+
+    assert centre_colour(imaging.transform(halves(), spec, LIMIT)) == expected
+
+
+def test_crop_takes_the_box_in_source_pixels():
+    spec = imaging.OutputSpec(mode="crop", box=(120, 20, 50, 50), format="png")
+
+    assert centre_colour(imaging.transform(halves(), spec, LIMIT)) == BLUE
+
+
+def test_crop_box_outside_the_image_is_refused():
+    spec = imaging.OutputSpec(mode="crop", box=(180, 0, 50, 50))
+
+    with pytest.raises(imaging.ImageRejected) as caught:
+        imaging.transform(halves(), spec, LIMIT)
+
+    assert caught.value.code == "CROP_OUTSIDE_IMAGE"
+
+
+def test_crop_box_is_in_upright_pixels_after_exif_rotation():
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored 200x100, shown turned 90° clockwise: the left half ends on top
+    buffer = io.BytesIO()
+    Image.open(io.BytesIO(halves())).save(buffer, "JPEG", exif=exif)
+    spec = imaging.OutputSpec(mode="crop", box=(0, 0, 100, 80), format="png")
+
+    encoded = imaging.transform(buffer.getvalue(), spec, LIMIT)
+
+    assert (encoded.width, encoded.height) == (100, 80)
+    assert is_near(centre_colour(encoded), RED)
+
+
+def test_pad_fills_the_border_with_the_background():
+    spec = imaging.OutputSpec(mode="pad", width=100, height=100, background=(0, 255, 0))
+
+    image = decode(imaging.transform(halves(), spec, LIMIT)).convert("RGB")
+
+    assert image.size == (100, 100)
+    assert is_near(image.getpixel((50, 5)), (0, 255, 0))  # above the 100x50 picture
+    assert is_near(image.getpixel((10, 50)), RED)
+
+
+@pytest.mark.parametrize(
+    ("mode", "upscale", "expected"),
+    [
+        ("fit", False, (100, 50)),
+        ("fit", True, (400, 200)),
+        ("fill", False, (50, 50)),
+        ("fill", True, (400, 400)),
+        ("pad", False, (400, 400)),  # the canvas is exact; the picture inside stays 100x50
+    ],
+)
+def test_upscaling_only_when_asked(mode, upscale, expected):
+    spec = imaging.OutputSpec(mode=mode, width=400, height=400, upscale=upscale, format="png")
+
+    encoded = imaging.transform(halves((100, 50)), spec, LIMIT)
+
+    assert (encoded.width, encoded.height) == expected
+
+
+# Encoding options.
+
+
+def noise_png(size=(400, 400)):
+    buffer = io.BytesIO()
+    Image.effect_noise(size, 60).convert("RGB").save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["jpeg", "webp"])
+def test_max_bytes_finds_a_quality_that_fits(fmt):
+    spec = imaging.OutputSpec(format=fmt, quality=95, max_bytes=80_000)
+
+    encoded = imaging.transform(noise_png(), spec, LIMIT)
+
+    assert 60_000 < len(encoded.data) <= 80_000  # the best quality that fits, not the lowest
+    assert decode(encoded).size == (400, 400)
+
+
+@pytest.mark.parametrize("fmt", ["jpeg", "png"])
+def test_max_bytes_that_nothing_fits_fails_the_output(fmt):
+    spec = imaging.OutputSpec(format=fmt, max_bytes=500)
+
+    with pytest.raises(imaging.ImageRejected) as caught:
+        imaging.transform(noise_png(), spec, LIMIT)
+
+    assert caught.value.code == "OUTPUT_TOO_LARGE"
+
+
+def test_progressive_jpeg_is_flagged():
+    encoded = imaging.transform(noise_png(), imaging.OutputSpec(progressive=True), LIMIT)
+
+    assert decode(encoded).info.get("progressive")
+
+
+def test_lossless_webp_gives_back_every_pixel():
+    source = noise_png((64, 48))
+    spec = imaging.OutputSpec(format="webp", lossless=True)
+
+    encoded = imaging.transform(source, spec, LIMIT)
+
+    assert decode(encoded).convert("RGB").tobytes() == Image.open(io.BytesIO(source)).tobytes()
+
+
+@pytest.mark.skipif("avif" not in imaging.OUTPUT_FORMATS, reason="Pillow built without AVIF")
+def test_avif_output():
+    encoded = imaging.transform(image_bytes(), imaging.OutputSpec(width=100, format="avif"), LIMIT)
+
+    assert decode(encoded).format == "AVIF"
+    assert encoded.format.media_type == "image/avif"
+
+
+# Metadata and colour.
+
+
+def srgb_profile():
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+@pytest.mark.parametrize("fmt", ["jpeg", "webp", "png"])
+def test_exif_is_stripped_and_the_icc_profile_kept(fmt):
+    exif = Image.Exif()
+    exif[0x010F] = "Camera maker"
+    buffer = io.BytesIO()
+    Image.new("RGB", (80, 60), "blue").save(buffer, "JPEG", exif=exif, icc_profile=srgb_profile())
+
+    output = decode(imaging.transform(buffer.getvalue(), imaging.OutputSpec(format=fmt), LIMIT))
+
+    assert "exif" not in output.info
+    assert output.info.get("icc_profile") == srgb_profile()
+
+
+def test_cmyk_input_comes_out_rgb():
+    buffer = io.BytesIO()
+    Image.new("CMYK", (60, 40), (0, 255, 255, 0)).save(buffer, "JPEG")
+
+    output = decode(imaging.transform(buffer.getvalue(), imaging.OutputSpec(format="png"), LIMIT))
+
+    assert output.mode == "RGB"
+    assert is_near(output.getpixel((30, 20)), RED, tolerance=60)
+
+
+def test_transparency_is_flattened_onto_the_background():
+    clear = image_bytes((40, 40), fmt="PNG", mode="RGBA")  # red at half opacity
+    spec = imaging.OutputSpec(format="jpeg", background=(0, 0, 0))
+
+    colour = decode(imaging.transform(clear, spec, LIMIT)).getpixel((20, 20))
+
+    assert is_near(colour, (100, 20, 20), tolerance=15)
+
+
+def test_animated_gif_gives_its_first_frame():
+    frames = [Image.new("P", (40, 40), 0), Image.new("P", (40, 40), 1)]
+    for frame in frames:
+        frame.putpalette([*RED, *BLUE] + [0] * 762)
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:], duration=100)
+
+    encoded = imaging.transform(buffer.getvalue(), imaging.OutputSpec(format="png"), LIMIT)
+
+    assert centre_colour(encoded) == RED
+
+
+# Variants.
+
+
+@pytest.fixture
+def decoded_sizes(monkeypatch):
+    """The size of every image Pillow actually decodes (load_prepare runs once per decode)."""
+    sizes = []
+    load_prepare = ImageFile.ImageFile.load_prepare
+
+    def recording(self):
+        sizes.append(self.size)
+        load_prepare(self)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load_prepare", recording)
+    return sizes
+
+
+def test_variants_are_all_derived_from_a_single_decode(decoded_sizes):
+    specs = {
+        "thumb": imaging.OutputSpec(mode="fill", width=128, height=128, format="webp"),
+        "zoom": imaging.OutputSpec(max_side=1000),
+        "square": imaging.OutputSpec(mode="pad", width=300, height=300, format="png"),
+    }
+
+    outputs = imaging.render(image_bytes((4000, 3000)), specs, LIMIT)
+
+    assert len(decoded_sizes) == 1
+    sizes = {name: decode(encoded).size for name, encoded in outputs.items()}
+    assert sizes == {"thumb": (128, 128), "zoom": (1000, 750), "square": (300, 300)}
+
+
+def test_decode_is_only_as_large_as_the_most_detailed_variant_needs(decoded_sizes):
+    specs = {"small": imaging.OutputSpec(width=100), "medium": imaging.OutputSpec(width=900)}
+
+    imaging.render(image_bytes((4000, 3000)), specs, LIMIT)
+
+    assert decoded_sizes == [(1000, 750)]  # libjpeg's 1/4 scale, enough for 900 px wide

@@ -1,0 +1,105 @@
+"""`image.transform` through the API: variants, modes and their validation."""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image
+
+from tests.helpers import error_of, image_bytes, wait_for_status
+
+
+def transform_body(image: bytes, **input_fields: Any) -> dict[str, Any]:
+    encoded = base64.b64encode(image).decode()
+    return {"type": "image.transform", "input": {"image": {"base64": encoded}, **input_fields}}
+
+
+def test_job_with_three_variants_gives_three_downloadable_images(api):
+    variants = {
+        "thumb": {"mode": "fill", "width": 128, "height": 128, "format": "webp"},
+        "zoom": {"max_side": 600, "format": "jpeg", "progressive": True},
+        "card": {"mode": "pad", "width": 300, "height": 300, "background": "#000000"},
+    }
+    body = transform_body(image_bytes((1200, 800)), format="png", variants=variants)
+
+    response = api.post("/v1/jobs", json=body)
+    assert response.status_code == 202, response.text
+    job = wait_for_status(api, response.json()["id"])
+
+    assert job["status"] == "succeeded", job["error"]
+    images = {image["name"]: image for image in job["output"]["images"]}
+    assert {name: (i["width"], i["height"], i["format"]) for name, i in images.items()} == {
+        "thumb": (128, 128, "webp"),
+        "zoom": (600, 400, "jpeg"),
+        "card": (300, 300, "png"),  # the top-level format is every variant's default
+    }
+    for image in images.values():
+        downloaded = httpx.get(image["url"])
+        assert downloaded.status_code == 200
+        assert downloaded.headers["content-type"] == image["media_type"]
+        size = Image.open(io.BytesIO(downloaded.content)).size
+        assert size == (image["width"], image["height"])
+
+
+def test_job_without_variants_has_one_default_image(api):
+    body = transform_body(image_bytes((400, 200)), mode="fill", width=50, height=50)
+
+    job = wait_for_status(api, api.post("/v1/jobs", json=body).json()["id"])
+
+    [image] = job["output"]["images"]
+    assert (image["name"], image["width"], image["height"]) == ("default", 50, 50)
+
+
+def test_output_that_cannot_fit_max_bytes_fails_the_job(api):
+    noisy = io.BytesIO()
+    Image.effect_noise((300, 300), 60).convert("RGB").save(noisy, "PNG")
+    body = transform_body(noisy.getvalue(), format="jpeg", max_bytes=300)
+
+    job = wait_for_status(api, api.post("/v1/jobs", json=body).json()["id"])
+
+    assert job["status"] == "failed"
+    assert job["error"]["code"] == "OUTPUT_TOO_LARGE"
+
+
+@pytest.mark.parametrize(
+    ("input_fields", "field"),
+    [
+        ({"variants": {"thumb": {"width": 0}}}, "input.variants.thumb.width"),
+        ({"variants": {"thumb": {"format": "bmp"}}}, "input.variants.thumb.format"),
+        ({"variants": {"thumb": {"mode": "fill", "width": 10}}}, "input.variants.thumb.height"),
+        ({"variants": {"thumb": {"colour": "red"}}}, "input.variants.thumb.colour"),
+        (
+            {
+                "variants": {
+                    "a": {"mode": "fill", "width": 9, "height": 9, "focal_point": {"x": 2, "y": 0}}
+                }
+            },
+            "input.variants.a.focal_point.x",
+        ),
+        (
+            {
+                "variants": {
+                    "a": {"mode": "crop", "box": {"left": -1, "top": 0, "width": 5, "height": 5}}
+                }
+            },
+            "input.variants.a.box.left",
+        ),
+        ({"variants": {"a": {"background": "white"}}}, "input.variants.a.background"),
+        ({"variants": {"a": {"lossless": True}}}, "input.variants.a.lossless"),
+        ({"variants": {"bad name": {}}}, "input.variants.bad name"),
+        ({"variants": {f"v{n}": {} for n in range(11)}}, "input.variants"),
+        ({"variants": {}}, "input.variants"),
+        ({"mode": "crop"}, "input.box"),
+        ({"gravity": "up"}, "input.gravity"),
+        ({"upscale": "yes"}, "input.upscale"),
+    ],
+)
+def test_bad_transform_parameter_is_422_naming_the_nested_field(api, input_fields, field):
+    response = api.post("/v1/jobs", json=transform_body(image_bytes(), **input_fields))
+
+    assert response.status_code == 422
+    assert (error_of(response)["code"], error_of(response)["field"]) == ("INVALID_INPUT", field)
