@@ -47,6 +47,12 @@ class Settings:
     provider_timeout_s: float = 120.0
     provider_max_attempts: int = 4
     provider_backoff_s: float = 1.0
+    provider_requests_per_minute: float = 500.0
+    provider_burst: int = 10
+    provider_concurrency: int = 8
+    openai_vision_model: str = "gpt-4o-mini"
+    vision_max_side: int = 2048
+    vision_cache_ttl_s: float = 30 * 86400.0
     max_generate_side: int = 2048
     max_prompt_chars: int = 4000
     job_timeout_s: float = 300.0
@@ -207,6 +213,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "openai_base_url": lambda raw: raw.rstrip("/"),
     "openai_api_key": _text,
     "openai_image_model": _text,
+    "openai_vision_model": _text,
+    "provider_requests_per_minute": _positive(float),
     "webhook_retry_schedule": RetrySchedule.parse,
     "allow_private_networks": UrlPolicy.parse,
     "dlq_redrive_batch": _at_least(0, int),
@@ -223,6 +231,9 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
             "max_url_length",
             "max_generate_side",
             "provider_max_attempts",
+            "provider_burst",
+            "provider_concurrency",
+            "vision_max_side",
             "max_prompt_chars",
             "job_concurrency",
             "delivery_concurrency",
@@ -241,6 +252,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
             "image_fetch_timeout_s",
             "provider_timeout_s",
             "provider_backoff_s",
+            "vision_cache_ttl_s",
             "webhook_attempt_timeout_s",
             "webhook_throttled_backoff_s",
             "webhook_max_retry_after_s",

@@ -12,6 +12,7 @@ from service.fetch import fetch_image
 from service.jobs import TERMINAL, Job
 from service.runtime import Runtime
 from service.tasks import JOB_TYPES
+from service.tasks.context import TaskContext
 
 log = logging.getLogger("pixhook.jobs")
 
@@ -63,7 +64,8 @@ async def _finish(runtime: Runtime, job: Job) -> None:
 async def _run(runtime: Runtime, job: Job) -> dict[str, object]:
     job_type = JOB_TYPES[job.type]
     image = await _input_image(runtime, job) if job_type.takes_image else b""
-    return await job_type.run(job, image, runtime.storage, runtime.settings)
+    context = TaskContext(runtime.storage, runtime.settings, runtime.redis)
+    return await job_type.run(job, image, context)
 
 
 async def _input_image(runtime: Runtime, job: Job) -> bytes:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import cast
 
 from arq.connections import ArqRedis
 
@@ -11,7 +10,7 @@ from service.clients import ClientStore
 from service.config import Settings
 from service.jobs import JobStore
 from service.queue import connect
-from service.storage import LocalStorage, open_storage
+from service.storage import Storage, open_storage
 from webhooks.circuit import Circuits
 from webhooks.dlq import DeadLetters
 from webhooks.metrics import DeliveryMetrics
@@ -22,9 +21,7 @@ from webhooks.store import DeliveryStore
 class Runtime:
     settings: Settings
     redis: ArqRedis
-    # Any `service.storage.Storage` (LocalStorage or S3Storage). Annotated LocalStorage only while
-    # service/runner.py and service/tasks/* still name that class; switch to Storage with them.
-    storage: LocalStorage
+    storage: Storage
     jobs: JobStore
     clients: ClientStore
     deliveries: DeliveryStore
@@ -36,16 +33,13 @@ class Runtime:
     async def open(cls, settings: Settings) -> Runtime:
         settings.require_secret_key()
         redis = await connect(settings.redis_url)
-        storage = cast(
-            LocalStorage,
-            open_storage(
-                settings.storage,
-                settings.secret_key,
-                settings.file_url_ttl_s,
-                settings.public_url,
-                s3_endpoint_url=settings.s3_endpoint_url,
-                s3_region=settings.s3_region,
-            ),
+        storage = open_storage(
+            settings.storage,
+            settings.secret_key,
+            settings.file_url_ttl_s,
+            settings.public_url,
+            s3_endpoint_url=settings.s3_endpoint_url,
+            s3_region=settings.s3_region,
         )
         deliveries = DeliveryStore(redis, retention_s=int(settings.job_retention_s))
         return cls(

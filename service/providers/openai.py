@@ -10,12 +10,18 @@ import base64
 import binascii
 import random
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from redis.asyncio import Redis
 
+from service.config import Settings
 from service.errors import JobFailure
+from service.fetch import tls_context
+from service.providers.limits import LimitPolicy, ProviderLimits
 from webhooks.sender import parse_retry_after
 
 # Stable failure codes a job can end with.
@@ -61,9 +67,12 @@ class Usage:
 
 
 class OpenAIClient:
-    def __init__(self, config: ProviderConfig, http: httpx.AsyncClient) -> None:
+    def __init__(
+        self, config: ProviderConfig, http: httpx.AsyncClient, limits: ProviderLimits
+    ) -> None:
         self._config = config
         self._http = http
+        self._limits = limits
 
     async def post_json(self, path: str, body: dict[str, Any]) -> tuple[dict[str, Any], Usage]:
         """POST and parse; 5xx, 429 and timeouts are retried, 401/403 and other 4xx are not."""
@@ -71,7 +80,9 @@ class OpenAIClient:
         while True:
             attempt += 1
             try:
-                reply = await self._post_once(path, body)
+                # Every attempt, retries included, counts against the limits all workers share.
+                async with self._limits.slot():
+                    reply = await self._post_once(path, body)
             except ProviderError as exc:
                 if not exc.retryable or attempt >= self._config.max_attempts:
                     raise
@@ -160,3 +171,29 @@ def decode_b64_image(value: Any) -> bytes:
         raise ProviderError(
             "b64_json is not base64", code=PROVIDER_BAD_RESPONSE, retryable=False
         ) from exc
+
+
+@asynccontextmanager
+async def open_client(settings: Settings, redis: Redis) -> AsyncIterator[OpenAIClient]:
+    """A client for the configured provider, limited together with every other worker's."""
+    if not settings.openai_base_url:
+        raise ProviderError(
+            "no OpenAI-compatible provider is configured (PIXHOOK_OPENAI_BASE_URL)",
+            code=PROVIDER_NOT_CONFIGURED,
+            retryable=False,
+        )
+    config = ProviderConfig(
+        settings.openai_base_url,
+        settings.openai_api_key,
+        timeout_s=settings.provider_timeout_s,
+        max_attempts=settings.provider_max_attempts,
+        backoff_s=settings.provider_backoff_s,
+    )
+    policy = LimitPolicy(
+        per_minute=settings.provider_requests_per_minute,
+        burst=settings.provider_burst,
+        concurrency=settings.provider_concurrency,
+        lease_s=settings.provider_timeout_s + 10,
+    )
+    async with httpx.AsyncClient(verify=tls_context(), trust_env=False) as http:
+        yield OpenAIClient(config, http, ProviderLimits(redis, "openai", policy))

@@ -8,8 +8,8 @@ from typing import Any
 
 from service.config import Settings
 from service.jobs import Job
-from service.storage import LocalStorage
 from service.tasks import analyze, generate, transform
+from service.tasks.context import TaskContext
 
 
 @dataclass(frozen=True)
@@ -18,7 +18,7 @@ class JobType:
     # Raises InvalidInput (with the offending field) or returns the normalised parameters.
     parse_input: Callable[[dict[str, Any], Settings], dict[str, Any]]
     # Raises JobFailure or returns the job's output; the image is empty for a type that takes none.
-    run: Callable[[Job, bytes, LocalStorage, Settings], Awaitable[dict[str, Any]]]
+    run: Callable[[Job, bytes, TaskContext], Awaitable[dict[str, Any]]]
     takes_image: bool = True
 
 

@@ -9,7 +9,7 @@ from service import analysis, imaging
 from service.config import Settings
 from service.errors import InvalidInput, JobFailure
 from service.jobs import Job
-from service.storage import LocalStorage
+from service.tasks.context import TaskContext
 
 NAME = "image.analyze"
 PROVIDER_UNAVAILABLE = "PROVIDER_UNAVAILABLE"
@@ -30,10 +30,10 @@ def parse_input(raw: dict[str, Any], settings: Settings) -> dict[str, Any]:
     return {}
 
 
-async def run(job: Job, image: bytes, storage: LocalStorage, settings: Settings) -> dict[str, Any]:
+async def run(job: Job, image: bytes, ctx: TaskContext) -> dict[str, Any]:
     try:
         # Pillow releases the GIL while decoding and filtering; the event loop stays free.
-        result = await asyncio.to_thread(analysis.analyze, image, settings.max_image_pixels)
+        result = await asyncio.to_thread(analysis.analyze, image, ctx.settings.max_image_pixels)
     except imaging.ImageRejected as exc:
         raise JobFailure(str(exc), code=exc.code) from exc
     return {"analysis": result}

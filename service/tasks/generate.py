@@ -4,22 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
 from service import imaging
 from service.config import Settings
-from service.errors import InvalidInput, JobFailure
-from service.fetch import tls_context
+from service.errors import InvalidInput
 from service.jobs import Job
 from service.providers.openai import (
     PROVIDER_BAD_RESPONSE,
-    PROVIDER_NOT_CONFIGURED,
-    OpenAIClient,
-    ProviderConfig,
     ProviderError,
     decode_b64_image,
+    open_client,
 )
-from service.storage import LocalStorage, job_file_key
+from service.storage import Storage, job_file_key
+from service.tasks.context import TaskContext
 
 NAME = "image.generate"
 MAX_STEPS = 150
@@ -59,23 +55,14 @@ def parse_input(raw: dict[str, Any], settings: Settings) -> dict[str, Any]:
     }
 
 
-async def run(job: Job, image: bytes, storage: LocalStorage, settings: Settings) -> dict[str, Any]:
+async def run(job: Job, image: bytes, ctx: TaskContext) -> dict[str, Any]:
     """`image` is empty: this job type takes none."""
-    if not settings.openai_base_url:
-        raise JobFailure("no image provider is configured", code=PROVIDER_NOT_CONFIGURED)
-    params = job.input
-    config = ProviderConfig(
-        settings.openai_base_url,
-        settings.openai_api_key,
-        timeout_s=settings.provider_timeout_s,
-        max_attempts=settings.provider_max_attempts,
-        backoff_s=settings.provider_backoff_s,
-    )
-    async with httpx.AsyncClient(verify=tls_context(), trust_env=False) as http:
-        reply, usage = await OpenAIClient(config, http).post_json(
-            "/v1/images/generations", _request(params)
-        )
-    outputs = [await _store(job, i, item, storage, settings) for i, item in enumerate(_data(reply))]
+    settings, params = ctx.settings, job.input
+    async with open_client(settings, ctx.redis) as client:
+        reply, usage = await client.post_json("/v1/images/generations", _request(params))
+    outputs = [
+        await _store(job, i, item, ctx.storage, settings) for i, item in enumerate(_data(reply))
+    ]
     provider = {
         "model": params["model"],
         "latency_ms": round(usage.latency_ms, 1),
@@ -112,7 +99,7 @@ def _data(reply: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 async def _store(
-    job: Job, index: int, item: dict[str, Any], storage: LocalStorage, settings: Settings
+    job: Job, index: int, item: dict[str, Any], storage: Storage, settings: Settings
 ) -> dict[str, Any]:
     data = decode_b64_image(item.get("b64_json"))
     try:
@@ -125,7 +112,7 @@ async def _store(
     extension = output.extension if output else "bin"
     media_type = output.media_type if output else "application/octet-stream"
     key = job_file_key(job.client_id, job.id, job.created_at, f"image-{index}.{extension}")
-    await storage.put(key, data)
+    await storage.put(key, data, media_type=media_type)
     return {
         "name": f"image-{index}",
         "key": key,

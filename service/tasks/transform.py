@@ -16,6 +16,7 @@ from service.config import Settings
 from service.errors import InvalidInput, JobFailure
 from service.jobs import Job
 from service.storage import Storage, job_file_key
+from service.tasks.context import TaskContext
 
 NAME = "image.transform"
 MAX_VARIANTS = 10
@@ -55,16 +56,18 @@ def parse_input(raw: dict[str, Any], settings: Settings) -> dict[str, Any]:
     return {"variants": _parse_variants(raw["variants"], defaults, settings)}
 
 
-async def run(job: Job, image: bytes, storage: Storage, settings: Settings) -> dict[str, Any]:
+async def run(job: Job, image: bytes, ctx: TaskContext) -> dict[str, Any]:
     outputs: dict[str, dict[str, Any]] = job.input.get("variants") or {"default": job.input}
     specs = {name: _output_spec(params) for name, params in outputs.items()}
     try:
         # Pillow releases the GIL while decoding and resampling; the event loop stays free.
-        encoded = await asyncio.to_thread(imaging.render, image, specs, settings.max_image_pixels)
+        encoded = await asyncio.to_thread(
+            imaging.render, image, specs, ctx.settings.max_image_pixels
+        )
     except imaging.ImageRejected as exc:
         raise JobFailure(str(exc), code=exc.code) from exc
     images = [
-        await _store(job, storage, name, specs[name].format, result)
+        await _store(job, ctx.storage, name, specs[name].format, result)
         for name, result in encoded.items()
     ]
     return {"images": images}
