@@ -1,12 +1,14 @@
 """A stand-in for an OpenAI-compatible provider: a real HTTP server on 127.0.0.1 that speaks the
-images API, checks the API key, and can be scripted to answer 401, 429 with Retry-After, 500,
-slowly, or with malformed JSON — the outside world pixhook cannot reach in tests."""
+images and vision chat APIs, checks the API key, and can be scripted to answer 401, 429 with
+Retry-After, 500, slowly, or with malformed JSON: the outside world pixhook cannot reach in tests.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import io
+import json
 import threading
 import time
 from collections.abc import Sequence
@@ -33,6 +35,22 @@ class Answer:
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
     malformed: bool = False
+    # For chat completions: the model's text, when not the default product description.
+    content: str | None = None
+
+
+PRODUCT = {
+    "category": "Footwear",
+    "subcategory": "Sneakers",
+    "brand_detected": None,
+    "dominant_colors": ["red", "white"],
+    "primary_material": "canvas",
+    "product_condition": "new",
+    "image_quality": "high",
+    "has_text_overlay": False,
+    "description": "A red canvas sneaker on a light backdrop.",
+    "tags": ["sneaker", "red", "canvas"],
+}
 
 
 class OpenAIStandIn:
@@ -42,7 +60,12 @@ class OpenAIStandIn:
         self.requests: list[dict[str, Any]] = []
         self._script: list[Answer] = []
         self._lock = threading.Lock()
-        app = Starlette(routes=[Route("/v1/images/generations", self._generate, methods=["POST"])])
+        app = Starlette(
+            routes=[
+                Route("/v1/images/generations", self._generate, methods=["POST"]),
+                Route("/v1/chat/completions", self._chat, methods=["POST"]),
+            ]
+        )
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
@@ -66,18 +89,39 @@ class OpenAIStandIn:
         with self._lock:
             return self._script.pop(0) if self._script else Answer()
 
-    async def _generate(self, request: Request) -> Response:
+    async def _answer(self, request: Request) -> tuple[dict[str, Any], Answer | Response]:
+        """The request body and the scripted answer, or the error response to send instead."""
         body = await request.json()
         with self._lock:
-            self.requests.append({"body": body, "at": time.monotonic()})
+            self.requests.append({"path": request.url.path, "body": body, "at": time.monotonic()})
         if request.headers.get("authorization") != f"Bearer {API_KEY}":
-            return _error(401, "Incorrect API key provided", "invalid_api_key")
+            return body, _error(401, "Incorrect API key provided", "invalid_api_key")
         answer = self._next()
         await asyncio.sleep(answer.delay_s)
         if answer.malformed:
-            return Response(b'{"data": [{"b64_json": ', media_type="application/json")
+            return body, Response(b'{"data": [{"b64_json": ', media_type="application/json")
         if answer.status != 200:
-            return _error(answer.status, f"scripted {answer.status}", "scripted", answer.headers)
+            headers = answer.headers
+            return body, _error(answer.status, f"scripted {answer.status}", "scripted", headers)
+        return body, answer
+
+    async def _chat(self, request: Request) -> Response:
+        body, answer = await self._answer(request)
+        if isinstance(answer, Response):
+            return answer
+        parts = body["messages"][0]["content"]
+        if not any(p.get("type") == "image_url" for p in parts):
+            return _error(400, "this model needs an image", "invalid_request_error")
+        content = answer.content if answer.content is not None else json.dumps(PRODUCT)
+        usage = {"prompt_tokens": 850, "completion_tokens": 120, "total_tokens": 970}
+        choice = {"index": 0, "message": {"role": "assistant", "content": content}}
+        reply = {"id": "chatcmpl-standin", "model": body.get("model"), "choices": [choice]}
+        return JSONResponse(reply | {"usage": usage})
+
+    async def _generate(self, request: Request) -> Response:
+        body, answer = await self._answer(request)
+        if isinstance(answer, Response):
+            return answer
         if not isinstance(body.get("prompt"), str) or not body["prompt"]:
             return _error(400, "prompt is required", "invalid_request_error")
         width, height = (int(side) for side in str(body.get("size", "1024x1024")).split("x"))

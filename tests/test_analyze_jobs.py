@@ -76,13 +76,13 @@ def test_a_damaged_image_fails_the_job_with_its_code(api):
     assert job["error"]["code"] == "INVALID_IMAGE"
 
 
-def test_a_provider_is_refused_until_one_is_available(api):
-    response = api.post("/v1/jobs", json=analyze_job(encode(scene()), provider="openai"))
+def test_an_unknown_provider_is_refused(api):
+    response = api.post("/v1/jobs", json=analyze_job(encode(scene()), provider="acme-vision"))
 
     assert response.status_code == 422
     assert error_of(response) == {
-        "code": "PROVIDER_UNAVAILABLE",
-        "message": "provider-backed analysis is not available yet",
+        "code": "INVALID_INPUT",
+        "message": "provider must be one of: openai",
         "field": "input.provider",
     }
 

@@ -1,33 +1,40 @@
-"""`image.analyze`: colours, exposure, sharpness, noise, quality and perceptual hashes, locally."""
+"""`image.analyze`: the local analysis always; with `provider: "openai"`, also the e-commerce
+attributes a vision model sees, cached by (image, prompt version, model, brands)."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 from typing import Any
 
 from service import analysis, imaging
 from service.config import Settings
 from service.errors import InvalidInput, JobFailure
 from service.jobs import Job
+from service.providers import vision
+from service.providers.openai import open_client
 from service.tasks.context import TaskContext
 
 NAME = "image.analyze"
-PROVIDER_UNAVAILABLE = "PROVIDER_UNAVAILABLE"
-_FIELDS = frozenset({"provider"})
+PROVIDERS = ("openai",)
+MAX_BRANDS = 50
+_FIELDS = frozenset({"provider", "model", "known_brands"})
 
 
 def parse_input(raw: dict[str, Any], settings: Settings) -> dict[str, Any]:
     unknown = sorted(set(raw) - _FIELDS)
     if unknown:
         raise InvalidInput(f"unknown input field: {unknown[0]}", field=f"input.{unknown[0]}")
-    if raw.get("provider") is not None:
-        # The vision-provider analysis is a later step; refuse now rather than ignore the ask.
+    provider = raw.get("provider")
+    if provider is not None and provider not in PROVIDERS:
         raise InvalidInput(
-            "provider-backed analysis is not available yet",
-            code=PROVIDER_UNAVAILABLE,
-            field="input.provider",
+            f"provider must be one of: {', '.join(PROVIDERS)}", field="input.provider"
         )
-    return {}
+    model = raw.get("model", settings.openai_vision_model)
+    if not isinstance(model, str) or not model:
+        raise InvalidInput("model must be a model name", field="input.model")
+    return {"provider": provider, "model": model, "known_brands": _brands(raw.get("known_brands"))}
 
 
 async def run(job: Job, image: bytes, ctx: TaskContext) -> dict[str, Any]:
@@ -36,4 +43,55 @@ async def run(job: Job, image: bytes, ctx: TaskContext) -> dict[str, Any]:
         result = await asyncio.to_thread(analysis.analyze, image, ctx.settings.max_image_pixels)
     except imaging.ImageRejected as exc:
         raise JobFailure(str(exc), code=exc.code) from exc
-    return {"analysis": result}
+    output: dict[str, Any] = {"analysis": result}
+    if job.input.get("provider") == "openai":
+        output.update(await _attributes(image, job.input, ctx))
+    return output
+
+
+async def _attributes(image: bytes, params: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+    settings, model, brands = ctx.settings, params["model"], params["known_brands"]
+    jpeg = await asyncio.to_thread(vision.prepare_image, image, settings.vision_max_side)
+    key = _cache_key(jpeg, model, brands)
+    cached = await ctx.redis.get(key)
+    if cached is not None:
+        found: dict[str, Any] = json.loads(cached)
+        return {"attributes": found["attributes"], "provider": found["provider"] | {"cached": True}}
+    async with open_client(settings, ctx.redis) as client:
+        reply, usage = await client.post_json(
+            "/v1/chat/completions", vision.chat_request(model, jpeg, brands)
+        )
+    attributes = vision.parse_attributes(vision.reply_text(reply), brands)
+    provider = {
+        "name": "openai",
+        "model": model,
+        "prompt_version": vision.PROMPT_VERSION,
+        "usage": reply.get("usage"),
+        "latency_ms": round(usage.latency_ms, 1),
+        "attempts": usage.attempts,
+    }
+    entry = json.dumps({"attributes": attributes, "provider": provider})
+    await ctx.redis.set(key, entry, px=int(settings.vision_cache_ttl_s * 1000))
+    return {"attributes": attributes, "provider": provider | {"cached": False}}
+
+
+def _cache_key(jpeg: bytes, model: str, brands: list[str]) -> str:
+    # The same photo, asked the same way of the same model, is not paid for twice.
+    digest = hashlib.sha256(jpeg).hexdigest()
+    brands_digest = hashlib.sha256("\n".join(brands).encode()).hexdigest()[:16]
+    return f"pixhook:vision:{digest}:{vision.PROMPT_VERSION}:{model}:{brands_digest}"
+
+
+def _brands(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if (
+        not isinstance(value, list)
+        or len(value) > MAX_BRANDS
+        or not all(isinstance(b, str) and 0 < len(b.strip()) <= 100 for b in value)
+    ):
+        raise InvalidInput(
+            f"known_brands must be a list of at most {MAX_BRANDS} brand names",
+            field="input.known_brands",
+        )
+    return sorted({b.strip() for b in value})

@@ -1,0 +1,175 @@
+"""E-commerce attributes of a product photo from an OpenAI-compatible vision chat model.
+
+The model is asked for JSON; its reply is parsed (code fences tolerated), checked against the
+schema below, repaired where the intent is plain (a "true" string, a single tag, an out-of-range
+confidence) and rejected with PROVIDER_BAD_RESPONSE where it is not.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from PIL import Image, ImageOps
+
+from service.providers.openai import PROVIDER_BAD_RESPONSE, ProviderError
+
+# Part of the cache key: a reworded prompt must not be answered from an older prompt's cache.
+PROMPT_VERSION = "ecommerce-v1"
+CONDITIONS = ("new", "used", "refurbished", "damaged", "unknown")
+QUALITIES = ("high", "medium", "low")
+MAX_TAGS = 20
+
+_PROMPT = """You describe product photos for an online shop's catalogue.
+Answer with one JSON object and nothing else, with exactly these keys:
+"category" (string), "subcategory" (string or null),
+"brand_detected" (string, or null unless a brand logo or name is clearly visible),
+"dominant_colors" (list of colour names), "primary_material" (string or null),
+"product_condition" (one of: new, used, refurbished, damaged, unknown),
+"image_quality" (one of: high, medium, low), "has_text_overlay" (true or false),
+"description" (one or two sentences), "tags" (up to 20 short strings)."""
+
+_LOGO_PROMPT = """
+Also add "logos": a list of the brands from this list whose logo is visible: {brands}.
+Each item: {{"brand": one of those names, "confidence": 0..1,
+"box": {{"x": 0..1, "y": 0..1, "width": 0..1, "height": 0..1}}}} (fractions of the image)."""
+
+_FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
+
+
+def prepare_image(data: bytes, max_side: int) -> bytes:
+    """Upright, at most `max_side` on its longest side, as a JPEG: fewer tokens, same product."""
+    with Image.open(io.BytesIO(data)) as image:
+        image.draft("RGB", (max_side, max_side))
+        upright = ImageOps.exif_transpose(image).convert("RGB")
+    upright.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    upright.save(buffer, "JPEG", quality=85)
+    return buffer.getvalue()
+
+
+def chat_request(model: str, jpeg: bytes, known_brands: Sequence[str]) -> dict[str, Any]:
+    prompt = _PROMPT
+    if known_brands:
+        prompt += _LOGO_PROMPT.format(brands=", ".join(known_brands))
+    image_url = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()
+    return {
+        "model": model,
+        "response_format": {"type": "json_object"},
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": prompt},
+                    {"type": "image_url", "image_url": {"url": image_url}},
+                ],
+            }
+        ],
+    }
+
+
+def reply_text(reply: dict[str, Any]) -> str:
+    try:
+        content = reply["choices"][0]["message"]["content"]
+    except (KeyError, IndexError, TypeError) as exc:
+        raise _bad("the reply has no choices[0].message.content") from exc
+    if not isinstance(content, str):
+        raise _bad("the reply's content is not text")
+    return content
+
+
+def parse_attributes(text: str, known_brands: Sequence[str]) -> dict[str, Any]:
+    """The validated attributes from the model's text."""
+    fenced = _FENCE.match(text)
+    try:
+        raw = json.loads(fenced[1] if fenced else text)
+    except ValueError as exc:
+        raise _bad("the model's answer is not JSON") from exc
+    if not isinstance(raw, dict):
+        raise _bad("the model's answer is not a JSON object")
+    attributes: dict[str, Any] = {
+        "category": _text(raw, "category", required=True),
+        "subcategory": _text(raw, "subcategory"),
+        "brand_detected": _text(raw, "brand_detected"),
+        "dominant_colors": _strings(raw, "dominant_colors", 10),
+        "primary_material": _text(raw, "primary_material"),
+        "product_condition": _choice(raw, "product_condition", CONDITIONS, "unknown"),
+        "image_quality": _choice(raw, "image_quality", QUALITIES, None),
+        "has_text_overlay": _flag(raw, "has_text_overlay"),
+        "description": _text(raw, "description", required=True),
+        "tags": _strings(raw, "tags", MAX_TAGS),
+    }
+    if known_brands:
+        attributes["logos"] = _logos(raw.get("logos"), known_brands)
+    return attributes
+
+
+def _text(raw: dict[str, Any], key: str, *, required: bool = False) -> str | None:
+    value = raw.get(key)
+    if isinstance(value, str) and value.strip() and value.strip().lower() not in ("null", "none"):
+        return value.strip()
+    if required:
+        raise _bad(f"{key} is missing")
+    return None
+
+
+def _strings(raw: dict[str, Any], key: str, limit: int) -> list[str]:
+    value = raw.get(key, [])
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list):
+        raise _bad(f"{key} is not a list")
+    return [str(item).strip() for item in items if str(item).strip()][:limit]
+
+
+def _choice(raw: dict[str, Any], key: str, allowed: Sequence[str], default: str | None) -> str:
+    value = str(raw.get(key, default or "")).strip().lower()
+    if value in allowed:
+        return value
+    if default is not None:
+        return default
+    raise _bad(f"{key} must be one of: {', '.join(allowed)}")
+
+
+def _flag(raw: dict[str, Any], key: str) -> bool:
+    value = raw.get(key)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise _bad(f"{key} must be true or false")
+
+
+def _logos(value: Any, known_brands: Sequence[str]) -> list[dict[str, Any]]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _bad("logos is not a list")
+    by_name = {brand.lower(): brand for brand in known_brands}
+    logos = []
+    for item in value:
+        if not isinstance(item, dict) or str(item.get("brand", "")).lower() not in by_name:
+            continue  # a brand we did not ask about is the model's invention: dropped
+        box = item["box"] if isinstance(item.get("box"), dict) else {}
+        logos.append(
+            {
+                "brand": by_name[str(item["brand"]).lower()],
+                "confidence": _fraction(item.get("confidence")),
+                "box": {side: _fraction(box.get(side)) for side in ("x", "y", "width", "height")},
+            }
+        )
+    return logos
+
+
+def _fraction(value: Any) -> float:
+    try:
+        return min(1.0, max(0.0, float(value)))
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _bad(message: str) -> ProviderError:
+    return ProviderError(message, code=PROVIDER_BAD_RESPONSE, retryable=False)

@@ -1,0 +1,115 @@
+"""Parsing and checking what a vision model answers about a product photo."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from service.providers.openai import ProviderError
+from service.providers.vision import chat_request, parse_attributes, prepare_image, reply_text
+
+GOOD: dict[str, Any] = {
+    "category": "Footwear",
+    "subcategory": "Sneakers",
+    "brand_detected": None,
+    "dominant_colors": ["red", "white"],
+    "primary_material": "canvas",
+    "product_condition": "new",
+    "image_quality": "high",
+    "has_text_overlay": False,
+    "description": "A red canvas sneaker on a white background.",
+    "tags": ["sneaker", "red"],
+}
+
+
+def test_plain_json_is_parsed():
+    assert parse_attributes(json.dumps(GOOD), []) == GOOD
+
+
+def test_code_fences_are_tolerated():
+    text = "```json\n" + json.dumps(GOOD) + "\n```"
+
+    assert parse_attributes(text, [])["category"] == "Footwear"
+
+
+def test_plain_intent_is_repaired():
+    sloppy = GOOD | {
+        "has_text_overlay": "true",
+        "tags": "sneaker",
+        "product_condition": "NEW",
+        "brand_detected": "null",
+    }
+
+    attributes = parse_attributes(json.dumps(sloppy), [])
+
+    assert attributes["has_text_overlay"] is True
+    assert attributes["tags"] == ["sneaker"]
+    assert attributes["product_condition"] == "new"
+    assert attributes["brand_detected"] is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I think this is a shoe.",
+        "[1, 2]",
+        json.dumps(GOOD | {"category": ""}),
+        json.dumps({k: v for k, v in GOOD.items() if k != "description"}),
+        json.dumps(GOOD | {"image_quality": "superb"}),
+        json.dumps(GOOD | {"has_text_overlay": "maybe"}),
+    ],
+)
+def test_unusable_answers_are_rejected_with_a_code(text):
+    with pytest.raises(ProviderError) as caught:
+        parse_attributes(text, [])
+
+    assert caught.value.code == "PROVIDER_BAD_RESPONSE"
+
+
+def test_logos_keep_only_the_brands_asked_about_and_clamp_numbers():
+    logos = [
+        {
+            "brand": "acme",
+            "confidence": 1.7,
+            "box": {"x": 0.1, "y": -2, "width": 0.3, "height": 0.2},
+        },
+        {"brand": "Invented", "confidence": 0.9, "box": {}},
+    ]
+
+    attributes = parse_attributes(json.dumps(GOOD | {"logos": logos}), ["Acme", "Globex"])
+
+    assert attributes["logos"] == [
+        {
+            "brand": "Acme",
+            "confidence": 1.0,
+            "box": {"x": 0.1, "y": 0.0, "width": 0.3, "height": 0.2},
+        }
+    ]
+
+
+def test_image_is_downscaled_and_reencoded_before_upload():
+    buffer = io.BytesIO()
+    Image.new("RGBA", (4000, 1000), (255, 0, 0, 255)).save(buffer, "PNG")
+
+    prepared = prepare_image(buffer.getvalue(), 2048)
+
+    with Image.open(io.BytesIO(prepared)) as image:
+        assert (image.format, image.size) == ("JPEG", (2048, 512))
+
+
+def test_request_carries_the_image_and_asks_for_json():
+    body = chat_request("gpt-4o-mini", b"\xff\xd8jpeg", ["Acme"])
+
+    content = body["messages"][0]["content"]
+    assert body["response_format"] == {"type": "json_object"}
+    assert content[1]["image_url"]["url"].startswith("data:image/jpeg;base64,")
+    assert "Acme" in content[0]["text"]
+
+
+def test_reply_without_content_is_a_bad_response():
+    with pytest.raises(ProviderError):
+        reply_text({"choices": []})
