@@ -37,6 +37,8 @@ class Settings:
     max_request_bytes: int = 32 * MiB
     max_image_bytes: int = 20 * MiB
     max_image_pixels: int = 50_000_000
+    # Only the first frame is used, but counting a huge animation is still work worth refusing.
+    max_frames: int = 1000
     max_output_side: int = 8192
     max_metadata_bytes: int = 4096
     max_url_length: int = 2048
@@ -152,6 +154,7 @@ class Settings:
             "max_request_bytes": self.max_request_bytes,
             "max_image_bytes": self.max_image_bytes,
             "max_image_pixels": self.max_image_pixels,
+            "max_frames": self.max_frames,
             "max_output_side": self.max_output_side,
             "max_metadata_bytes": self.max_metadata_bytes,
             "max_url_length": self.max_url_length,
@@ -226,6 +229,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
             "max_request_bytes",
             "max_image_bytes",
             "max_image_pixels",
+            "max_frames",
             "max_output_side",
             "max_metadata_bytes",
             "max_url_length",

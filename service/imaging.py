@@ -75,6 +75,7 @@ class ImageInfo:
     width: int
     height: int
     mode: str
+    frames: int = 1
 
 
 @dataclass(frozen=True)
@@ -121,10 +122,15 @@ class _Plan:
         return min(1.0, max(self.size[0] / (right - left), self.size[1] / (bottom - top)))
 
 
-def inspect(data: bytes, max_pixels: int) -> ImageInfo:
-    """Read only the header: format and size, with the pixel limit applied."""
+def inspect(data: bytes, max_pixels: int, max_frames: int | None = None) -> ImageInfo:
+    """Read only the headers: format, size and frames, with the pixel and frame limits applied."""
     with _open(data, max_pixels) as image:
-        return ImageInfo(image.format or "", image.width, image.height, image.mode)
+        frames = int(getattr(image, "n_frames", 1))
+        if max_frames is not None and frames > max_frames:
+            raise ImageRejected(
+                "TOO_MANY_FRAMES", f"image has {frames} frames; the limit is {max_frames}"
+            )
+        return ImageInfo(image.format or "", image.width, image.height, image.mode, frames)
 
 
 def transform(data: bytes, spec: OutputSpec, max_pixels: int) -> EncodedImage:

@@ -87,7 +87,7 @@ async def _input_image(runtime: Runtime, job: Job) -> bytes:
             ) from exc
     try:
         # Judged by its bytes, never by the URL's extension or a Content-Type header.
-        imaging.inspect(image, settings.max_image_pixels)
+        imaging.inspect(image, settings.max_image_pixels, settings.max_frames)
     except imaging.ImageRejected as exc:
         raise JobFailure(str(exc), code=exc.code) from exc
     return image

@@ -78,7 +78,7 @@ def _image(spec: Any, upload: bytes | None, settings: Settings) -> ImageInput:
         return ImageInput(None, {"source": "url", "url": url})
     data, source = _image_bytes(spec, upload, settings)
     try:
-        info = imaging.inspect(data, settings.max_image_pixels)
+        info = imaging.inspect(data, settings.max_image_pixels, settings.max_frames)
     except imaging.ImageRejected as exc:
         raise InvalidInput(str(exc), code=exc.code, field="input.image") from exc
     description = {

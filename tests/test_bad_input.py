@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 
 import httpx
 import pytest
+from PIL import Image
 
 from service.devstack import RunningStack
 from tests.helpers import error_of, image_bytes, pixhook, png_bomb, transform_job
@@ -69,6 +71,22 @@ def test_image_that_is_not_base64(api):
     response = post(api, body)
 
     assert error_of(response)["field"] == "input.image.base64"
+
+
+def test_animation_with_too_many_frames(api):
+    frames = [Image.new("P", (16, 16), i % 200) for i in range(1001)]
+    for number, frame in enumerate(frames):
+        frame.putpixel((number % 16, number // 16 % 16), 255)
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:], duration=10)
+
+    response = post(api, transform_job(buffer.getvalue()))
+
+    assert response.status_code == 422
+    assert (error_of(response)["code"], error_of(response)["field"]) == (
+        "TOO_MANY_FRAMES",
+        "input.image",
+    )
 
 
 @pytest.mark.parametrize("size", [(6000, 6000), (20_000, 20_000)])
