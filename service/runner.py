@@ -6,7 +6,7 @@ import asyncio
 import logging
 
 from service import imaging
-from service.errors import JobFailure, NotFound
+from service.errors import JobFailure, NotFound, ServiceUnavailable
 from service.events import publish_status
 from service.fetch import fetch_image
 from service.jobs import TERMINAL, Job
@@ -43,6 +43,9 @@ async def _finish(runtime: Runtime, job: Job) -> None:
             output = await _run(runtime, job)
     except JobFailure as exc:
         finished = await runtime.jobs.transition(job.id, "failed", error=_error(exc))
+    except ServiceUnavailable as exc:
+        failure = JobFailure(exc.message, code=exc.code)
+        finished = await runtime.jobs.transition(job.id, "failed", error=_error(failure))
     except TimeoutError:
         failure = JobFailure(
             f"the job ran longer than {runtime.settings.job_timeout_s:g}s", code="JOB_TIMEOUT"

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
-from service.errors import Forbidden, NotFound
+from service.errors import Forbidden, NotFound, ServiceUnavailable
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -146,29 +146,38 @@ class S3Storage:
         return f"{self.prefix}/{key}" if self.prefix else key
 
     async def put(self, key: str, data: bytes, *, media_type: str | None = None) -> None:
-        await asyncio.to_thread(
-            self._client.put_object,
-            Bucket=self.bucket,
-            Key=self.object_key(key),
-            Body=data,
-            ContentType=media_type or guess_media_type(key),
-            CacheControl=f"private, max-age={self.expires_s}",
-        )
+        await asyncio.to_thread(self._write, key, data, media_type or guess_media_type(key))
 
     async def get(self, key: str) -> bytes:
         return await asyncio.to_thread(self._read, self.object_key(key))
 
+    def _write(self, key: str, data: bytes, media_type: str) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self._client.put_object(
+                Bucket=self.bucket,
+                Key=self.object_key(key),
+                Body=data,
+                ContentType=media_type,
+                CacheControl=f"private, max-age={self.expires_s}",
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise _unavailable(exc) from exc
+
     def _read(self, object_key: str) -> bytes:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             response = self._client.get_object(Bucket=self.bucket, Key=object_key)
+            with response["Body"] as body:
+                return body.read()
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
                 raise NotFound("stored file is gone", code="FILE_NOT_FOUND") from exc
-            raise
-        with response["Body"] as body:
-            return body.read()
+            raise _unavailable(exc) from exc
+        except BotoCoreError as exc:
+            raise _unavailable(exc) from exc
 
     def url(self, key: str, media_type: str) -> str:
         # Signed locally with the client's credentials: no request to S3.
@@ -206,6 +215,11 @@ def parse_s3_spec(spec: str) -> tuple[str, str]:
     if any(c in prefix for c in "?#\\") or "//" in prefix.strip("/"):
         raise ValueError(f"{prefix!r} is not a usable key prefix")
     return bucket, prefix.strip("/")
+
+
+def _unavailable(exc: Exception) -> ServiceUnavailable:
+    # An outage of the store, not the caller's fault: the API answers 503, a job fails with it.
+    return ServiceUnavailable(f"storage is unavailable: {exc}", code="STORAGE_UNAVAILABLE")
 
 
 def s3_client(endpoint_url: str, region: str) -> S3Client:

@@ -19,7 +19,7 @@ from PIL import Image
 
 from service.config import ConfigError, Settings
 from service.devstack import RunningStack, free_port, local_stack, stop_process, wait_for
-from service.errors import NotFound
+from service.errors import NotFound, ServiceUnavailable
 from service.storage import MAX_PRESIGN_S, S3Storage, job_file_key, open_storage, s3_client
 from tests.helpers import error_of, image_bytes, transform_job, wait_for_status
 
@@ -110,6 +110,15 @@ def test_missing_key_is_not_found(s3):
         asyncio.run(storage.get("cl_none/2020/01/01/job_none/default.png"))
 
     assert caught.value.code == "FILE_NOT_FOUND"
+
+
+def test_missing_bucket_is_a_storage_outage_not_a_crash(s3):
+    storage = S3Storage(s3, "no-such-bucket", "", ttl_s=600)
+
+    with pytest.raises(ServiceUnavailable) as caught:
+        asyncio.run(storage.put("cl_x/input", b"raw"))
+
+    assert (caught.value.code, caught.value.status_code) == ("STORAGE_UNAVAILABLE", 503)
 
 
 def test_keys_live_under_the_prefix(s3):
