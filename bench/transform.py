@@ -1,14 +1,17 @@
 """Thumbnail throughput, memory and fidelity: pixhook's imaging path against naive Pillow.
 
-    .venv/bin/python bench/transform.py [--photos 5] [--rounds 2] [--repeat 3]
+    .venv/bin/python bench/transform.py [--photos 5] [--rounds 2] [--repeat 3] [--no-service]
 
-Both sides turn 24 MP photographic JPEGs into thumbnails that fit 512x512, WebP quality 80. Each
-side runs in its own subprocess, so each peak RSS is its own. bench/README.md defines the figures.
+Both in-process sides turn 24 MP photographic JPEGs into thumbnails that fit 512x512, WebP quality
+80. Each side runs in its own subprocess, so each peak RSS is its own. The `service` side sends the
+same photos with the same output spec through the whole running service (API, jobs worker, storage,
+signed `job.completed` webhook). bench/README.md defines the figures.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import io
 import json
 import math
@@ -18,13 +21,25 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageStat
 
 from service import imaging
+
+if TYPE_CHECKING:
+    from http.server import BaseHTTPRequestHandler
+
+    import httpx
+    import psutil  # type: ignore[import-untyped]
+
+# The service side's imports (httpx, psutil, the dev stack, http.server) happen in its own child
+# only: the parent's RSS at each fork becomes the floor of that child's peak RSS.
 
 PHOTO_SIZE = (6000, 4000)
 BOX = 512
@@ -126,6 +141,209 @@ def measure(side: str, paths: list[Path], rounds: int) -> dict[str, float]:
     return figures
 
 
+# The service side: the same jobs through the API, the jobs worker, storage and a signed webhook.
+
+SERVICE_PROCESSES = ("api", "worker-jobs", "worker-deliveries")
+SERVICE_TIMEOUT_S = 600.0
+
+
+class ServiceBenchError(RuntimeError):
+    """The stack refused a job, a job failed, or not every webhook arrived in time."""
+
+
+class Arrivals:
+    """A minimal webhook receiver on 127.0.0.1: verifies each request with the client's secret
+    and records when each job's final event arrived (wall clock, to compare with job records)."""
+
+    def __init__(self, secret: str) -> None:
+        from http.server import ThreadingHTTPServer
+
+        self._secret = secret
+        self._lock = threading.Condition()
+        self.events: dict[str, tuple[float, str]] = {}  # job id -> (arrival, event type)
+        self.rejected = 0
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hook"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        from http.server import BaseHTTPRequestHandler
+
+        arrivals = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as a real receiver would offer
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                status = arrivals.record(dict(self.headers.items()), body)
+                self.send_response(status)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        return Handler
+
+    def record(self, headers: dict[str, str], body: bytes) -> int:
+        from webhooks.receiver import InvalidWebhook, verify
+
+        arrived = time.time()
+        try:
+            event = verify(headers, body, self._secret)
+        except InvalidWebhook:
+            with self._lock:
+                self.rejected += 1
+            return 400
+        if event["type"] in ("job.completed", "job.failed", "job.canceled"):
+            with self._lock:
+                self.events.setdefault(event["data"]["id"], (arrived, event["type"]))
+                self._lock.notify_all()
+        return 200
+
+    def wait(self, job_ids: list[str], timeout_s: float) -> list[float]:
+        """Arrival times of the jobs' `job.completed` webhooks, waiting for all of them."""
+        deadline = time.monotonic() + timeout_s
+        with self._lock:
+            while missing := [job_id for job_id in job_ids if job_id not in self.events]:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise ServiceBenchError(
+                        f"{len(missing)} of {len(job_ids)} webhooks missing after {timeout_s:g}s "
+                        f"({self.rejected} failed verification)"
+                    )
+                self._lock.wait(left)
+            failed = [j for j in job_ids if self.events[j][1] != "job.completed"]
+            if failed:
+                raise ServiceBenchError(f"{len(failed)} jobs did not complete, e.g. {failed[0]}")
+            return [self.events[job_id][0] for job_id in job_ids]
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
+
+
+def job_body(data: bytes, webhook_url: str) -> bytes:
+    """The README's API-tour job: the same output spec as `pixhook_thumbnail`."""
+    job = {
+        "type": "image.transform",
+        "input": {
+            "image": {"base64": base64.b64encode(data).decode()},
+            "width": BOX,
+            "height": BOX,
+            "format": "webp",
+            "quality": QUALITY,
+        },
+        "webhook_url": webhook_url,
+    }
+    return json.dumps(job).encode()
+
+
+def timestamp(value: str) -> float:
+    return datetime.fromisoformat(value).timestamp()
+
+
+def run_batch(
+    api: httpx.Client,
+    arrivals: Arrivals,
+    bodies: list[bytes],
+    processes: dict[str, psutil.Process],
+) -> dict[str, Any]:
+    """Submit every body, wait for every verified `job.completed`; times and service CPU."""
+    cpu_before = {name: process_cpu(process) for name, process in processes.items()}
+    started = time.time()
+    job_ids = []
+    for body in bodies:
+        response = api.post("/v1/jobs", content=body, headers={"content-type": "application/json"})
+        if response.status_code != 202:
+            raise ServiceBenchError(f"POST /v1/jobs: {response.status_code} {response.text[:300]}")
+        job_ids.append(response.json()["id"])
+    submitted = time.time()
+    arrived = arrivals.wait(job_ids, SERVICE_TIMEOUT_S)
+    last = max(arrived)
+    cpu = {name: process_cpu(process) - cpu_before[name] for name, process in processes.items()}
+    jobs = [api.get(f"/v1/jobs/{job_id}").json() for job_id in job_ids]
+    finished = [timestamp(job["finished_at"]) for job in jobs]
+    return {
+        "images": len(bodies),
+        "seconds": last - started,
+        "post_seconds": (submitted - started) / len(bodies),  # the API's answer to one POST
+        # the jobs worker's own time per job: started_at -> finished_at in the job record
+        "job_seconds": statistics.median(
+            timestamp(job["finished_at"]) - timestamp(job["started_at"]) for job in jobs
+        ),
+        # from one job's finish to the next one's start: arq's pick-up of the next job
+        "gap_seconds": statistics.median(
+            [timestamp(b["started_at"]) - a for a, b in zip(finished, jobs[1:], strict=False)]
+            or [0.0]
+        ),
+        "webhook_seconds": statistics.median(a - f for a, f in zip(arrived, finished, strict=True)),
+        "cpu_seconds": cpu,
+        "output": jobs[0]["output"],
+    }
+
+
+def process_cpu(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
+def run_service(paths: list[Path], rounds: int, repeat: int, concurrency: int) -> None:
+    """Child process: start the stack (untimed), warm up with one job, then `repeat` batches of
+    `rounds` passes over the photos; print each batch's figures."""
+    import httpx
+    import psutil
+
+    from service.devstack import local_stack
+
+    photos = [path.read_bytes() for path in paths]
+    env = {
+        "PIXHOOK_JOB_CONCURRENCY": str(concurrency),
+        # base64 adds a third; the JSON around it is small
+        "PIXHOOK_MAX_REQUEST_BYTES": str(2 * max(map(len, photos)) + 1024 * 1024),
+    }
+    with (
+        tempfile.TemporaryDirectory(prefix="pixhook-bench-transform-") as workdir,
+        local_stack(Path(workdir), env) as stack,
+    ):
+        arrivals = Arrivals(stack.client.webhook_secret)
+        auth = {"authorization": f"Bearer {stack.client.api_key}"}
+        try:
+            with httpx.Client(base_url=stack.api_url, headers=auth, timeout=120) as api:
+                bodies = [job_body(photo, arrivals.url) for photo in photos]
+                processes = {
+                    name: psutil.Process(stack.processes.processes[name].pid)
+                    for name in SERVICE_PROCESSES
+                }
+                warm_up = run_batch(api, arrivals, bodies[:1], processes)
+                # Same output spec, same bytes: the service's thumbnail is the in-process one.
+                url = warm_up["output"]["images"][0]["url"]
+                same = api.get(url).content == pixhook_thumbnail(photos[0])
+                batches = [
+                    run_batch(api, arrivals, bodies * rounds, processes) for _ in range(repeat)
+                ]
+        finally:
+            arrivals.close()
+    for batch in batches:
+        del batch["output"]
+    print(json.dumps({"same_output": same, "batches": batches}))
+
+
+def measure_service(
+    paths: list[Path], rounds: int, repeat: int, concurrency: int
+) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--service-child", str(concurrency)]
+    command += ["--rounds", str(rounds), "--repeat", str(repeat), *map(str, paths)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise ServiceBenchError(f"the service run failed:\n{result.stderr[-3000:]}")
+    figures: dict[str, Any] = json.loads(result.stdout)
+    return figures
+
+
 # Fidelity against the full-decode LANCZOS reference.
 
 
@@ -175,7 +393,7 @@ def fidelity(paths: list[Path]) -> dict[str, float]:
     return {name: total / len(paths) for name, total in totals.items()}
 
 
-def report(paths: list[Path], rounds: int, repeat: int) -> None:
+def report(paths: list[Path], rounds: int, repeat: int, concurrencies: list[int]) -> None:
     megapixels = PHOTO_SIZE[0] * PHOTO_SIZE[1] / 1e6
     print(
         f"{len(paths)} photos {PHOTO_SIZE[0]}x{PHOTO_SIZE[1]} ({megapixels:.0f} MP, JPEG q90), "
@@ -184,12 +402,21 @@ def report(paths: list[Path], rounds: int, repeat: int) -> None:
     )
     # Interleaved, so load from anything else on the machine hits both sides alike.
     runs = [{side: measure(side, paths, rounds) for side in SIDES} for _ in range(repeat)]
-    print(f"{'side':<10}{'images/s':>10}{'images/cpu-s':>14}{'peak RSS MiB':>14}   (medians)")
+    # Then the service, one stack per concurrency, `repeat` batches on each.
+    services = {c: measure_service(paths, rounds, repeat, c) for c in concurrencies}
+    print(f"{'side':<12}{'images/s':>10}{'images/cpu-s':>14}{'peak RSS MiB':>14}   (medians)")
+    rates = {}
     for side in ("baseline", "pixhook"):
-        rate = statistics.median(run[side]["images"] / run[side]["seconds"] for run in runs)
+        rates[side] = statistics.median(run[side]["images"] / run[side]["seconds"] for run in runs)
         per_cpu = statistics.median(run[side]["images"] / run[side]["cpu_seconds"] for run in runs)
         peak = statistics.median(run[side]["peak_rss_kib"] / 1024 for run in runs)
-        print(f"{side:<10}{rate:>10.2f}{per_cpu:>14.2f}{peak:>14.1f}")
+        print(f"{side:<12}{rates[side]:>10.2f}{per_cpu:>14.2f}{peak:>14.1f}")
+    for concurrency, service in services.items():
+        batches = service["batches"]
+        rate = statistics.median(b["images"] / b["seconds"] for b in batches)
+        per_cpu = statistics.median(b["images"] / sum(b["cpu_seconds"].values()) for b in batches)
+        print(f"{f'service c={concurrency}':<12}{rate:>10.2f}{per_cpu:>14.2f}{'-':>14}")
+        rates[f"service c={concurrency}"] = rate
 
     def ratio(figure: str) -> float:
         return statistics.median(run["baseline"][figure] / run["pixhook"][figure] for run in runs)
@@ -199,6 +426,27 @@ def report(paths: list[Path], rounds: int, repeat: int) -> None:
         f"{ratio('cpu_seconds'):.1f}x its images/cpu-s (goal >= 5x)"
     )
     print(f"peak RSS:   {1 / ratio('peak_rss_kib'):.2f} of the baseline's (goal <= 0.33)")
+    for concurrency, service in services.items():
+        batches = service["batches"]
+
+        def ms(figure: str, batches: list[dict[str, Any]] = batches) -> float:
+            return 1000 * statistics.median(float(b[figure]) for b in batches)
+
+        def per_image(name: str, batches: list[dict[str, Any]] = batches) -> float:
+            return statistics.median(float(b["cpu_seconds"][name] / b["images"]) for b in batches)
+
+        share = rates[f"service c={concurrency}"] / rates["pixhook"]
+        # Between one job's finish and the next one's start; only meaningful one job at a time.
+        gap = f"pick-up gap {ms('gap_seconds'):.0f} ms, " if concurrency == 1 else ""
+        print(
+            f"service c={concurrency}: {share:.2f} of in-process pixhook's images/s "
+            f"(goal >= 0.85), output bytes {'identical' if service['same_output'] else 'DIFFER'}; "
+            f"per job: POST {ms('post_seconds'):.0f} ms, "
+            f"in worker {ms('job_seconds'):.0f} ms, {gap}"
+            f"finish->webhook {ms('webhook_seconds'):.0f} ms; "
+            f"CPU-s/image: api {per_image('api'):.3f}, jobs worker {per_image('worker-jobs'):.3f}, "
+            f"deliveries worker {per_image('worker-deliveries'):.3f}"
+        )
     quality = fidelity(paths)
     print(
         f"vs full-decode LANCZOS reference: resize PSNR {quality['resize_psnr']:.1f} dB "
@@ -213,7 +461,19 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=5, help="how many test photos (default 5)")
     parser.add_argument("--rounds", type=int, default=2, help="passes over the photos per side")
     parser.add_argument("--repeat", type=int, default=3, help="interleaved runs per side")
+    parser.add_argument(
+        "--service-concurrency",
+        type=int,
+        nargs="+",
+        default=[1, 4],
+        metavar="C",
+        help="PIXHOOK_JOB_CONCURRENCY of each service run (default: 1 4)",
+    )
+    parser.add_argument(
+        "--no-service", action="store_true", help="skip the service side (API, worker, webhook)"
+    )
     parser.add_argument("--child", choices=sorted(SIDES), help=argparse.SUPPRESS)
+    parser.add_argument("--service-child", type=int, metavar="C", help=argparse.SUPPRESS)
     parser.add_argument("--make-photo", type=int, metavar="SEED", help=argparse.SUPPRESS)
     parser.add_argument("paths", nargs="*", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -221,8 +481,11 @@ def main() -> None:
         make_photo(args.make_photo).save(args.paths[0], "JPEG", quality=90)
     elif args.child:
         run_side(args.child, args.paths, args.rounds)
+    elif args.service_child is not None:
+        run_service(args.paths, args.rounds, args.repeat, args.service_child)
     else:
-        report(photo_paths(args.photos), args.rounds, args.repeat)
+        concurrencies = [] if args.no_service else args.service_concurrency
+        report(photo_paths(args.photos), args.rounds, args.repeat, concurrencies)
 
 
 if __name__ == "__main__":
