@@ -40,7 +40,10 @@ def create_worker(settings: Settings, queue: QueueName, **overrides: Any) -> Wor
     common: dict[str, Any] = {
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),
         "keep_result": 0,
-        "poll_delay": 0.1,
+        # arq starts jobs only on a poll tick: a job of ~120 ms with ticks of 100 ms waited for a
+        # second tick, halving a single worker's throughput (bench/transform.py). A tick is one
+        # cheap ZRANGEBYSCORE.
+        "poll_delay": 0.02,
         "job_serializer": serialize,
         "job_deserializer": deserialize,
     }
