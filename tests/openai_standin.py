@@ -37,6 +37,8 @@ class Answer:
     malformed: bool = False
     # For chat completions: the model's text, when not the default product description.
     content: str | None = None
+    # For image generations: answer with links to the images, as some providers always do.
+    as_urls: bool = False
 
 
 PRODUCT = {
@@ -59,11 +61,13 @@ class OpenAIStandIn:
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.requests: list[dict[str, Any]] = []
         self._script: list[Answer] = []
+        self._generated_images: list[bytes] = []
         self._lock = threading.Lock()
         app = Starlette(
             routes=[
                 Route("/v1/images/generations", self._generate, methods=["POST"]),
                 Route("/v1/chat/completions", self._chat, methods=["POST"]),
+                Route("/generated/{number:int}.png", self._generated, methods=["GET"]),
             ]
         )
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
@@ -126,9 +130,21 @@ class OpenAIStandIn:
             return _error(400, "prompt is required", "invalid_request_error")
         width, height = (int(side) for side in str(body.get("size", "1024x1024")).split("x"))
         images = [_png(width, height, body.get("seed")) for _ in range(int(body.get("n", 1)))]
-        return JSONResponse(
-            {"created": int(time.time()), "data": [{"b64_json": i} for i in images]}
-        )
+        if answer.as_urls:
+            data = [{"url": self._link(base64.b64decode(image))} for image in images]
+        else:
+            data = [{"b64_json": image} for image in images]
+        return JSONResponse({"created": int(time.time()), "data": data})
+
+    def _link(self, png: bytes) -> str:
+        with self._lock:
+            self._generated_images.append(png)
+            return f"{self.base_url}/generated/{len(self._generated_images) - 1}.png"
+
+    async def _generated(self, request: Request) -> Response:
+        with self._lock:
+            png = self._generated_images[request.path_params["number"]]
+        return Response(png, media_type="image/png")
 
 
 def _png(width: int, height: int, seed: Any) -> str:

@@ -50,6 +50,16 @@ def test_defaults_are_50_steps_7_5_guidance_1024_square(api):
     }
 
 
+def test_images_answered_as_links_are_downloaded_and_stored(api, openai_standin):
+    openai_standin.script([Answer(as_urls=True)])
+
+    job = run(api, width=64, height=64, n=2)
+
+    assert job["status"] == "succeeded", job["error"]
+    assert [i["width"] for i in job["output"]["images"]] == [64, 64]
+    assert "/generated/" not in job["output"]["images"][0]["url"]  # ours, not the provider's
+
+
 def test_several_images_from_one_prompt(api):
     job = run(api, n=3, width=64, height=64)
 

@@ -7,6 +7,7 @@ from typing import Any
 from service import imaging
 from service.config import Settings
 from service.errors import InvalidInput
+from service.fetch import fetch_image
 from service.jobs import Job
 from service.providers.openai import (
     PROVIDER_BAD_RESPONSE,
@@ -101,7 +102,16 @@ def _data(reply: dict[str, Any]) -> list[dict[str, Any]]:
 async def _store(
     job: Job, index: int, item: dict[str, Any], storage: Storage, settings: Settings
 ) -> dict[str, Any]:
-    data = decode_b64_image(item.get("b64_json"))
+    if "url" in item and "b64_json" not in item:
+        data = await fetch_image(
+            str(item["url"]),
+            settings.allow_private_networks,
+            max_bytes=settings.max_image_bytes,
+            connect_timeout_s=settings.webhook_connect_timeout_s,
+            deadline_s=settings.image_fetch_timeout_s,
+        )
+    else:
+        data = decode_b64_image(item.get("b64_json"))
     try:
         info = imaging.inspect(data, settings.max_image_pixels)
     except imaging.ImageRejected as exc:
