@@ -11,19 +11,9 @@ from PIL import Image
 
 from service.providers.openai import ProviderError
 from service.providers.vision import chat_request, parse_attributes, prepare_image, reply_text
+from tests.openai_standin import PRODUCT
 
-GOOD: dict[str, Any] = {
-    "category": "Footwear",
-    "subcategory": "Sneakers",
-    "brand_detected": None,
-    "dominant_colors": ["red", "white"],
-    "primary_material": "canvas",
-    "product_condition": "new",
-    "image_quality": "high",
-    "has_text_overlay": False,
-    "description": "A red canvas sneaker on a white background.",
-    "tags": ["sneaker", "red"],
-}
+GOOD: dict[str, Any] = PRODUCT  # what the stand-in provider answers by default
 
 
 def test_plain_json_is_parsed():
