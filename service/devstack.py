@@ -141,10 +141,6 @@ class ServiceProcesses:
         """Children that have stopped, with their exit codes."""
         return {name: p.returncode for name, p in self.processes.items() if p.poll() is not None}
 
-    def log_tail(self, name: str, lines: int = 20) -> str:
-        text = (self._logdir / f"{name}.log").read_text(errors="replace")
-        return "\n".join(text.splitlines()[-lines:])
-
     def stop(self) -> None:
         for process in self.processes.values():
             if process.poll() is None:

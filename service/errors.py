@@ -15,8 +15,6 @@ PixhookError
 
 from __future__ import annotations
 
-from typing import Any
-
 
 class PixhookError(Exception):
     code = "INTERNAL_ERROR"
@@ -26,9 +24,6 @@ class PixhookError(Exception):
         self.message = message
         self.code = code or self.code
         self.field = field
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message, "field": self.field}
 
 
 class ApiError(PixhookError):

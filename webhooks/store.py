@@ -132,13 +132,6 @@ class Delivery:
         port = parts.port or (443 if parts.scheme == "https" else 80)
         return f"{self.host}:{port}"
 
-    def summary(self) -> dict[str, Any]:
-        """What callers see of a delivery: everything but the payload."""
-        data = asdict(self)
-        del data["payload"]
-        data["host"] = self.host
-        return data
-
 
 @dataclass(frozen=True)
 class Attempt:
