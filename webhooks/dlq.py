@@ -89,8 +89,7 @@ class DeadLetters:
             return 0
         ids = await redis.zrange(self._keys.dlq_host(host), 0, self.policy.redrive_batch - 1)
         count, start = 0, time.time()
-        for raw_id in ids:
-            delivery = await self._store.get(raw_id.decode())
+        for delivery in await self._store.get_many([raw_id.decode() for raw_id in ids]):
             if delivery is not None:
                 due_at = start + count / self.policy.redrive_rate_per_s
                 count += await self._store.requeue(delivery, due_at, only_dead=True)
@@ -104,8 +103,8 @@ class DeadLetters:
         redis = self._store.redis
         ids = await redis.zrangebyscore(self._keys.dlq, "-inf", cutoff_us, start=0, num=1000)
         purged = []
-        for raw_id in ids:
-            delivery = await self._store.get(raw_id.decode())
+        deliveries = await self._store.get_many([raw_id.decode() for raw_id in ids])
+        for raw_id, delivery in zip(ids, deliveries, strict=True):
             if delivery is None:
                 await redis.zrem(self._keys.dlq, raw_id)
             elif await self._store.purge(delivery):

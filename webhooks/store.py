@@ -221,6 +221,14 @@ class DeliveryStore:
         raw = await self.redis.hgetall(self.keys.delivery(delivery_id))  # type: ignore[misc]
         return from_hash(raw) if raw else None
 
+    async def get_many(self, delivery_ids: Sequence[str]) -> list[Delivery | None]:
+        """Several deliveries in one round trip; None where one is gone."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for delivery_id in delivery_ids:
+                pipe.hgetall(self.keys.delivery(delivery_id))
+            rows = await pipe.execute()
+        return [from_hash(raw) if raw else None for raw in rows]
+
     async def attempts(self, delivery_id: str) -> list[Attempt]:
         key = self.keys.delivery(delivery_id) + ":attempts"
         rows = await self.redis.lrange(key, 0, -1)  # type: ignore[misc]
@@ -297,13 +305,15 @@ class DeliveryStore:
         rows = await self.redis.zrevrangebyscore(
             key, high, "-inf" if low is None else low, start=0, num=limit, withscores=True
         )
-        found = []
-        for raw_id, score in rows:
-            delivery = await self.get(raw_id.decode())
+        deliveries = await self.get_many([raw_id.decode() for raw_id, _ in rows])
+        found, gone = [], []
+        for (raw_id, score), delivery in zip(rows, deliveries, strict=True):
             if delivery is None:
-                await self.redis.zrem(key, raw_id)  # a succeeded delivery that expired
+                gone.append(raw_id)  # a succeeded delivery that expired
             else:
                 found.append((delivery, int(score)))
+        if gone:
+            await self.redis.zrem(key, *gone)
         return found
 
     async def due_count(self) -> tuple[int, int]:
