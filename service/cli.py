@@ -222,19 +222,19 @@ def _clients_rotate_secret(args: argparse.Namespace) -> int:
 def _dlq_list(args: argparse.Namespace) -> int:
     from service.operator import dlq_list
 
-    return dlq_list(_redis_url(), args)
+    return dlq_list(Settings.from_env(os.environ), args)
 
 
 def _dlq_replay(args: argparse.Namespace) -> int:
     from service.operator import dlq_replay
 
-    return dlq_replay(_redis_url(), args)
+    return dlq_replay(Settings.from_env(os.environ), args)
 
 
 def _dlq_purge(args: argparse.Namespace) -> int:
     from service.operator import dlq_purge
 
-    return dlq_purge(_redis_url(), args)
+    return dlq_purge(Settings.from_env(os.environ), args)
 
 
 def _redis_url() -> str:

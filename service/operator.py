@@ -20,18 +20,17 @@ T = TypeVar("T")
 
 
 @asynccontextmanager
-async def _dead_letters(redis_url: str) -> AsyncIterator[DeadLetters]:
-    redis = Redis.from_url(redis_url)
-    settings = Settings()
+async def _dead_letters(settings: Settings) -> AsyncIterator[DeadLetters]:
+    redis = Redis.from_url(settings.redis_url)
     try:
         yield DeadLetters(DeliveryStore(redis), settings.dlq_policy)
     finally:
         await redis.aclose()
 
 
-def _run(redis_url: str, action: Callable[[DeadLetters], Awaitable[T]]) -> T:
+def _run(settings: Settings, action: Callable[[DeadLetters], Awaitable[T]]) -> T:
     async def main() -> T:
-        async with _dead_letters(redis_url) as dead_letters:
+        async with _dead_letters(settings) as dead_letters:
             return await action(dead_letters)
 
     return asyncio.run(main())
@@ -41,8 +40,8 @@ def _filter(args: argparse.Namespace) -> DlqFilter:
     return DlqFilter(args.host, args.since, args.until)
 
 
-def dlq_list(redis_url: str, args: argparse.Namespace) -> int:
-    page = _run(redis_url, lambda d: d.page(args.client, _filter(args), limit=200))
+def dlq_list(settings: Settings, args: argparse.Namespace) -> int:
+    page = _run(settings, lambda d: d.page(args.client, _filter(args), limit=200))
     rows = [
         {
             "id": d.id,
@@ -66,22 +65,22 @@ def dlq_list(redis_url: str, args: argparse.Namespace) -> int:
     return 0
 
 
-def dlq_replay(redis_url: str, args: argparse.Namespace) -> int:
+def dlq_replay(settings: Settings, args: argparse.Namespace) -> int:
     async def replay(dead_letters: DeadLetters) -> int:
         if args.ids:
             return sum([await dead_letters.replay_one(args.client, i) for i in args.ids])
         return await dead_letters.replay(args.client, _filter(args))
 
-    count = _run(redis_url, replay)
+    count = _run(settings, replay)
     print(json.dumps({"requeued": count}) if args.json else f"re-queued {count} dead deliveries")
     return 0
 
 
-def dlq_purge(redis_url: str, args: argparse.Namespace) -> int:
+def dlq_purge(settings: Settings, args: argparse.Namespace) -> int:
     async def purge(dead_letters: DeadLetters) -> list[str]:
         return [i for i in args.ids if not await dead_letters.purge(None, i)]
 
-    missing = _run(redis_url, purge)
+    missing = _run(settings, purge)
     for delivery_id in missing:
         print(f"pixhook: {delivery_id} is not a dead delivery")
     print(f"purged {len(args.ids) - len(missing)} dead deliveries")
