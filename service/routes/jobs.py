@@ -81,7 +81,7 @@ async def _own_job(request: Request) -> Job:
 async def _view(request: Request, job: Job) -> dict[str, object]:
     rt = runtime(request)
     view = job_view(job, rt.storage, rt.settings.public_url)
-    deliveries = [await rt.deliveries.get(i) for i in await rt.jobs.delivery_ids(job.id)]
+    deliveries = await rt.deliveries.get_many(await rt.jobs.delivery_ids(job.id))
     view["deliveries"] = [delivery_view(d) for d in deliveries if d is not None]
     return view
 
