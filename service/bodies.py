@@ -19,12 +19,14 @@ async def read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
-    body = bytearray()
+    chunks: list[bytes] = []
+    size = 0
     async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
+        size += len(chunk)
+        if size > limit:
             raise _too_large(limit)
-    return bytes(body)
+        chunks.append(chunk)
+    return b"".join(chunks)  # one copy, where growing a bytearray copies again and again
 
 
 def parse_json(body: bytes) -> Any:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
+
+import pybase64
 
 from service import imaging
 from service.config import Settings
@@ -121,7 +122,12 @@ def _decode_base64(text: str) -> bytes:
     if text.startswith("data:"):  # a data URL: data:image/png;base64,....
         _, _, text = text.partition(",")
     try:
-        return base64.b64decode("".join(text.split()), validate=True)
+        return pybase64.b64decode(text, validate=True)
+    except binascii.Error:
+        pass
+    # Line-wrapped base64 (MIME, `base64` without -w0) is fine too; only then pay for a copy.
+    try:
+        return pybase64.b64decode("".join(text.split()), validate=True)
     except binascii.Error as exc:
         raise InvalidInput(
             "input.image.base64 is not valid base64", field="input.image.base64"

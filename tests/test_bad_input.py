@@ -64,13 +64,39 @@ def test_image_that_is_not_an_image(api, payload):
     assert error_of(response)["field"] == "input.image"
 
 
-def test_image_that_is_not_base64(api):
+@pytest.mark.parametrize(
+    "text",
+    ["not base64 at all!", "aGVsbG8", "aGVs\u00e9bG8=", base64.b64encode(b"x" * 40).decode() + "="],
+    ids=["punctuation", "missing padding", "non-ascii", "extra padding"],
+)
+def test_image_that_is_not_base64(api, text):
     body = transform_job()
-    body["input"]["image"] = {"base64": "not base64 at all!"}
+    body["input"]["image"] = {"base64": text}
 
     response = post(api, body)
 
+    assert response.status_code == 422
+    assert error_of(response)["code"] == "INVALID_INPUT"
     assert error_of(response)["field"] == "input.image.base64"
+
+
+@pytest.mark.parametrize(
+    "spell",
+    [
+        lambda data: base64.encodebytes(data).decode(),  # MIME: 76-character lines
+        lambda data: "data:image/jpeg;base64," + base64.b64encode(data).decode(),
+    ],
+    ids=["line-wrapped", "data URL"],
+)
+def test_base64_spellings_that_are_accepted(api, spell):
+    image = image_bytes((120, 80))
+    body = transform_job()
+    body["input"]["image"] = {"base64": spell(image)}
+
+    response = post(api, body)
+
+    assert response.status_code == 202, response.text
+    assert response.json()["input"]["image"]["bytes"] == len(image)
 
 
 def test_animation_with_too_many_frames(api):
