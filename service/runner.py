@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from functools import partial
 
 from service import imaging
 from service.errors import JobFailure, NotFound, ServiceUnavailable
@@ -11,6 +12,7 @@ from service.events import publish_status
 from service.fetch import fetch_image
 from service.jobs import TERMINAL, Job
 from service.runtime import Runtime
+from service.streams import append_event
 from service.tasks import JOB_TYPES
 from service.tasks.context import TaskContext
 
@@ -67,7 +69,8 @@ async def _finish(runtime: Runtime, job: Job) -> None:
 async def _run(runtime: Runtime, job: Job) -> dict[str, object]:
     job_type = JOB_TYPES[job.type]
     image = await _input_image(runtime, job) if job_type.takes_image else b""
-    context = TaskContext(runtime.storage, runtime.settings, runtime.redis)
+    emit = partial(append_event, runtime.redis, job.id, ttl_s=runtime.settings.job_retention_s)
+    context = TaskContext(runtime.storage, runtime.settings, runtime.redis, emit)
     return await job_type.run(job, image, context)
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis
 
@@ -15,3 +17,5 @@ class TaskContext:
     storage: Storage
     settings: Settings
     redis: Redis
+    # Adds an event (type, data) to the job's live stream (service/streams.py), e.g. model output.
+    emit: Callable[[str, dict[str, Any]], Awaitable[str]]
