@@ -8,6 +8,7 @@ import pytest
 from PIL import Image, ImageCms, ImageFile
 
 from service import imaging
+from tests import icc_profiles
 from tests.helpers import image_bytes, png_bomb, truncated_jpeg
 
 LIMIT = 50_000_000
@@ -402,3 +403,66 @@ def test_decode_is_only_as_large_as_the_most_detailed_variant_needs(decoded_size
     imaging.render(image_bytes((4000, 3000)), specs, LIMIT)
 
     assert decoded_sizes == [(1000, 750)]  # libjpeg's 1/4 scale, enough for 900 px wide
+
+
+# CMYK with an embedded profile. The profile from tests/icc_profiles.py prints blank paper as
+# saturated blue, so only a conversion that honours it turns zero ink into blue rather than white.
+
+WHITE = (255, 255, 255)
+
+
+def cmyk_jpeg(ink=(0, 0, 0, 0), icc_profile=None, size=(60, 40)):
+    buffer = io.BytesIO()
+    options = {"icc_profile": icc_profile} if icc_profile else {}
+    Image.new("CMYK", size, ink).save(buffer, "JPEG", **options)
+    return buffer.getvalue()
+
+
+def test_cmyk_with_a_profile_is_converted_through_it():
+    source = cmyk_jpeg(icc_profile=icc_profiles.cmyk_profile())
+
+    output = decode(imaging.transform(source, imaging.OutputSpec(format="png"), LIMIT))
+
+    assert output.mode == "RGB"
+    assert is_near(output.getpixel((30, 20)), BLUE, tolerance=10)
+
+
+def test_cmyk_profile_black_ink_still_comes_out_black():
+    # The profile's other corner: without it, "blue everywhere" would pass the test above.
+    source = cmyk_jpeg((0, 0, 0, 255), icc_profile=icc_profiles.cmyk_profile())
+
+    output = decode(imaging.transform(source, imaging.OutputSpec(format="png"), LIMIT))
+
+    assert is_near(output.getpixel((30, 20)), (0, 0, 0), tolerance=10)
+
+
+def test_cmyk_without_a_profile_is_converted_naively():
+    # The same pixels as above: only the missing profile makes blank paper white here.
+    output = decode(imaging.transform(cmyk_jpeg(), imaging.OutputSpec(format="png"), LIMIT))
+
+    assert output.mode == "RGB"
+    assert is_near(output.getpixel((30, 20)), WHITE, tolerance=10)
+
+
+@pytest.mark.parametrize("fmt", ["jpeg", "webp", "png"])
+def test_a_cmyk_profile_is_not_carried_onto_rgb_output(fmt):
+    source = cmyk_jpeg(icc_profile=icc_profiles.cmyk_profile())
+    assert Image.open(io.BytesIO(source)).info.get("icc_profile")  # it was embedded
+
+    output = decode(imaging.transform(source, imaging.OutputSpec(format=fmt), LIMIT))
+
+    assert output.info.get("icc_profile") is None
+
+
+def test_every_variant_of_a_profiled_cmyk_image_uses_the_profile(decoded_sizes):
+    source = cmyk_jpeg(icc_profile=icc_profiles.cmyk_profile(), size=(400, 300))
+    specs = {
+        "thumb": imaging.OutputSpec(mode="fill", width=64, height=64, format="png"),
+        "large": imaging.OutputSpec(width=300, format="png"),
+    }
+
+    outputs = imaging.render(source, specs, LIMIT)
+
+    assert len(decoded_sizes) == 1
+    for encoded in outputs.values():
+        assert is_near(centre_colour(encoded), BLUE, tolerance=10)
