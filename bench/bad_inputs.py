@@ -1,0 +1,505 @@
+"""Bounded memory under bad input: the jobs worker's and API's RSS, fed bad images repeatedly.
+
+    .venv/bin/python bench/bad_inputs.py [--rounds 20] [--together] [--no-photo] [--timeout 60]
+
+Starts the whole stack (`service.devstack.local_stack`, default limits) and serves a set of bad
+files, plus one valid 24 MP photo as the reference for a normal decode's peak, from an HTTP server
+on 127.0.0.1. Each file goes in as an `image.transform` job by URL (the jobs worker downloads,
+sniffs and decodes it) and by base64 (the API checks it first). A warm-up round, then R measured
+rounds of the whole set; every job is awaited by polling `GET /v1/jobs/{id}`, and a thread samples
+both processes' RSS every 50 ms. bench/README.md defines the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zlib
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil  # type: ignore[import-untyped]
+from PIL import Image
+
+from service.config import Settings
+from service.devstack import RunningStack, local_stack
+
+MiB = 1024 * 1024
+# bench/transform.py's cached test photo (6000x4000, ~6.5 MB), made by it when missing.
+PHOTO = Path(tempfile.gettempdir()) / "pixhook-bench-photos" / "photo-0.jpg"
+WATCHED = {"jobs worker": "worker-jobs", "api": "api"}  # label -> the stack's process name
+SAMPLE_EVERY_S = 0.05
+POLL_EVERY_S = 0.02
+TERMINAL = ("succeeded", "failed", "canceled")
+ROUTES = ("url", "base64")
+
+
+class BenchError(RuntimeError):
+    """A process of the stack exited during the run."""
+
+
+# The inputs. Each is served under its own name with the media type its name claims.
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    file: str
+    media_type: str
+    data: bytes
+    valid: bool = False  # the reference photo must succeed; every other kind must not
+
+
+def pixel_bomb(side: int = 20_000) -> bytes:
+    """A valid PNG header claiming side x side 1-bit pixels, then ~4 KB of compressed zero rows."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data).to_bytes(4, "big")
+        return len(data).to_bytes(4, "big") + kind + data + crc
+
+    header = side.to_bytes(4, "big") * 2 + bytes([1, 0, 0, 0, 0])
+    idat = zlib.compress(bytes(4 * MiB), 9)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    )
+
+
+def truncated_jpeg() -> bytes:
+    """An 800x600 JPEG whose header is intact but whose pixel data stops halfway."""
+    buffer = io.BytesIO()
+    Image.effect_noise((800, 600), 50).convert("RGB").save(buffer, "JPEG")
+    return buffer.getvalue()[: len(buffer.getvalue()) // 2]
+
+
+def many_frames_gif(frames: int = 10_000, side: int = 64) -> bytes:
+    """An animated GIF of `frames` 1x1 frames, each at its own spot of a side x side screen."""
+
+    def le(number: int) -> bytes:
+        return number.to_bytes(2, "little")
+
+    parts = [b"GIF89a", le(side), le(side), b"\x80\x00\x00", b"\x00\x00\x00\xff\xff\xff"]
+    parts.append(b"\x21\xff\x0bNETSCAPE2.0\x03\x01\x00\x00\x00")  # loop forever
+    for number in range(frames):
+        position = le(number % side) + le(number // side % side)
+        parts.append(b"\x21\xf9\x04\x00\x02\x00\x00\x00")  # 20 ms per frame
+        parts.append(b"\x2c" + position + le(1) + le(1) + b"\x00\x02\x02\x44\x01\x00")
+    return b"".join([*parts, b"\x3b"])
+
+
+SVG = (
+    b'<svg xmlns="http://www.w3.org/2000/svg" width="20000" height="20000">'
+    b'<rect width="100%" height="100%" fill="red"/></svg>'
+)
+TEXT = b"hello, I am a text file named photo.jpg\n" * 20
+
+
+def photo() -> bytes:
+    if not PHOTO.exists():
+        PHOTO.parent.mkdir(exist_ok=True)
+        print(f"making {PHOTO} ...", file=sys.stderr, flush=True)
+        transform = Path(__file__).with_name("transform.py")
+        subprocess.run([sys.executable, transform, "--make-photo", "0", PHOTO], check=True)
+    return PHOTO.read_bytes()
+
+
+def make_kinds(with_photo: bool) -> list[Kind]:
+    kinds = [
+        Kind("PNG 20000x20000 (pixel bomb)", "bomb.png", "image/png", pixel_bomb()),
+        Kind("truncated JPEG", "truncated.jpg", "image/jpeg", truncated_jpeg()),
+        Kind("GIF, 10,000 1x1 frames", "frames.gif", "image/gif", many_frames_gif()),
+        Kind("SVG", "drawing.svg", "image/svg+xml", SVG),
+        Kind("text named .jpg", "text.jpg", "image/jpeg", TEXT),
+        Kind("empty body", "empty.jpg", "image/jpeg", b""),
+    ]
+    if with_photo:
+        kinds.append(Kind("24 MP JPEG (valid)", "photo.jpg", "image/jpeg", photo(), valid=True))
+    return kinds
+
+
+@contextmanager
+def serve_files(kinds: list[Kind]) -> Iterator[str]:
+    """An HTTP server on 127.0.0.1 answering GET /<file> with its bytes; yields its base URL."""
+    files = {f"/{kind.file}": kind for kind in kinds}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            kind = files.get(self.path)
+            if kind is None:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("content-type", kind.media_type)
+            self.send_header("content-length", str(len(kind.data)))
+            self.end_headers()
+            self.wfile.write(kind.data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def job_body(kind: Kind, route: str, files_url: str) -> bytes:
+    """The README's API-tour job (bench/transform.py's output spec), the image by URL or base64."""
+    if route == "url":
+        image = {"url": f"{files_url}/{kind.file}"}
+    else:
+        image = {"base64": base64.b64encode(kind.data).decode()}
+    job = {
+        "type": "image.transform",
+        "input": {"image": image, "width": 512, "height": 512, "format": "webp", "quality": 80},
+    }
+    return json.dumps(job).encode()
+
+
+# Watching the processes.
+
+
+class Sampler:
+    """Every SAMPLE_EVERY_S (in a thread) and on demand: the RSS of each watched process."""
+
+    def __init__(self, processes: dict[str, psutil.Process]) -> None:
+        self._processes = processes
+        self._lock = threading.Lock()
+        self._samples: list[tuple[float, dict[str, int]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def sample(self) -> tuple[float, dict[str, int]]:
+        now = time.monotonic()
+        rss = {name: int(p.memory_info().rss) for name, p in self._processes.items()}
+        with self._lock:
+            self._samples.append((now, rss))
+        return now, rss
+
+    def _run(self) -> None:
+        while not self._stop.wait(SAMPLE_EVERY_S):
+            try:
+                self.sample()
+            except psutil.Error:
+                return  # a process ended: the main loop reports it
+
+    def peak(self, name: str, start: float, end: float) -> int:
+        with self._lock:
+            return max(rss[name] for at, rss in self._samples if start <= at <= end)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+def high_water_mark(pid: int) -> int:
+    """The kernel's peak RSS of the process since it started (VmHWM), in bytes; 0 if unknown."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+# Submitting and waiting.
+
+
+@dataclass
+class Span:
+    """From just before a group's first POST to just after its last job ended."""
+
+    start: float
+    start_rss: dict[str, int]
+    end: float = 0.0
+
+
+@dataclass
+class Outcome:
+    kind: Kind
+    route: str
+    round: int
+    span: Span
+    post_ms: float
+    result: str = ""  # "422 IMAGE_TOO_LARGE" (refused by the API), "failed INVALID_IMAGE", ...
+    worker_ms: float | None = None  # started_at -> finished_at of the job record
+    job_id: str | None = None
+    status_after_run: str = ""  # a job that did not end in time: its status after the last round
+
+
+@dataclass
+class Round:
+    number: int
+    outcomes: list[Outcome] = field(default_factory=list)
+    start: float = 0.0
+    end: float = 0.0
+    end_rss: dict[str, int] = field(default_factory=dict)
+
+
+def error_code(body: dict[str, Any] | None) -> str:
+    return str((body or {}).get("code", "?"))
+
+
+def seconds(value: str) -> float:
+    return datetime.fromisoformat(value).timestamp()
+
+
+def check_alive(stack: RunningStack) -> None:
+    exited = stack.processes.exited()
+    if exited:
+        raise BenchError(f"stack processes exited during the run: {exited}")
+
+
+def run_group(
+    api: httpx.Client,
+    stack: RunningStack,
+    sampler: Sampler,
+    items: list[tuple[Kind, str, bytes]],
+    number: int,
+    timeout_s: float,
+) -> tuple[list[Outcome], list[Outcome]]:
+    """POST every body, then poll until each job ended: (outcomes, the ones still not ended)."""
+    start, start_rss = sampler.sample()
+    span = Span(start, start_rss)
+    outcomes, pending = [], {}
+    for kind, route, body in items:
+        posted = time.perf_counter()
+        response = api.post("/v1/jobs", content=body, headers={"content-type": "application/json"})
+        outcome = Outcome(kind, route, number, span, 1000 * (time.perf_counter() - posted))
+        outcomes.append(outcome)
+        if response.status_code == 202:
+            outcome.job_id = response.json()["id"]
+            pending[outcome.job_id] = outcome
+        else:
+            outcome.result = f"{response.status_code} {error_code(response.json().get('error'))}"
+    deadline = time.monotonic() + timeout_s
+    status = dict.fromkeys(pending, "queued")
+    while pending and time.monotonic() < deadline:
+        check_alive(stack)
+        for job_id, outcome in list(pending.items()):
+            job = api.get(f"/v1/jobs/{job_id}").json()
+            status[job_id] = job["status"]
+            if job["status"] in TERMINAL:
+                ok = job["status"] == "succeeded"
+                outcome.result = (
+                    "succeeded" if ok else f"{job['status']} {error_code(job['error'])}"
+                )
+                if job["started_at"] and job["finished_at"]:
+                    elapsed = seconds(job["finished_at"]) - seconds(job["started_at"])
+                    outcome.worker_ms = 1000 * elapsed
+                del pending[job_id]
+        if pending:
+            time.sleep(POLL_EVERY_S)
+    for job_id, outcome in pending.items():
+        outcome.result = f"NOT ENDED in {timeout_s:g}s (last seen {status[job_id]})"
+    span.end, _ = sampler.sample()
+    return outcomes, list(pending.values())
+
+
+def run_stack(
+    kinds: list[Kind], rounds: int, together: bool, timeout_s: float
+) -> tuple[list[Round], dict[str, dict[str, int]], Sampler]:
+    """Warm-up round 0 and rounds 1..R against a fresh stack; RSS readings and the sampler."""
+    with (
+        serve_files(kinds) as files_url,
+        tempfile.TemporaryDirectory(prefix="pixhook-bench-bad-inputs-") as workdir,
+        local_stack(Path(workdir)) as stack,
+    ):
+        items = [(k, route, job_body(k, route, files_url)) for k in kinds for route in ROUTES]
+        groups = [items] if together else [[item] for item in items]
+        pids = {name: stack.processes.processes[process].pid for name, process in WATCHED.items()}
+        sampler = Sampler({name: psutil.Process(pid) for name, pid in pids.items()})
+        auth = {"authorization": f"Bearer {stack.client.api_key}"}
+        readings: dict[str, dict[str, int]] = {}
+        done: list[Round] = []
+        late: list[Outcome] = []
+        try:
+            with httpx.Client(base_url=stack.api_url, headers=auth, timeout=60) as api:
+                time.sleep(1.0)
+                readings["idle"] = sampler.sample()[1]
+                for number in range(rounds + 1):
+                    current = Round(number, start=time.monotonic())
+                    for group in groups:
+                        outcomes, not_ended = run_group(
+                            api, stack, sampler, group, number, timeout_s
+                        )
+                        current.outcomes += outcomes
+                        late += not_ended
+                    current.end, current.end_rss = sampler.sample()
+                    done.append(current)
+                    if number % 10 == 0 or number == rounds:
+                        print(f"round {number}/{rounds} done", file=sys.stderr, flush=True)
+                time.sleep(1.0)
+                readings["end"] = sampler.sample()[1]
+                readings["hwm"] = {name: high_water_mark(pid) for name, pid in pids.items()}
+                for outcome in late:
+                    job = api.get(f"/v1/jobs/{outcome.job_id}").json()
+                    outcome.status_after_run = job["status"]
+        except (BenchError, psutil.Error):
+            for process in WATCHED.values():
+                log = (Path(workdir) / "logs" / f"{process}.log").read_text()
+                print(f"{process} log tail:\n{log[-3000:]}", file=sys.stderr)
+            raise
+        finally:
+            sampler.close()
+    return done, readings, sampler
+
+
+# The report.
+
+
+def mib(value: float) -> str:
+    return f"{value / MiB:.1f}"
+
+
+def report(
+    kinds: list[Kind],
+    rounds: list[Round],
+    readings: dict[str, dict[str, int]],
+    sampler: Sampler,
+    together: bool,
+    timeout_s: float,
+) -> int:
+    """Print the figures; 1 if a job never ended or a kind had an unexpected outcome."""
+    measured = rounds[1:]
+    first, last = measured[0], measured[-1]
+    problems = []
+    worker_rise: dict[str, tuple[int, bool]] = {}  # input and route -> (largest rise, valid)
+    # The stack's processes inherit this environment: these are the limits they ran with.
+    limits = Settings.from_env(os.environ)
+    print(
+        f"{len(measured)} rounds after 1 warm-up, "
+        + ("each round's set submitted at once" if together else "one job at a time")
+        + f"; job concurrency {limits.job_concurrency}, max pixels {limits.max_image_pixels:,}, "
+        f"max frames {limits.max_frames}, max image bytes {limits.max_image_bytes:,}"
+    )
+    header = f"{'input':<30}{'route':<8}{'bytes':>11}  {'outcome (every round)':<31}"
+    print(header + f"{'POST ms':>8}{'worker ms':>10}{'worker rise':>13}{'api rise':>10}")
+    for kind in kinds:
+        for route in ROUTES:
+            mine = [o for r in rounds for o in r.outcomes if (o.kind, o.route) == (kind, route)]
+            results = Counter(o.result for o in mine)
+            text = ", ".join(f"{result} x{count}" for result, count in results.items())
+            if any(r.startswith("NOT ENDED") for r in results) or any(
+                (r == "succeeded") != kind.valid for r in results
+            ):
+                problems.append(f"{kind.name} by {route}: {text}")
+            post_ms = statistics.median(o.post_ms for o in mine)
+            worker = [o.worker_ms for o in mine if o.worker_ms is not None]
+            worker_ms = f"{statistics.median(worker):.0f}" if worker else "-"
+            rises = {name: "-" for name in WATCHED}
+            if not together:  # each job is its own span: its peak is its own
+                for name in WATCHED:
+                    spans = [o.span for o in mine if o.round > 0]
+                    peaks = [sampler.peak(name, s.start, s.end) - s.start_rss[name] for s in spans]
+                    rises[name] = mib(max(peaks))
+                    if name == "jobs worker":
+                        worker_rise[f"{kind.name} by {route}"] = (max(peaks), kind.valid)
+            print(
+                f"{kind.name:<30}{route:<8}{len(kind.data):>11,}  {text:<31}"
+                f"{post_ms:>8.0f}{worker_ms:>10}{rises['jobs worker']:>13}{rises['api']:>10}"
+            )
+    print()
+    middle = rounds[(last.number + 1) // 2]
+    print(
+        f"{'RSS MiB':<13}{'idle':>7}{'warm-up end':>13}{'peak':>8}{'VmHWM':>8}"
+        f"{'round 1 end':>13}{f'round {last.number} end':>14}{'growth':>8}"
+        f"{f'from {middle.number}':>10}{'end':>8}"
+    )
+    for name in WATCHED:
+        peak = sampler.peak(name, first.start, last.end)
+        growth = last.end_rss[name] - first.end_rss[name]
+        late_growth = last.end_rss[name] - middle.end_rss[name]
+        print(
+            f"{name:<13}{mib(readings['idle'][name]):>7}{mib(rounds[0].end_rss[name]):>13}"
+            f"{mib(peak):>8}{mib(readings['hwm'][name]):>8}{mib(first.end_rss[name]):>13}"
+            f"{mib(last.end_rss[name]):>14}{growth / MiB:>+8.1f}{late_growth / MiB:>+10.1f}"
+            f"{mib(readings['end'][name]):>8}"
+        )
+    # At most 11 columns: rounds 0 and 1, then evenly spaced to the last.
+    columns = sorted({0, 1, *(round(1 + i * (last.number - 1) / 9) for i in range(10))})
+    print(f"\n{'round':<19}" + "".join(f"{number:>7}" for number in columns))
+    for name in WATCHED:
+        ends = "".join(f"{mib(rounds[n].end_rss[name]):>7}" for n in columns)
+        since = [rounds[0].start, *(rounds[n].end for n in columns)]
+        highs = "".join(
+            f"{mib(sampler.peak(name, since[i], rounds[n].end)):>7}" for i, n in enumerate(columns)
+        )
+        print(f"{name + ' at end':<19}{ends}\n{name + ' peak':<19}{highs}")
+    round_ends = [r.end_rss["jobs worker"] for r in measured]
+    late_growth = last.end_rss["jobs worker"] - middle.end_rss["jobs worker"]
+    headline = (
+        f"jobs worker: growth of RSS at round ends, round 1 -> {last.number}: "
+        f"{(last.end_rss['jobs worker'] - first.end_rss['jobs worker']) / MiB:+.1f} MiB "
+        f"({middle.number} -> {last.number}: {late_growth / MiB:+.1f} MiB; "
+        f"range {mib(min(round_ends))}-{mib(max(round_ends))} MiB), "
+        f"peak {mib(sampler.peak('jobs worker', first.start, last.end))} MiB"
+    )
+    if worker_rise:
+        bad = max((rise, name) for name, (rise, valid) in worker_rise.items() if not valid)
+        headline += f"; largest rise for a bad input {mib(bad[0])} MiB ({bad[1]})"
+        valid = [rise for rise, is_valid in worker_rise.values() if is_valid]
+        if valid:
+            headline += f", for the valid 24 MP photo {mib(max(valid))} MiB"
+    print(f"\n{headline}")
+    jobs = [o for r in rounds for o in r.outcomes if o.job_id]
+    late = [o for o in jobs if o.status_after_run]
+    print(
+        f"jobs: {len(jobs)} accepted, {len(jobs) - len(late)} ended within {timeout_s:g}s, "
+        f"{len(late)} did not"
+    )
+    for outcome in late:
+        print(
+            f"  not ended in time: {outcome.job_id} ({outcome.kind.name} by {outcome.route}, "
+            f"round {outcome.round}); after the last round: {outcome.status_after_run}"
+        )
+    for problem in problems:
+        print(f"UNEXPECTED: {problem}")
+    return 1 if problems else 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--rounds", type=int, default=20, help="measured rounds (default 20)")
+    parser.add_argument(
+        "--together", action="store_true", help="submit each round's set at once, not one by one"
+    )
+    parser.add_argument(
+        "--no-photo", action="store_true", help="leave out the valid 24 MP photo: bad inputs only"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=60.0, help="how long a job may take to end (default 60 s)"
+    )
+    args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    kinds = make_kinds(with_photo=not args.no_photo)
+    rounds, readings, sampler = run_stack(kinds, args.rounds, args.together, args.timeout)
+    return report(kinds, rounds, readings, sampler, args.together, args.timeout)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
