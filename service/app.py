@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, Response
 
 from service.config import Settings
 from service.errors import ApiError
-from service.routes import deliveries, files, jobs, metrics, system
+from service.routes import batches, deliveries, files, jobs, metrics, system
 from service.runtime import Runtime
 
 log = logging.getLogger("pixhook.api")
@@ -30,7 +30,14 @@ def create_app(settings: Settings) -> Starlette:
             await app.state.runtime.close()
 
     return Starlette(
-        routes=[*jobs.routes, *deliveries.routes, *files.routes, *system.routes, *metrics.routes],
+        routes=[
+            *jobs.routes,
+            *batches.routes,
+            *deliveries.routes,
+            *files.routes,
+            *system.routes,
+            *metrics.routes,
+        ],
         lifespan=lifespan,
         exception_handlers={
             ApiError: _api_error,

@@ -49,6 +49,31 @@ async def read_job_request(request: Request, limit: int) -> tuple[Any, bytes | N
     raise UnsupportedMediaType(f"send application/json or multipart/form-data, not {media_type!r}")
 
 
+async def read_form(
+    request: Request, body: bytes, *, fields: tuple[str, ...], files: tuple[str, ...]
+) -> dict[str, Any]:
+    """A multipart body's text `fields` (str) and `files` (bytes), every one of them required."""
+    replayed = Request(request.scope, _replay(body))
+    found: dict[str, Any] = {}
+    try:
+        async with replayed.form(max_files=len(files), max_fields=len(fields) + 4) as form:
+            for name in fields:
+                value = form.get(name)
+                if not isinstance(value, str):
+                    raise InvalidInput(f"the multipart body needs a field {name!r}", field=name)
+                found[name] = value.encode()
+            for name in files:
+                upload = form.get(name)
+                if not isinstance(upload, UploadFile):
+                    raise InvalidInput(f"the multipart body needs a file {name!r}", field=name)
+                found[name] = await upload.read()
+    except (HTTPException, MultiPartException) as exc:
+        raise InvalidInput(
+            f"the multipart body is malformed: {exc}", code="INVALID_MULTIPART"
+        ) from exc
+    return found
+
+
 async def _read_multipart(request: Request, body: bytes) -> tuple[Any, bytes | None]:
     replayed = Request(request.scope, _replay(body))
     try:

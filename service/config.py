@@ -60,6 +60,13 @@ class Settings:
     job_timeout_s: float = 300.0
     job_concurrency: int = 4
     job_retention_s: float = 7 * 86400.0
+    max_batch_items: int = 10_000
+    max_batch_bytes: int = 32 * 1024 * 1024
+    # Items of one batch in flight at once, and of all one client's batches together: a big
+    # batch takes its share of the workers, never all of them.
+    batch_concurrency: int = 16
+    client_batch_concurrency: int = 64
+    batch_progress_interval_s: float = 5.0
     allow_private_networks: UrlPolicy = field(default_factory=UrlPolicy)
     delivery_concurrency: int = 256
     webhook_per_host_concurrency: int = 32
@@ -163,6 +170,9 @@ class Settings:
             "max_prompt_chars": self.max_prompt_chars,
             "provider_timeout_s": self.provider_timeout_s,
             "job_timeout_s": self.job_timeout_s,
+            "max_batch_items": self.max_batch_items,
+            "max_batch_bytes": self.max_batch_bytes,
+            "batch_concurrency": self.batch_concurrency,
             "file_url_ttl_s": self.file_url_ttl_s,
             "webhook_attempt_timeout_s": self.webhook_attempt_timeout_s,
             "webhook_response_cap_bytes": self.webhook_response_cap_bytes,
@@ -240,6 +250,10 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
             "vision_max_side",
             "max_prompt_chars",
             "job_concurrency",
+            "max_batch_items",
+            "max_batch_bytes",
+            "batch_concurrency",
+            "client_batch_concurrency",
             "delivery_concurrency",
             "webhook_per_host_concurrency",
             "webhook_response_cap_bytes",
@@ -252,6 +266,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
             "file_url_ttl_s",
             "job_timeout_s",
             "job_retention_s",
+            "batch_progress_interval_s",
             "webhook_connect_timeout_s",
             "image_fetch_timeout_s",
             "provider_timeout_s",

@@ -36,6 +36,9 @@ class Job:
     webhook_url: str | None = None
     webhook_events: tuple[str, ...] = ("completed",)
     sequence: int = 0
+    # Items of a batch: which batch, and the item's position in it (see service/batches/).
+    batch_id: str | None = None
+    batch_index: int | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -59,8 +62,12 @@ class JobStore:
     def deliveries_key(self, job_id: str) -> str:
         return f"{self._prefix}:job:{job_id}:deliveries"
 
-    async def create(self, job: Job) -> None:
-        await self._redis.set(self._key(job.id), job.to_json(), px=self._retention_ms)
+    async def create(self, job: Job) -> bool:
+        """Store a new job; False (and nothing changes) when a job with its id exists already."""
+        created = await self._redis.set(
+            self._key(job.id), job.to_json(), px=self._retention_ms, nx=True
+        )
+        return bool(created)
 
     async def get(self, job_id: str) -> Job | None:
         raw = await self._redis.get(self._key(job_id))

@@ -7,6 +7,7 @@ import logging
 from functools import partial
 
 from service import imaging
+from service.batches.engine import job_ended
 from service.errors import JobFailure, NotFound, ServiceUnavailable
 from service.events import publish_status
 from service.fetch import fetch_image
@@ -27,7 +28,7 @@ async def execute(runtime: Runtime, job_id: str) -> None:
         return
     if job.status in TERMINAL:
         # A rerun after a crash: the job ended, but its final event may not have been queued.
-        await publish_status(runtime, job)
+        await _announce_end(runtime, job)
         return
     if job.status == "queued":
         started = await runtime.jobs.transition(job_id, "running")
@@ -63,7 +64,7 @@ async def _finish(runtime: Runtime, job: Job) -> None:
         # Canceled while it ran: the cancel already announced the final status.
         await _publish_latest(runtime, job.id)
         return
-    await publish_status(runtime, finished)
+    await _announce_end(runtime, finished)
 
 
 async def _run(runtime: Runtime, job: Job) -> dict[str, object]:
@@ -102,7 +103,12 @@ async def _input_image(runtime: Runtime, job: Job) -> bytes:
 async def _publish_latest(runtime: Runtime, job_id: str) -> None:
     latest = await runtime.jobs.get(job_id)
     if latest is not None and latest.status in TERMINAL:
-        await publish_status(runtime, latest)
+        await _announce_end(runtime, latest)
+
+
+async def _announce_end(runtime: Runtime, job: Job) -> None:
+    await publish_status(runtime, job)
+    await job_ended(runtime, job)
 
 
 def _error(failure: JobFailure) -> dict[str, str]:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from arq.connections import ArqRedis
 
+from service.batches.store import BatchStore
 from service.clients import ClientStore
 from service.config import Settings
 from service.jobs import JobStore
@@ -23,6 +24,7 @@ class Runtime:
     redis: ArqRedis
     storage: Storage
     jobs: JobStore
+    batches: BatchStore
     clients: ClientStore
     deliveries: DeliveryStore
     dead_letters: DeadLetters
@@ -47,6 +49,7 @@ class Runtime:
             redis=redis,
             storage=storage,
             jobs=JobStore(redis, retention_s=settings.job_retention_s),
+            batches=BatchStore(redis, retention_s=settings.job_retention_s),
             clients=ClientStore(redis),
             deliveries=deliveries,
             dead_letters=DeadLetters(deliveries, settings.dlq_policy),

@@ -6,6 +6,7 @@ import asyncio
 import mimetypes
 import os
 import re
+import shutil
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -48,6 +49,22 @@ class Storage(Protocol):
         """The file a `/files/{token}` link names; `NotFound` for storage the API does not serve."""
         ...
 
+    # A file written in numbered parts as its content arrives (a batch's results), so no process
+    # ever holds all of it. Every part but the last must be at least `min_part_bytes`.
+    min_part_bytes: int
+
+    async def start_parts(self, key: str, *, media_type: str) -> str:
+        """Begin a file written in parts; returns the upload id the other calls take."""
+        ...
+
+    async def put_part(self, key: str, upload_id: str, number: int, data: bytes) -> None:
+        """Store part `number` (from 1); storing the same number again replaces it."""
+        ...
+
+    async def finish_parts(self, key: str, upload_id: str, count: int) -> None:
+        """Join parts 1..count into the file at `key`; calling it again once done is harmless."""
+        ...
+
 
 def guess_media_type(key: str) -> str:
     return mimetypes.guess_type(key, strict=False)[0] or "application/octet-stream"
@@ -77,6 +94,8 @@ class FileLinks:
 class LocalStorage:
     """Files under one directory, served by the API at `/files/{token}`."""
 
+    min_part_bytes = 256 * 1024
+
     def __init__(self, root: Path, links: FileLinks, public_url: str) -> None:
         self.root = root.resolve()
         self._links = links
@@ -102,6 +121,35 @@ class LocalStorage:
         if not path.is_file():
             raise NotFound("stored file is gone", code="FILE_NOT_FOUND")
         return StoredFile(path, media_type)
+
+    async def start_parts(self, key: str, *, media_type: str) -> str:
+        return ""  # parts live in a folder named after the key; nothing to start
+
+    async def put_part(self, key: str, upload_id: str, number: int, data: bytes) -> None:
+        await asyncio.to_thread(self._write, self._parts_dir(key) / f"{number:06d}", data)
+
+    async def finish_parts(self, key: str, upload_id: str, count: int) -> None:
+        await asyncio.to_thread(self._join_parts, key, count)
+
+    def _join_parts(self, key: str, count: int) -> None:
+        path, parts = self._path(key), self._parts_dir(key)
+        if path.exists() and not parts.exists():
+            return  # joined already, by us or by a worker that died right after
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as joined:
+                for number in range(1, count + 1):
+                    with open(parts / f"{number:06d}", "rb") as part:
+                        shutil.copyfileobj(part, joined)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        shutil.rmtree(parts, ignore_errors=True)
+
+    def _parts_dir(self, key: str) -> Path:
+        return self._path(f".parts/{key}")
 
     def _path(self, key: str) -> Path:
         path = (self.root / key).resolve()
@@ -135,6 +183,8 @@ class S3Storage:
     boto3 blocks, so every request runs in a thread; one client per process is shared by them all
     (boto3 clients are thread-safe). The API does not serve these files: `resolve_link` refuses.
     """
+
+    min_part_bytes = 5 * 1024 * 1024  # S3's own minimum for every part but the last
 
     def __init__(self, client: S3Client, bucket: str, prefix: str, ttl_s: float) -> None:
         self._client = client
@@ -175,6 +225,68 @@ class S3Storage:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
                 raise NotFound("stored file is gone", code="FILE_NOT_FOUND") from exc
+            raise _unavailable(exc) from exc
+        except BotoCoreError as exc:
+            raise _unavailable(exc) from exc
+
+    async def start_parts(self, key: str, *, media_type: str) -> str:
+        return await asyncio.to_thread(self._start_parts, key, media_type)
+
+    async def put_part(self, key: str, upload_id: str, number: int, data: bytes) -> None:
+        await asyncio.to_thread(self._put_part, key, upload_id, number, data)
+
+    async def finish_parts(self, key: str, upload_id: str, count: int) -> None:
+        await asyncio.to_thread(self._finish_parts, key, upload_id, count)
+
+    def _start_parts(self, key: str, media_type: str) -> str:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            upload = self._client.create_multipart_upload(
+                Bucket=self.bucket,
+                Key=self.object_key(key),
+                ContentType=media_type,
+                CacheControl=f"private, max-age={self.expires_s}",
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise _unavailable(exc) from exc
+        return upload["UploadId"]
+
+    def _put_part(self, key: str, upload_id: str, number: int, data: bytes) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self._client.upload_part(
+                Bucket=self.bucket,
+                Key=self.object_key(key),
+                UploadId=upload_id,
+                PartNumber=number,
+                Body=data,
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise _unavailable(exc) from exc
+
+    def _finish_parts(self, key: str, upload_id: str, count: int) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        object_key = self.object_key(key)
+        try:
+            # S3 wants each part's ETag back; asking for them keeps them out of Redis.
+            pages = self._client.get_paginator("list_parts").paginate(
+                Bucket=self.bucket, Key=object_key, UploadId=upload_id
+            )
+            etags = {p["PartNumber"]: p["ETag"] for page in pages for p in page.get("Parts", [])}
+            self._client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=object_key,
+                UploadId=upload_id,
+                MultipartUpload={
+                    "Parts": [{"PartNumber": n, "ETag": etags[n]} for n in range(1, count + 1)]
+                },
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "NoSuchUpload":
+                return  # completed already, by us or by a worker that died right after
             raise _unavailable(exc) from exc
         except BotoCoreError as exc:
             raise _unavailable(exc) from exc

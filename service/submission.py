@@ -45,13 +45,7 @@ class Submission:
 def parse_submission(body: Any, upload: bytes | None, settings: Settings) -> Submission:
     if not isinstance(body, dict):
         raise InvalidInput("the request body must be a JSON object")
-    job_type = body.get("type")
-    if job_type not in JOB_TYPES:
-        raise InvalidInput(
-            f"type must be one of: {', '.join(sorted(JOB_TYPES))}",
-            code="UNKNOWN_JOB_TYPE",
-            field="type",
-        )
+    job_type = parse_job_type(body.get("type"))
     raw_input = body.get("input", {})
     if not isinstance(raw_input, dict):
         raise InvalidInput("input must be an object", field="input")
@@ -62,20 +56,19 @@ def parse_submission(body: Any, upload: bytes | None, settings: Settings) -> Sub
     else:
         image = None
     params = {k: v for k, v in raw_input.items() if k != "image"}
-    webhook_url = body.get("webhook_url")
     return Submission(
         type=job_type,
         params=JOB_TYPES[job_type].parse_input(params, settings),
         image=image,
-        webhook_url=None if webhook_url is None else _url(webhook_url, "webhook_url", settings),
-        webhook_events=_webhook_events(body.get("webhook_events")),
-        metadata=_metadata(body.get("metadata"), settings),
+        webhook_url=parse_webhook_url(body.get("webhook_url"), settings),
+        webhook_events=parse_webhook_events(body.get("webhook_events")),
+        metadata=parse_metadata(body.get("metadata"), settings),
     )
 
 
 def _image(spec: Any, upload: bytes | None, settings: Settings) -> ImageInput:
     if isinstance(spec, dict) and spec.keys() == {"url"}:
-        url = _url(spec["url"], "input.image.url", settings)
+        url = parse_url(spec["url"], "input.image.url", settings)
         return ImageInput(None, {"source": "url", "url": url})
     data, source = _image_bytes(spec, upload, settings)
     try:
@@ -134,7 +127,7 @@ def _decode_base64(text: str) -> bytes:
         ) from exc
 
 
-def _url(value: Any, field: str, settings: Settings) -> str:
+def parse_url(value: Any, field: str, settings: Settings) -> str:
     """An absolute http(s) URL the SSRF guard does not refuse outright."""
     if not isinstance(value, str) or len(value) > settings.max_url_length:
         raise InvalidInput(
@@ -157,7 +150,22 @@ def _url(value: Any, field: str, settings: Settings) -> str:
     return value
 
 
-def _webhook_events(value: Any) -> tuple[str, ...]:
+def parse_job_type(value: Any) -> str:
+    if value not in JOB_TYPES:
+        raise InvalidInput(
+            f"type must be one of: {', '.join(sorted(JOB_TYPES))}",
+            code="UNKNOWN_JOB_TYPE",
+            field="type",
+        )
+    job_type: str = value
+    return job_type
+
+
+def parse_webhook_url(value: Any, settings: Settings) -> str | None:
+    return None if value is None else parse_url(value, "webhook_url", settings)
+
+
+def parse_webhook_events(value: Any) -> tuple[str, ...]:
     if value is None:
         return ("completed",)
     if not isinstance(value, list) or not value or not set(value) <= SUBSCRIPTIONS:
@@ -169,7 +177,7 @@ def _webhook_events(value: Any) -> tuple[str, ...]:
     return tuple(sorted(set(value)))
 
 
-def _metadata(value: Any, settings: Settings) -> dict[str, Any]:
+def parse_metadata(value: Any, settings: Settings) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):

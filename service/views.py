@@ -31,6 +31,7 @@ def job_view(job: Job, storage: Storage, public_url: str) -> dict[str, Any]:
         "webhook_url": job.webhook_url,
         "webhook_events": list(job.webhook_events),
         "sequence": job.sequence,
+        "batch": None if job.batch_id is None else {"id": job.batch_id, "index": job.batch_index},
         "urls": {
             "self": f"{public_url}/v1/jobs/{job.id}",
             "cancel": f"{public_url}/v1/jobs/{job.id}/cancel",

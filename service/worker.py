@@ -11,6 +11,7 @@ from arq.connections import RedisSettings
 from arq.cron import cron
 from arq.worker import Worker, func
 
+from service.batches.engine import reconcile
 from service.config import Settings
 from service.queue import DELIVERY_QUEUE, JOB_QUEUE, RUN_JOB, deserialize, serialize
 from service.runner import execute
@@ -27,6 +28,10 @@ _TIMEOUT_SLACK_S = 30
 
 async def _run_job(ctx: dict[str, Any], job_id: str) -> None:
     await execute(ctx["runtime"], job_id)
+
+
+async def _reconcile_batches(ctx: dict[str, Any]) -> None:
+    await reconcile(ctx["runtime"])
 
 
 async def _expire_dead_letters(ctx: dict[str, Any]) -> None:
@@ -63,6 +68,8 @@ def _jobs_worker(settings: Settings, options: dict[str, Any]) -> Worker:
     timeout = settings.job_timeout_s + _TIMEOUT_SLACK_S
     return Worker(
         [func(_run_job, name=RUN_JOB, timeout=timeout)],
+        # Every few seconds: batches resume after a crash or a restart without anyone asking.
+        cron_jobs=[cron(_reconcile_batches, second=set(range(0, 60, 5)), run_at_startup=True)],
         queue_name=JOB_QUEUE,
         on_startup=startup,
         on_shutdown=shutdown,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
+import json
 import os
 import subprocess
 import sys
@@ -235,3 +237,42 @@ def test_files_route_does_not_serve_s3_storage(s3_api):
 
     assert response.status_code == 404
     assert error_of(response)["code"] == "FILE_NOT_FOUND"
+
+
+def test_a_file_written_in_parts_joins_them_in_order(s3):
+    storage = S3Storage(s3, BUCKET, "unit", ttl_s=600)
+    key = "cl_parts/2024/05/06/bat_parts/results.jsonl"
+    first = b"a" * storage.min_part_bytes  # every part but the last must be 5 MiB in S3
+
+    upload_id = asyncio.run(storage.start_parts(key, media_type="application/x-ndjson"))
+    asyncio.run(storage.put_part(key, upload_id, 1, b"stale"))
+    asyncio.run(storage.put_part(key, upload_id, 1, first))  # a retried part replaces the first
+    asyncio.run(storage.put_part(key, upload_id, 2, b"tail\n"))
+    asyncio.run(storage.finish_parts(key, upload_id, 2))
+    asyncio.run(storage.finish_parts(key, upload_id, 2))  # a finisher that died and came back
+
+    assert asyncio.run(storage.get(key)) == first + b"tail\n"
+    stored = s3.head_object(Bucket=BUCKET, Key=f"unit/{key}")
+    assert stored["ContentType"] == "application/x-ndjson"
+
+
+def test_batch_results_are_written_to_s3(s3_stack, s3_api, s3, moto_url):
+    items = [
+        {"input": {"image": {"base64": base64.b64encode(image_bytes()).decode()}, "width": 30}}
+        for _ in range(3)
+    ]
+    created = s3_api.post("/v1/batches", json={"type": "image.transform", "items": items})
+    assert created.status_code == 202, created.text
+
+    deadline = time.monotonic() + 30
+    while (batch := s3_api.get(f"/v1/batches/{created.json()['id']}").json())[
+        "status"
+    ] == "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+    assert batch["counts"]["succeeded"] == 3
+    url = batch["results"]["url"]
+    assert url.startswith(f"{moto_url}/{BUCKET}/pixhook/")
+    lines = httpx.get(url).text.splitlines()
+    assert sorted(json.loads(line)["index"] for line in lines) == [0, 1, 2]

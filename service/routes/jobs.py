@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import time
-
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from service.auth import authenticate, runtime
+from service.batches.engine import job_ended
 from service.bodies import read_job_request
 from service.errors import InvalidInput, NotFound
 from service.events import publish_status
-from service.ids import new_id
 from service.jobs import TERMINAL, Job
-from service.queue import enqueue_job
-from service.storage import job_file_key
+from service.launch import launch_job
 from service.submission import parse_submission
 from service.views import delivery_view, job_view
 
@@ -25,27 +22,7 @@ async def create_job(request: Request) -> JSONResponse:
     client = await authenticate(request)
     body, upload = await read_job_request(request, rt.settings.max_request_bytes)
     submission = parse_submission(body, upload, rt.settings)
-    job_id, created_at = new_id("job"), time.time()
-    input_key = None
-    if submission.image is not None and submission.image.data is not None:
-        input_key = job_file_key(client.id, job_id, created_at, "input")
-        # Stored before the record exists, so a worker never sees a job without its input.
-        await rt.storage.put(
-            input_key, submission.image.data, media_type="application/octet-stream"
-        )
-    job = Job(
-        id=job_id,
-        type=submission.type,
-        client_id=client.id,
-        input=submission.input_record(),
-        input_key=input_key,
-        created_at=created_at,
-        metadata=submission.metadata,
-        webhook_url=submission.webhook_url,
-        webhook_events=submission.webhook_events,
-    )
-    await rt.jobs.create(job)
-    await enqueue_job(rt.redis, job.id)
+    job = await launch_job(rt, client.id, submission)
     return JSONResponse(await _view(request, job), status_code=202)
 
 
@@ -65,6 +42,7 @@ async def cancel_job(request: Request) -> JSONResponse:
     if canceled is None:  # it finished between our read and the transition
         raise InvalidInput("the job has already finished", code="JOB_ALREADY_FINISHED")
     await publish_status(rt, canceled)
+    await job_ended(rt, canceled)
     return JSONResponse(await _view(request, canceled))
 
 

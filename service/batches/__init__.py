@@ -1,0 +1,1 @@
+"""Batches: thousands of items run as jobs a few at a time, results streamed to storage."""

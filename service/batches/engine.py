@@ -1,0 +1,366 @@
+"""Running a batch: items become jobs a few at a time, each result is written once, and the
+batch ends with its results file and a `batch.completed` event.
+
+Nothing here holds a batch in memory. The API starts the first items; after that, each item's
+end starts the next ones (`item_finished`), and `reconcile`, run every few seconds by the jobs
+worker, repairs whatever a crash left half done. Every step is safe to repeat: item job ids are
+derived from the batch and the index, and an item's end is recorded once (the `done` bitmap).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import time
+from dataclasses import replace
+from typing import Any
+
+from service.batches.store import REFUSED, Batch, BatchStatus, Outcome
+from service.errors import InvalidInput
+from service.events import publish_status
+from service.jobs import TERMINAL, Job
+from service.launch import launch_job
+from service.queue import enqueue_job
+from service.runtime import Runtime
+from service.streams import append_event
+from service.submission import parse_submission
+from service.views import iso, job_view
+from webhooks.events import event_body, utc_timestamp
+from webhooks.outbox import submit
+
+log = logging.getLogger("pixhook.batches")
+
+RESULTS_MEDIA_TYPE = "application/x-ndjson"
+PROGRESS_STEP = 0.05  # a progress event at least every 5% of the items...
+STALLED_CLOSE_S = 60.0  # ...and a batch whose finisher died is finished by `reconcile` after this
+_LOCK_TTL_S = 120.0
+
+
+def item_job_id(batch_id: str, index: int) -> str:
+    return f"job_{batch_id.removeprefix('bat_')}_{index}"
+
+
+# Starting items.
+
+
+async def fill_client(runtime: Runtime, client_id: str) -> None:
+    """Start items of the client's running batches while their concurrency allows."""
+    for batch_id in await runtime.batches.running(client_id):
+        await fill(runtime, batch_id)
+
+
+async def fill(runtime: Runtime, batch_id: str) -> None:
+    batch = await runtime.batches.get(batch_id)
+    if batch is None or batch.status != "running":
+        return
+    cap = runtime.settings.client_batch_concurrency
+    for index, body in await runtime.batches.claim(batch, batch.concurrency, cap):
+        await _launch_item(runtime, batch, index, body)
+
+
+async def _launch_item(runtime: Runtime, batch: Batch, index: int, body: str) -> None:
+    try:
+        submission = parse_submission(json.loads(body), None, runtime.settings)
+    except InvalidInput as exc:
+        # Checked at intake already; the settings may have changed since (a lower limit).
+        await _record(runtime, batch, index, "failed", error=_error(exc, index))
+        return
+    if batch.item_webhooks:
+        submission = replace(
+            submission, webhook_url=batch.webhook_url, webhook_events=("completed",)
+        )
+    await launch_job(
+        runtime,
+        batch.client_id,
+        submission,
+        job_id=item_job_id(batch.id, index),
+        batch_id=batch.id,
+        batch_index=index,
+    )
+
+
+# Items ending.
+
+
+async def job_ended(runtime: Runtime, job: Job) -> None:
+    """Called whenever a job's final status is published; batch items record their result."""
+    if job.batch_id is None or job.batch_index is None or job.status not in TERMINAL:
+        return
+    batch = await runtime.batches.get(job.batch_id)
+    if batch is None:
+        return
+    outcome: Outcome = job.status  # type: ignore[assignment]
+    await _record(runtime, batch, job.batch_index, outcome, job=job, error=job.error)
+
+
+async def record_refused(runtime: Runtime, batch: Batch, index: int, error: dict[str, Any]) -> None:
+    """An item refused at intake: it fails on its own, the rest of the batch runs."""
+    await _record(runtime, batch, index, "failed", error=error)
+
+
+async def _record(
+    runtime: Runtime,
+    batch: Batch,
+    index: int,
+    outcome: Outcome,
+    *,
+    job: Job | None = None,
+    error: dict[str, Any] | None = None,
+) -> None:
+    line = json.dumps(_result_line(runtime, index, outcome, job, error), separators=(",", ":"))
+    failure = None if outcome != "failed" else {"index": index, "error": error}
+    settings = runtime.settings
+    recorded = await runtime.batches.record(
+        batch.id,
+        index,
+        outcome,
+        line,
+        failure,
+        time.time(),
+        settings.batch_progress_interval_s,
+        max(1, int(batch.total * PROGRESS_STEP)),
+    )
+    if not recorded.new:
+        return
+    if recorded.waiting_bytes >= runtime.storage.min_part_bytes:
+        await _store_part(runtime, batch.id, final=False)
+    if recorded.progress_due:
+        current = await runtime.batches.get(batch.id)
+        if current is not None:
+            await _publish(runtime, current, "batch.progress")
+    if recorded.last:
+        await finish(runtime, batch.id)
+    elif outcome != "canceled":
+        await fill_client(runtime, batch.client_id)
+
+
+def _result_line(
+    runtime: Runtime,
+    index: int,
+    outcome: Outcome,
+    job: Job | None,
+    error: dict[str, Any] | None,
+) -> dict[str, Any]:
+    output = None
+    if job is not None and job.output is not None:
+        output = job_view(job, runtime.storage, runtime.settings.public_url)["output"]
+    return {
+        "index": index,
+        "job_id": job.id if job else None,
+        "status": outcome,
+        "output": output,
+        "error": error,
+    }
+
+
+def _error(exc: InvalidInput, index: int) -> dict[str, Any]:
+    return {"code": exc.code, "message": exc.message, "field": exc.field}
+
+
+# The results file: parts of at least `min_part_bytes`, joined when the batch ends.
+
+
+async def _store_part(runtime: Runtime, batch_id: str, *, final: bool) -> None:
+    """Move waiting result lines to storage as the next part; with `final`, all of them."""
+    token = secrets.token_hex(8)
+    while not await runtime.batches.lock(batch_id, "part", token, _LOCK_TTL_S):
+        if not final:
+            return  # another worker is storing a part already
+        await asyncio.sleep(0.05)
+    try:
+        batch = await runtime.batches.get(batch_id)
+        if batch is None:
+            return
+        minimum = 0 if final else runtime.storage.min_part_bytes
+        while True:
+            lines = await _take_lines(runtime, batch_id, runtime.storage.min_part_bytes)
+            size = sum(len(line) + 1 for line in lines)
+            if not lines or size < minimum:
+                return
+            data = b"".join(line + b"\n" for line in lines)
+            number = batch.parts + 1
+            await runtime.storage.put_part(batch.results_key, batch.upload_id, number, data)
+            parts = await runtime.batches.part_stored(batch_id, len(lines), size)
+            batch = replace(batch, parts=parts)
+            if not final:
+                return
+    finally:
+        await runtime.batches.unlock(batch_id, "part", token)
+
+
+async def _take_lines(runtime: Runtime, batch_id: str, target: int) -> list[bytes]:
+    """Waiting lines from the front, read a chunk at a time until `target` bytes."""
+    lines: list[bytes] = []
+    size, chunk = 0, 500
+    while size < target:
+        more = await runtime.batches.waiting_lines(batch_id, len(lines), len(lines) + chunk - 1)
+        lines += more
+        size += sum(len(line) + 1 for line in more)
+        if len(more) < chunk:
+            break
+    return lines
+
+
+# The end of a batch.
+
+
+async def finish(runtime: Runtime, batch_id: str) -> None:
+    """Store the last part, join the results file, record the end and announce it. Once."""
+    token = secrets.token_hex(8)
+    if not await runtime.batches.lock(batch_id, "finish", token, _LOCK_TTL_S):
+        return
+    try:
+        batch = await runtime.batches.get(batch_id)
+        if batch is None or batch.status != "running":
+            return
+        await _store_part(runtime, batch_id, final=True)
+        batch = await runtime.batches.get(batch_id)
+        if batch is None:
+            return
+        await runtime.storage.finish_parts(batch.results_key, batch.upload_id, batch.parts)
+        status: BatchStatus = "canceled" if batch.cancel else "completed"
+        finished_at = time.time()
+        await runtime.batches.close(batch, status, finished_at)
+        ended = replace(batch, status=status, finished_at=finished_at)
+        await _publish(runtime, ended, f"batch.{status}")
+        log.info("batch %s %s: %d items", batch.id, status, batch.total)
+    finally:
+        await runtime.batches.unlock(batch_id, "finish", token)
+
+
+async def cancel(runtime: Runtime, batch: Batch) -> bool:
+    """Stop starting items, cancel the ones in flight, count the rest as canceled; False when
+    the batch is not running."""
+    found = await runtime.batches.cancel(batch.id)
+    if found is None:
+        return False
+    first_unclaimed, in_flight = found
+    await _cancel_items(runtime, batch, in_flight, first_unclaimed)
+    return True
+
+
+async def _cancel_items(
+    runtime: Runtime, batch: Batch, in_flight: list[int], first_unclaimed: int
+) -> None:
+    for index in in_flight:
+        await _cancel_item(runtime, batch, index)
+    for start in range(first_unclaimed, batch.total, 500):
+        for index, body in await runtime.batches.entries(batch.id, start, start + 499):
+            if body != REFUSED:
+                await _record(runtime, batch, index, "canceled")
+
+
+async def _cancel_item(runtime: Runtime, batch: Batch, index: int) -> None:
+    job = await runtime.jobs.get(item_job_id(batch.id, index))
+    if job is None:  # claimed, but its job was never made
+        await _record(runtime, batch, index, "canceled")
+        return
+    canceled = await runtime.jobs.transition(job.id, "canceled")
+    if canceled is not None:
+        await publish_status(runtime, canceled)
+        job = canceled
+    if job.status in TERMINAL:
+        await job_ended(runtime, job)
+
+
+async def reconcile(runtime: Runtime) -> None:
+    """Repair what a crash left: items claimed but never started, ends never recorded, a batch
+    whose last item ended but which never finished. Then start whatever may start."""
+    for batch_id in await runtime.batches.running():
+        batch = await runtime.batches.get(batch_id)
+        if batch is None or batch.status != "running":
+            continue
+        try:
+            await _reconcile(runtime, batch)
+        except Exception:
+            log.exception("reconciling batch %s failed; next round tries again", batch_id)
+
+
+async def _reconcile(runtime: Runtime, batch: Batch) -> None:
+    if batch.closing is not None:
+        if time.time() - batch.closing > STALLED_CLOSE_S:
+            await finish(runtime, batch.id)
+        return
+    if batch.cancel:  # a cancel cut short
+        await _cancel_items(runtime, batch, await runtime.batches.in_flight(batch.id), batch.next)
+        return
+    for index in await runtime.batches.in_flight(batch.id):
+        job = await runtime.jobs.get(item_job_id(batch.id, index))
+        if job is None:
+            entry = await runtime.batches.entry(batch.id, index)
+            if entry is not None:
+                await _launch_item(runtime, batch, index, entry[1])
+        elif job.status in TERMINAL:
+            await job_ended(runtime, job)
+        elif job.status == "queued":
+            await enqueue_job(runtime.redis, job.id)  # arq ignores an id it still holds
+    await fill(runtime, batch.id)
+
+
+# Events: the batch's live stream always; its webhook when the caller asked for it.
+
+
+async def _publish(runtime: Runtime, batch: Batch, event_type: str) -> None:
+    failures = await runtime.batches.failures(batch.id)
+    data = batch_view(batch, failures, runtime)
+    settings = runtime.settings
+    await append_event(runtime.redis, batch.id, event_type, data, settings.job_retention_s)
+    subscription = "progress" if event_type == "batch.progress" else "completed"
+    if batch.webhook_url is None or subscription not in batch.webhook_events:
+        return
+    # Derived from what the event reports, so announcing it again after a crash is one event.
+    moment = f"p{batch.done}" if event_type == "batch.progress" else "end"
+    event_id = f"evt_{batch.id.removeprefix('bat_')}_{moment}"
+    await submit(
+        runtime.deliveries,
+        event_id=event_id,
+        event_type=event_type,
+        owner=batch.client_id,
+        url=batch.webhook_url,
+        payload=event_body(event_type, event_id, data, utc_timestamp()),
+    )
+
+
+def batch_view(batch: Batch, failures: list[dict[str, Any]], runtime: Runtime) -> dict[str, Any]:
+    """A batch as callers see it, in `GET /v1/batches/{id}` and in batch events."""
+    public_url = runtime.settings.public_url
+    ended = batch.status != "running"
+    results = None
+    if ended:
+        results = {
+            "url": runtime.storage.url(batch.results_key, RESULTS_MEDIA_TYPE),
+            "media_type": RESULTS_MEDIA_TYPE,
+            "lines": batch.result_lines,
+        }
+    return {
+        "id": batch.id,
+        "object": "batch",
+        "type": batch.type,
+        "status": batch.status,
+        "created_at": iso(batch.created_at),
+        "started_at": iso(batch.started_at),
+        "finished_at": iso(batch.finished_at),
+        "counts": {
+            "total": batch.total,
+            "pending": batch.total - batch.done - batch.in_flight,
+            "in_flight": batch.in_flight,
+            "succeeded": batch.succeeded,
+            "failed": batch.failed,
+            "canceled": batch.canceled,
+        },
+        "progress": round(batch.done / batch.total, 4) if batch.total else 1.0,
+        "concurrency": batch.concurrency,
+        "item_webhooks": batch.item_webhooks,
+        "webhook_url": batch.webhook_url,
+        "webhook_events": list(batch.webhook_events),
+        "metadata": batch.metadata,
+        "failures": failures,
+        "results": results,
+        "urls": {
+            "self": f"{public_url}/v1/batches/{batch.id}",
+            "events": f"{public_url}/v1/batches/{batch.id}/events",
+            "cancel": f"{public_url}/v1/batches/{batch.id}/cancel",
+        },
+    }

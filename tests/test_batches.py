@@ -1,0 +1,307 @@
+"""Batches through the API and the real workers: items run as jobs, a few at a time, and the
+batch ends with one results file and a signed `batch.completed` webhook."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.helpers import error_of, image_bytes, pixhook
+from tests.servers import Response, Scripted
+
+
+def transform_item(width: int = 40, image: bytes | None = None) -> dict[str, Any]:
+    data = base64.b64encode(image or image_bytes((120, 80))).decode()
+    return {"input": {"image": {"base64": data}, "width": width, "format": "png"}}
+
+
+def wait_for_batch(api: httpx.Client, batch_id: str, timeout_s: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        batch: dict[str, Any] = api.get(f"/v1/batches/{batch_id}").json()
+        if batch["status"] != "running":
+            return batch
+        time.sleep(0.1)
+    raise AssertionError(f"batch {batch_id} still running after {timeout_s}s: {batch['counts']}")
+
+
+def results_of(api: httpx.Client, batch: dict[str, Any]) -> list[dict[str, Any]]:
+    response = api.get(batch["results"]["url"])
+    assert response.status_code == 200, response.text
+    return [json.loads(line) for line in response.text.splitlines()]
+
+
+class SlowImages(Scripted):
+    """Serves a small JPEG after `delay_s`, counting how many requests it holds at once."""
+
+    def __init__(self, delay_s: float) -> None:
+        super().__init__(self._answer)
+        self._delay_s = delay_s
+        self._count_lock = threading.Lock()
+        self.holding = 0
+        self.most_held = 0
+
+    def _answer(self, number: int) -> Response:
+        with self._count_lock:
+            self.holding += 1
+            self.most_held = max(self.most_held, self.holding)
+        time.sleep(self._delay_s)
+        with self._count_lock:
+            self.holding -= 1
+        return Response(200, {"content-type": "image/jpeg"}, image_bytes((60, 40)))
+
+
+def test_a_batch_runs_every_item_and_announces_its_results(api, make_receiver):
+    receiver = make_receiver()
+    items = [transform_item(width=10 + i) for i in range(12)]
+
+    response = api.post(
+        "/v1/batches", json={"type": "image.transform", "items": items, "webhook_url": receiver.url}
+    )
+
+    assert response.status_code == 202, response.text
+    created = response.json()
+    assert created["id"].startswith("bat_")
+    assert created["counts"]["total"] == 12
+    [webhook] = receiver.wait_for(1, timeout_s=60)
+    assert webhook.verified
+    assert webhook.payload["type"] == "batch.completed"
+    summary = webhook.payload["data"]
+    assert summary["status"] == "completed"
+    assert summary["counts"] == {
+        "total": 12,
+        "pending": 0,
+        "in_flight": 0,
+        "succeeded": 12,
+        "failed": 0,
+        "canceled": 0,
+    }
+    assert summary["progress"] == 1.0
+    lines = results_of(api, summary)
+    assert sorted(line["index"] for line in lines) == list(range(12))
+    by_index = {line["index"]: line for line in lines}
+    assert by_index[5]["status"] == "succeeded"
+    assert by_index[5]["output"]["images"][0]["width"] == 15
+    job = api.get(f"/v1/jobs/{by_index[5]['job_id']}").json()
+    assert job["batch"] == {"id": created["id"], "index": 5}
+
+
+def test_a_bad_item_fails_alone_and_the_rest_run(api):
+    items = [transform_item(), transform_item(width=-3), "not an object", transform_item()]
+
+    response = api.post("/v1/batches", json={"type": "image.transform", "items": items})
+
+    assert response.status_code == 202, response.text
+    batch = wait_for_batch(api, response.json()["id"])
+    assert batch["status"] == "completed"
+    assert batch["counts"]["succeeded"] == 2
+    assert batch["counts"]["failed"] == 2
+    failures = {f["index"]: f["error"] for f in batch["failures"]}
+    assert failures[1]["field"] == "items[1].input.width"
+    assert failures[1]["code"] == "INVALID_INPUT"
+    assert failures[2]["field"] == "items[2]"
+    lines = {line["index"]: line for line in results_of(api, batch)}
+    assert lines[1]["status"] == "failed" and lines[1]["job_id"] is None
+    assert lines[3]["status"] == "succeeded"
+
+
+def test_csv_rows_fill_a_prompt_template_and_a_row_without_a_value_fails(api):
+    rows = "name,color\nmug,red\nlamp,\nchair,oak brown\n"
+    spec = {
+        "type": "image.generate",
+        "input": {
+            "prompt": "studio photo of {name}, {color}, white background",
+            "width": 256,
+            "height": 256,
+        },
+    }
+
+    response = api.post(
+        "/v1/batches",
+        data={"batch": json.dumps(spec)},
+        files={"csv": ("products.csv", rows.encode(), "text/csv")},
+    )
+
+    assert response.status_code == 202, response.text
+    batch = wait_for_batch(api, response.json()["id"])
+    assert batch["counts"] == {
+        "total": 3,
+        "pending": 0,
+        "in_flight": 0,
+        "succeeded": 2,
+        "failed": 1,
+        "canceled": 0,
+    }
+    [failure] = batch["failures"]
+    assert failure["index"] == 1
+    assert failure["error"]["code"] == "TEMPLATE_FIELD_MISSING"
+    assert "{color}" in failure["error"]["message"]
+    lines = {line["index"]: line for line in results_of(api, batch)}
+    job = api.get(f"/v1/jobs/{lines[2]['job_id']}").json()
+    assert job["input"]["prompt"] == "studio photo of chair, oak brown, white background"
+
+
+def test_items_in_flight_never_exceed_the_batchs_concurrency(api, serve):
+    images = serve(SlowImages(delay_s=0.3))
+    items = [{"input": {"image": {"url": images.url(f"/p{i}.jpg")}, "width": 20}} for i in range(8)]
+
+    response = api.post(
+        "/v1/batches", json={"type": "image.transform", "items": items, "concurrency": 2}
+    )
+
+    batch = wait_for_batch(api, response.json()["id"])
+    assert batch["counts"]["succeeded"] == 8
+    assert images.most_held <= 2
+    assert images.most_held == 2  # and it did use its share
+
+
+def test_a_single_job_is_not_stuck_behind_a_big_batch(api, serve):
+    images = serve(SlowImages(delay_s=0.3))
+    items = [
+        {"input": {"image": {"url": images.url(f"/p{i}.jpg")}, "width": 20}} for i in range(12)
+    ]
+    batch_id = api.post(
+        "/v1/batches", json={"type": "image.transform", "items": items, "concurrency": 2}
+    ).json()["id"]
+
+    single = api.post("/v1/jobs", json={"type": "image.transform", **transform_item()}).json()
+    deadline = time.monotonic() + 10
+    while api.get(f"/v1/jobs/{single['id']}").json()["status"] != "succeeded":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+    assert api.get(f"/v1/batches/{batch_id}").json()["status"] == "running"
+    wait_for_batch(api, batch_id)
+
+
+def test_cancel_stops_the_batch_and_accounts_for_every_item(api, serve, make_receiver):
+    receiver = make_receiver()
+    images = serve(SlowImages(delay_s=0.5))
+    items = [
+        {"input": {"image": {"url": images.url(f"/p{i}.jpg")}, "width": 20}} for i in range(10)
+    ]
+    batch_id = api.post(
+        "/v1/batches",
+        json={
+            "type": "image.transform",
+            "items": items,
+            "concurrency": 1,
+            "webhook_url": receiver.url,
+        },
+    ).json()["id"]
+    time.sleep(0.2)
+
+    response = api.post(f"/v1/batches/{batch_id}/cancel")
+
+    assert response.status_code == 200, response.text
+    batch = wait_for_batch(api, batch_id)
+    assert batch["status"] == "canceled"
+    counts = batch["counts"]
+    assert counts["canceled"] >= 9
+    assert counts["succeeded"] + counts["failed"] + counts["canceled"] == 10
+    assert len(results_of(api, batch)) == 10
+    [webhook] = receiver.wait_for(1)
+    assert webhook.payload["type"] == "batch.canceled"
+    again = api.post(f"/v1/batches/{batch_id}/cancel")
+    assert again.status_code == 422
+    assert error_of(again)["code"] == "BATCH_ALREADY_FINISHED"
+
+
+def test_progress_events_arrive_when_asked_for(api, make_receiver):
+    receiver = make_receiver()
+    items = [transform_item() for _ in range(20)]
+
+    api.post(
+        "/v1/batches",
+        json={
+            "type": "image.transform",
+            "items": items,
+            "webhook_url": receiver.url,
+            "webhook_events": ["progress", "completed"],
+        },
+    )
+
+    deadline = time.monotonic() + 60
+    while not any(r.payload["type"] == "batch.completed" for r in receiver.requests):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    progress = [r.payload for r in receiver.requests if r.payload["type"] == "batch.progress"]
+    assert progress, "no batch.progress event"
+    # Each shows the batch as read when the event was made: later items may have ended by then.
+    assert all(0 < p["data"]["progress"] <= 1 for p in progress)
+    assert len({r.webhook_id for r in receiver.requests}) == len(receiver.requests)
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "field"),
+    [
+        ({"type": "image.transform", "items": []}, "EMPTY_BATCH", "items"),
+        ({"type": "image.transform"}, "INVALID_INPUT", "items"),
+        ({"type": "image.resize", "items": [{}]}, "UNKNOWN_JOB_TYPE", "type"),
+        (
+            {"type": "image.transform", "items": [{}], "concurrency": 0},
+            "INVALID_INPUT",
+            "concurrency",
+        ),
+        (
+            {"type": "image.transform", "items": [{}], "item_webhooks": True},
+            "INVALID_INPUT",
+            "item_webhooks",
+        ),
+        ({"type": "image.transform", "items": [{}], "colour": 1}, "INVALID_INPUT", "colour"),
+    ],
+)
+def test_a_bad_batch_is_refused_whole(api, body, code, field):
+    response = api.post("/v1/batches", json=body)
+
+    assert response.status_code == 422, response.text
+    assert error_of(response)["code"] == code
+    assert error_of(response)["field"] == field
+
+
+def test_too_many_items_are_refused(api):
+    response = api.post("/v1/batches", json={"type": "image.transform", "items": [{}] * 10_001})
+
+    assert response.status_code == 422
+    assert error_of(response)["code"] == "BATCH_TOO_LARGE"
+
+
+@pytest.mark.parametrize(
+    ("template", "code"),
+    [
+        ("photo of {name", "INVALID_TEMPLATE"),
+        ("photo of {0}", "INVALID_TEMPLATE"),
+        ("photo of {name.__class__}", "INVALID_TEMPLATE"),
+    ],
+)
+def test_a_broken_template_is_refused(api, template, code):
+    spec = {"type": "image.generate", "input": {"prompt": template}}
+
+    response = api.post(
+        "/v1/batches",
+        data={"batch": json.dumps(spec)},
+        files={"csv": ("p.csv", b"name\nmug\n", "text/csv")},
+    )
+
+    assert response.status_code == 422
+    assert error_of(response)["code"] == code
+    assert error_of(response)["field"] == "input.prompt"
+
+
+def test_another_clients_batch_is_not_found(api, stack):
+    batch_id = api.post(
+        "/v1/batches", json={"type": "image.transform", "items": [transform_item()]}
+    ).json()["id"]
+    created = pixhook(stack, "clients", "create", "other-batches", "--json")
+    other_key = json.loads(created.stdout)["api_key"]
+
+    response = api.get(f"/v1/batches/{batch_id}", headers={"authorization": f"Bearer {other_key}"})
+
+    assert response.status_code == 404
+    assert error_of(response)["code"] == "BATCH_NOT_FOUND"
