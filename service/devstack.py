@@ -65,23 +65,26 @@ def wait_for(
 
 
 class EmbeddedRedis:
-    """A throwaway redis-server on a free loopback port, keeping nothing on disk."""
+    """A redis-server on a free loopback port: throwaway, or `persistent` (an append-only file,
+    as production runs it) so that it can be restarted with its data."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, persistent: bool = False) -> None:
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self._workdir = workdir
+        self._persistent = persistent
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> EmbeddedRedis:
         self._workdir.mkdir(parents=True, exist_ok=True)
+        appendonly = "yes" if self._persistent else "no"
         command = [
             redis_server_binary(),
             *("--port", str(self.port), "--bind", "127.0.0.1"),
-            *("--save", "", "--appendonly", "no", "--dir", str(self._workdir)),
+            *("--save", "", "--appendonly", appendonly, "--dir", str(self._workdir)),
         ]
         # The child keeps its own copy of the log file descriptor.
-        with open(self._workdir / "redis.log", "wb") as log:
+        with open(self._workdir / "redis.log", "ab") as log:
             self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         wait_for(self._pong, "redis-server", 10, self._process)
         return self
@@ -97,6 +100,11 @@ class EmbeddedRedis:
     def stop(self) -> None:
         if self._process is not None:
             stop_process(self._process)
+
+    def restart(self) -> None:
+        """Stop (a persistent server writes its data first) and start again on the same port."""
+        self.stop()
+        self.start()
 
 
 def stop_process(process: subprocess.Popen[bytes], grace_s: float = 10) -> None:
@@ -163,14 +171,19 @@ class RunningStack:
     files_dir: Path
     client: NewClient
     processes: ServiceProcesses
+    redis: EmbeddedRedis
 
 
 @contextmanager
 def local_stack(
-    workdir: Path, env: Mapping[str, str] | None = None, port: int = 0
+    workdir: Path,
+    env: Mapping[str, str] | None = None,
+    port: int = 0,
+    *,
+    persistent_redis: bool = False,
 ) -> Iterator[RunningStack]:
     """Redis, both workers and the API on loopback, plus a client to call them with."""
-    redis = EmbeddedRedis(workdir / "redis").start()
+    redis = EmbeddedRedis(workdir / "redis", persistent=persistent_redis).start()
     port = port or free_port()
     api_url = f"http://127.0.0.1:{port}"
     files_dir = workdir / "files"
@@ -189,7 +202,7 @@ def local_stack(
         processes.start_worker("deliveries")
         processes.start_api(port)
         client = asyncio.run(_create_client(redis.url, "dev"))
-        yield RunningStack(api_url, redis.url, files_dir, client, processes)
+        yield RunningStack(api_url, redis.url, files_dir, client, processes, redis)
     finally:
         processes.stop()
         redis.stop()

@@ -1,0 +1,116 @@
+"""A batch survives a worker restart and a Redis restart mid-way: it continues where it stopped,
+and every item's result is written exactly once."""
+
+from __future__ import annotations
+
+import collections
+import json
+import signal
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from service.devstack import RunningStack, local_stack, wait_for
+from tests.conftest import STACK_ENV
+from tests.test_batches import SlowImages, results_of, wait_for_batch
+
+ITEMS = 24
+
+
+@pytest.fixture(scope="module")
+def persistent_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    env = {**STACK_ENV, "PIXHOOK_JOB_CONCURRENCY": "3"}
+    workdir = tmp_path_factory.mktemp("recovery")
+    with local_stack(workdir, env, persistent_redis=True) as running:
+        yield running
+
+
+@pytest.fixture
+def api(persistent_stack: RunningStack) -> Iterator[httpx.Client]:
+    headers = {"authorization": f"Bearer {persistent_stack.client.api_key}"}
+    with httpx.Client(base_url=persistent_stack.api_url, headers=headers, timeout=30) as client:
+        yield client
+
+
+def start_batch(api: httpx.Client, images: SlowImages) -> str:
+    items = [
+        {"input": {"image": {"url": images.url(f"/item-{i}.jpg")}, "width": 20}}
+        for i in range(ITEMS)
+    ]
+    response = api.post(
+        "/v1/batches", json={"type": "image.transform", "items": items, "concurrency": 3}
+    )
+    assert response.status_code == 202, response.text
+    return str(response.json()["id"])
+
+
+def wait_until_done(api: httpx.Client, batch_id: str, count: int) -> None:
+    deadline = time.monotonic() + 30
+    while api.get(f"/v1/batches/{batch_id}").json()["counts"]["succeeded"] < count:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def restart_dead_processes(stack: RunningStack) -> list[str]:
+    """What Kubernetes would do: start again whatever exited while Redis was away."""
+    restarted = []
+    for name in list(stack.processes.exited()):
+        if name == "api":
+            port = int(stack.api_url.rsplit(":", 1)[1])
+            stack.processes.start_api(port)
+        else:
+            stack.processes.start_worker(name.removeprefix("worker-"))
+        restarted.append(name)
+    return restarted
+
+
+def assert_each_result_written_once(api: httpx.Client, batch: dict[str, Any]) -> None:
+    assert batch["status"] == "completed"
+    assert batch["counts"]["succeeded"] == ITEMS
+    lines = results_of(api, batch)
+    assert sorted(line["index"] for line in lines) == list(range(ITEMS))
+
+
+def test_a_worker_restart_mid_batch_loses_and_repeats_nothing(persistent_stack, api, serve):
+    images = serve(SlowImages(delay_s=0.2))
+    batch_id = start_batch(api, images)
+    wait_until_done(api, batch_id, 4)
+
+    worker = persistent_stack.processes.processes["worker-jobs"]
+    worker.send_signal(signal.SIGTERM)  # a rolling deploy: jobs in flight are handed back
+    worker.wait(30)
+    persistent_stack.processes.start_worker("jobs")
+
+    batch = wait_for_batch(api, batch_id)
+    assert_each_result_written_once(api, batch)
+    fetched = collections.Counter(request.request_line for request in images.requests)
+    # Only an item in flight at the restart may have run twice.
+    assert sum(count - 1 for count in fetched.values()) <= 3
+
+
+def test_a_redis_restart_mid_batch_continues_where_it_stopped(persistent_stack, api, serve):
+    images = serve(SlowImages(delay_s=0.2))
+    batch_id = start_batch(api, images)
+    wait_until_done(api, batch_id, 4)
+
+    persistent_stack.redis.restart()
+    time.sleep(1)  # long enough for any process that cannot live without Redis to give up
+    restart_dead_processes(persistent_stack)
+    wait_for(lambda: _ready(persistent_stack.api_url), "the API", 30)
+
+    batch = wait_for_batch(api, batch_id)
+    assert_each_result_written_once(api, batch)
+    fetched = collections.Counter(request.request_line for request in images.requests)
+    assert sum(count - 1 for count in fetched.values()) <= 3
+    raw = httpx.get(batch["results"]["url"]).text
+    assert len(raw.splitlines()) == len({json.loads(line)["index"] for line in raw.splitlines()})
+
+
+def _ready(api_url: str) -> bool:
+    try:
+        return httpx.get(f"{api_url}/readyz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
