@@ -305,3 +305,29 @@ def test_another_clients_batch_is_not_found(api, stack):
 
     assert response.status_code == 404
     assert error_of(response)["code"] == "BATCH_NOT_FOUND"
+
+
+def test_item_webhooks_announce_each_item_and_then_the_batch(api, make_receiver):
+    receiver = make_receiver()
+    items = [transform_item() for _ in range(3)]
+
+    api.post(
+        "/v1/batches",
+        json={
+            "type": "image.transform",
+            "items": items,
+            "webhook_url": receiver.url,
+            "item_webhooks": True,
+        },
+    )
+
+    webhooks = receiver.wait_for(4, timeout_s=60)
+    types = sorted(w.payload["type"] for w in webhooks)
+    assert types == ["batch.completed", "job.completed", "job.completed", "job.completed"]
+    indexes = sorted(
+        w.payload["data"]["batch"]["index"]
+        for w in webhooks
+        if w.payload["type"] == "job.completed"
+    )
+    assert indexes == [0, 1, 2]
+    assert all(w.verified for w in webhooks)
