@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, Response
 
 from service.config import Settings
 from service.errors import ApiError
-from service.routes import batches, deliveries, files, jobs, metrics, system
+from service.routes import batches, deliveries, events, files, jobs, metrics, system
 from service.runtime import Runtime
 
 log = logging.getLogger("pixhook.api")
@@ -32,6 +32,7 @@ def create_app(settings: Settings) -> Starlette:
     return Starlette(
         routes=[
             *jobs.routes,
+            *events.routes,
             *batches.routes,
             *deliveries.routes,
             *files.routes,

@@ -106,7 +106,15 @@ def _api(args: argparse.Namespace) -> int:
 
     from service.app import create_app
 
-    uvicorn.run(create_app(_serving_settings()), host=args.host, port=args.port, log_level="info")
+    settings = _serving_settings()
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        log_level="info",
+        # Open event streams never end by themselves: on SIGTERM they are cut after the grace.
+        timeout_graceful_shutdown=int(settings.shutdown_grace_s),
+    )
     return 0
 
 

@@ -60,6 +60,8 @@ class Settings:
     job_timeout_s: float = 300.0
     job_concurrency: int = 4
     job_retention_s: float = 7 * 86400.0
+    # How often an idle event stream (SSE) sends a comment, so proxies keep it open.
+    sse_heartbeat_s: float = 15.0
     max_batch_items: int = 10_000
     max_batch_bytes: int = 32 * 1024 * 1024
     # Items of one batch in flight at once, and of all one client's batches together: a big
@@ -266,6 +268,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
             "file_url_ttl_s",
             "job_timeout_s",
             "job_retention_s",
+            "sse_heartbeat_s",
             "batch_progress_interval_s",
             "webhook_connect_timeout_s",
             "image_fetch_timeout_s",

@@ -34,6 +34,7 @@ def job_view(job: Job, storage: Storage, public_url: str) -> dict[str, Any]:
         "batch": None if job.batch_id is None else {"id": job.batch_id, "index": job.batch_index},
         "urls": {
             "self": f"{public_url}/v1/jobs/{job.id}",
+            "events": f"{public_url}/v1/jobs/{job.id}/events",
             "cancel": f"{public_url}/v1/jobs/{job.id}/cancel",
         },
     }

@@ -14,6 +14,7 @@ import pytest
 
 from tests.helpers import error_of, image_bytes, pixhook
 from tests.servers import Response, Scripted
+from tests.sse import frames
 
 
 def transform_item(width: int = 40, image: bytes | None = None) -> dict[str, Any]:
@@ -331,3 +332,19 @@ def test_item_webhooks_announce_each_item_and_then_the_batch(api, make_receiver)
     )
     assert indexes == [0, 1, 2]
     assert all(w.verified for w in webhooks)
+
+
+def test_a_batchs_event_stream_runs_until_it_completes(api):
+    items = [transform_item() for _ in range(20)]
+    batch_id = api.post("/v1/batches", json={"type": "image.transform", "items": items}).json()[
+        "id"
+    ]
+
+    with api.stream("GET", f"/v1/batches/{batch_id}/events", timeout=60) as response:
+        assert response.status_code == 200
+        received = [frame for frame in frames(response) if frame.event is not None]
+
+    assert received[-1].event == "batch.completed"
+    assert received[-1].payload["counts"]["succeeded"] == 20
+    assert {frame.event for frame in received[:-1]} <= {"batch.progress"}
+    assert len({frame.id for frame in received}) == len(received)

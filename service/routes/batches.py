@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from service.auth import authenticate, runtime
@@ -14,6 +14,7 @@ from service.batches.intake import read_batch_request
 from service.batches.store import Batch
 from service.errors import InvalidInput, NotFound
 from service.ids import new_id
+from service.routes.events import BATCH_TERMINAL_EVENTS, sse_response
 from service.storage import job_file_key
 
 
@@ -46,12 +47,17 @@ async def create_batch(request: Request) -> JSONResponse:
 
 
 async def get_batch(request: Request) -> JSONResponse:
-    batch = await _own_batch(request)
+    batch = await own_batch(request)
     return JSONResponse(await _view(request, batch.id))
 
 
+async def batch_events(request: Request) -> Response:
+    batch = await own_batch(request)
+    return sse_response(request, batch.id, BATCH_TERMINAL_EVENTS)
+
+
 async def cancel_batch(request: Request) -> JSONResponse:
-    batch = await _own_batch(request)
+    batch = await own_batch(request)
     if not await engine.cancel(runtime(request), batch):
         raise InvalidInput(
             f"the batch has already {batch.status}", code="BATCH_ALREADY_FINISHED", field=None
@@ -59,7 +65,7 @@ async def cancel_batch(request: Request) -> JSONResponse:
     return JSONResponse(await _view(request, batch.id))
 
 
-async def _own_batch(request: Request) -> Batch:
+async def own_batch(request: Request) -> Batch:
     client = await authenticate(request)
     batch_id = request.path_params["batch_id"]
     batch = await runtime(request).batches.get(batch_id)
@@ -80,5 +86,6 @@ async def _view(request: Request, batch_id: str) -> dict[str, object]:
 routes = [
     Route("/v1/batches", create_batch, methods=["POST"]),
     Route("/v1/batches/{batch_id}", get_batch, methods=["GET"]),
+    Route("/v1/batches/{batch_id}/events", batch_events, methods=["GET"]),
     Route("/v1/batches/{batch_id}/cancel", cancel_batch, methods=["POST"]),
 ]

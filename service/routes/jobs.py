@@ -27,12 +27,12 @@ async def create_job(request: Request) -> JSONResponse:
 
 
 async def get_job(request: Request) -> JSONResponse:
-    job = await _own_job(request)
+    job = await own_job(request)
     return JSONResponse(await _view(request, job))
 
 
 async def cancel_job(request: Request) -> JSONResponse:
-    job = await _own_job(request)
+    job = await own_job(request)
     rt = runtime(request)
     if job.status in TERMINAL:
         raise InvalidInput(
@@ -46,7 +46,7 @@ async def cancel_job(request: Request) -> JSONResponse:
     return JSONResponse(await _view(request, canceled))
 
 
-async def _own_job(request: Request) -> Job:
+async def own_job(request: Request) -> Job:
     client = await authenticate(request)
     job_id = request.path_params["job_id"]
     job = await runtime(request).jobs.get(job_id)
