@@ -52,6 +52,13 @@ class Settings:
     provider_requests_per_minute: float = 500.0
     provider_burst: int = 10
     provider_concurrency: int = 8
+    provider_tokens_per_minute: int = 0  # 0: no token limit
+    # On a 429 the shared rate halves, down to this share of the configured one; it climbs back
+    # linearly, from nothing to the full rate in `provider_rate_recovery_s`.
+    provider_min_rate_factor: float = 0.1
+    provider_rate_recovery_s: float = 60.0
+    # Stream chat completions (image.analyze), forwarding the model's text as it arrives.
+    provider_stream: bool = True
     openai_vision_model: str = "gpt-4o-mini"
     vision_max_side: int = 2048
     vision_cache_ttl_s: float = 30 * 86400.0
@@ -171,6 +178,8 @@ class Settings:
             "max_generate_side": self.max_generate_side,
             "max_prompt_chars": self.max_prompt_chars,
             "provider_timeout_s": self.provider_timeout_s,
+            "provider_requests_per_minute": self.provider_requests_per_minute,
+            "provider_tokens_per_minute": self.provider_tokens_per_minute,
             "job_timeout_s": self.job_timeout_s,
             "max_batch_items": self.max_batch_items,
             "max_batch_bytes": self.max_batch_bytes,
@@ -218,6 +227,20 @@ def _text(raw: str) -> str:
     return raw
 
 
+def _flag(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        raise ValueError(f"{raw!r} is neither true nor false")
+    return value in ("1", "true", "yes", "on")
+
+
+def _fraction(raw: str) -> float:
+    value = float(raw)
+    if not 0 < value <= 1:
+        raise ValueError(f"{raw!r} must be greater than 0 and at most 1")
+    return value
+
+
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "redis_url": _text,
     "storage": _text,
@@ -230,6 +253,9 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "openai_image_model": _text,
     "openai_vision_model": _text,
     "provider_requests_per_minute": _positive(float),
+    "provider_tokens_per_minute": _at_least(0, int),
+    "provider_min_rate_factor": _fraction,
+    "provider_stream": _flag,
     "webhook_retry_schedule": RetrySchedule.parse,
     "allow_private_networks": UrlPolicy.parse,
     "dlq_redrive_batch": _at_least(0, int),
@@ -274,6 +300,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
             "image_fetch_timeout_s",
             "provider_timeout_s",
             "provider_backoff_s",
+            "provider_rate_recovery_s",
             "vision_cache_ttl_s",
             "webhook_attempt_timeout_s",
             "webhook_throttled_backoff_s",

@@ -1,6 +1,10 @@
 """A stand-in for an OpenAI-compatible provider: a real HTTP server on 127.0.0.1 that speaks the
-images and vision chat APIs, checks the API key, and can be scripted to answer 401, 429 with
-Retry-After, 500, slowly, or with malformed JSON: the outside world pixhook cannot reach in tests.
+images and vision chat APIs (chat streamed as server-sent events when asked), checks the API key,
+and can be scripted to answer 401, 429 with Retry-After, 500, slowly, with malformed JSON, or with
+a stream that stalls, breaks off or garbles: the outside world pixhook cannot reach in tests.
+
+It counts requests per fixed time window and, like OpenAI, can enforce a requests-per-minute limit
+in per-window slices, answering 429 with Retry-After and OpenAI's error body beyond it.
 """
 
 from __future__ import annotations
@@ -9,9 +13,10 @@ import asyncio
 import base64
 import io
 import json
+import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +26,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from service.devstack import free_port, wait_for
 
@@ -39,8 +45,42 @@ class Answer:
     content: str | None = None
     # For image generations: answer with links to the images, as some providers always do.
     as_urls: bool = False
+    # The error body's `code` when status is not 200 (e.g. OpenAI's 429 `insufficient_quota`).
+    error_code: str = "scripted"
+    # Streamed chat: the text in pieces of `chunk_chars`, each after `chunk_delay_s`; the
+    # connection cut after `cut_after` pieces; `malformed` garbles the second piece.
+    chunk_chars: int = 16
+    chunk_delay_s: float = 0.0
+    cut_after: int | None = None
 
 
+@dataclass
+class Window:
+    """Requests that arrived in one window of `window_s`, and how many of them were refused."""
+
+    arrived: int = 0
+    refused: int = 0
+
+
+class _EventStream(Response):
+    """Server-sent events; a `None` among the chunks stops without ending the response, which
+    makes uvicorn drop the connection: the client sees a stream break off mid-way."""
+
+    def __init__(self, chunks: AsyncIterator[bytes | None]) -> None:
+        super().__init__(media_type="text/event-stream")
+        self._chunks = chunks
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        async for chunk in self._chunks:
+            if chunk is None:
+                return
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+
+USAGE = {"prompt_tokens": 850, "completion_tokens": 120, "total_tokens": 970}
 PRODUCT = {
     "category": "Footwear",
     "subcategory": "Sneakers",
@@ -63,6 +103,11 @@ class OpenAIStandIn:
         self._script: list[Answer] = []
         self._generated_images: list[bytes] = []
         self._lock = threading.Lock()
+        self._windows: dict[int, Window] = {}
+        self._window_s = 1.0
+        self._per_window: int | None = None
+        self._retry_after = True
+        self._counting_since = time.monotonic()
         app = Starlette(
             routes=[
                 Route("/v1/images/generations", self._generate, methods=["POST"]),
@@ -89,6 +134,42 @@ class OpenAIStandIn:
             self._script = list(answers)
             self.requests.clear()
 
+    def count_requests(
+        self,
+        window_s: float = 1.0,
+        requests_per_minute: int | None = None,
+        *,
+        retry_after: bool = True,
+    ) -> None:
+        """Count from now in windows of `window_s`; with a limit, refuse what exceeds its slice
+        (saying when to retry, unless told not to, as some providers never do)."""
+        with self._lock:
+            self._windows, self._window_s, self._retry_after = {}, window_s, retry_after
+            self._per_window = None
+            if requests_per_minute is not None:
+                self._per_window = max(1, math.floor(requests_per_minute * window_s / 60))
+            self._counting_since = time.monotonic()
+
+    def window_counts(self) -> list[Window]:
+        """Every window from the first request counted to the last, empty ones included."""
+        with self._lock:
+            if not self._windows:
+                return []
+            first, last = min(self._windows), max(self._windows)
+            return [self._windows.get(i, Window()) for i in range(first, last + 1)]
+
+    def _over_limit(self) -> float | None:
+        """Counts one arrival; the seconds until its window ends when it is over the limit."""
+        with self._lock:
+            elapsed = time.monotonic() - self._counting_since
+            index = math.floor(elapsed / self._window_s)
+            window = self._windows.setdefault(index, Window())
+            window.arrived += 1
+            if self._per_window is None or window.arrived - window.refused <= self._per_window:
+                return None
+            window.refused += 1
+            return (index + 1) * self._window_s - elapsed
+
     def _next(self) -> Answer:
         with self._lock:
             return self._script.pop(0) if self._script else Answer()
@@ -100,14 +181,38 @@ class OpenAIStandIn:
             self.requests.append({"path": request.url.path, "body": body, "at": time.monotonic()})
         if request.headers.get("authorization") != f"Bearer {API_KEY}":
             return body, _error(401, "Incorrect API key provided", "invalid_api_key")
+        wait_s = self._over_limit()
+        if wait_s is not None:
+            return body, self._rate_limited(str(body.get("model")), wait_s)
         answer = self._next()
         await asyncio.sleep(answer.delay_s)
-        if answer.malformed:
+        if answer.malformed and not body.get("stream"):
             return body, Response(b'{"data": [{"b64_json": ', media_type="application/json")
         if answer.status != 200:
-            headers = answer.headers
-            return body, _error(answer.status, f"scripted {answer.status}", "scripted", headers)
+            message, headers = f"scripted {answer.status}", answer.headers
+            return body, _error(answer.status, message, answer.error_code, headers)
         return body, answer
+
+    def _rate_limited(self, model: str, wait_s: float) -> Response:
+        limit = self._per_window
+        message = (
+            f"Rate limit reached for {model} in organization org-standin on requests per min "
+            f"(RPM): Limit {limit}, Used {limit}, Requested 1. Please try again in "
+            f"{wait_s * 1000:.0f}ms. Visit https://platform.openai.com/account/rate-limits."
+        )
+        headers = {"x-ratelimit-limit-requests": str(limit), "x-ratelimit-remaining-requests": "0"}
+        if self._retry_after:
+            headers["retry-after"] = str(math.ceil(wait_s))
+            headers["retry-after-ms"] = str(math.ceil(wait_s * 1000))
+        body = {
+            "error": {
+                "message": message,
+                "type": "requests",
+                "param": None,
+                "code": "rate_limit_exceeded",
+            }
+        }
+        return JSONResponse(body, status_code=429, headers=headers)
 
     async def _chat(self, request: Request) -> Response:
         body, answer = await self._answer(request)
@@ -117,10 +222,13 @@ class OpenAIStandIn:
         if not any(p.get("type") == "image_url" for p in parts):
             return _error(400, "this model needs an image", "invalid_request_error")
         content = answer.content if answer.content is not None else json.dumps(PRODUCT)
-        usage = {"prompt_tokens": 850, "completion_tokens": 120, "total_tokens": 970}
+        if body.get("stream"):
+            with_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            chunks = _chunks(str(body.get("model")), content, answer, with_usage)
+            return _EventStream(chunks)
         choice = {"index": 0, "message": {"role": "assistant", "content": content}}
         reply = {"id": "chatcmpl-standin", "model": body.get("model"), "choices": [choice]}
-        return JSONResponse(reply | {"usage": usage})
+        return JSONResponse(reply | {"usage": USAGE})
 
     async def _generate(self, request: Request) -> Response:
         body, answer = await self._answer(request)
@@ -145,6 +253,37 @@ class OpenAIStandIn:
         with self._lock:
             png = self._generated_images[request.path_params["number"]]
         return Response(png, media_type="image/png")
+
+
+async def _chunks(
+    model: str, content: str, answer: Answer, with_usage: bool
+) -> AsyncIterator[bytes | None]:
+    """OpenAI's stream: a role chunk, the text in pieces, a finish chunk, usage if asked, [DONE]."""
+    extra = {"usage": None} if with_usage else {}
+
+    def chunk(delta: dict[str, str], finish_reason: str | None = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish_reason}
+        return _event({"id": "chatcmpl-standin", "model": model, "choices": [choice]} | extra)
+
+    yield chunk({"role": "assistant", "content": ""})
+    size = answer.chunk_chars
+    for number, start in enumerate(range(0, len(content), size)):
+        if number == answer.cut_after:
+            yield None
+            return
+        await asyncio.sleep(answer.chunk_delay_s)
+        if answer.malformed and number == 1:
+            yield b'data: {"choices": [{"delta": {"content": "\n\n'
+            continue
+        yield chunk({"content": content[start : start + size]})
+    yield chunk({}, "stop")
+    if with_usage:
+        yield _event({"id": "chatcmpl-standin", "model": model, "choices": [], "usage": USAGE})
+    yield b"data: [DONE]\n\n"
+
+
+def _event(data: dict[str, Any]) -> bytes:
+    return f"data: {json.dumps(data)}\n\n".encode()
 
 
 def _png(width: int, height: int, seed: Any) -> str:

@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
+import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
+import redis
 from PIL import Image
+from redis.asyncio import Redis
 
+from service.config import Settings
+from service.jobs import Job
+from service.providers.limits import LimitPolicy, ProviderLimits
+from service.providers.openai import OpenAIClient, ProviderConfig
+from service.storage import open_storage
+from service.tasks import analyze as analyze_task
+from service.tasks.context import TaskContext
 from tests.helpers import error_of, image_bytes, wait_for_status
-from tests.openai_standin import PRODUCT, Answer
+from tests.openai_standin import API_KEY, PRODUCT, USAGE, Answer
+
+Emitted = list[tuple[str, dict[str, Any]]]
 
 
 def analyze(api: httpx.Client, image: bytes, **fields: Any) -> dict[str, Any]:
@@ -34,6 +48,54 @@ def unique_photo(seed: int, size: tuple[int, int] = (300, 200)) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", size, (seed % 256, (seed * 7) % 256, 90)).save(buffer, "PNG")
     return buffer.getvalue()
+
+
+def output_deltas(stack, job_id: str) -> list[dict[str, Any]]:
+    """The job's streamed text, as the SSE endpoint reads it from the job's event stream."""
+    with redis.Redis.from_url(stack.redis_url) as connection:
+        entries = connection.xrange(f"pixhook:events:{job_id}")
+    return [
+        json.loads(fields[b"data"])
+        for _id, fields in entries
+        if fields[b"type"] == b"job.output.delta"
+    ]
+
+
+@pytest.fixture
+def run_analyze(stack, openai_standin, tmp_path) -> Callable[..., Any]:
+    """Runs the image.analyze task in this process, recording what it emits instead of streaming
+    it; the provider is the stand-in, Redis the stack's (under a model of its own)."""
+
+    def run(image: bytes, **settings: Any) -> tuple[dict[str, Any], Emitted]:
+        emitted: Emitted = []
+
+        async def emit(event_type: str, data: dict[str, Any]) -> str:
+            emitted.append((event_type, data))
+            return f"{len(emitted)}-0"
+
+        async def main() -> dict[str, Any]:
+            config = Settings(
+                openai_base_url=openai_standin.base_url,
+                openai_api_key=API_KEY,
+                provider_backoff_s=0.05,
+                **settings,
+            )
+            params = analyze_task.parse_input(
+                {"provider": "openai", "model": "standin-task"}, config
+            )
+            job = Job("job_task", "image.analyze", "cli_task", params, None, time.time())
+            storage = open_storage(f"local:{tmp_path}", "k" * 16, 60, "http://127.0.0.1")
+            connection = Redis.from_url(stack.redis_url)
+            try:
+                return await analyze_task.run(
+                    job, image, TaskContext(storage, config, connection, emit)
+                )
+            finally:
+                await connection.aclose()
+
+        return asyncio.run(main()), emitted
+
+    return run
 
 
 def sent_image(request: dict[str, Any]) -> Image.Image:
@@ -135,3 +197,156 @@ def test_known_brands_must_be_names(api):
     response = api.post("/v1/jobs", json=body)
 
     assert (response.status_code, error_of(response)["field"]) == (422, "input.known_brands")
+
+
+def test_insufficient_quota_fails_at_once_without_retrying(api, openai_standin):
+    openai_standin.script([Answer(429, error_code="insufficient_quota")])
+
+    job = analyze(api, unique_photo(7))
+
+    assert (job["status"], job["error"]["code"]) == ("failed", "PROVIDER_REJECTED")
+    assert len(openai_standin.requests) == 1
+
+
+# Streaming (the default, PIXHOOK_PROVIDER_STREAM=true)
+
+
+def test_streamed_reply_reaches_the_job_event_stream_in_order(api, stack, openai_standin):
+    openai_standin.script([Answer(chunk_chars=8, chunk_delay_s=0.02)])
+
+    job = analyze(api, unique_photo(20))
+
+    deltas = output_deltas(stack, job["id"])
+    assert job["output"]["attributes"] == PRODUCT
+    assert "".join(d["text"] for d in deltas) == json.dumps(PRODUCT)
+    # ~32 pieces over ~0.7 s, coalesced into pieces of about 100 ms
+    assert 2 <= len(deltas) < len(json.dumps(PRODUCT)) / 8 / 2
+
+
+def test_time_to_first_token_is_recorded(api, openai_standin):
+    openai_standin.script([Answer(chunk_chars=1000, chunk_delay_s=0.3)])
+
+    job = analyze(api, unique_photo(21))
+
+    provider = job["output"]["provider"]
+    assert 300 <= provider["ttft_ms"] <= provider["latency_ms"]
+    assert provider["usage"] == USAGE
+
+
+@pytest.mark.parametrize(
+    "broken", [Answer(cut_after=2), Answer(malformed=True)], ids=["cut", "garbled"]
+)
+def test_a_broken_stream_is_retried_whole(api, stack, openai_standin, broken):
+    openai_standin.script([broken])
+
+    job = analyze(api, unique_photo(22 + broken.malformed))
+
+    assert (job["status"], job["output"]["provider"]["attempts"]) == ("succeeded", 2)
+    retried = [d["text"] for d in output_deltas(stack, job["id"]) if d["attempt"] == 2]
+    assert "".join(retried) == json.dumps(PRODUCT)
+
+
+@pytest.mark.parametrize(
+    "broken", [Answer(cut_after=2), Answer(malformed=True)], ids=["cut", "garbled"]
+)
+def test_a_stream_that_keeps_breaking_fails_as_a_bad_response(api, openai_standin, broken):
+    openai_standin.script([broken] * 4)
+
+    job = analyze(api, unique_photo(24 + broken.malformed))
+
+    assert (job["status"], job["error"]["code"]) == ("failed", "PROVIDER_BAD_RESPONSE")
+    assert len(openai_standin.requests) == 4
+
+
+def test_a_stalled_stream_times_out_and_is_retried(api, openai_standin):
+    # The stack's provider timeout is 2 s; the first piece of text comes after 2.5 s.
+    openai_standin.script([Answer(chunk_chars=1000, chunk_delay_s=2.5)])
+
+    job = analyze(api, unique_photo(26))
+
+    assert (job["status"], job["output"]["provider"]["attempts"]) == ("succeeded", 2)
+
+
+def test_task_emits_deltas_in_order_that_join_to_the_reply(run_analyze, openai_standin):
+    openai_standin.script([Answer(chunk_chars=4, chunk_delay_s=0.01)])
+
+    output, emitted = run_analyze(unique_photo(30))
+
+    assert {event_type for event_type, _ in emitted} == {"job.output.delta"}
+    assert "".join(data["text"] for _, data in emitted) == json.dumps(PRODUCT)
+    assert output["attributes"] == PRODUCT
+
+
+def test_task_asks_for_a_stream_with_usage(run_analyze, openai_standin):
+    openai_standin.script([])
+
+    run_analyze(unique_photo(31))
+
+    body = openai_standin.requests[0]["body"]
+    assert (body["stream"], body["stream_options"]) == (True, {"include_usage": True})
+
+
+def test_task_makes_a_plain_call_when_streaming_is_off(run_analyze, openai_standin):
+    openai_standin.script([])
+
+    output, emitted = run_analyze(unique_photo(32), provider_stream=False)
+
+    assert "stream" not in openai_standin.requests[0]["body"]
+    assert (output["attributes"], emitted) == (PRODUCT, [])
+    assert (output["provider"]["ttft_ms"], output["provider"]["usage"]) == (None, USAGE)
+
+
+@pytest.mark.parametrize(("raw", "streams"), [("false", False), ("0", False), ("true", True)])
+def test_streaming_is_chosen_by_provider_stream(raw, streams):
+    assert Settings.from_env({"PIXHOOK_PROVIDER_STREAM": raw}).provider_stream is streams
+
+
+def test_cached_attributes_do_not_stream(run_analyze, openai_standin):
+    photo = unique_photo(33)
+    run_analyze(photo)
+    openai_standin.script([])
+
+    output, emitted = run_analyze(photo)
+
+    assert (output["provider"]["cached"], emitted, openai_standin.requests) == (True, [], [])
+
+
+def test_deltas_are_coalesced_into_few_events():
+    emitted: Emitted = []
+
+    async def emit(event_type: str, data: dict[str, Any]) -> str:
+        emitted.append((event_type, data))
+        return "0-0"
+
+    async def main() -> None:
+        deltas = analyze_task.Deltas(emit)
+        for number in range(1000):
+            await deltas.add(f"{number % 10}", 1)
+        await deltas.flush()
+
+    asyncio.run(main())
+
+    assert 5 <= len(emitted) <= 6  # one right away, then every 200 characters
+    assert "".join(data["text"] for _, data in emitted) == "0123456789" * 100
+
+
+def test_a_server_that_ignores_stream_is_read_in_one_piece(stack):
+    reply = {"choices": [{"message": {"content": "one piece"}}], "usage": USAGE}
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json=reply))
+    pieces: list[str] = []
+
+    async def on_text(text: str, attempt: int) -> None:
+        pieces.append(text)
+
+    async def main() -> dict[str, Any]:
+        policy = LimitPolicy(per_minute=60_000, burst=100, concurrency=100, lease_s=10)
+        connection = Redis.from_url(stack.redis_url)
+        limits = ProviderLimits(connection, "openai", "mock-model", policy)
+        async with httpx.AsyncClient(transport=transport) as http:
+            client = OpenAIClient(ProviderConfig("http://provider", API_KEY), http, limits)
+            answer, _usage = await client.stream_chat({"model": "mock-model"}, on_text)
+        await connection.aclose()
+        return answer
+
+    assert asyncio.run(main())["usage"] == USAGE
+    assert pieces == ["one piece"]

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from service.providers.openai import ProviderError
+from service.providers.errors import ProviderError
 from service.providers.vision import chat_request, parse_attributes, prepare_image, reply_text
 from tests.openai_standin import PRODUCT
 

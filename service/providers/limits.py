@@ -1,40 +1,132 @@
-"""Provider limits shared by every worker through Redis: requests per minute and calls in flight.
+"""Provider limits shared by every worker through Redis: calls in flight, requests and tokens per
+minute, lowered on 429 and recovered gradually.
 
-The rate is a GCRA (generic cell rate algorithm): one key per provider holding the theoretical
-arrival time, so a burst is allowed up to `burst` requests and the long-run rate never exceeds
-`per_minute`, however many workers ask.
+Rates are GCRAs (generic cell rate algorithm), one per provider and model, as providers limit
+each model separately: a key holds the theoretical arrival time (TAT), so a burst is let through
+up to `burst` requests and the long-run rate never exceeds `per_minute`, however many workers ask.
+Tokens are a second GCRA whose cost is the request's estimated tokens; after the call the actual
+`usage.total_tokens` is settled against it (the difference moves the TAT). Tokens may burst to
+one second's worth, as providers enforce per-minute limits in about per-second slices; a request
+estimated above that waits for an idle bucket, then overdraws it.
+
+The configured rates are a ceiling, not a promise: the provider's real limit may be lower (shared
+keys, other tenants, quota tiers). Each 429 multiplies a factor held in Redis by 0.5 (down to a
+floor), and every worker then spaces its requests by `interval / factor`; the factor climbs back
+linearly, reaching 1.0 after `recovery_s` from zero. That is AIMD, as in TCP congestion control:
+many uncoordinated senders converge on a fair share below the limit, because cutting
+multiplicatively clears an overload at once while probing additively costs at most a few 429s
+per recovery. A 429 for a request admitted before the last cut reports on the old rate and is
+not cut again (TCP cuts once per window), so eight requests refused together halve the rate once.
+`Retry-After` pauses every worker until then (capped), and afterwards requests restart at the
+steady rate, without a burst.
+
+All time is Redis `TIME`, read inside the scripts: every decision is made against one clock, so a
+worker whose clock is a second ahead can neither jump the queue nor misread another worker's pause.
+(Scripts replicate their effects, not themselves, since Redis 5, so replicas agree.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import secrets
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-# ARGV: now_ms, interval_ms, tolerance_ms. Returns how many ms to wait; 0 means go.
-_RATE = """
-local now = tonumber(ARGV[1])
-local tat = math.max(tonumber(redis.call('GET', KEYS[1]) or ARGV[1]), now)
-local wait = tat - tonumber(ARGV[3]) - now
-if wait > 0 then return wait end
-local next_tat = tat + tonumber(ARGV[2])
-redis.call('SET', KEYS[1], next_tat, 'PX', math.ceil(next_tat - now) + 1000)
-return 0
+_NOW = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 """
 
-# ARGV: now_ms, lease_ms, limit, holder. Holders whose lease ran out (a dead worker) are dropped.
-_ACQUIRE = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
-redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + tonumber(ARGV[2]), ARGV[4])
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
+# The factor now (and when it was last cut): what the cut left, plus the linear recovery since.
+_FACTOR = """
+local function current_factor(key, per_ms)
+  local state = redis.call('HMGET', key, 'factor', 'at')
+  if not state[1] then return 1, 0 end
+  return math.min(1, tonumber(state[1]) + (now - tonumber(state[2])) * per_ms), tonumber(state[2])
+end
+"""
+
+# KEYS: rate TAT, token TAT, factor, paused-until. ARGV: interval_ms, burst, ms per token (0: no
+# token limit), token cost, token capacity, recovery per ms. Returns {wait_ms, now_ms}; 0 is go.
+_ADMIT = (
+    _NOW
+    + _FACTOR
+    + """
+local paused = tonumber(redis.call('GET', KEYS[4]) or '0')
+if paused > now then return {paused - now, now} end
+local factor = current_factor(KEYS[3], tonumber(ARGV[6]))
+local interval = tonumber(ARGV[1]) / factor
+local tolerance = interval * (tonumber(ARGV[2]) - 1)
+-- after a pause, start at the steady rate: no burst into a provider that just refused us
+local tat = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now, paused + tolerance)
+local wait = tat - tolerance - now
+local per_token, cost, capacity = tonumber(ARGV[3]) / factor, tonumber(ARGV[4]), tonumber(ARGV[5])
+local token_tat = math.max(tonumber(redis.call('GET', KEYS[2]) or '0'), now)
+if per_token > 0 then
+  wait = math.max(wait, token_tat + (math.min(cost, capacity) - capacity) * per_token - now)
+end
+if wait > 0 then return {math.ceil(wait), now} end
+redis.call('SET', KEYS[1], tat + interval, 'PX', math.ceil(tat + interval - now) + 1000)
+if per_token > 0 then
+  local next_tat = token_tat + cost * per_token
+  redis.call('SET', KEYS[2], next_tat, 'PX', math.ceil(next_tat - now) + 1000)
+end
+return {0, now}
+"""
+)
+
+# KEYS: token TAT, factor. ARGV: ms per token, token difference (actual - estimate), recovery per
+# ms. A debit pushes the TAT on; a credit pulls it back, but never banks capacity before now.
+_SETTLE = (
+    _NOW
+    + _FACTOR
+    + """
+local factor = current_factor(KEYS[2], tonumber(ARGV[3]))
+local tat = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now)
+tat = tat + tonumber(ARGV[2]) * tonumber(ARGV[1]) / factor
+if tat <= now then redis.call('DEL', KEYS[1]) return 0 end
+redis.call('SET', KEYS[1], tat, 'PX', math.ceil(tat - now) + 1000)
 return 1
 """
+)
+
+# KEYS: factor, paused-until. ARGV: admitted_at_ms, decrease, floor, recovery per ms, pause_ms.
+_THROTTLED = (
+    _NOW
+    + _FACTOR
+    + """
+local per_ms = tonumber(ARGV[4])
+local factor, cut_at = current_factor(KEYS[1], per_ms)
+if tonumber(ARGV[1]) > cut_at then
+  factor = math.max(tonumber(ARGV[3]), factor * tonumber(ARGV[2]))
+  redis.call('HSET', KEYS[1], 'factor', factor, 'at', now)
+  redis.call('PEXPIRE', KEYS[1], math.ceil((1 - factor) / per_ms) + 1000)
+end
+local pause = tonumber(ARGV[5])
+if pause > 0 and now + pause > tonumber(redis.call('GET', KEYS[2]) or '0') then
+  -- kept past its end, so that admissions can restart without a burst
+  redis.call('SET', KEYS[2], now + pause, 'PX', pause + 60000)
+end
+return 1
+"""
+)
+
+# KEYS: slots. ARGV: lease_ms, limit, holder. Holders whose lease ran out (a dead worker) are
+# dropped; a holder asking again renews its lease.
+_ACQUIRE = (
+    _NOW
+    + """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local held = redis.call('ZSCORE', KEYS[1], ARGV[3])
+if not held and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1
+"""
+)
 
 
 @dataclass(frozen=True)
@@ -43,43 +135,123 @@ class LimitPolicy:
     burst: int
     concurrency: int
     lease_s: float
+    tokens_per_minute: int = 0  # 0: no token limit
+    min_factor: float = 0.1
+    recovery_s: float = 60.0  # from factor 0 back to 1.0; one halving takes half of it
+    decrease: float = 0.5
+    max_pause_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class Admission:
+    """One request let through: when (Redis time, ms) and the tokens it was charged."""
+
+    at_ms: int
+    tokens: int
+
+
+@dataclass(frozen=True)
+class RateState:
+    factor: float  # the share of the configured rates in force now
+    paused_for_s: float
 
 
 class ProviderLimits:
-    def __init__(self, redis: Redis, provider: str, policy: LimitPolicy, prefix: str = "pixhook"):
+    def __init__(
+        self,
+        redis: Redis,
+        provider: str,
+        model: str,
+        policy: LimitPolicy,
+        prefix: str = "pixhook",
+    ) -> None:
         self._redis = redis
         self._policy = policy
-        self._rate_key = f"{prefix}:provider:{provider}:rate"
+        # Braces: one Redis Cluster hash slot per model, as the scripts touch several of its keys.
+        model_key = f"{prefix}:provider:{provider}:{{{model}}}"
+        self._rate_key = f"{model_key}:rate"
+        self._tokens_key = f"{model_key}:tokens"
+        self._factor_key = f"{model_key}:factor"
+        self._paused_key = f"{model_key}:paused"
+        # In flight is the provider's (our account's) concern, whatever the model.
         self._slots_key = f"{prefix}:provider:{provider}:slots"
-        self._rate = redis.register_script(_RATE)
+        self._admit = redis.register_script(_ADMIT)
+        self._settle = redis.register_script(_SETTLE)
+        self._throttled = redis.register_script(_THROTTLED)
         self._acquire = redis.register_script(_ACQUIRE)
+        self._recovery_per_ms = 1 / (policy.recovery_s * 1000)
 
     @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """Wait for a free call slot and for the rate to allow one more request."""
+    async def slot(self, tokens: int = 0) -> AsyncIterator[Admission]:
+        """Wait for a free call slot, then for the rates to allow one more request of `tokens`."""
         holder = secrets.token_hex(8)
         await self._wait_for_slot(holder)
         try:
-            await self._wait_for_rate()
-            yield
+            admission = await self._wait_for_rate(max(tokens, 0))
+            await self._wait_for_slot(holder)  # renews the lease the wait may have used up
+            yield admission
         finally:
             await self._redis.zrem(self._slots_key, holder)
+
+    async def settle(self, admission: Admission, used_tokens: int | None) -> None:
+        """Charge the difference between the tokens a call used and what it was charged."""
+        if not self._policy.tokens_per_minute or used_tokens is None:
+            return
+        await self._settle(
+            keys=[self._tokens_key, self._factor_key],
+            args=[self._ms_per_token, used_tokens - admission.tokens, self._recovery_per_ms],
+        )
+
+    async def throttled(self, admission: Admission, retry_after_s: float | None) -> None:
+        """The provider answered 429: lower the rate for every worker, pause for `Retry-After`."""
+        pause_s = min(retry_after_s or 0.0, self._policy.max_pause_s)
+        await self._throttled(
+            keys=[self._factor_key, self._paused_key],
+            args=[
+                admission.at_ms,
+                self._policy.decrease,
+                self._policy.min_factor,
+                self._recovery_per_ms,
+                int(pause_s * 1000),
+            ],
+        )
+
+    async def state(self) -> RateState:
+        """What every worker sees now; for tests and operators."""
+        seconds, micros = await self._redis.time()
+        now_ms = seconds * 1000 + micros // 1000
+        cut, cut_at = await self._redis.hmget(self._factor_key, ["factor", "at"])  # type: ignore[misc]
+        paused_until = float(await self._redis.get(self._paused_key) or 0)
+        factor = 1.0
+        if cut is not None:
+            recovered = (now_ms - float(cut_at)) * self._recovery_per_ms
+            factor = min(1.0, float(cut) + recovered)
+        return RateState(factor, max(0.0, paused_until - now_ms) / 1000)
+
+    @property
+    def _ms_per_token(self) -> float:
+        return 60_000 / self._policy.tokens_per_minute if self._policy.tokens_per_minute else 0.0
 
     async def _wait_for_slot(self, holder: str) -> None:
         lease_ms = int(self._policy.lease_s * 1000)
         while not await self._acquire(
-            keys=[self._slots_key],
-            args=[int(time.time() * 1000), lease_ms, self._policy.concurrency, holder],
+            keys=[self._slots_key], args=[lease_ms, self._policy.concurrency, holder]
         ):
             await asyncio.sleep(0.05)
 
-    async def _wait_for_rate(self) -> None:
-        interval_ms = 60_000 / self._policy.per_minute
-        tolerance_ms = interval_ms * (self._policy.burst - 1)
+    async def _wait_for_rate(self, tokens: int) -> Admission:
+        policy = self._policy
+        args = [
+            60_000 / policy.per_minute,
+            policy.burst,
+            self._ms_per_token,
+            tokens,
+            policy.tokens_per_minute / 60,
+            self._recovery_per_ms,
+        ]
+        keys = [self._rate_key, self._tokens_key, self._factor_key, self._paused_key]
         while True:
-            wait_ms = await self._rate(
-                keys=[self._rate_key], args=[int(time.time() * 1000), interval_ms, tolerance_ms]
-            )
+            wait_ms, now_ms = await self._admit(keys=keys, args=args)
             if not wait_ms:
-                return
+                return Admission(int(now_ms), tokens)
             await asyncio.sleep(float(wait_ms) / 1000)

@@ -16,7 +16,7 @@ from typing import Any
 
 from PIL import Image, ImageOps
 
-from service.providers.openai import PROVIDER_BAD_RESPONSE, ProviderError
+from service.providers.errors import PROVIDER_BAD_RESPONSE, ProviderError
 
 # Part of the cache key: a reworded prompt must not be answered from an older prompt's cache.
 PROMPT_VERSION = "ecommerce-v1"

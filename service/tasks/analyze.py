@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from service import analysis, imaging
@@ -20,6 +22,10 @@ NAME = "image.analyze"
 PROVIDERS = ("openai",)
 MAX_BRANDS = 50
 _FIELDS = frozenset({"provider", "model", "known_brands"})
+# Streamed text is forwarded in pieces at most this often or this long, so a long reply is a few
+# dozen stream entries, not thousands of Redis writes.
+DELTA_INTERVAL_S = 0.1
+DELTA_CHARS = 200
 
 
 def parse_input(raw: dict[str, Any], settings: Settings) -> dict[str, Any]:
@@ -57,10 +63,14 @@ async def _attributes(image: bytes, params: dict[str, Any], ctx: TaskContext) ->
     if cached is not None:
         found: dict[str, Any] = json.loads(cached)
         return {"attributes": found["attributes"], "provider": found["provider"] | {"cached": True}}
-    async with open_client(settings, ctx.redis) as client:
-        reply, usage = await client.post_json(
-            "/v1/chat/completions", vision.chat_request(model, jpeg, brands)
-        )
+    request = vision.chat_request(model, jpeg, brands)
+    async with open_client(settings, ctx.redis, model) as client:
+        if settings.provider_stream:
+            deltas = Deltas(ctx.emit)
+            reply, usage = await client.stream_chat(request, deltas.add)
+            await deltas.flush()
+        else:
+            reply, usage = await client.post_json("/v1/chat/completions", request)
     attributes = vision.parse_attributes(vision.reply_text(reply), brands)
     provider = {
         "name": "openai",
@@ -68,11 +78,42 @@ async def _attributes(image: bytes, params: dict[str, Any], ctx: TaskContext) ->
         "prompt_version": vision.PROMPT_VERSION,
         "usage": reply.get("usage"),
         "latency_ms": round(usage.latency_ms, 1),
+        "ttft_ms": None if usage.ttft_ms is None else round(usage.ttft_ms, 1),
         "attempts": usage.attempts,
     }
     entry = json.dumps({"attributes": attributes, "provider": provider})
     await ctx.redis.set(key, entry, px=int(settings.vision_cache_ttl_s * 1000))
     return {"attributes": attributes, "provider": provider | {"cached": False}}
+
+
+class Deltas:
+    """Streamed text, coalesced into `job.output.delta` events of `{"text", "attempt"}`.
+
+    A new attempt (the stream broke and was retried) starts the text again: readers keep the
+    pieces of the highest attempt."""
+
+    def __init__(self, emit: Callable[[str, dict[str, Any]], Awaitable[str]]) -> None:
+        self._emit = emit
+        self._pending: list[str] = []
+        self._attempt = 1
+        self._sent_at = 0.0
+
+    async def add(self, text: str, attempt: int) -> None:
+        if attempt != self._attempt:
+            await self.flush()
+            self._attempt = attempt
+        self._pending.append(text)
+        if (
+            time.monotonic() - self._sent_at >= DELTA_INTERVAL_S
+            or sum(map(len, self._pending)) >= DELTA_CHARS
+        ):
+            await self.flush()
+
+    async def flush(self) -> None:
+        if self._pending:
+            text, self._pending = "".join(self._pending), []
+            await self._emit("job.output.delta", {"text": text, "attempt": self._attempt})
+            self._sent_at = time.monotonic()
 
 
 def _cache_key(jpeg: bytes, model: str, brands: list[str]) -> str:

@@ -9,12 +9,8 @@ from service.config import Settings
 from service.errors import InvalidInput
 from service.fetch import fetch_image
 from service.jobs import Job
-from service.providers.openai import (
-    PROVIDER_BAD_RESPONSE,
-    ProviderError,
-    decode_b64_image,
-    open_client,
-)
+from service.providers.errors import PROVIDER_BAD_RESPONSE, ProviderError
+from service.providers.openai import decode_b64_image, open_client
 from service.storage import Storage, job_file_key
 from service.tasks.context import TaskContext
 
@@ -59,7 +55,7 @@ def parse_input(raw: dict[str, Any], settings: Settings) -> dict[str, Any]:
 async def run(job: Job, image: bytes, ctx: TaskContext) -> dict[str, Any]:
     """`image` is empty: this job type takes none."""
     settings, params = ctx.settings, job.input
-    async with open_client(settings, ctx.redis) as client:
+    async with open_client(settings, ctx.redis, params["model"]) as client:
         reply, usage = await client.post_json("/v1/images/generations", _request(params))
     outputs = [
         await _store(job, i, item, ctx.storage, settings) for i, item in enumerate(_data(reply))
