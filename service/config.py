@@ -67,6 +67,9 @@ class Settings:
     job_timeout_s: float = 300.0
     job_concurrency: int = 4
     job_retention_s: float = 7 * 86400.0
+    # Live event streams are for watching and resuming, not for history (the job record keeps
+    # its final state): an hour after their last event they go, about 5 KB per job.
+    event_retention_s: float = 3600.0
     # How often an idle event stream (SSE) sends a comment, so proxies keep it open.
     sse_heartbeat_s: float = 15.0
     max_batch_items: int = 10_000
@@ -294,6 +297,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
             "file_url_ttl_s",
             "job_timeout_s",
             "job_retention_s",
+            "event_retention_s",
             "sse_heartbeat_s",
             "batch_progress_interval_s",
             "webhook_connect_timeout_s",

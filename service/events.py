@@ -34,7 +34,7 @@ async def stream_status(runtime: Runtime, job: Job, data: dict[str, Any] | None 
     event_type = QUEUED_EVENT if job.status == "queued" else STATUS_EVENTS[job.status][0]
     if data is None:
         data = job_view(job, runtime.storage, runtime.settings.public_url)
-    ttl_s = runtime.settings.job_retention_s
+    ttl_s = runtime.settings.event_retention_s
     await append_once(runtime.redis, job.id, job.sequence, event_type, data, ttl_s)
 
 

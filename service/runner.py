@@ -70,7 +70,7 @@ async def _finish(runtime: Runtime, job: Job) -> None:
 async def _run(runtime: Runtime, job: Job) -> dict[str, object]:
     job_type = JOB_TYPES[job.type]
     image = await _input_image(runtime, job) if job_type.takes_image else b""
-    emit = partial(append_event, runtime.redis, job.id, ttl_s=runtime.settings.job_retention_s)
+    emit = partial(append_event, runtime.redis, job.id, ttl_s=runtime.settings.event_retention_s)
     context = TaskContext(runtime.storage, runtime.settings, runtime.redis, emit)
     return await job_type.run(job, image, context)
 

@@ -306,7 +306,7 @@ async def _publish(runtime: Runtime, batch: Batch, event_type: str) -> None:
     failures = await runtime.batches.failures(batch.id)
     data = batch_view(batch, failures, runtime)
     settings = runtime.settings
-    await append_event(runtime.redis, batch.id, event_type, data, settings.job_retention_s)
+    await append_event(runtime.redis, batch.id, event_type, data, settings.event_retention_s)
     subscription = "progress" if event_type == "batch.progress" else "completed"
     if batch.webhook_url is None or subscription not in batch.webhook_events:
         return
