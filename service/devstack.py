@@ -128,7 +128,8 @@ class ServiceProcesses:
 
     def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
         self._logdir.mkdir(parents=True, exist_ok=True)
-        with open(self._logdir / f"{name}.log", "wb") as log:
+        # Appended: a process started again under the same name keeps its predecessor's log.
+        with open(self._logdir / f"{name}.log", "ab") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", "service", *args],
                 env=self._env,

@@ -8,12 +8,14 @@ import logging
 from typing import Any, Literal
 
 from arq.connections import RedisSettings
+from arq.constants import in_progress_key_prefix
 from arq.cron import cron
 from arq.worker import Worker, func
 
 from service.batches.engine import reconcile
 from service.config import Settings
 from service.queue import DELIVERY_QUEUE, JOB_QUEUE, RUN_JOB, deserialize, serialize
+from service.reaper import WorkerPresence, reap_orphans
 from service.runner import execute
 from service.runtime import Runtime
 from webhooks.connector import open_session
@@ -27,10 +29,16 @@ _TIMEOUT_SLACK_S = 30
 
 
 async def _run_job(ctx: dict[str, Any], job_id: str) -> None:
-    await execute(ctx["runtime"], job_id)
+    await ctx["presence"].running(job_id)
+    try:
+        await execute(ctx["runtime"], job_id)
+    except asyncio.CancelledError:
+        ctx["cut_short"].add(job_id)  # handed back at shutdown, see _jobs_worker
+        raise
 
 
-async def _reconcile_batches(ctx: dict[str, Any]) -> None:
+async def _housekeeping(ctx: dict[str, Any]) -> None:
+    await reap_orphans(ctx["runtime"].redis, ctx["claim_ttl_s"])
     await reconcile(ctx["runtime"])
 
 
@@ -58,23 +66,42 @@ def create_worker(settings: Settings, queue: QueueName, **overrides: Any) -> Wor
 
 
 def _jobs_worker(settings: Settings, options: dict[str, Any]) -> Worker:
+    timeout = settings.job_timeout_s + _TIMEOUT_SLACK_S
+    claim_ttl_s = timeout + 10  # arq's in-progress claim: the longest timeout plus 10 s
+
     async def startup(ctx: dict[str, Any]) -> None:
-        ctx["runtime"] = await Runtime.open(settings)
+        runtime = await Runtime.open(settings)
+        presence = WorkerPresence(runtime.redis, claim_ttl_s)
+        ctx.update(runtime=runtime, presence=presence, claim_ttl_s=claim_ttl_s, cut_short=set())
+        ctx["heartbeat"] = asyncio.create_task(presence.beat())
 
     async def shutdown(ctx: dict[str, Any]) -> None:
-        if "runtime" in ctx:
-            await ctx["runtime"].close()
+        if "runtime" not in ctx:
+            return
+        if ctx["cut_short"]:
+            # arq means to release the claims of the jobs it cancels, but closes its pool while
+            # doing so: a claim left behind holds the job for job_timeout + 40 s. Released here,
+            # another worker runs them at once (runner.execute resumes a job left `running`).
+            claims = [in_progress_key_prefix + job_id for job_id in ctx["cut_short"]]
+            await ctx["runtime"].redis.delete(*claims)
+            log.info("handed back %d jobs cut short by the shutdown", len(claims))
+        ctx["heartbeat"].cancel()
+        await asyncio.gather(ctx["heartbeat"], return_exceptions=True)
+        await ctx["runtime"].close()
 
-    timeout = settings.job_timeout_s + _TIMEOUT_SLACK_S
     return Worker(
         [func(_run_job, name=RUN_JOB, timeout=timeout)],
-        # Every few seconds: batches resume after a crash or a restart without anyone asking.
-        cron_jobs=[cron(_reconcile_batches, second=set(range(0, 60, 5)), run_at_startup=True)],
+        # Every few seconds, without anyone asking: jobs of dead workers are handed back, and
+        # batches resume after a crash or a restart.
+        cron_jobs=[cron(_housekeeping, second=set(range(0, 60, 5)), run_at_startup=True)],
         queue_name=JOB_QUEUE,
         on_startup=startup,
         on_shutdown=shutdown,
         max_jobs=settings.job_concurrency,
         job_timeout=timeout,
+        # On SIGTERM, stop taking jobs and let running ones finish within the grace period;
+        # whatever is still running then is cancelled and handed back.
+        job_completion_wait=max(1, round(settings.shutdown_grace_s)),
         **options,
     )
 

@@ -22,7 +22,8 @@ ITEMS = 24
 
 @pytest.fixture(scope="module")
 def persistent_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    env = {**STACK_ENV, "PIXHOOK_JOB_CONCURRENCY": "3"}
+    # A short grace: jobs that outlast it are cut short and handed back on SIGTERM.
+    env = {**STACK_ENV, "PIXHOOK_JOB_CONCURRENCY": "3", "PIXHOOK_SHUTDOWN_GRACE": "1"}
     workdir = tmp_path_factory.mktemp("recovery")
     with local_stack(workdir, env, persistent_redis=True) as running:
         yield running
@@ -35,10 +36,10 @@ def api(persistent_stack: RunningStack) -> Iterator[httpx.Client]:
         yield client
 
 
-def start_batch(api: httpx.Client, images: SlowImages) -> str:
+def start_batch(api: httpx.Client, images: SlowImages, count: int = ITEMS) -> str:
     items = [
         {"input": {"image": {"url": images.url(f"/item-{i}.jpg")}, "width": 20}}
-        for i in range(ITEMS)
+        for i in range(count)
     ]
     response = api.post(
         "/v1/batches", json={"type": "image.transform", "items": items, "concurrency": 3}
@@ -67,11 +68,13 @@ def restart_dead_processes(stack: RunningStack) -> list[str]:
     return restarted
 
 
-def assert_each_result_written_once(api: httpx.Client, batch: dict[str, Any]) -> None:
+def assert_each_result_written_once(
+    api: httpx.Client, batch: dict[str, Any], count: int = ITEMS
+) -> None:
     assert batch["status"] == "completed"
-    assert batch["counts"]["succeeded"] == ITEMS
+    assert batch["counts"]["succeeded"] == count
     lines = results_of(api, batch)
-    assert sorted(line["index"] for line in lines) == list(range(ITEMS))
+    assert sorted(line["index"] for line in lines) == list(range(count))
 
 
 def test_a_worker_restart_mid_batch_loses_and_repeats_nothing(persistent_stack, api, serve):
@@ -80,7 +83,7 @@ def test_a_worker_restart_mid_batch_loses_and_repeats_nothing(persistent_stack, 
     wait_until_done(api, batch_id, 4)
 
     worker = persistent_stack.processes.processes["worker-jobs"]
-    worker.send_signal(signal.SIGTERM)  # a rolling deploy: jobs in flight are handed back
+    worker.send_signal(signal.SIGTERM)  # a rolling deploy: jobs in flight finish first
     worker.wait(30)
     persistent_stack.processes.start_worker("jobs")
 
@@ -89,6 +92,45 @@ def test_a_worker_restart_mid_batch_loses_and_repeats_nothing(persistent_stack, 
     fetched = collections.Counter(request.request_line for request in images.requests)
     # Only an item in flight at the restart may have run twice.
     assert sum(count - 1 for count in fetched.values()) <= 3
+
+
+def test_jobs_that_outlast_the_shutdown_grace_are_handed_back_at_once(persistent_stack, api, serve):
+    images = serve(SlowImages(delay_s=3))  # longer than the 1 s grace
+    batch_id = start_batch(api, images, count=6)
+    deadline = time.monotonic() + 10
+    while len(images.requests) < 3:  # three items running
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+    worker = persistent_stack.processes.processes["worker-jobs"]
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(30)
+    persistent_stack.processes.start_worker("jobs")
+
+    # Left claimed, the cut-short jobs would wait out arq's claim: job timeout + 40 s.
+    batch = wait_for_batch(api, batch_id, timeout_s=25)
+    assert_each_result_written_once(api, batch, count=6)
+    log = (persistent_stack.files_dir.parent / "logs" / "worker-jobs.log").read_text()
+    assert "handed back 3 jobs cut short by the shutdown" in log
+
+
+def test_jobs_of_a_killed_worker_are_handed_back_within_seconds(persistent_stack, api, serve):
+    images = serve(SlowImages(delay_s=0.5))
+    batch_id = start_batch(api, images, count=9)
+    deadline = time.monotonic() + 10
+    while len(images.requests) < 3:  # three items running
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+    persistent_stack.processes.processes["worker-jobs"].kill()  # no shutdown, claims left
+    persistent_stack.processes.processes["worker-jobs"].wait(10)
+    killed_at = time.monotonic()
+    persistent_stack.processes.start_worker("jobs")
+
+    # arq alone would hold the killed worker's jobs for the job timeout + 40 s (340 s).
+    batch = wait_for_batch(api, batch_id, timeout_s=40)
+    assert time.monotonic() - killed_at < 30
+    assert_each_result_written_once(api, batch, count=9)
 
 
 def test_a_redis_restart_mid_batch_continues_where_it_stopped(persistent_stack, api, serve):
