@@ -143,8 +143,14 @@ class ServiceProcesses:
         process = self.start("api", "api", "--host", "127.0.0.1", "--port", str(port))
         wait_for(lambda: _ready(f"http://127.0.0.1:{port}/readyz"), "the API", 30, process)
 
-    def start_worker(self, queue: str) -> None:
-        self.start(f"worker-{queue}", "worker", "--queue", queue)
+    def start_worker(self, queue: str) -> str:
+        """Start a worker; a second one alongside a live first is `worker-<queue>-2`, and so on."""
+        name, number = f"worker-{queue}", 1
+        while name in self.processes and self.processes[name].poll() is None:
+            number += 1
+            name = f"worker-{queue}-{number}"
+        self.start(name, "worker", "--queue", queue)
+        return name
 
     def exited(self) -> dict[str, int]:
         """Children that have stopped, with their exit codes."""
