@@ -71,7 +71,9 @@ async def _run(runtime: Runtime, job: Job) -> dict[str, object]:
     job_type = JOB_TYPES[job.type]
     image = await _input_image(runtime, job) if job_type.takes_image else b""
     emit = partial(append_event, runtime.redis, job.id, ttl_s=runtime.settings.event_retention_s)
-    context = TaskContext(runtime.storage, runtime.settings, runtime.redis, emit)
+    context = TaskContext(
+        runtime.storage, runtime.settings, runtime.redis, emit, runtime.provider_http
+    )
     return await job_type.run(job, image, context)
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import httpx
 from arq.connections import ArqRedis
 
 from service.batches.store import BatchStore
 from service.clients import ClientStore
 from service.config import Settings
 from service.jobs import JobStore
+from service.providers.openai import provider_http
 from service.queue import connect
 from service.storage import Storage, open_storage
 from webhooks.circuit import Circuits
@@ -30,6 +32,7 @@ class Runtime:
     dead_letters: DeadLetters
     circuits: Circuits
     delivery_metrics: DeliveryMetrics
+    provider_http: httpx.AsyncClient
 
     @classmethod
     async def open(cls, settings: Settings) -> Runtime:
@@ -55,7 +58,9 @@ class Runtime:
             dead_letters=DeadLetters(deliveries, settings.dlq_policy),
             circuits=Circuits(redis, settings.circuit_policy),
             delivery_metrics=DeliveryMetrics(redis),
+            provider_http=provider_http(),
         )
 
     async def close(self) -> None:
+        await self.provider_http.aclose()
         await self.redis.aclose()

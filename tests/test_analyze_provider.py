@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 from service.config import Settings
 from service.jobs import Job
 from service.providers.limits import LimitPolicy, ProviderLimits
-from service.providers.openai import OpenAIClient, ProviderConfig
+from service.providers.openai import OpenAIClient, ProviderConfig, provider_http
 from service.storage import open_storage
 from service.tasks import analyze as analyze_task
 from service.tasks.context import TaskContext
@@ -87,9 +87,9 @@ def run_analyze(stack, openai_standin, tmp_path) -> Callable[..., Any]:
             storage = open_storage(f"local:{tmp_path}", "k" * 16, 60, "http://127.0.0.1")
             connection = Redis.from_url(stack.redis_url)
             try:
-                return await analyze_task.run(
-                    job, image, TaskContext(storage, config, connection, emit)
-                )
+                async with provider_http() as http:
+                    context = TaskContext(storage, config, connection, emit, http)
+                    return await analyze_task.run(job, image, context)
             finally:
                 await connection.aclose()
 

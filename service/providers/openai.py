@@ -303,8 +303,11 @@ def decode_b64_image(value: Any) -> bytes:
 
 
 @asynccontextmanager
-async def open_client(settings: Settings, redis: Redis, model: str) -> AsyncIterator[OpenAIClient]:
-    """A client for the provider's `model`, limited together with every other worker's."""
+async def open_client(
+    settings: Settings, redis: Redis, model: str, http: httpx.AsyncClient | None = None
+) -> AsyncIterator[OpenAIClient]:
+    """A client for the provider's `model`, limited together with every other worker's. Pass the
+    process's `http` client (see `provider_http`) so connections, and TLS sessions, are reused."""
     if not settings.openai_base_url:
         raise ProviderError(
             "no OpenAI-compatible provider is configured (PIXHOOK_OPENAI_BASE_URL)",
@@ -327,5 +330,14 @@ async def open_client(settings: Settings, redis: Redis, model: str) -> AsyncIter
         min_factor=settings.provider_min_rate_factor,
         recovery_s=settings.provider_rate_recovery_s,
     )
-    async with httpx.AsyncClient(verify=tls_context(), trust_env=False) as http:
-        yield OpenAIClient(config, http, ProviderLimits(redis, "openai", model, policy))
+    limits = ProviderLimits(redis, "openai", model, policy)
+    if http is not None:
+        yield OpenAIClient(config, http, limits)
+        return
+    async with provider_http() as own:
+        yield OpenAIClient(config, own, limits)
+
+
+def provider_http() -> httpx.AsyncClient:
+    """The HTTP client provider calls share within a process."""
+    return httpx.AsyncClient(verify=tls_context(), trust_env=False)

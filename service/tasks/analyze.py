@@ -64,7 +64,7 @@ async def _attributes(image: bytes, params: dict[str, Any], ctx: TaskContext) ->
         found: dict[str, Any] = json.loads(cached)
         return {"attributes": found["attributes"], "provider": found["provider"] | {"cached": True}}
     request = vision.chat_request(model, jpeg, brands)
-    async with open_client(settings, ctx.redis, model) as client:
+    async with open_client(settings, ctx.redis, model, ctx.http) as client:
         if settings.provider_stream:
             deltas = Deltas(ctx.emit)
             reply, usage = await client.stream_chat(request, deltas.add)

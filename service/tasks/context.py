@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 from redis.asyncio import Redis
 
 from service.config import Settings
@@ -19,3 +20,5 @@ class TaskContext:
     redis: Redis
     # Adds an event (type, data) to the job's live stream (service/streams.py), e.g. model output.
     emit: Callable[[str, dict[str, Any]], Awaitable[str]]
+    # The process's client for provider calls: its connections outlive one job.
+    http: httpx.AsyncClient

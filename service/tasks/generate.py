@@ -55,7 +55,7 @@ def parse_input(raw: dict[str, Any], settings: Settings) -> dict[str, Any]:
 async def run(job: Job, image: bytes, ctx: TaskContext) -> dict[str, Any]:
     """`image` is empty: this job type takes none."""
     settings, params = ctx.settings, job.input
-    async with open_client(settings, ctx.redis, params["model"]) as client:
+    async with open_client(settings, ctx.redis, params["model"], ctx.http) as client:
         reply, usage = await client.post_json("/v1/images/generations", _request(params))
     outputs = [
         await _store(job, i, item, ctx.storage, settings) for i, item in enumerate(_data(reply))
