@@ -9,7 +9,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
@@ -21,10 +21,27 @@ API_KEY_PREFIX = "phk_"
 
 
 @dataclass(frozen=True)
+class ClientLimits:
+    """A client's own limits; a field left None takes the service's default from Settings."""
+
+    requests_per_s: float | None = None
+    burst: int | None = None
+    max_in_flight: int | None = None  # jobs queued or running at once
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, raw: bytes | str | None) -> ClientLimits:
+        return cls(**json.loads(raw)) if raw else cls()
+
+
+@dataclass(frozen=True)
 class Client:
     id: str
     name: str
     created_at: float
+    limits: ClientLimits = ClientLimits()
 
 
 @dataclass(frozen=True)
@@ -51,9 +68,9 @@ class ClientStore:
     def _api_key_key(self, digest: str) -> str:
         return f"{self._prefix}:apikey:{digest}"
 
-    async def create(self, name: str) -> NewClient:
+    async def create(self, name: str, limits: ClientLimits | None = None) -> NewClient:
         """A client with a fresh API key (stored only as its SHA-256) and webhook secret."""
-        client = Client(new_id("cli"), name, time.time())
+        client = Client(new_id("cli"), name, time.time(), limits or ClientLimits())
         api_key = API_KEY_PREFIX + secrets.token_urlsafe(32)
         webhook_secret = generate_secret()
         digest = _digest(api_key)
@@ -66,6 +83,7 @@ class ClientStore:
                     "created_at": repr(client.created_at),
                     "key_digest": digest,
                     "secrets": json.dumps([{"secret": webhook_secret, "expires_at": None}]),
+                    "limits": client.limits.to_json(),
                 },
             )
             pipe.set(self._api_key_key(digest), client.id)
@@ -130,7 +148,12 @@ class ClientStore:
 
 
 def _client(raw: dict[bytes, bytes]) -> Client:
-    return Client(raw[b"id"].decode(), raw[b"name"].decode(), float(raw[b"created_at"]))
+    return Client(
+        raw[b"id"].decode(),
+        raw[b"name"].decode(),
+        float(raw[b"created_at"]),
+        ClientLimits.from_json(raw.get(b"limits")),
+    )
 
 
 @asynccontextmanager
