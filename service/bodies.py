@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.types import Message
 
 from service.errors import InvalidInput, InvalidJson, PayloadTooLarge, UnsupportedMediaType
+from service.json_shape import JsonShape, check_shape, too_deep
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -29,23 +30,29 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)  # one copy, where growing a bytearray copies again and again
 
 
-def parse_json(body: bytes) -> Any:
+def parse_json(body: bytes, shape: JsonShape) -> Any:
     if not body:
         raise InvalidJson("the request body is empty; send a JSON object")
     try:
-        return json.loads(body)
-    except (ValueError, RecursionError) as exc:
+        value = json.loads(body)
+    except RecursionError as exc:
+        raise too_deep(shape, None) from exc
+    except ValueError as exc:
         raise InvalidJson(f"the request body is not valid JSON: {exc}") from exc
+    check_shape(value, shape)
+    return value
 
 
-async def read_job_request(request: Request, limit: int) -> tuple[Any, bytes | None]:
+async def read_job_request(
+    request: Request, limit: int, shape: JsonShape
+) -> tuple[Any, bytes | None]:
     """The job body and, for multipart requests, the uploaded image bytes."""
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     body = await read_body(request, limit)
     if media_type in ("application/json", ""):
-        return parse_json(body), None
+        return parse_json(body, shape), None
     if media_type == "multipart/form-data":
-        return await _read_multipart(request, body)
+        return await _read_multipart(request, body, shape)
     raise UnsupportedMediaType(f"send application/json or multipart/form-data, not {media_type!r}")
 
 
@@ -74,7 +81,9 @@ async def read_form(
     return found
 
 
-async def _read_multipart(request: Request, body: bytes) -> tuple[Any, bytes | None]:
+async def _read_multipart(
+    request: Request, body: bytes, shape: JsonShape
+) -> tuple[Any, bytes | None]:
     replayed = Request(request.scope, _replay(body))
     try:
         async with replayed.form(max_files=1, max_fields=8) as form:
@@ -89,7 +98,7 @@ async def _read_multipart(request: Request, body: bytes) -> tuple[Any, bytes | N
         raise InvalidInput(
             f"the multipart body is malformed: {exc}", code="INVALID_MULTIPART"
         ) from exc
-    return parse_json(job_part.encode()), image
+    return parse_json(job_part.encode(), shape), image
 
 
 def _replay(body: bytes) -> Any:

@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
+from service.json_shape import JsonShape
 from service.storage import parse_s3_spec
 from webhooks.circuit import CircuitPolicy
 from webhooks.dispatcher import DeliveryPolicy
@@ -41,6 +42,10 @@ class Settings:
     max_frames: int = 1000
     max_output_side: int = 8192
     max_metadata_bytes: int = 4096
+    # The shape of any JSON body: nesting, one string (a base64 image excepted), one list.
+    max_json_depth: int = 32
+    max_string_chars: int = 8192
+    max_list_items: int = 100_000
     max_url_length: int = 2048
     image_fetch_timeout_s: float = 20.0
     openai_base_url: str = ""
@@ -167,6 +172,10 @@ class Settings:
             redrive_rate_per_s=self.dlq_redrive_rate,
         )
 
+    @property
+    def json_shape(self) -> JsonShape:
+        return JsonShape(self.max_json_depth, self.max_string_chars, self.max_list_items)
+
     def limits(self) -> dict[str, float]:
         """The limits callers can run into, as `/info` lists them."""
         return {
@@ -176,6 +185,9 @@ class Settings:
             "max_frames": self.max_frames,
             "max_output_side": self.max_output_side,
             "max_metadata_bytes": self.max_metadata_bytes,
+            "max_json_depth": self.max_json_depth,
+            "max_string_chars": self.max_string_chars,
+            "max_list_items": self.max_list_items,
             "max_url_length": self.max_url_length,
             "image_fetch_timeout_s": self.image_fetch_timeout_s,
             "max_generate_side": self.max_generate_side,
@@ -273,6 +285,9 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
             "max_frames",
             "max_output_side",
             "max_metadata_bytes",
+            "max_json_depth",
+            "max_string_chars",
+            "max_list_items",
             "max_url_length",
             "max_generate_side",
             "provider_max_attempts",

@@ -230,3 +230,40 @@ def test_unknown_route_uses_the_error_format(stack: RunningStack):
 
     assert response.status_code == 404
     assert error_of(response)["code"] == "NOT_FOUND"
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (b'{"metadata": ' + b'{"a": ' * 40 + b"1" + b"}" * 41, "JSON_TOO_DEEP"),
+        (b"[" * 100_000 + b"]" * 100_000, "JSON_TOO_DEEP"),  # deeper than Python recurses
+        (json.dumps({"metadata": {"note": "x" * 9000}}).encode(), "STRING_TOO_LONG"),
+        (json.dumps({"metadata": {"n": list(range(100_001))}}).encode(), "LIST_TOO_LONG"),
+    ],
+    ids=["nested", "nested beyond recursion", "long string", "long list"],
+)
+def test_json_too_deep_too_long_or_too_wide_is_refused(api, body, code):
+    response = api.post("/v1/jobs", content=body, headers={"content-type": "application/json"})
+
+    assert response.status_code == 422, response.text
+    assert error_of(response)["code"] == code
+
+
+def test_the_offending_place_is_named(api):
+    body = transform_job()
+    body["metadata"] = {"note": "x" * 9000}
+
+    response = post(api, body)
+
+    assert error_of(response) == {
+        "code": "STRING_TOO_LONG",
+        "message": "a string holds at most 8192 characters, not 9000",
+        "field": "metadata.note",
+    }
+
+
+def test_json_limits_are_listed_by_info(api):
+    limits = api.get("/info").json()["limits"]
+
+    assert (limits["max_json_depth"], limits["max_string_chars"]) == (32, 8192)
+    assert limits["max_list_items"] == 100_000

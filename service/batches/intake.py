@@ -52,7 +52,7 @@ async def read_batch_request(request: Request, settings: Settings) -> BatchReque
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     body = await read_body(request, settings.max_batch_bytes)
     if media_type in ("application/json", ""):
-        spec = parse_json(body)
+        spec = parse_json(body, settings.json_shape)
         _require_object(spec)
         items = spec.get("items")
         if not isinstance(items, list):
@@ -60,7 +60,7 @@ async def read_batch_request(request: Request, settings: Settings) -> BatchReque
         return _batch(spec, items, settings, from_csv=False)
     if media_type == "multipart/form-data":
         form = await read_form(request, body, fields=("batch",), files=("csv",))
-        spec = parse_json(form["batch"])
+        spec = parse_json(form["batch"], settings.json_shape)
         _require_object(spec)
         if "items" in spec:
             raise InvalidInput("send items as JSON, or a CSV file, not both", field="items")

@@ -77,7 +77,9 @@ async def replay_dlq(request: Request) -> JSONResponse:
     """Body: {"ids": [...]}, or a filter {"host", "since", "until"}, or {"all": true}."""
     client = await authenticate(request)
     rt = runtime(request)
-    body = parse_json(await read_body(request, rt.settings.max_request_bytes))
+    body = parse_json(
+        await read_body(request, rt.settings.max_request_bytes), rt.settings.json_shape
+    )
     if not isinstance(body, dict) or not body.keys() & {"ids", "host", "since", "until", "all"}:
         raise InvalidInput(
             'say what to replay: {"ids": [...]}, a filter on host/since/until, or {"all": true}'

@@ -20,7 +20,9 @@ from service.views import delivery_view, job_view
 async def create_job(request: Request) -> JSONResponse:
     rt = runtime(request)
     client = await authenticate(request)
-    body, upload = await read_job_request(request, rt.settings.max_request_bytes)
+    body, upload = await read_job_request(
+        request, rt.settings.max_request_bytes, rt.settings.json_shape
+    )
     submission = parse_submission(body, upload, rt.settings)
     job = await launch_job(rt, client.id, submission)
     return JSONResponse(await _view(request, job), status_code=202)
