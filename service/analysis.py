@@ -91,7 +91,7 @@ def analyze(data: bytes, max_pixels: int) -> dict[str, Any]:
 
 def open_image(data: bytes, max_pixels: int) -> Image.Image:
     """Open lazily (header only) with the same format list and pixel limit as every job."""
-    return imaging._open(data, max_pixels)
+    return imaging.open_image(data, max_pixels)
 
 
 def hash_distance(a: str, b: str) -> int:

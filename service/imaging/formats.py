@@ -1,0 +1,102 @@
+"""What the imaging functions speak: formats, output specs, results and refusals."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from PIL import features
+
+# Formats we decode. Anything else (SVG, PDF, PSD, ...) is refused before Pillow touches it further.
+INPUT_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF"})
+
+MODES = frozenset({"fit", "fill", "crop", "pad"})
+
+# Where `fill` keeps the crop, as a focal point (x, y) in 0..1 of the source.
+GRAVITIES: Mapping[str, tuple[float, float]] = {
+    "center": (0.5, 0.5),
+    "north": (0.5, 0.0),
+    "south": (0.5, 1.0),
+    "east": (1.0, 0.5),
+    "west": (0.0, 0.5),
+    "northeast": (1.0, 0.0),
+    "northwest": (0.0, 0.0),
+    "southeast": (1.0, 1.0),
+    "southwest": (0.0, 1.0),
+}
+
+# `max_bytes` never buys its size with a quality below this: past it, the job fails instead.
+MIN_QUALITY = 30
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    pillow_name: str
+    media_type: str
+    extension: str
+    has_alpha: bool
+
+
+def _output_formats() -> dict[str, OutputFormat]:
+    formats = {
+        "jpeg": OutputFormat("JPEG", "image/jpeg", "jpg", has_alpha=False),
+        "png": OutputFormat("PNG", "image/png", "png", has_alpha=True),
+        "webp": OutputFormat("WEBP", "image/webp", "webp", has_alpha=True),
+    }
+    # Pillow builds without libavif exist; offer only what this install can encode.
+    if features.check("avif"):
+        formats["avif"] = OutputFormat("AVIF", "image/avif", "avif", has_alpha=True)
+    return formats
+
+
+OUTPUT_FORMATS = _output_formats()
+
+
+class ImageRejected(ValueError):
+    """The bytes are not an image we can work with, or no output fits; `code` says why."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    format: str
+    width: int
+    height: int
+    mode: str
+    frames: int = 1
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """One output. Sizes are upper bounds (fit, crop) or exact (fill, pad); never upscaled
+    unless `upscale`. `box` is (left, top, width, height) in source pixels, after EXIF rotation."""
+
+    mode: str = "fit"
+    width: int | None = None
+    height: int | None = None
+    max_side: int | None = None
+    gravity: str = "center"
+    focal_point: tuple[float, float] | None = None
+    box: tuple[int, int, int, int] | None = None
+    background: tuple[int, int, int] = (255, 255, 255)
+    upscale: bool = False
+    format: str = "jpeg"
+    quality: int = 85
+    max_bytes: int | None = None
+    progressive: bool = False
+    lossless: bool = False
+
+
+@dataclass(frozen=True)
+class EncodedImage:
+    data: bytes
+    format: OutputFormat
+    width: int
+    height: int
+
+
+def format_list() -> str:
+    return ", ".join(sorted(INPUT_FORMATS))
