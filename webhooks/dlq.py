@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from webhooks.store import Delivery, DeliveryStore
 
@@ -108,11 +109,12 @@ class DeadLetters:
             if delivery is None:
                 await redis.zrem(self._keys.dlq, raw_id)
             elif await self._store.purge(delivery):
+                # The host only: some webhook URLs are secrets themselves (Slack's, say).
                 log.warning(
-                    "dead delivery %s (event %s, %s) purged after the DLQ retention of %gs",
+                    "dead delivery %s (event %s, host %s) purged after the DLQ retention of %gs",
                     delivery.id,
                     delivery.event_id,
-                    delivery.url,
+                    urlsplit(delivery.url).hostname,
                     self.policy.retention_s,
                 )
                 purged.append(delivery)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from importlib.metadata import version
 
 from redis.exceptions import RedisError
@@ -13,6 +14,8 @@ from service import imaging
 from service.auth import runtime
 from service.tasks import JOB_TYPES
 
+log = logging.getLogger("pixhook.api")
+
 
 async def healthcheck(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
@@ -22,7 +25,9 @@ async def readyz(request: Request) -> JSONResponse:
     try:
         await runtime(request).redis.ping()
     except (RedisError, OSError) as exc:
-        return JSONResponse({"status": "unavailable", "redis": str(exc)}, status_code=503)
+        # Unauthenticated: the reason goes to the log, not to whoever asks.
+        log.warning("not ready: Redis does not answer: %s", exc)
+        return JSONResponse({"status": "unavailable", "redis": "unreachable"}, status_code=503)
     return JSONResponse({"status": "ready"})
 
 
