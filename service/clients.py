@@ -42,6 +42,11 @@ class Client:
     name: str
     created_at: float
     limits: ClientLimits = ClientLimits()
+    revoked_at: float | None = None  # a revoked client's keys no longer authenticate
+
+
+class ClientRevoked(Exception):
+    """The client is revoked: its API key cannot be rotated back to life."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,7 @@ class ClientStore:
                     "name": name,
                     "created_at": repr(client.created_at),
                     "key_digest": digest,
+                    "previous_keys": "[]",
                     "secrets": json.dumps([{"secret": webhook_secret, "expires_at": None}]),
                     "limits": client.limits.to_json(),
                 },
@@ -92,12 +98,19 @@ class ClientStore:
         return NewClient(client, api_key, webhook_secret)
 
     async def authenticate(self, api_key: str) -> Client | None:
+        """The active client this key belongs to: its current key, or a rotated one still
+        inside its overlap. None for unknown keys and revoked clients."""
         digest = _digest(api_key)
         client_id = await self._redis.get(self._api_key_key(digest))
         if client_id is None:
             return None
         raw = await self._redis.hgetall(self._client_key(client_id.decode()))  # type: ignore[misc]
-        if not raw or not hmac.compare_digest(raw[b"key_digest"].decode(), digest):
+        if not raw or b"revoked_at" in raw:
+            return None
+        accepted = [raw[b"key_digest"].decode(), *_live_keys(raw, time.time())]
+        # The index lookup is by digest; the record's own digests decide, compared in
+        # constant time, so a stale or tampered index entry never lets a key in.
+        if not any([hmac.compare_digest(known, digest) for known in accepted]):
             return None
         return _client(raw)
 
@@ -146,13 +159,82 @@ class ClientStore:
                 except WatchError:
                     continue
 
+    async def rotate_key(self, client_id: str, overlap_s: float = 0) -> str | None:
+        """A new API key; the old one stops at once, or after `overlap_s`. None: no client.
+
+        Raises `ClientRevoked` for a revoked client."""
+        key = self._client_key(client_id)
+        api_key = API_KEY_PREFIX + secrets.token_urlsafe(32)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key)
+                    raw = await pipe.hgetall(key)  # type: ignore[misc]
+                    if not raw:
+                        return None
+                    if b"revoked_at" in raw:
+                        raise ClientRevoked(f"client {client_id} is revoked")
+                    now, old_digest = time.time(), raw[b"key_digest"].decode()
+                    previous = [
+                        {"digest": d, "expires_at": e} for d, e in _live_keys(raw, now).items()
+                    ]
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    if overlap_s > 0:
+                        previous.append({"digest": old_digest, "expires_at": now + overlap_s})
+                        pipe.pexpire(self._api_key_key(old_digest), int(overlap_s * 1000))
+                    else:
+                        pipe.delete(self._api_key_key(old_digest))
+                    pipe.set(self._api_key_key(_digest(api_key)), client_id)
+                    pipe.hset(
+                        key,
+                        mapping={
+                            "key_digest": _digest(api_key),
+                            "previous_keys": json.dumps(previous),
+                        },
+                    )
+                    await pipe.execute()
+                    return api_key
+                except WatchError:
+                    continue
+
+    async def revoke(self, client_id: str) -> Client | None:
+        """Every key of the client stops working at once; its secrets stay, so deliveries
+        already queued are still signed and sent. None: no client. Revoking twice is harmless."""
+        key = self._client_key(client_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key)
+                    raw = await pipe.hgetall(key)  # type: ignore[misc]
+                    if not raw:
+                        return None
+                    if b"revoked_at" in raw:
+                        return _client(raw)
+                    revoked_at = repr(time.time())
+                    digests = [raw[b"key_digest"].decode(), *_live_keys(raw, 0)]
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    pipe.hset(key, mapping={"revoked_at": revoked_at, "previous_keys": "[]"})
+                    pipe.delete(*(self._api_key_key(d) for d in digests))
+                    await pipe.execute()
+                    return _client({**raw, b"revoked_at": revoked_at.encode()})
+                except WatchError:
+                    continue
+
+
+def _live_keys(raw: dict[bytes, bytes], now: float) -> dict[str, float]:
+    """Rotated-out key digests still inside their overlap, with when each stops."""
+    previous = json.loads(raw.get(b"previous_keys") or b"[]")
+    return {e["digest"]: e["expires_at"] for e in previous if e["expires_at"] > now}
+
 
 def _client(raw: dict[bytes, bytes]) -> Client:
+    revoked_at = raw.get(b"revoked_at")
     return Client(
         raw[b"id"].decode(),
         raw[b"name"].decode(),
         float(raw[b"created_at"]),
         ClientLimits.from_json(raw.get(b"limits")),
+        None if revoked_at is None else float(revoked_at),
     )
 
 

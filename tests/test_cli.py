@@ -6,9 +6,57 @@ import json
 import os
 import subprocess
 import sys
+import time
+from typing import Any
+
+import httpx
+from redis import Redis
 
 from service.devstack import RunningStack
-from tests.helpers import pixhook
+from tests.helpers import error_of, pixhook, transform_job
+
+
+def new_client(stack: RunningStack, *options: str) -> dict[str, Any]:
+    created = pixhook(stack, "clients", "create", "cli-test", *options, "--json")
+    assert created.returncode == 0, created.stderr
+    record: dict[str, Any] = json.loads(created.stdout)
+    return record
+
+
+def get_job(stack: RunningStack, api_key: str) -> httpx.Response:
+    """Any authenticated call: an unknown job is 404 for a good key, 401 for a bad one."""
+    headers = {"authorization": f"Bearer {api_key}"}
+    return httpx.get(f"{stack.api_url}/v1/jobs/job_none", headers=headers)
+
+
+def listed(stack: RunningStack, client_id: str) -> dict[str, Any]:
+    rows = json.loads(pixhook(stack, "clients", "list", "--json").stdout)
+    row: dict[str, Any] = next(r for r in rows if r["id"] == client_id)
+    return row
+
+
+def redis_holds(redis_url: str, needle: str) -> bool:
+    """Whether any key, or any value of any type, anywhere in Redis contains `needle`."""
+    target = needle.encode()
+    with Redis.from_url(redis_url) as redis:
+        for key in redis.scan_iter(count=1000):
+            kind = redis.type(key).decode()
+            if kind == "string":
+                values = [redis.get(key) or b""]
+            elif kind == "hash":
+                values = [*redis.hgetall(key).keys(), *redis.hgetall(key).values()]
+            elif kind == "list":
+                values = redis.lrange(key, 0, -1)
+            elif kind == "set":
+                values = list(redis.smembers(key))
+            elif kind == "zset":
+                values = redis.zrange(key, 0, -1)
+            else:  # stream
+                entries = redis.xrange(key)
+                values = [b"".join(k + v for k, v in fields.items()) for _, fields in entries]
+            if target in key or any(target in value for value in values):
+                return True
+    return False
 
 
 def test_clients_create_prints_the_key_once_and_list_shows_the_client(stack: RunningStack):
@@ -48,3 +96,98 @@ def test_demo_runs_a_job_end_to_end_and_verifies_the_webhook():
     assert result.returncode == 0, result.stdout + result.stderr
     assert "signature verified" in result.stdout
     assert result.stdout.rstrip().endswith("pixhook demo: OK")
+
+
+def test_clients_create_records_its_limits(stack: RunningStack):
+    record = new_client(stack, "--rate", "5", "--burst", "10", "--max-in-flight", "3")
+
+    limits = listed(stack, record["id"])["limits"]
+
+    assert limits == {"requests_per_s": 5.0, "burst": 10, "max_in_flight": 3}
+
+
+def test_clients_create_refuses_a_rate_of_zero(stack: RunningStack):
+    result = pixhook(stack, "clients", "create", "shop", "--rate", "0")
+
+    assert result.returncode == 2
+    assert "--rate" in result.stderr
+
+
+def test_revoked_key_is_unauthorized_at_once(stack: RunningStack):
+    record = new_client(stack)
+    assert get_job(stack, record["api_key"]).status_code == 404
+
+    revoked = pixhook(stack, "clients", "revoke", record["id"])
+
+    assert revoked.returncode == 0, revoked.stderr
+    response = get_job(stack, record["api_key"])
+    assert response.status_code == 401
+    assert error_of(response)["code"] == "UNAUTHORIZED"
+    assert listed(stack, record["id"])["revoked_at"] is not None
+
+
+def test_revoking_an_unknown_client_fails(stack: RunningStack):
+    result = pixhook(stack, "clients", "revoke", "cli_unknown")
+
+    assert result.returncode == 1
+    assert "no client cli_unknown" in result.stderr
+
+
+def test_a_revoked_clients_accepted_job_still_sends_its_signed_webhook(
+    stack: RunningStack, make_receiver
+):
+    record = new_client(stack)
+    receiver = make_receiver(secret=record["webhook_secret"])
+    headers = {"authorization": f"Bearer {record['api_key']}"}
+    httpx.post(
+        f"{stack.api_url}/v1/jobs", json=transform_job(webhook_url=receiver.url), headers=headers
+    )
+
+    pixhook(stack, "clients", "revoke", record["id"])
+
+    [webhook] = receiver.wait_for(1)
+    assert webhook.verified and webhook.payload["type"] == "job.completed"
+
+
+def test_rotated_key_works_and_the_old_one_stops_at_once(stack: RunningStack):
+    record = new_client(stack)
+
+    rotated = pixhook(stack, "clients", "rotate-key", record["id"])
+
+    new_key = rotated.stdout.split()[1]
+    assert new_key.startswith("phk_") and new_key != record["api_key"]
+    assert get_job(stack, new_key).status_code == 404
+    assert get_job(stack, record["api_key"]).status_code == 401
+
+
+def test_rotated_key_overlap_keeps_the_old_key_until_it_ends(stack: RunningStack):
+    record = new_client(stack)
+
+    rotated = pixhook(stack, "clients", "rotate-key", record["id"], "--overlap", "2s")
+
+    new_key = rotated.stdout.split()[1]
+    assert get_job(stack, record["api_key"]).status_code == 404
+    time.sleep(2.2)
+    assert get_job(stack, record["api_key"]).status_code == 401
+    assert get_job(stack, new_key).status_code == 404
+
+
+def test_rotating_a_revoked_clients_key_is_refused(stack: RunningStack):
+    record = new_client(stack)
+    pixhook(stack, "clients", "revoke", record["id"])
+
+    result = pixhook(stack, "clients", "rotate-key", record["id"])
+
+    assert result.returncode == 1
+    assert "revoked" in result.stderr and "phk_" not in result.stdout
+
+
+def test_redis_never_holds_a_plaintext_api_key(stack: RunningStack):
+    record = new_client(stack)
+    rotated = pixhook(stack, "clients", "rotate-key", record["id"], "--overlap", "1h")
+    new_key = rotated.stdout.split()[1]
+    get_job(stack, new_key)
+
+    assert not redis_holds(stack.redis_url, record["api_key"])
+    assert not redis_holds(stack.redis_url, new_key)
+    assert redis_holds(stack.redis_url, record["id"])  # the scan does see the client

@@ -12,13 +12,24 @@ from starlette.routing import Route
 
 from service.auth import runtime
 
+# Shown in the browser: images pixhook encoded or checked with Pillow. Any other type is a
+# download, and one not listed here goes out as octet-stream, so no stored file is ever served
+# as HTML or script (service/security_headers.py adds a sandboxing CSP on top).
+INLINE_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "image/avif", "image/gif"})
+DOWNLOAD_TYPES = frozenset({"application/x-ndjson", "application/json"})
+
 
 async def get_file(request: Request) -> FileResponse:
     rt = runtime(request)
     stored = rt.storage.resolve_link(request.path_params["token"])
+    media_type = stored.media_type
+    if media_type not in INLINE_TYPES | DOWNLOAD_TYPES:
+        media_type = "application/octet-stream"
     return FileResponse(
         stored.path,
-        media_type=stored.media_type,
+        media_type=media_type,
+        filename=stored.path.name,
+        content_disposition_type="inline" if media_type in INLINE_TYPES else "attachment",
         headers={
             "cache-control": f"private, max-age={int(rt.settings.file_url_ttl_s)}",
             "x-content-type-options": "nosniff",
