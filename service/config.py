@@ -83,6 +83,12 @@ class Settings:
     # batch takes its share of the workers, never all of them.
     batch_concurrency: int = 16
     client_batch_concurrency: int = 64
+    # Per-client defaults; a client's own limits (`pixhook clients create --rate ...`) win. They
+    # stop a runaway loop, not a busy integration: 100/s sustained (Stripe's), bursts of 200.
+    client_requests_per_second: float = 100.0
+    client_burst: int = 200
+    client_max_in_flight: int = 1000  # jobs queued or running, batch items included
+    idempotency_key_ttl_s: float = 86400.0
     batch_progress_interval_s: float = 5.0
     allow_private_networks: UrlPolicy = field(default_factory=UrlPolicy)
     delivery_concurrency: int = 256
@@ -199,6 +205,10 @@ class Settings:
             "max_batch_items": self.max_batch_items,
             "max_batch_bytes": self.max_batch_bytes,
             "batch_concurrency": self.batch_concurrency,
+            "client_requests_per_second": self.client_requests_per_second,
+            "client_burst": self.client_burst,
+            "client_max_in_flight": self.client_max_in_flight,
+            "idempotency_key_ttl_s": self.idempotency_key_ttl_s,
             "file_url_ttl_s": self.file_url_ttl_s,
             "webhook_attempt_timeout_s": self.webhook_attempt_timeout_s,
             "webhook_response_cap_bytes": self.webhook_response_cap_bytes,
@@ -270,6 +280,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "provider_requests_per_minute": _positive(float),
     "provider_tokens_per_minute": _at_least(0, int),
     "provider_min_rate_factor": _fraction,
+    "client_requests_per_second": _positive(float),
     "provider_stream": _flag,
     "webhook_retry_schedule": RetrySchedule.parse,
     "allow_private_networks": UrlPolicy.parse,
@@ -300,6 +311,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
             "max_batch_bytes",
             "batch_concurrency",
             "client_batch_concurrency",
+            "client_burst",
+            "client_max_in_flight",
             "delivery_concurrency",
             "webhook_per_host_concurrency",
             "webhook_response_cap_bytes",
@@ -328,6 +341,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
             "circuit_max_cooldown_s",
             "dlq_retention_s",
             "secret_rotation_overlap_s",
+            "idempotency_key_ttl_s",
             "shutdown_grace_s",
         )
     },

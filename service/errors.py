@@ -7,8 +7,10 @@ PixhookError
 │   ├── Unauthorized           401
 │   ├── Forbidden              403
 │   ├── NotFound               404
+│   ├── Conflict               409
 │   ├── PayloadTooLarge        413
 │   ├── UnsupportedMediaType   415
+│   ├── TooManyRequests        429  (with its Retry-After)
 │   └── ServiceUnavailable     503
 └── JobFailure                 ends a job as `failed` with {code, message}
 """
@@ -55,6 +57,11 @@ class NotFound(ApiError):
     code = "NOT_FOUND"
 
 
+class Conflict(ApiError):
+    status_code = 409
+    code = "CONFLICT"
+
+
 class PayloadTooLarge(ApiError):
     status_code = 413
     code = "PAYLOAD_TOO_LARGE"
@@ -63,6 +70,17 @@ class PayloadTooLarge(ApiError):
 class UnsupportedMediaType(ApiError):
     status_code = 415
     code = "UNSUPPORTED_MEDIA_TYPE"
+
+
+class TooManyRequests(ApiError):
+    """Over a limit for now: `retry_after_s` (at least 1) says when trying again makes sense."""
+
+    status_code = 429
+    code = "RATE_LIMITED"
+
+    def __init__(self, message: str, *, retry_after_s: int, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after_s = max(1, retry_after_s)
 
 
 class ServiceUnavailable(ApiError):

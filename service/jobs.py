@@ -62,11 +62,21 @@ class JobStore:
     def deliveries_key(self, job_id: str) -> str:
         return f"{self._prefix}:job:{job_id}:deliveries"
 
+    def unfinished_key(self, client_id: str) -> str:
+        """A sorted set of the client's jobs not yet ended (id -> created_at): its in-flight
+        quota (service/admission.py). `transition` removes a job as it ends."""
+        return f"{self._prefix}:client:{client_id}:unfinished"
+
     async def create(self, job: Job) -> bool:
         """Store a new job; False (and nothing changes) when a job with its id exists already."""
         created = await self._redis.set(
             self._key(job.id), job.to_json(), px=self._retention_ms, nx=True
         )
+        if created:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.zadd(self.unfinished_key(job.client_id), {job.id: job.created_at}, nx=True)
+                pipe.pexpire(self.unfinished_key(job.client_id), self._retention_ms)
+                await pipe.execute()
         return bool(created)
 
     async def get(self, job_id: str) -> Job | None:
@@ -93,6 +103,8 @@ class JobStore:
                     updated = replace(job, status=status, sequence=job.sequence + 1, **updates)
                     pipe.multi()  # type: ignore[no-untyped-call]
                     pipe.set(key, updated.to_json(), keepttl=True)
+                    if status in TERMINAL:
+                        pipe.zrem(self.unfinished_key(job.client_id), job_id)
                     await pipe.execute()
                     return updated
                 except WatchError:

@@ -8,20 +8,30 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from service.admission import require_room
 from service.auth import authenticate, runtime
 from service.batches import engine
 from service.batches.intake import read_batch_request
 from service.batches.store import Batch
 from service.errors import InvalidInput, NotFound
+from service.idempotency import idempotent
 from service.ids import new_id
 from service.routes.events import BATCH_TERMINAL_EVENTS, sse_response
 from service.storage import job_file_key
 
 
-async def create_batch(request: Request) -> JSONResponse:
+async def create_batch(request: Request) -> Response:
+    rt = runtime(request)
+    client = await authenticate(request)
+    return await idempotent(request, rt, client, rt.settings.max_batch_bytes, _create_batch)
+
+
+async def _create_batch(request: Request) -> Response:
     rt = runtime(request)
     client = await authenticate(request)
     intake = await read_batch_request(request, rt.settings)
+    # Its items count against the quota as they start, a few at a time (its concurrency).
+    await require_room(rt, client)
     batch_id, created_at = new_id("bat"), time.time()
     results_key = job_file_key(client.id, batch_id, created_at, "results.jsonl")
     batch = Batch(

@@ -3,28 +3,37 @@
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from service.admission import job_slot
 from service.auth import authenticate, runtime
 from service.batches.engine import job_ended
 from service.bodies import read_job_request
 from service.errors import InvalidInput, NotFound
 from service.events import publish_status
+from service.idempotency import idempotent
 from service.jobs import TERMINAL, Job
 from service.launch import launch_job
 from service.submission import parse_submission
 from service.views import delivery_view, job_view
 
 
-async def create_job(request: Request) -> JSONResponse:
+async def create_job(request: Request) -> Response:
+    rt = runtime(request)
+    client = await authenticate(request)
+    return await idempotent(request, rt, client, rt.settings.max_request_bytes, _create_job)
+
+
+async def _create_job(request: Request) -> Response:
     rt = runtime(request)
     client = await authenticate(request)
     body, upload = await read_job_request(
         request, rt.settings.max_request_bytes, rt.settings.json_shape
     )
     submission = parse_submission(body, upload, rt.settings)
-    job = await launch_job(rt, client.id, submission)
+    async with job_slot(rt, client) as job_id:
+        job = await launch_job(rt, client.id, submission, job_id=job_id)
     return JSONResponse(await _view(request, job), status_code=202)
 
 
