@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import binascii
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -114,14 +113,15 @@ def _image_bytes(spec: Any, upload: bytes | None, settings: Settings) -> tuple[b
 def _decode_base64(text: str) -> bytes:
     if text.startswith("data:"):  # a data URL: data:image/png;base64,....
         _, _, text = text.partition(",")
+    # binascii.Error for a bad digit or padding; a plain ValueError for characters past Latin-1.
     try:
         return pybase64.b64decode(text, validate=True)
-    except binascii.Error:
+    except ValueError:
         pass
     # Line-wrapped base64 (MIME, `base64` without -w0) is fine too; only then pay for a copy.
     try:
         return pybase64.b64decode("".join(text.split()), validate=True)
-    except binascii.Error as exc:
+    except ValueError as exc:
         raise InvalidInput(
             "input.image.base64 is not valid base64", field="input.image.base64"
         ) from exc

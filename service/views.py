@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, get_args
 
-from service.jobs import Job
+from service.jobs import Job, JobStatus
 from service.storage import Storage
 from webhooks.events import utc_timestamp
-from webhooks.store import Delivery
+from webhooks.store import STATUSES, Delivery
 
 
 def iso(moment: float | None) -> str | None:
@@ -70,3 +71,88 @@ def delivery_view(delivery: Delivery) -> dict[str, Any]:
         "last_error": delivery.last_error,
         "last_status_code": delivery.last_status_code,
     }
+
+
+# The JSON Schemas of the views above, for /openapi.json: change a view and its schema together.
+
+TIMESTAMP: dict[str, Any] = {"type": "string", "format": "date-time"}
+
+
+def _closed(properties: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+    }
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def job_schema(
+    types: Collection[str], outputs: Sequence[dict[str, Any]], subscriptions: Collection[str]
+) -> dict[str, Any]:
+    """`job_view`: `outputs` are the job types' output schemas."""
+    url = {"type": "string", "format": "uri"}
+    return _closed(
+        {
+            "id": {"type": "string"},
+            "type": {"enum": sorted(types)},
+            "status": {"enum": list(get_args(JobStatus))},
+            "created_at": TIMESTAMP,
+            "started_at": _nullable(TIMESTAMP),
+            "finished_at": _nullable(TIMESTAMP),
+            # The parameters as `parse_input` normalised them, and the image as a description.
+            "input": {"type": "object"},
+            "output": {"anyOf": [*outputs, {"type": "null"}]},
+            "error": _nullable(
+                _closed({"code": {"type": "string"}, "message": {"type": "string"}})
+            ),
+            "metadata": {"type": "object"},
+            "webhook_url": {"type": ["string", "null"]},
+            "webhook_events": {"type": "array", "items": {"enum": sorted(subscriptions)}},
+            "sequence": {"type": "integer", "minimum": 0},
+            "batch": _nullable(
+                _closed({"id": {"type": "string"}, "index": {"type": ["integer", "null"]}})
+            ),
+            "urls": _closed({"self": url, "events": url, "cancel": url}),
+        }
+    )
+
+
+def delivery_schema() -> dict[str, Any]:
+    """`delivery_view`."""
+    return _closed(
+        {
+            "id": {"type": "string"},
+            "event_id": {"type": "string"},
+            "event_type": {"type": "string"},
+            "url": {"type": "string"},
+            "host": {"type": "string"},
+            "status": {"enum": list(STATUSES)},
+            "attempt_count": {"type": "integer", "minimum": 0},
+            "replays": {"type": "integer", "minimum": 0},
+            "created_at": TIMESTAMP,
+            "next_attempt_at": _nullable(TIMESTAMP),
+            "dead_at": _nullable(TIMESTAMP),
+            "last_error": {"type": ["string", "null"]},
+            "last_status_code": {"type": ["integer", "null"]},
+        }
+    )
+
+
+def attempt_schema() -> dict[str, Any]:
+    """One of `attempts` in `GET /v1/deliveries/{id}` (service/routes/deliveries.py)."""
+    return _closed(
+        {
+            "number": {"type": "integer"},
+            "started_at": TIMESTAMP,
+            "duration_ms": {"type": "number"},
+            "status_code": {"type": ["integer", "null"]},
+            "error_code": {"type": ["string", "null"]},
+            "error_message": {"type": ["string", "null"]},
+            "response_excerpt": {"type": "string"},
+        }
+    )

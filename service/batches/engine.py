@@ -14,8 +14,9 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Collection
 from dataclasses import replace
-from typing import Any
+from typing import Any, get_args
 
 from service.batches.store import REFUSED, Batch, BatchStatus, Outcome
 from service.errors import InvalidInput
@@ -363,4 +364,60 @@ def batch_view(batch: Batch, failures: list[dict[str, Any]], runtime: Runtime) -
             "events": f"{public_url}/v1/batches/{batch.id}/events",
             "cancel": f"{public_url}/v1/batches/{batch.id}/cancel",
         },
+    }
+
+
+def batch_schema(types: Collection[str], subscriptions: Collection[str]) -> dict[str, Any]:
+    """JSON Schema of `batch_view`, for /openapi.json: change them together."""
+    count = {"type": "integer", "minimum": 0}
+    url = {"type": "string", "format": "uri"}
+    stamp = {"type": "string", "format": "date-time"}
+    error = _closed(
+        {
+            "code": {"type": "string"},
+            "message": {"type": "string"},
+            "field": {"type": ["string", "null"]},
+        },
+        optional={"field"},  # a job's own error has none; an item refused at intake has one
+    )
+    counts = ("total", "pending", "in_flight", "succeeded", "failed", "canceled")
+    return _closed(
+        {
+            "id": {"type": "string"},
+            "object": {"const": "batch"},
+            "type": {"enum": sorted(types)},
+            "status": {"enum": list(get_args(BatchStatus))},
+            "created_at": stamp,
+            "started_at": {"anyOf": [stamp, {"type": "null"}]},
+            "finished_at": {"anyOf": [stamp, {"type": "null"}]},
+            "counts": _closed({name: count for name in counts}),
+            "progress": {"type": "number", "minimum": 0, "maximum": 1},
+            "concurrency": {"type": "integer", "minimum": 1},
+            "item_webhooks": {"type": "boolean"},
+            "webhook_url": {"type": ["string", "null"]},
+            "webhook_events": {"type": "array", "items": {"enum": sorted(subscriptions)}},
+            "metadata": {"type": "object"},
+            "failures": {
+                "type": "array",
+                "items": _closed({"index": {"type": "integer", "minimum": 0}, "error": error}),
+            },
+            "results": {
+                "anyOf": [
+                    _closed(
+                        {"url": url, "media_type": {"const": RESULTS_MEDIA_TYPE}, "lines": count}
+                    ),
+                    {"type": "null"},
+                ]
+            },
+            "urls": _closed({"self": url, "events": url, "cancel": url}),
+        }
+    )
+
+
+def _closed(properties: dict[str, Any], *, optional: Collection[str] = ()) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": [name for name in properties if name not in optional],
+        "additionalProperties": False,
     }

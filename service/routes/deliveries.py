@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -113,12 +115,16 @@ async def _own_delivery(request: Request) -> Delivery:
     return delivery
 
 
+_DIGITS = re.compile(r"[0-9]{1,18}")
+
+
 def _paging(request: Request) -> tuple[int, int | None]:
     raw_limit = request.query_params.get("limit", "50")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE:
+    # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+    if not _DIGITS.fullmatch(raw_limit) or not 1 <= int(raw_limit) <= MAX_PAGE:
         raise InvalidInput(f"limit must be a whole number from 1 to {MAX_PAGE}", field="limit")
     raw_cursor = request.query_params.get("cursor")
-    if raw_cursor is not None and not raw_cursor.isdigit():
+    if raw_cursor is not None and not _DIGITS.fullmatch(raw_cursor):
         raise InvalidInput("cursor must be a next_cursor from an earlier page", field="cursor")
     return int(raw_limit), None if raw_cursor is None else int(raw_cursor)
 
@@ -135,13 +141,17 @@ def _moment(source: Any, name: str) -> float | None:
     value = source.get(name)
     if value is None:
         return None
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    # NaN and infinities parse as numbers but name no moment.
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
         return float(value)
     if isinstance(value, str):
         try:
-            return float(value)
+            seconds = float(value)
         except ValueError:
             pass
+        else:
+            if math.isfinite(seconds):
+                return seconds
         try:
             moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:

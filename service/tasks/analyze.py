@@ -43,6 +43,48 @@ def parse_input(raw: dict[str, Any], settings: Settings) -> dict[str, Any]:
     return {"provider": provider, "model": model, "known_brands": _brands(raw.get("known_brands"))}
 
 
+def input_schema(settings: Settings) -> dict[str, Any]:
+    """JSON Schema of what `parse_input` accepts."""
+    brand = {"type": "string", "minLength": 1, "maxLength": 100, "pattern": "\\S"}
+    properties = {
+        "provider": {"enum": [*PROVIDERS, None]},
+        "model": {"type": "string", "minLength": 1, "default": settings.openai_vision_model},
+        "known_brands": {"type": ["array", "null"], "maxItems": MAX_BRANDS, "items": brand},
+    }
+    assert properties.keys() == _FIELDS, "describe every input field"
+    return {"type": "object", "properties": properties, "additionalProperties": False}
+
+
+def output_schema() -> dict[str, Any]:
+    """JSON Schema of what `run` returns: `attributes` and `provider` with a provider only."""
+    provider = {
+        "type": "object",
+        "properties": {
+            "name": {"enum": list(PROVIDERS)},
+            "model": {"type": "string"},
+            "prompt_version": {"type": "string"},
+            "usage": {"type": ["object", "null"]},
+            "latency_ms": {"type": "number"},
+            "ttft_ms": {"type": ["number", "null"]},
+            "attempts": {"type": "integer"},
+            "cached": {"type": "boolean"},
+        },
+        "required": ["name", "model", "cached"],
+        "additionalProperties": False,
+    }
+    return {
+        "type": "object",
+        "properties": {
+            # service/analysis.py and service/providers/vision.py own these two shapes.
+            "analysis": {"type": "object"},
+            "attributes": {"type": "object"},
+            "provider": provider,
+        },
+        "required": ["analysis"],
+        "additionalProperties": False,
+    }
+
+
 async def run(job: Job, image: bytes, ctx: TaskContext) -> dict[str, Any]:
     try:
         # Pillow releases the GIL while decoding and filtering; the event loop stays free.

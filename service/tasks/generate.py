@@ -13,6 +13,7 @@ from service.providers.errors import PROVIDER_BAD_RESPONSE, ProviderError
 from service.providers.openai import decode_b64_image, open_client
 from service.storage import Storage, job_file_key
 from service.tasks.context import TaskContext
+from service.tasks.transform import stored_image_schema
 
 NAME = "image.generate"
 MAX_STEPS = 150
@@ -49,6 +50,50 @@ def parse_input(raw: dict[str, Any], settings: Settings) -> dict[str, Any]:
         "seed": _int(raw, "seed", None, 0, 2**32 - 1),
         "n": _int(raw, "n", 1, 1, MAX_IMAGES),
         "model": model,
+    }
+
+
+def input_schema(settings: Settings) -> dict[str, Any]:
+    """JSON Schema of what `parse_input` accepts; a side must also be a multiple of 8."""
+    prompt = {"type": "string", "maxLength": settings.max_prompt_chars}
+    side = {"type": "integer", "minimum": 64, "maximum": settings.max_generate_side}
+    return {
+        "type": "object",
+        "properties": {
+            "prompt": {**prompt, "minLength": 1, "pattern": "\\S"},
+            "negative_prompt": {**prompt, "type": ["string", "null"]},
+            "steps": {"type": "integer", "minimum": 1, "maximum": MAX_STEPS, "default": 50},
+            "guidance_scale": {"type": "number", "minimum": 0, "maximum": MAX_GUIDANCE},
+            "width": {**side, "multipleOf": 8, "default": 1024},
+            "height": {**side, "multipleOf": 8, "default": 1024},
+            "seed": {"type": ["integer", "null"], "minimum": 0, "maximum": 2**32 - 1},
+            "n": {"type": "integer", "minimum": 1, "maximum": MAX_IMAGES, "default": 1},
+            "model": {"type": "string", "minLength": 1, "default": settings.openai_image_model},
+        },
+        "required": ["prompt"],
+    }
+
+
+def output_schema() -> dict[str, Any]:
+    """JSON Schema of what `run` returns, as callers see it."""
+    provider = {
+        "type": "object",
+        "properties": {
+            "model": {"type": "string"},
+            "latency_ms": {"type": "number"},
+            "attempts": {"type": "integer"},
+        },
+        "required": ["model", "latency_ms", "attempts"],
+        "additionalProperties": False,
+    }
+    return {
+        "type": "object",
+        "properties": {
+            "images": {"type": "array", "items": stored_image_schema()},
+            "provider": provider,
+        },
+        "required": ["images", "provider"],
+        "additionalProperties": False,
     }
 
 
@@ -143,7 +188,10 @@ def _int(raw: dict[str, Any], name: str, default: int | None, low: int, high: in
 
 def _side(raw: dict[str, Any], name: str, high: int) -> int:
     value = _int(raw, name, 1024, 64, high)
-    assert value is not None
+    if value is None:  # an explicit null; it reached an assert and answered 500
+        raise InvalidInput(
+            f"{name} must be a whole number from 64 to {high}", field=f"input.{name}"
+        )
     if value % 8:
         raise InvalidInput(f"{name} must be a multiple of 8", field=f"input.{name}")
     return value

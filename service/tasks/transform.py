@@ -56,6 +56,86 @@ def parse_input(raw: dict[str, Any], settings: Settings) -> dict[str, Any]:
     return {"variants": _parse_variants(raw["variants"], defaults, settings)}
 
 
+def input_schema(settings: Settings) -> dict[str, Any]:
+    """JSON Schema of what `parse_input` accepts; cross-field rules (fill needs width and height,
+    progressive is jpeg only...) are beyond it and answer 422 with their field."""
+    output = _output_schema(settings)
+    variants = {
+        "type": "object",
+        "minProperties": 1,
+        "maxProperties": MAX_VARIANTS,
+        "propertyNames": {"pattern": f"^{_VARIANT_NAME.pattern}$"},
+        "additionalProperties": output,
+    }
+    return {**output, "properties": {**output["properties"], "variants": variants}}
+
+
+def _output_schema(settings: Settings) -> dict[str, Any]:
+    side = {"type": ["integer", "null"], "minimum": 1, "maximum": settings.max_output_side}
+    flag = {"type": "boolean"}
+    pixels = settings.max_image_pixels
+    box = {name: {"type": "integer", "minimum": 0, "maximum": pixels} for name in _BOX_FIELDS}
+    box["width"] = box["height"] = {"type": "integer", "minimum": 1, "maximum": pixels}
+    unit = {"type": "number", "minimum": 0, "maximum": 1}
+    properties: dict[str, Any] = {
+        "mode": {"enum": sorted(imaging.MODES), "default": "fit"},
+        "fit": {"enum": sorted(imaging.MODES), "deprecated": True},
+        "width": side,
+        "height": side,
+        "max_side": side,
+        "gravity": {"enum": sorted(imaging.GRAVITIES), "default": "center"},
+        "focal_point": _nullable_object({"x": unit, "y": unit}),
+        "box": _nullable_object(box),
+        "background": {"type": "string", "pattern": f"^{_COLOUR.pattern}$", "default": "#ffffff"},
+        "upscale": flag,
+        "format": {"enum": sorted(imaging.OUTPUT_FORMATS), "default": "jpeg"},
+        "quality": {"type": ["integer", "null"], "minimum": 1, "maximum": 100, "default": 85},
+        "max_bytes": {"type": ["integer", "null"], "minimum": 1, "maximum": _MAX_BYTES_LIMIT},
+        "progressive": flag,
+        "lossless": flag,
+    }
+    assert properties.keys() == _OUTPUT_FIELDS, "describe every output field"
+    return {"type": "object", "properties": properties, "additionalProperties": False}
+
+
+def _nullable_object(properties: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": ["object", "null"],
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+    }
+
+
+def output_schema() -> dict[str, Any]:
+    """JSON Schema of what `run` returns, as callers see it (`views.job_view` adds `url`)."""
+    return {
+        "type": "object",
+        "properties": {"images": {"type": "array", "items": stored_image_schema()}},
+        "required": ["images"],
+        "additionalProperties": False,
+    }
+
+
+def stored_image_schema() -> dict[str, Any]:
+    """One image `_store` records (and `generate._store`), its key swapped for a signed `url`."""
+    properties: dict[str, Any] = {
+        "name": {"type": "string"},
+        "media_type": {"type": "string"},
+        "format": {"type": "string"},
+        "width": {"type": "integer"},
+        "height": {"type": "integer"},
+        "bytes": {"type": "integer"},
+        "url": {"type": "string", "format": "uri"},
+    }
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+    }
+
+
 async def run(job: Job, image: bytes, ctx: TaskContext) -> dict[str, Any]:
     outputs: dict[str, dict[str, Any]] = job.input.get("variants") or {"default": job.input}
     specs = {name: _output_spec(params) for name, params in outputs.items()}

@@ -1,0 +1,213 @@
+"""`/openapi.json`: a valid OpenAPI 3.1 document, generated from the routes, and true of the
+running API: schemathesis fuzzes every operation over HTTP against the real stack and fails on
+any 5xx, an undocumented status, content type or error code, a missing header, or a response
+with a key the schema does not have."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from openapi_spec_validator import validate
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+from starlette.routing import Route
+
+from service.app import create_app
+from service.config import Settings
+from service.devstack import RunningStack
+from service.openapi import UndocumentedRoute, build_document
+from service.routes.schema import openapi_document, operations
+from tests.helpers import pixhook
+
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
+# 20 operations x 50 examples, and 2 x 50 POSTs whose links are followed: ~1000 requests, ~20 s.
+EXAMPLES_PER_OPERATION = 50
+STATEFUL_SCENARIOS = 50
+
+
+@pytest.fixture(scope="module")
+def document() -> dict[str, Any]:
+    settings = Settings()
+    return openapi_document(create_app(settings).routes, settings)
+
+
+def test_document_is_valid_openapi_3_1(document):
+    validate(document)  # raises on any departure from the 3.1 schema
+
+    assert document["openapi"] == "3.1.0"
+
+
+def test_document_describes_every_route_and_method(document):
+    app = create_app(Settings())
+    routes = [route for route in app.routes if isinstance(route, Route)]
+
+    described = {
+        (path, method.upper()) for path, item in document["paths"].items() for method in item
+    }
+
+    assert described == {
+        (route.path, method) for route in routes for method in (route.methods or set()) - {"HEAD"}
+    }
+
+
+def test_a_route_without_an_operation_stops_the_document():
+    async def undocumented(request: Any) -> None: ...
+
+    routes = [Route("/v1/secret", undocumented, methods=["GET"])]
+
+    with pytest.raises(UndocumentedRoute, match="/v1/secret"):
+        build_document(routes, operations(Settings()), path_patterns={}, title="t", version="0")
+
+
+def test_limits_in_the_document_follow_the_settings():
+    settings = Settings(max_output_side=640, max_prompt_chars=77)
+    document = openapi_document(create_app(settings).routes, settings)
+
+    text = json.dumps(document)
+
+    assert '"maximum": 640' in text
+    assert '"maxLength": 77' in text
+
+
+def test_document_is_served_over_http(stack: RunningStack):
+    response = httpx.get(f"{stack.api_url}/openapi.json")
+
+    assert response.status_code == 200
+    assert "/v1/jobs" in response.json()["paths"]
+
+
+# The fuzzer works as a client of its own, so whatever it cancels, retries or replays belongs
+# to no other test, and with a rate it cannot exhaust in one run.
+
+
+@pytest.fixture(scope="module")
+def fuzz_key(stack: RunningStack) -> str:
+    created = pixhook(
+        stack, "clients", "create", "openapi-fuzz", "--rate", "10000", "--burst", "10000", "--json"
+    )
+    assert created.returncode == 0, created.stderr
+    api_key: str = json.loads(created.stdout)["api_key"]
+    return api_key
+
+
+@pytest.fixture(scope="module")
+def live_schema(stack: RunningStack, fuzz_key: str) -> schemathesis.BaseSchema:
+    """The document as the running API serves it, loaded by schemathesis over HTTP."""
+    headers = {"Authorization": f"Bearer {fuzz_key}"}
+    # Positive data only: what a client following the document sends. Refusals of invalid
+    # data are the other tests' business (test_bad_input.py and friends).
+    config = schemathesis.Config.from_dict({"headers": headers, "generation": {"mode": "positive"}})
+    return schemathesis.openapi.from_url(
+        f"{stack.api_url}/openapi.json", config=config, headers=headers
+    )
+
+
+def _operations() -> list[tuple[str, str]]:
+    settings = Settings()
+    paths = openapi_document(create_app(settings).routes, settings)["paths"]
+    return [(method.upper(), path) for path, item in paths.items() for method in item]
+
+
+@pytest.mark.parametrize(("method", "path"), _operations())
+def test_every_operation_answers_as_documented(live_schema, fuzz_key, method, path):
+    operation = live_schema[path][method]
+    auth = {"Authorization": f"Bearer {fuzz_key}"}
+
+    @given(case=operation.as_strategy())
+    @settings(
+        max_examples=EXAMPLES_PER_OPERATION,
+        derandomize=True,  # the same requests every run: a failure reproduces
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    def call(case: Any) -> None:
+        case.call_and_validate(headers=auth, checks=CHECKS, timeout=20)
+
+    call()
+
+
+@pytest.mark.parametrize("path", ["/v1/jobs", "/v1/batches"])
+def test_what_a_post_creates_answers_through_its_links(live_schema, fuzz_key, document, path):
+    """Stateful: each job or batch a generated POST creates is read and canceled
+    through the links the document gives its 202. (Links are followed here rather than by
+    schemathesis's state machine, whose draws depend on live state and so trip Hypothesis's
+    flakiness checks.)"""
+    auth = {"Authorization": f"Bearer {fuzz_key}"}
+    links = document["paths"][path]["post"]["responses"]["202"]["links"].values()
+    by_id = {
+        operation["operationId"]: live_schema[each_path][method.upper()]
+        for each_path, item in document["paths"].items()
+        for method, operation in item.items()
+    }
+    steps = [by_id[link["operationId"]] for link in links]
+
+    @given(case=live_schema[path]["POST"].as_strategy())
+    @settings(
+        max_examples=STATEFUL_SCENARIOS,
+        derandomize=True,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    def create_then_follow(case: Any) -> None:
+        # Generated keys collide (409) more than real clients' do; here the point is what follows.
+        if case.headers:
+            case.headers.pop("Idempotency-Key", None)
+        created = case.call_and_validate(headers=auth, checks=CHECKS, timeout=20)
+        if created.status_code != 202:
+            return
+        for link, step in zip(links, steps, strict=True):
+            [(name, _)] = link["parameters"].items()
+            follow = step.Case(path_parameters={name: created.json()["id"]})
+            follow.call_and_validate(headers=auth, checks=CHECKS, timeout=20)
+
+    create_then_follow()
+
+
+def test_a_null_generate_side_is_refused_with_422(api):
+    """Regression: `width: null` reached an assert in generate._side and answered 500."""
+    body = {"type": "image.generate", "input": {"prompt": "a red chair", "width": None}}
+
+    response = api.post("/v1/jobs", json=body)
+
+    assert response.status_code == 422
+    assert response.json()["error"]["field"] == "input.width"
+
+
+# Server errors the fuzzer found, each fixed: kept so they stay fixed.
+
+
+def test_non_ascii_base64_is_refused_with_422(api):
+    # Past Latin-1, pybase64 raises a plain ValueError instead of binascii.Error.
+    body = {"type": "image.analyze", "input": {"image": {"base64": "\u0100"}}}
+
+    assert api.post("/v1/jobs", json=body).status_code == 422
+
+
+def test_a_non_ascii_digit_limit_is_refused_with_422(api):
+    assert api.get("/v1/deliveries", params={"limit": "\u00b2"}).status_code == 422
+
+
+@pytest.mark.parametrize("moment", ["nan", "inf", "-Infinity"])
+def test_a_moment_that_is_not_finite_is_refused_with_422(api, moment):
+    assert api.get("/v1/dlq", params={"since": moment}).status_code == 422
+    as_json = {"nan": "NaN", "inf": "Infinity"}.get(moment, moment)  # Python's JSON spells them so
+    replay = api.post("/v1/dlq/replay", content=f'{{"until": {as_json}}}')
+    assert replay.status_code == 422
