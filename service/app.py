@@ -9,13 +9,16 @@ from contextlib import asynccontextmanager
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from service.admission import RateLimitHeaders
 from service.config import Settings
-from service.errors import ApiError
-from service.routes import batches, deliveries, events, files, jobs, metrics, system
+from service.errors import ApiError, TooManyRequests
+from service.routes import batches, deliveries, events, files, jobs, metrics, schema, system
 from service.runtime import Runtime
+from service.security_headers import API_HEADERS, SecurityHeaders, add_missing
 
 log = logging.getLogger("pixhook.api")
 
@@ -38,8 +41,10 @@ def create_app(settings: Settings) -> Starlette:
             *files.routes,
             *system.routes,
             *metrics.routes,
+            *schema.routes,
         ],
         lifespan=lifespan,
+        middleware=[Middleware(SecurityHeaders), Middleware(RateLimitHeaders)],
         exception_handlers={
             ApiError: _api_error,
             HTTPException: _http_error,
@@ -59,7 +64,10 @@ def error_response(
 
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return error_response(exc.status_code, exc.code, exc.message, exc.field)
+    response = error_response(exc.status_code, exc.code, exc.message, exc.field)
+    if isinstance(exc, TooManyRequests):
+        response.headers["Retry-After"] = str(exc.retry_after_s)
+    return response
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -77,4 +85,7 @@ async def _redis_error(request: Request, exc: Exception) -> Response:
 
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
     log.exception("unexpected error on %s %s", request.method, request.url.path)
-    return error_response(500, "INTERNAL_ERROR", "an unexpected error occurred")
+    response = error_response(500, "INTERNAL_ERROR", "an unexpected error occurred")
+    # Starlette answers this outside every middleware, so the headers are added here.
+    add_missing(response.headers, API_HEADERS)
+    return response

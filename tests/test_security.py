@@ -1,0 +1,333 @@
+"""What pixhook shows, and to whom: records scoped to their client, security headers, error
+bodies without internals, and logs without keys, secrets or image bytes (docs/security.md)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from PIL import Image
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from service.app import create_app
+from service.config import Settings
+from service.devstack import RunningStack, free_port, local_stack, wait_for
+from service.routes import batches, deliveries, events, jobs
+from service.storage import FileLinks
+from tests.conftest import STACK_ENV
+from tests.helpers import error_of, pixhook, transform_job, wait_for_status
+from tests.receiver import Receiver
+from tests.test_batches import transform_item, wait_for_batch
+from tests.test_deliveries import deliveries_of
+
+# ---------------------------------------------------------------------------------------------
+# Another client's ids answer 404, never data.
+
+
+@dataclass(frozen=True)
+class Owned:
+    """One client's records, for another client to probe."""
+
+    api: httpx.Client
+    job: dict[str, Any]
+    batch: dict[str, Any]
+    delivery: dict[str, Any]
+    webhook_url: str
+
+
+def client_for(stack: RunningStack, name: str) -> tuple[dict[str, Any], httpx.Client]:
+    record = json.loads(pixhook(stack, "clients", "create", name, "--json").stdout)
+    headers = {"authorization": f"Bearer {record['api_key']}"}
+    return record, httpx.Client(base_url=stack.api_url, headers=headers, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def owned(stack: RunningStack) -> Iterator[Owned]:
+    record, api = client_for(stack, "owner")
+    failing = Receiver(record["webhook_secret"], respond=lambda n: 500)
+    with api:
+        job = api.post("/v1/jobs", json=transform_job(webhook_url=failing.url)).json()
+        [delivery] = deliveries_of(api, job["id"])
+        assert delivery["status"] == "dead"
+        items = {"type": "image.transform", "items": [transform_item()]}
+        batch = wait_for_batch(api, api.post("/v1/batches", json=items).json()["id"])
+        yield Owned(api, wait_for_status(api, job["id"]), batch, delivery, failing.url)
+    failing.close()
+
+
+@pytest.fixture(scope="module")
+def intruder(stack: RunningStack) -> Iterator[httpx.Client]:
+    _, api = client_for(stack, "intruder")
+    with api:
+        yield api
+
+
+PROBES = [
+    ("GET", "/v1/jobs/{job}"),
+    ("POST", "/v1/jobs/{job}/cancel"),
+    ("GET", "/v1/jobs/{job}/events"),
+    ("GET", "/v1/batches/{batch}"),
+    ("POST", "/v1/batches/{batch}/cancel"),
+    ("GET", "/v1/batches/{batch}/events"),
+    ("GET", "/v1/deliveries/{delivery}"),
+    ("POST", "/v1/deliveries/{delivery}/retry"),
+    ("DELETE", "/v1/dlq/{delivery}"),
+]
+
+
+def test_every_route_that_takes_an_id_is_probed():
+    """Guards this module: a new route with an id must be added to PROBES."""
+    routes = [*jobs.routes, *events.routes, *batches.routes, *deliveries.routes]
+    with_ids = {
+        (method, re.sub(r"\{(\w+)_id\}", r"{\1}", route.path))
+        for route in routes
+        if isinstance(route, Route) and "{" in route.path
+        for method in (route.methods or set()) - {"HEAD"}
+    }
+
+    assert with_ids == set(PROBES)
+
+
+@pytest.mark.parametrize(("method", "path"), PROBES)
+def test_another_clients_id_is_not_found(owned: Owned, intruder: httpx.Client, method, path):
+    ids = {"job": owned.job["id"], "batch": owned.batch["id"], "delivery": owned.delivery["id"]}
+
+    response = intruder.request(method, path.format(**ids))
+
+    assert response.status_code == 404
+    assert error_of(response)["code"].endswith("NOT_FOUND")
+    assert owned.webhook_url not in response.text and "metadata" not in response.text
+
+
+def test_another_clients_deliveries_are_not_listed(owned: Owned, intruder: httpx.Client):
+    dead = intruder.get("/v1/deliveries", params={"status": "dead"}).json()
+    dlq = intruder.get("/v1/dlq").json()
+
+    assert dead["data"] == [] and dlq["data"] == []
+
+
+def test_another_clients_dead_deliveries_are_not_replayed(owned: Owned, intruder: httpx.Client):
+    by_id = intruder.post("/v1/dlq/replay", json={"ids": [owned.delivery["id"]]}).json()
+    everything = intruder.post("/v1/dlq/replay", json={"all": True}).json()
+
+    assert by_id == everything == {"requeued": 0}
+    still_dead = owned.api.get("/v1/dlq").json()["data"]
+    assert owned.delivery["id"] in {d["id"] for d in still_dead}
+
+
+def test_the_owner_still_sees_what_was_probed(owned: Owned, intruder: httpx.Client):
+    intruder.delete(f"/v1/dlq/{owned.delivery['id']}")
+    intruder.post(f"/v1/jobs/{owned.job['id']}/cancel")
+
+    assert owned.api.get(f"/v1/jobs/{owned.job['id']}").json()["status"] == "succeeded"
+    assert owned.api.get(f"/v1/deliveries/{owned.delivery['id']}").json()["status"] == "dead"
+
+
+def test_a_tampered_file_link_is_refused(owned: Owned):
+    url = owned.job["output"]["images"][0]["url"]
+
+    response = httpx.get(url[:-4] + ("AAAA" if not url.endswith("AAAA") else "BBBB"))
+
+    assert response.status_code == 403
+    assert error_of(response)["code"] == "LINK_INVALID"
+
+
+# ---------------------------------------------------------------------------------------------
+# Security headers.
+
+API_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "cache-control": "no-store",
+    "referrer-policy": "no-referrer",
+    "x-frame-options": "DENY",
+    "content-security-policy": "default-src 'none'; frame-ancestors 'none'",
+}
+
+
+def headers_of(response: httpx.Response, names: dict[str, str]) -> dict[str, str | None]:
+    return {name: response.headers.get(name) for name in names}
+
+
+def test_json_responses_carry_the_security_headers(owned: Owned):
+    response = owned.api.get(f"/v1/jobs/{owned.job['id']}")
+
+    assert headers_of(response, API_HEADERS) == API_HEADERS
+
+
+def test_error_responses_carry_the_security_headers(stack: RunningStack):
+    unauthorized = httpx.get(f"{stack.api_url}/v1/jobs/job_x")
+    no_route = httpx.get(f"{stack.api_url}/nowhere")
+
+    assert headers_of(unauthorized, API_HEADERS) == API_HEADERS
+    assert headers_of(no_route, API_HEADERS) == API_HEADERS
+
+
+def test_image_files_are_inline_sandboxed_and_cacheable(owned: Owned):
+    response = httpx.get(owned.job["output"]["images"][0]["url"])
+
+    assert response.headers["content-type"] == "image/png"
+    assert response.headers["content-disposition"].startswith("inline;")
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert "sandbox" in response.headers["content-security-policy"]
+    assert response.headers["cache-control"].startswith("private, max-age=")
+
+
+def test_batch_results_file_is_a_download(owned: Owned):
+    response = httpx.get(owned.batch["results"]["url"])
+
+    assert response.headers["content-type"].startswith("application/x-ndjson")
+    assert response.headers["content-disposition"].startswith("attachment;")
+    assert "sandbox" in response.headers["content-security-policy"]
+
+
+def test_event_streams_keep_no_cache(owned: Owned):
+    with owned.api.stream("GET", f"/v1/jobs/{owned.job['id']}/events") as response:
+        response.read()
+
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert response.headers["cache-control"] == "no-cache"
+    assert response.headers["x-content-type-options"] == "nosniff"
+
+
+# ---------------------------------------------------------------------------------------------
+# The real app in this process: a bug answers 500 INTERNAL_ERROR, without a trace, a path or the
+# exception's text; a stored file of an unexpected type is never served as HTML.
+
+SECRET_KEY = "test-only-secret-key"
+
+
+async def _raise(request: Request) -> Response:
+    raise RuntimeError(f"boom: secret detail in {__file__}")
+
+
+@pytest.fixture
+def in_process_app(stack: RunningStack, tmp_path: Path) -> Iterator[str]:
+    """The real app, in this process, with one extra route that raises."""
+    settings = Settings.from_env(
+        {
+            "PIXHOOK_REDIS_URL": stack.redis_url,
+            "PIXHOOK_SECRET_KEY": SECRET_KEY,
+            "PIXHOOK_STORAGE": f"local:{tmp_path}",
+        }
+    )
+    app = create_app(settings)
+    app.router.routes.append(Route("/v1/bug", _raise, methods=["GET"]))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical"))
+    thread = threading.Thread(target=server.run)
+    thread.start()
+    try:
+        wait_for(lambda: server.started, "the in-process API", 10)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_an_unexpected_error_answers_500_without_internals(in_process_app: str):
+    response = httpx.get(f"{in_process_app}/v1/bug")
+
+    assert response.status_code == 500
+    assert error_of(response) == {
+        "code": "INTERNAL_ERROR",
+        "message": "an unexpected error occurred",
+        "field": None,
+    }
+    for internal in ("Traceback", "boom", "secret detail", __file__, "RuntimeError"):
+        assert internal not in response.text
+    assert headers_of(response, API_HEADERS) == API_HEADERS
+
+
+def test_a_stored_file_of_another_type_is_never_served_as_html(in_process_app: str, tmp_path):
+    (tmp_path / "page.html").write_text("<script>alert(document.cookie)</script>")
+    token = FileLinks(SECRET_KEY, 60).token("page.html", "text/html")
+
+    response = httpx.get(f"{in_process_app}/files/{token}")
+
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/octet-stream"
+    assert response.headers["content-disposition"].startswith("attachment;")
+    assert "sandbox" in response.headers["content-security-policy"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Logs never carry API keys, webhook secrets or image bytes.
+
+
+@pytest.fixture(scope="module")
+def logged_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    """A stack of this module's own, so that every line in its logs came from the workload."""
+    with local_stack(tmp_path_factory.mktemp("logged"), STACK_ENV) as running:
+        yield running
+
+
+def noise_png() -> bytes:
+    buffer = io.BytesIO()
+    Image.effect_noise((160, 120), 60).convert("RGB").save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def run_workload(stack: RunningStack) -> list[str]:
+    """A representative day: every secret it handles is returned, to be looked for in logs."""
+    record, api = client_for(stack, "logged")
+    secret, png = record["webhook_secret"], noise_png()
+    good, failing = Receiver(secret), Receiver(secret, respond=lambda n: 500)
+    multipart = {"job": json.dumps({"type": "image.transform", "input": {"width": 50}})}
+    try:
+        with api:
+            job = api.post("/v1/jobs", json=transform_job(png, webhook_url=good.url)).json()
+            api.post("/v1/jobs", files={"image": png}, data=multipart)
+            dead = api.post("/v1/jobs", json=transform_job(png, webhook_url=failing.url)).json()
+            [delivery] = deliveries_of(api, dead["id"])
+            api.post("/v1/dlq/replay", json={"ids": [delivery["id"]]})
+            rotated = pixhook(stack, "clients", "rotate-secret", record["id"], "--overlap", "1h")
+            new_secret = rotated.stdout.split()[1]
+            api.post("/v1/jobs", json=transform_job(png, webhook_url=good.url))
+            good.wait_for(2)
+            wait_for_status(api, job["id"])
+            api.post("/v1/batches", json={"type": "image.transform", "items": [transform_item()]})
+        new_key = pixhook(stack, "clients", "rotate-key", record["id"]).stdout.split()[1]
+        httpx.get(f"{stack.api_url}/v1/jobs/job_x", headers={"authorization": f"Bearer {new_key}"})
+        pixhook(stack, "clients", "revoke", record["id"])
+        wrong_key = "phk_" + "w" * 43
+        for key in (record["api_key"], new_key, wrong_key):
+            httpx.get(f"{stack.api_url}/v1/jobs", headers={"authorization": f"Bearer {key}"})
+        time.sleep(1)  # the last deliveries and their log lines
+    finally:
+        good.close()
+        failing.close()
+    image = base64.b64encode(png).decode()
+    middle = len(image) // 2
+    return [
+        record["api_key"],
+        new_key,
+        wrong_key,
+        stack.client.api_key,
+        *(s for whole in (secret, new_secret) for s in (whole, whole.removeprefix("whsec_"))),
+        image[middle : middle + 48],
+    ]
+
+
+def test_logs_never_carry_keys_secrets_or_image_bytes(logged_stack: RunningStack):
+    needles = run_workload(logged_stack)
+
+    workdir = logged_stack.files_dir.parent
+    logs = {path: path.read_text(errors="replace") for path in workdir.glob("**/*.log")}
+
+    assert "POST /v1/jobs" in logs[workdir / "logs" / "api.log"]  # the logs were written
+    for path, text in logs.items():
+        for needle in needles:
+            assert needle not in text, f"{path.name} carries {needle[:12]}…"
