@@ -176,7 +176,10 @@ async def _store(
 
 
 def _int(raw: dict[str, Any], name: str, default: int | None, low: int, high: int) -> int | None:
-    value = raw.get(name, default)
+    # An explicit null asks for the default, as leaving the field out does.
+    value = raw.get(name)
+    if value is None:
+        value = default
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
@@ -188,10 +191,7 @@ def _int(raw: dict[str, Any], name: str, default: int | None, low: int, high: in
 
 def _side(raw: dict[str, Any], name: str, high: int) -> int:
     value = _int(raw, name, 1024, 64, high)
-    if value is None:  # an explicit null; it reached an assert and answered 500
-        raise InvalidInput(
-            f"{name} must be a whole number from 64 to {high}", field=f"input.{name}"
-        )
+    assert value is not None  # it has a default
     if value % 8:
         raise InvalidInput(f"{name} must be a multiple of 8", field=f"input.{name}")
     return value
