@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
 from service.ids import new_id
+from service.records import known_fields
 from webhooks.signing import generate_secret
 
 API_KEY_PREFIX = "phk_"
@@ -33,7 +34,7 @@ class ClientLimits:
 
     @classmethod
     def from_json(cls, raw: bytes | str | None) -> ClientLimits:
-        return cls(**json.loads(raw)) if raw else cls()
+        return cls(**known_fields(cls, json.loads(raw))) if raw else cls()
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ from typing import Any, Literal
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
+from service.records import known_fields
+
 JobStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
 TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "canceled"})
 _ALLOWED: dict[str, frozenset[str]] = {
@@ -47,7 +49,7 @@ class Job:
     def from_json(cls, raw: bytes | str) -> Job:
         data = json.loads(raw)
         data["webhook_events"] = tuple(data["webhook_events"])
-        return cls(**data)
+        return cls(**known_fields(cls, data))
 
 
 class JobStore:
