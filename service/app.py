@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.admission import RateLimitHeaders
 from service.config import Settings
 from service.errors import ApiError, TooManyRequests
+from service.job_metrics import JobMetrics
+from service.logs import bind, request_id
 from service.routes import batches, deliveries, events, files, jobs, metrics, schema, system
 from service.runtime import Runtime
 from service.security_headers import API_HEADERS, SecurityHeaders, add_missing
+from service.storage import StorageUnavailable
 
 log = logging.getLogger("pixhook.api")
 
@@ -44,7 +50,11 @@ def create_app(settings: Settings) -> Starlette:
             *schema.routes,
         ],
         lifespan=lifespan,
-        middleware=[Middleware(SecurityHeaders), Middleware(RateLimitHeaders)],
+        middleware=[
+            Middleware(RequestIds),
+            Middleware(SecurityHeaders),
+            Middleware(RateLimitHeaders),
+        ],
         exception_handlers={
             ApiError: _api_error,
             HTTPException: _http_error,
@@ -52,6 +62,41 @@ def create_app(settings: Settings) -> Starlette:
             Exception: _unexpected_error,
         },
     )
+
+
+class RequestIds:
+    """Each request runs under its `X-Request-ID` (the caller's, or a new one), which the response
+    echoes and every line logged for it carries; one line per request replaces uvicorn's."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        header = dict(scope["headers"]).get(b"x-request-id")
+        rid = request_id(header.decode("latin-1") if header is not None else None)
+        started, status = time.perf_counter(), [500]
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+                MutableHeaders(scope=message)["x-request-id"] = rid
+            await send(message)
+
+        with bind(request_id=rid):
+            try:
+                await self.app(scope, receive, send_with_id)
+            finally:
+                # The path only: a query string is the caller's, and may hold what must not be kept.
+                log.info(
+                    "%s %s %d %.1fms",
+                    scope["method"],
+                    scope["path"],
+                    status[0],
+                    (time.perf_counter() - started) * 1000,
+                )
 
 
 def error_response(
@@ -67,6 +112,8 @@ async def _api_error(request: Request, exc: Exception) -> Response:
     response = error_response(exc.status_code, exc.code, exc.message, exc.field)
     if isinstance(exc, TooManyRequests):
         response.headers["Retry-After"] = str(exc.retry_after_s)
+    if isinstance(exc, StorageUnavailable):
+        await JobMetrics(request.app.state.runtime.redis).storage_failed(exc.operation)
     return response
 
 

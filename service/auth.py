@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
+from service import logs
 from service.admission import admit_request
 from service.clients import Client
 from service.errors import Unauthorized
@@ -27,5 +28,6 @@ async def authenticate(request: Request) -> Client:
     if client is None:
         raise Unauthorized("the API key is not valid")
     request.state.client = client
+    logs.add(client_id=client.id)  # every later line of this request names its client
     await admit_request(request, runtime(request), client)
     return client

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
 import signal
 import sys
@@ -17,15 +16,14 @@ from typing import Any
 
 from service.clients import Client, ClientLimits, ClientRevoked, NewClient, client_store
 from service.config import ConfigError, Settings
+from service.logs import LogFormat, setup_logging
 from webhooks.schedule import parse_duration
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    # One line per HTTP request drowns what matters; failures are logged by our own code.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
+        setup_logging(_log_format(args))
         result: int = args.run(args)
         return result
     except ConfigError as exc:
@@ -33,9 +31,25 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def _log_format(args: argparse.Namespace) -> LogFormat:
+    """JSON for the services a log collector reads; text for people at a terminal."""
+    chosen = args.log_format or os.environ.get("PIXHOOK_LOG_FORMAT", "")
+    if chosen == "":
+        return "json" if args.command in ("api", "worker") else "text"
+    if chosen not in ("json", "text"):
+        raise ConfigError("PIXHOOK_LOG_FORMAT", f"must be json or text, not {chosen!r}")
+    return "json" if chosen == "json" else "text"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pixhook", description="Asynchronous image jobs with signed webhooks."
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=["json", "text"],
+        help="log lines as JSON objects or text (PIXHOOK_LOG_FORMAT; default: json for api "
+        "and worker, text otherwise)",
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -127,6 +141,10 @@ def _api(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         log_level="info",
+        # Our own logging (service/logs.py) formats uvicorn's lines; the API logs each request
+        # itself, with its request id, in place of uvicorn's access log.
+        log_config=None,
+        access_log=False,
         # Open event streams never end by themselves: on SIGTERM they are cut after the grace.
         timeout_graceful_shutdown=int(settings.shutdown_grace_s),
     )
@@ -145,7 +163,9 @@ def _dev(args: argparse.Namespace) -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="pixhook-dev-"))
     try:
-        with local_stack(workdir, port=args.port) as stack:
+        # The children log as text, for a person reading them, unless told otherwise.
+        log_format = {"PIXHOOK_LOG_FORMAT": os.environ.get("PIXHOOK_LOG_FORMAT", "text")}
+        with local_stack(workdir, log_format, port=args.port) as stack:
             print(f"pixhook dev is running (logs in {workdir / 'logs'})")
             print(f"  API             {stack.api_url}")
             print(f"  Redis           {stack.redis_url}")

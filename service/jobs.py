@@ -10,6 +10,7 @@ from typing import Any, Literal
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
+from service.job_metrics import JobMetrics
 from service.records import known_fields
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
@@ -41,6 +42,8 @@ class Job:
     # Items of a batch: which batch, and the item's position in it (see service/batches/).
     batch_id: str | None = None
     batch_index: int | None = None
+    # The X-Request-ID of the request that created the job, so the worker's log lines carry it.
+    request_id: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -57,6 +60,7 @@ class JobStore:
         self._redis = redis
         self._retention_ms = int(retention_s * 1000)
         self._prefix = prefix
+        self._metrics = JobMetrics(redis, prefix)
 
     def _key(self, job_id: str) -> str:
         return f"{self._prefix}:job:{job_id}"
@@ -107,6 +111,8 @@ class JobStore:
                     pipe.set(key, updated.to_json(), keepttl=True)
                     if status in TERMINAL:
                         pipe.zrem(self.unfinished_key(job.client_id), job_id)
+                    # In the transaction: a change is counted exactly once, whoever makes it.
+                    await self._metrics.transitioned(job, updated, client=pipe)
                     await pipe.execute()
                     return updated
                 except WatchError:

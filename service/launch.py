@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 from service.ids import new_id
 from service.jobs import Job
+from service.logs import bound
 from service.queue import enqueue_job
 from service.runtime import Runtime
 from service.storage import job_file_key
 from service.submission import Submission
+
+log = logging.getLogger("pixhook.jobs")
 
 
 async def launch_job(
@@ -45,9 +49,17 @@ async def launch_job(
         webhook_events=submission.webhook_events,
         batch_id=batch_id,
         batch_index=batch_index,
+        # The worker logs the job under the request that created it (service/logs.py).
+        request_id=bound("request_id"),
     )
     if not await runtime.jobs.create(job):
         existing = await runtime.jobs.get(job_id)
         job = existing if existing is not None else job
     await enqueue_job(runtime.redis, job.id)
+    log.info(
+        "queued %s job %s",
+        job.type,
+        job.id,
+        extra={"job_id": job.id, "client_id": client_id, "batch_id": batch_id},
+    )
     return job

@@ -11,8 +11,11 @@ from service.batches.engine import job_ended
 from service.errors import JobFailure, NotFound, ServiceUnavailable
 from service.events import publish_status
 from service.fetch import fetch_image
+from service.job_metrics import JobMetrics
 from service.jobs import TERMINAL, Job
+from service.logs import bind
 from service.runtime import Runtime
+from service.storage import StorageUnavailable
 from service.streams import append_event
 from service.tasks import JOB_TYPES
 from service.tasks.context import TaskContext
@@ -24,8 +27,18 @@ async def execute(runtime: Runtime, job_id: str) -> None:
     """Safe to call again for the same job: arq may run it twice after a worker dies."""
     job = await runtime.jobs.get(job_id)
     if job is None:
-        log.warning("job %s is gone (expired?); nothing to run", job_id)
+        log.warning("job %s is gone (expired?); nothing to run", job_id, extra={"job_id": job_id})
         return
+    # The job's lines carry the request that created it, as the API's lines for it do.
+    context = bind(
+        job_id=job.id, client_id=job.client_id, batch_id=job.batch_id, request_id=job.request_id
+    )
+    with context:
+        await _resume(runtime, job)
+
+
+async def _resume(runtime: Runtime, job: Job) -> None:
+    job_id = job.id
     if job.status in TERMINAL:
         # A rerun after a crash: the job ended, but its final event may not have been queued.
         await _announce_end(runtime, job)
@@ -37,6 +50,7 @@ async def execute(runtime: Runtime, job_id: str) -> None:
             return
         await publish_status(runtime, started)
         job = started
+    log.info("running %s job %s", job.type, job.id)
     await _finish(runtime, job)
 
 
@@ -47,6 +61,8 @@ async def _finish(runtime: Runtime, job: Job) -> None:
     except JobFailure as exc:
         finished = await runtime.jobs.transition(job.id, "failed", error=_error(exc))
     except ServiceUnavailable as exc:
+        if isinstance(exc, StorageUnavailable):
+            await JobMetrics(runtime.redis).storage_failed(exc.operation)
         failure = JobFailure(exc.message, code=exc.code)
         finished = await runtime.jobs.transition(job.id, "failed", error=_error(failure))
     except TimeoutError:
@@ -62,8 +78,11 @@ async def _finish(runtime: Runtime, job: Job) -> None:
         finished = await runtime.jobs.transition(job.id, "succeeded", output=output)
     if finished is None:
         # Canceled while it ran: the cancel already announced the final status.
+        log.info("job %s was canceled while it ran", job.id)
         await _publish_latest(runtime, job.id)
         return
+    code = f" ({finished.error['code']})" if finished.error else ""
+    log.info("job %s %s%s", job.id, finished.status, code)
     await _announce_end(runtime, finished)
 
 

@@ -213,7 +213,7 @@ class S3Storage:
                 CacheControl=f"private, max-age={self.expires_s}",
             )
         except (BotoCoreError, ClientError) as exc:
-            raise _unavailable(exc) from exc
+            raise _unavailable(exc, "put") from exc
 
     def _read(self, object_key: str) -> bytes:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -225,9 +225,9 @@ class S3Storage:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
                 raise NotFound("stored file is gone", code="FILE_NOT_FOUND") from exc
-            raise _unavailable(exc) from exc
+            raise _unavailable(exc, "get") from exc
         except BotoCoreError as exc:
-            raise _unavailable(exc) from exc
+            raise _unavailable(exc, "get") from exc
 
     async def start_parts(self, key: str, *, media_type: str) -> str:
         return await asyncio.to_thread(self._start_parts, key, media_type)
@@ -249,7 +249,7 @@ class S3Storage:
                 CacheControl=f"private, max-age={self.expires_s}",
             )
         except (BotoCoreError, ClientError) as exc:
-            raise _unavailable(exc) from exc
+            raise _unavailable(exc, "parts") from exc
         return upload["UploadId"]
 
     def _put_part(self, key: str, upload_id: str, number: int, data: bytes) -> None:
@@ -264,7 +264,7 @@ class S3Storage:
                 Body=data,
             )
         except (BotoCoreError, ClientError) as exc:
-            raise _unavailable(exc) from exc
+            raise _unavailable(exc, "parts") from exc
 
     def _finish_parts(self, key: str, upload_id: str, count: int) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -287,9 +287,9 @@ class S3Storage:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "NoSuchUpload":
                 return  # completed already, by us or by a worker that died right after
-            raise _unavailable(exc) from exc
+            raise _unavailable(exc, "parts") from exc
         except BotoCoreError as exc:
-            raise _unavailable(exc) from exc
+            raise _unavailable(exc, "parts") from exc
 
     def url(self, key: str, media_type: str) -> str:
         # Signed locally with the client's credentials: no request to S3.
@@ -329,9 +329,17 @@ def parse_s3_spec(spec: str) -> tuple[str, str]:
     return bucket, prefix.strip("/")
 
 
-def _unavailable(exc: Exception) -> ServiceUnavailable:
-    # An outage of the store, not the caller's fault: the API answers 503, a job fails with it.
-    return ServiceUnavailable(f"storage is unavailable: {exc}", code="STORAGE_UNAVAILABLE")
+class StorageUnavailable(ServiceUnavailable):
+    """An outage of the store, not the caller's fault: the API answers 503, a job fails with it.
+    `operation` (put, get or parts) is what failed, for `pixhook_storage_errors_total`."""
+
+    def __init__(self, message: str, *, operation: str) -> None:
+        super().__init__(message, code="STORAGE_UNAVAILABLE")
+        self.operation = operation
+
+
+def _unavailable(exc: Exception, operation: str) -> StorageUnavailable:
+    return StorageUnavailable(f"storage is unavailable: {exc}", operation=operation)
 
 
 def s3_client(endpoint_url: str, region: str) -> S3Client:

@@ -176,7 +176,11 @@ class Dispatcher:
             await self._attempt_and_record(delivery, token)
         except Exception:
             # The lease runs out and the delivery is tried again: at least once, never lost.
-            log.exception("delivery %s: attempt could not be completed", delivery.id)
+            log.exception(
+                "delivery %s: attempt could not be completed",
+                delivery.id,
+                extra={"delivery_id": delivery.id, "client_id": delivery.owner},
+            )
 
     async def _attempt_and_record(self, delivery: Delivery, token: str) -> None:
         started_at = time.time()
@@ -212,6 +216,7 @@ class Dispatcher:
                 delivery.host,
                 attempt.number,
                 result.error_code,
+                extra={"delivery_id": delivery.id, "client_id": delivery.owner},
             )
 
     async def _send(self, delivery: Delivery) -> AttemptResult:

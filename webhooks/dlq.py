@@ -116,6 +116,7 @@ class DeadLetters:
                     delivery.event_id,
                     urlsplit(delivery.url).hostname,
                     self.policy.retention_s,
+                    extra={"delivery_id": delivery.id, "client_id": delivery.owner},
                 )
                 purged.append(delivery)
         return purged

@@ -167,6 +167,7 @@ class ProviderLimits:
     ) -> None:
         self._redis = redis
         self._policy = policy
+        self.provider, self.model = provider, model  # for the metrics of the calls it admits
         # Braces: one Redis Cluster hash slot per model, as the scripts touch several of its keys.
         model_key = f"{prefix}:provider:{provider}:{{{model}}}"
         self._rate_key = f"{model_key}:rate"

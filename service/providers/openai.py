@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 
 from service.config import Settings
 from service.fetch import tls_context
+from service.job_metrics import JobMetrics
 from service.providers.chat_stream import read_stream
 from service.providers.errors import (
     PROVIDER_AUTH,
@@ -64,11 +65,16 @@ _IMAGE_TOKENS = 765
 
 class OpenAIClient:
     def __init__(
-        self, config: ProviderConfig, http: httpx.AsyncClient, limits: ProviderLimits
+        self,
+        config: ProviderConfig,
+        http: httpx.AsyncClient,
+        limits: ProviderLimits,
+        metrics: JobMetrics | None = None,
     ) -> None:
         self._config = config
         self._http = http
         self._limits = limits
+        self._metrics = metrics
 
     async def post_json(
         self, path: str, body: dict[str, Any], *, tokens: int | None = None
@@ -120,14 +126,28 @@ class OpenAIClient:
     async def _limited(self, send: _Send, attempt: int, tokens: int) -> dict[str, Any]:
         # Every attempt, retries included, counts against the limits all workers share.
         async with self._limits.slot(tokens) as admission:
+            sent = time.perf_counter()
             try:
                 reply = await send(attempt)
             except ProviderError as exc:
+                if exc.status == 429:
+                    await self._count(throttled=True)
                 if exc.status == 429 and exc.retryable:
                     await self._limits.throttled(admission, exc.retry_after_s)
                 raise
+            await self._count(seconds=time.perf_counter() - sent)
             await self._limits.settle(admission, _total_tokens(reply))
             return reply
+
+    async def _count(self, *, seconds: float = 0.0, throttled: bool = False) -> None:
+        # Only replies and 429s: a model name the provider refuses never becomes a label.
+        if self._metrics is None:
+            return
+        provider, model = self._limits.provider, self._limits.model
+        if throttled:
+            await self._metrics.provider_throttled(provider, model)
+        else:
+            await self._metrics.provider_replied(provider, model, seconds)
 
     async def _post_once(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -330,12 +350,12 @@ async def open_client(
         min_factor=settings.provider_min_rate_factor,
         recovery_s=settings.provider_rate_recovery_s,
     )
-    limits = ProviderLimits(redis, "openai", model, policy)
+    limits, metrics = ProviderLimits(redis, "openai", model, policy), JobMetrics(redis)
     if http is not None:
-        yield OpenAIClient(config, http, limits)
+        yield OpenAIClient(config, http, limits, metrics)
         return
     async with provider_http() as own:
-        yield OpenAIClient(config, own, limits)
+        yield OpenAIClient(config, own, limits, metrics)
 
 
 def provider_http() -> httpx.AsyncClient:

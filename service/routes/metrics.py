@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from arq.constants import in_progress_key_prefix
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from service.auth import runtime
+from service.job_metrics import JobGauges, JobMetrics, job_metric_families, oldest_queued_age_s
 from service.queue import JOB_QUEUE
 from webhooks.metrics import DeliveryGauges, delivery_metric_families
 
@@ -34,13 +36,12 @@ async def metrics(request: Request) -> Response:
         open_circuits=await rt.circuits.open_count(),
     )
     families = list(delivery_metric_families(await rt.delivery_metrics.snapshot(), gauges))
-    families.append(
-        GaugeMetricFamily(
-            "pixhook_jobs_queued",
-            "Image jobs waiting in the jobs queue",
-            value=await rt.redis.zcard(JOB_QUEUE),
-        )
+    job_gauges = JobGauges(
+        queued=await rt.redis.zcard(JOB_QUEUE),
+        oldest_queued_age_s=await oldest_queued_age_s(rt.redis, JOB_QUEUE, in_progress_key_prefix),
+        batches_running=len(await rt.batches.running()),
     )
+    families += job_metric_families(await JobMetrics(rt.redis).snapshot(), job_gauges)
     registry = CollectorRegistry()
     registry.register(_Snapshot(families))
     return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")

@@ -1,0 +1,156 @@
+"""Job, provider and queue figures on `/metrics`, read from the real API as Prometheus would."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from service.devstack import RunningStack, free_port, local_stack
+from service.storage import S3Storage, StorageUnavailable, s3_client
+from tests.conftest import STACK_ENV
+from tests.helpers import image_bytes, transform_job, wait_for_status
+from tests.openai_standin import API_KEY, Answer, OpenAIStandIn
+from tests.servers import Response, Scripted
+
+
+@pytest.fixture(scope="module")
+def stack(
+    tmp_path_factory: pytest.TempPathFactory, openai_standin: OpenAIStandIn
+) -> Iterator[RunningStack]:
+    """This module's own stack: one job at a time, so a second job has to wait in the queue."""
+    env = {
+        **STACK_ENV,
+        "PIXHOOK_JOB_CONCURRENCY": "1",
+        "PIXHOOK_OPENAI_BASE_URL": openai_standin.base_url,
+        "PIXHOOK_OPENAI_API_KEY": API_KEY,
+        "PIXHOOK_PROVIDER_BACKOFF": "50ms",
+    }
+    with local_stack(tmp_path_factory.mktemp("metrics"), env) as running:
+        yield running
+
+
+def samples(api: httpx.Client) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    response = api.get("/metrics")
+    assert response.status_code == 200
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(response.text)
+        for s in family.samples
+    }
+
+
+def value(read: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str):
+    return read.get((name, frozenset(labels.items())), 0.0)
+
+
+def run(api: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
+    response = api.post("/v1/jobs", json=body)
+    assert response.status_code == 202, response.text
+    return wait_for_status(api, response.json()["id"])
+
+
+def test_finished_jobs_are_counted_by_type_and_outcome(api, serve):
+    not_an_image = serve(Scripted(lambda n: Response(200, {"content-type": "image/jpeg"}, b"no")))
+    before = samples(api)
+
+    assert run(api, transform_job())["status"] == "succeeded"
+    failing = transform_job()
+    failing["input"]["image"] = {"url": not_an_image.url("/fake.jpg")}
+    failed = run(api, failing)
+
+    after = samples(api)
+    assert failed["error"]["code"] == "INVALID_IMAGE"
+    for name, labels, added in [
+        ("pixhook_jobs_finished_total", {"outcome": "succeeded"}, 1),
+        ("pixhook_jobs_finished_total", {"outcome": "failed"}, 1),
+        ("pixhook_job_failures_total", {"code": "INVALID_IMAGE"}, 1),
+        ("pixhook_job_run_seconds_count", {}, 2),
+    ]:
+        labels["type"] = "image.transform"
+        assert value(after, name, **labels) - value(before, name, **labels) == added, name
+
+
+def test_run_and_wait_histograms_count_every_job(api):
+    before = samples(api)
+
+    run(api, transform_job())
+
+    after = samples(api)
+    labels = {"type": "image.transform"}
+    for name in ("pixhook_job_run_seconds", "pixhook_job_wait_seconds"):
+        count = value(after, f"{name}_count", **labels)
+        assert count - value(before, f"{name}_count", **labels) == 1
+        assert value(after, f"{name}_bucket", le="+Inf", **labels) == count
+        assert value(after, f"{name}_bucket", le="300.0", **labels) == count
+
+
+@pytest.fixture
+def held_image(serve) -> Iterator[tuple[str, threading.Event]]:
+    """An image URL that answers only once released: a job fetching it stays `running`."""
+    release = threading.Event()
+
+    def respond(n: int) -> Response:
+        release.wait(15)
+        return Response(200, {"content-type": "image/jpeg"}, image_bytes())
+
+    server = serve(Scripted(respond))
+    yield server.url("/held.jpg"), release
+    release.set()
+
+
+def test_oldest_queued_job_age_grows_while_the_worker_is_busy(api, held_image):
+    url, release = held_image
+    busy = transform_job()
+    busy["input"]["image"] = {"url": url}
+    first = api.post("/v1/jobs", json=busy).json()["id"]
+    while api.get(f"/v1/jobs/{first}").json()["status"] != "running":
+        time.sleep(0.05)
+    waiting = api.post("/v1/jobs", json=transform_job()).json()["id"]
+    time.sleep(0.5)
+
+    age = value(samples(api), "pixhook_jobs_oldest_queued_age_seconds")
+    release.set()
+
+    assert age >= 0.4
+    assert wait_for_status(api, waiting)["status"] == "succeeded"
+    assert value(samples(api), "pixhook_jobs_oldest_queued_age_seconds") == 0
+
+
+def test_provider_429_and_latency_are_counted_by_model(api, openai_standin):
+    openai_standin.script([Answer(429, {"retry-after-ms": "50"})])
+    labels = {"provider": "openai", "model": "gpt-image-1"}
+    before = samples(api)
+
+    prompt = {"prompt": "a red square", "width": 256, "height": 256}
+    job = run(api, {"type": "image.generate", "input": prompt})
+
+    after = samples(api)
+    assert job["status"] == "succeeded", job
+    assert (
+        value(after, "pixhook_provider_throttled_total", **labels)
+        - value(before, "pixhook_provider_throttled_total", **labels)
+        == 1
+    )
+    count = "pixhook_provider_request_seconds_count"
+    assert value(after, count, **labels) - value(before, count, **labels) == 1
+
+
+def test_running_batches_are_a_gauge(api):
+    assert ("pixhook_batches_running", frozenset()) in samples(api)
+
+
+def test_a_storage_outage_is_an_error_of_its_operation():
+    """The evidence `pixhook_storage_errors_total{operation}` is counted from."""
+    storage = S3Storage(s3_client(f"http://127.0.0.1:{free_port()}", "us-east-1"), "b", "", 60)
+
+    with pytest.raises(StorageUnavailable) as raised:
+        asyncio.run(storage.put("a/b.png", b"x"))
+
+    assert (raised.value.code, raised.value.operation) == ("STORAGE_UNAVAILABLE", "put")
