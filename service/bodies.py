@@ -60,7 +60,7 @@ async def read_form(
     request: Request, body: bytes, *, fields: tuple[str, ...], files: tuple[str, ...]
 ) -> dict[str, Any]:
     """A multipart body's text `fields` (str) and `files` (bytes), every one of them required."""
-    replayed = Request(request.scope, _replay(body))
+    replayed = Request(request.scope, replay_receive(body))
     found: dict[str, Any] = {}
     try:
         async with replayed.form(max_files=len(files), max_fields=len(fields) + 4) as form:
@@ -84,7 +84,7 @@ async def read_form(
 async def _read_multipart(
     request: Request, body: bytes, shape: JsonShape
 ) -> tuple[Any, bytes | None]:
-    replayed = Request(request.scope, _replay(body))
+    replayed = Request(request.scope, replay_receive(body))
     try:
         async with replayed.form(max_files=1, max_fields=8) as form:
             job_part = form.get("job")
@@ -101,7 +101,8 @@ async def _read_multipart(
     return parse_json(job_part.encode(), shape), image
 
 
-def _replay(body: bytes) -> Any:
+def replay_receive(body: bytes) -> Any:
+    """A `receive` that hands an ASGI app a body read already."""
     sent = False
 
     async def receive() -> Message:

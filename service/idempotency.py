@@ -28,9 +28,8 @@ from collections.abc import Awaitable, Callable
 from python_multipart.multipart import parse_options_header
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Message
 
-from service.bodies import read_body
+from service.bodies import read_body, replay_receive
 from service.clients import Client
 from service.errors import Conflict, InvalidInput
 from service.runtime import Runtime
@@ -106,7 +105,8 @@ async def idempotent(
                 field=KEY_HEADER,
             )
         await asyncio.sleep(_POLL_S)
-    return await _create_once(runtime, record, token, Request(request.scope, _replay(body)), create)
+    replayed = Request(request.scope, replay_receive(body))
+    return await _create_once(runtime, record, token, replayed, create)
 
 
 async def _create_once(
@@ -151,17 +151,3 @@ def _replay_response(status_code: int, body: bytes) -> Response:
     return Response(
         body, status_code, headers={REPLAYED_HEADER: "true"}, media_type="application/json"
     )
-
-
-def _replay(body: bytes) -> Callable[[], Awaitable[Message]]:
-    """A `receive` that hands the handler the body this module has read already."""
-    sent = False
-
-    async def receive() -> Message:
-        nonlocal sent
-        if sent:
-            return {"type": "http.disconnect"}
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return receive
