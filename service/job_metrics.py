@@ -151,7 +151,7 @@ def job_metric_families(counters: dict[str, float], gauges: JobGauges) -> Iterat
         ["provider", "model"],
     )
     for name, help_text, value in (
-        ("pixhook_jobs_queued", "Image jobs waiting in the jobs queue", gauges.queued),
+        ("pixhook_jobs_queued", "Image jobs queued or running: work in hand", gauges.queued),
         (
             "pixhook_jobs_oldest_queued_age_seconds",
             "How long the oldest waiting job has waited",
