@@ -4,7 +4,7 @@ job types' and views' own schemas (service/routes/schema.py assembles them per r
 from __future__ import annotations
 
 from service import imaging
-from service.batches.engine import batch_schema
+from service.batches.views import batch_schema
 from service.config import Settings
 from service.events import SUBSCRIPTIONS
 from service.idempotency import KEY_HEADER, MAX_KEY_CHARS, REPLAYED_HEADER

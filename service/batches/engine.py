@@ -14,11 +14,11 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Collection
 from dataclasses import replace
-from typing import Any, get_args
+from typing import Any
 
 from service.batches.store import REFUSED, Batch, BatchStatus, Outcome
+from service.batches.views import batch_view
 from service.errors import InvalidInput
 from service.events import publish_status
 from service.jobs import TERMINAL, Job
@@ -27,13 +27,12 @@ from service.queue import enqueue_job
 from service.runtime import Runtime
 from service.streams import append_event
 from service.submission import parse_submission
-from service.views import iso, job_view
+from service.views import job_view
 from webhooks.events import event_body, utc_timestamp
 from webhooks.outbox import submit
 
 log = logging.getLogger("pixhook.batches")
 
-RESULTS_MEDIA_TYPE = "application/x-ndjson"
 PROGRESS_STEP = 0.05  # a progress event at least every 5% of the items...
 STALLED_CLOSE_S = 60.0  # ...and a batch whose finisher died is finished by `reconcile` after this
 _LOCK_TTL_S = 120.0
@@ -322,102 +321,3 @@ async def _publish(runtime: Runtime, batch: Batch, event_type: str) -> None:
         url=batch.webhook_url,
         payload=event_body(event_type, event_id, data, utc_timestamp()),
     )
-
-
-def batch_view(batch: Batch, failures: list[dict[str, Any]], runtime: Runtime) -> dict[str, Any]:
-    """A batch as callers see it, in `GET /v1/batches/{id}` and in batch events."""
-    public_url = runtime.settings.public_url
-    ended = batch.status != "running"
-    results = None
-    if ended:
-        results = {
-            "url": runtime.storage.url(batch.results_key, RESULTS_MEDIA_TYPE),
-            "media_type": RESULTS_MEDIA_TYPE,
-            "lines": batch.result_lines,
-        }
-    return {
-        "id": batch.id,
-        "object": "batch",
-        "type": batch.type,
-        "status": batch.status,
-        "created_at": iso(batch.created_at),
-        "started_at": iso(batch.started_at),
-        "finished_at": iso(batch.finished_at),
-        "counts": {
-            "total": batch.total,
-            "pending": batch.total - batch.done - batch.in_flight,
-            "in_flight": batch.in_flight,
-            "succeeded": batch.succeeded,
-            "failed": batch.failed,
-            "canceled": batch.canceled,
-        },
-        "progress": round(batch.done / batch.total, 4) if batch.total else 1.0,
-        "concurrency": batch.concurrency,
-        "item_webhooks": batch.item_webhooks,
-        "webhook_url": batch.webhook_url,
-        "webhook_events": list(batch.webhook_events),
-        "metadata": batch.metadata,
-        "failures": failures,
-        "results": results,
-        "urls": {
-            "self": f"{public_url}/v1/batches/{batch.id}",
-            "events": f"{public_url}/v1/batches/{batch.id}/events",
-            "cancel": f"{public_url}/v1/batches/{batch.id}/cancel",
-        },
-    }
-
-
-def batch_schema(types: Collection[str], subscriptions: Collection[str]) -> dict[str, Any]:
-    """JSON Schema of `batch_view`, for /openapi.json: change them together."""
-    count = {"type": "integer", "minimum": 0}
-    url = {"type": "string", "format": "uri"}
-    stamp = {"type": "string", "format": "date-time"}
-    error = _closed(
-        {
-            "code": {"type": "string"},
-            "message": {"type": "string"},
-            "field": {"type": ["string", "null"]},
-        },
-        optional={"field"},  # a job's own error has none; an item refused at intake has one
-    )
-    counts = ("total", "pending", "in_flight", "succeeded", "failed", "canceled")
-    return _closed(
-        {
-            "id": {"type": "string"},
-            "object": {"const": "batch"},
-            "type": {"enum": sorted(types)},
-            "status": {"enum": list(get_args(BatchStatus))},
-            "created_at": stamp,
-            "started_at": {"anyOf": [stamp, {"type": "null"}]},
-            "finished_at": {"anyOf": [stamp, {"type": "null"}]},
-            "counts": _closed({name: count for name in counts}),
-            "progress": {"type": "number", "minimum": 0, "maximum": 1},
-            "concurrency": {"type": "integer", "minimum": 1},
-            "item_webhooks": {"type": "boolean"},
-            "webhook_url": {"type": ["string", "null"]},
-            "webhook_events": {"type": "array", "items": {"enum": sorted(subscriptions)}},
-            "metadata": {"type": "object"},
-            "failures": {
-                "type": "array",
-                "items": _closed({"index": {"type": "integer", "minimum": 0}, "error": error}),
-            },
-            "results": {
-                "anyOf": [
-                    _closed(
-                        {"url": url, "media_type": {"const": RESULTS_MEDIA_TYPE}, "lines": count}
-                    ),
-                    {"type": "null"},
-                ]
-            },
-            "urls": _closed({"self": url, "events": url, "cancel": url}),
-        }
-    )
-
-
-def _closed(properties: dict[str, Any], *, optional: Collection[str] = ()) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "properties": properties,
-        "required": [name for name in properties if name not in optional],
-        "additionalProperties": False,
-    }

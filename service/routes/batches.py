@@ -13,6 +13,7 @@ from service.auth import authenticate, runtime
 from service.batches import engine
 from service.batches.intake import read_batch_request
 from service.batches.store import Batch
+from service.batches.views import RESULTS_MEDIA_TYPE, batch_view
 from service.errors import InvalidInput, NotFound
 from service.idempotency import idempotent
 from service.ids import new_id
@@ -43,7 +44,7 @@ async def _create_batch(request: Request) -> Response:
         total=len(intake.entries),
         concurrency=intake.concurrency,
         results_key=results_key,
-        upload_id=await rt.storage.start_parts(results_key, media_type=engine.RESULTS_MEDIA_TYPE),
+        upload_id=await rt.storage.start_parts(results_key, media_type=RESULTS_MEDIA_TYPE),
         webhook_url=intake.webhook_url,
         webhook_events=intake.webhook_events,
         item_webhooks=intake.item_webhooks,
@@ -90,7 +91,7 @@ async def _view(request: Request, batch_id: str) -> dict[str, object]:
     batch = await rt.batches.get(batch_id)
     if batch is None:
         raise NotFound(f"no batch {batch_id}", code="BATCH_NOT_FOUND", field="id")
-    return engine.batch_view(batch, await rt.batches.failures(batch_id), rt)
+    return batch_view(batch, await rt.batches.failures(batch_id), rt)
 
 
 routes = [
