@@ -152,9 +152,9 @@ def _api(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from service.worker import create_worker
+    from service.worker import run_worker
 
-    create_worker(_serving_settings(), args.queue).run()
+    run_worker(_serving_settings(), args.queue)
     return 0
 
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
+import time
 from typing import Any, Literal
 
 from arq.connections import RedisSettings
 from arq.constants import in_progress_key_prefix
 from arq.cron import cron
 from arq.worker import Worker, func
+from redis.exceptions import RedisError
 
 from service.batches.engine import reconcile
 from service.config import Settings
@@ -26,6 +29,7 @@ log = logging.getLogger("pixhook.worker")
 QueueName = Literal["jobs", "deliveries"]
 # Slack for arq's own timeout beyond ours, so our handler records the failure first.
 _TIMEOUT_SLACK_S = 30
+_MAX_RECONNECT_DELAY_S = 30.0
 
 
 async def _run_job(ctx: dict[str, Any], job_id: str) -> None:
@@ -46,6 +50,25 @@ async def _expire_dead_letters(ctx: dict[str, Any]) -> None:
     runtime: Runtime = ctx["runtime"]
     purged = await runtime.dead_letters.expire()
     await runtime.delivery_metrics.count_expired(len(purged))
+
+
+def run_worker(settings: Settings, queue: QueueName) -> None:
+    """Run until SIGTERM or SIGINT. When Redis goes away (a restart, a failover), start again once
+    it is back instead of exiting: a worker that exits is restarted by Kubernetes with a growing
+    back-off, and would stay down for minutes after a blip of seconds."""
+    delay_s = 1.0
+    while True:
+        worker = create_worker(settings, queue)
+        try:
+            worker.run()
+            return  # stopped by a signal
+        except (RedisError, OSError) as exc:
+            # Until the next worker runs, a signal must stop the process, not wait in the loop.
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                worker.loop.remove_signal_handler(signum)
+            log.warning("lost Redis (%s); starting again in %.0f s", exc, delay_s)
+            time.sleep(delay_s)
+            delay_s = min(delay_s * 2, _MAX_RECONNECT_DELAY_S)
 
 
 def create_worker(settings: Settings, queue: QueueName, **overrides: Any) -> Worker:
