@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import os
 import signal
 import sys
 import tempfile
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from service.clients import Client, ClientLimits, ClientRevoked, NewClient, client_store
+from service import client_commands
 from service.config import ConfigError, Settings
 from service.logs import LogFormat, setup_logging
 from webhooks.schedule import parse_duration
@@ -70,29 +67,29 @@ def _parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=_demo)
 
     clients = commands.add_parser("clients", help="manage API clients")
-    client_commands = clients.add_subparsers(dest="clients_command", required=True)
-    create = client_commands.add_parser("create", help="create a client; prints its API key once")
+    client_parsers = clients.add_subparsers(dest="clients_command", required=True)
+    create = client_parsers.add_parser("create", help="create a client; prints its API key once")
     create.add_argument("name")
     create.add_argument("--rate", type=_positive(float), help="requests/s (default: the service's)")
     create.add_argument("--burst", type=_positive(int), help="requests above the rate at once")
     create.add_argument("--max-in-flight", type=_positive(int), help="jobs queued or running")
     create.add_argument("--json", action="store_true", help="print JSON")
-    create.set_defaults(run=_clients_create)
-    listing = client_commands.add_parser("list", help="list clients, their limits, revocations")
+    create.set_defaults(run=client_commands.create_client)
+    listing = client_parsers.add_parser("list", help="list clients, their limits, revocations")
     listing.add_argument("--json", action="store_true", help="print JSON")
-    listing.set_defaults(run=_clients_list)
-    revoke = client_commands.add_parser("revoke", help="the client's API keys stop working at once")
+    listing.set_defaults(run=client_commands.list_clients)
+    revoke = client_parsers.add_parser("revoke", help="the client's API keys stop working at once")
     revoke.add_argument("client_id")
-    revoke.set_defaults(run=_clients_revoke)
-    rotate_key = client_commands.add_parser(
+    revoke.set_defaults(run=client_commands.revoke_client)
+    rotate_key = client_parsers.add_parser(
         "rotate-key", help="a new API key, printed once; the old one stops (after the overlap)"
     )
     rotate_key.add_argument("client_id")
     rotate_key.add_argument(
         "--overlap", type=parse_duration, default=0.0, help="keep the old key working, e.g. 1h"
     )
-    rotate_key.set_defaults(run=_clients_rotate_key)
-    rotate = client_commands.add_parser(
+    rotate_key.set_defaults(run=client_commands.rotate_key)
+    rotate = client_parsers.add_parser(
         "rotate-secret", help="a new webhook secret; the old one keeps signing for the overlap"
     )
     rotate.add_argument("client_id")
@@ -102,7 +99,7 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="e.g. 24h (PIXHOOK_SECRET_ROTATION_OVERLAP)",
     )
-    rotate.set_defaults(run=_clients_rotate_secret)
+    rotate.set_defaults(run=client_commands.rotate_secret)
 
     dlq = commands.add_parser("dlq", help="inspect and replay the dead-letter queue")
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
@@ -220,109 +217,6 @@ def _positive(kind: type[float] | type[int]) -> Any:
     return parse
 
 
-def _clients_create(args: argparse.Namespace) -> int:
-    limits = ClientLimits(args.rate, args.burst, args.max_in_flight)
-
-    async def create() -> NewClient:
-        async with client_store(_redis_url()) as store:
-            return await store.create(args.name, limits)
-
-    made = asyncio.run(create())
-    record = {
-        "id": made.client.id,
-        "name": made.client.name,
-        "api_key": made.api_key,
-        "webhook_secret": made.webhook_secret,
-        "limits": asdict(limits),
-    }
-    if args.json:
-        print(json.dumps(record))
-    else:
-        for key, value in {**record, "limits": _limits_text(limits)}.items():
-            print(f"{key:15} {value}")
-        print("The API key is shown only now; pixhook keeps only its SHA-256 digest.")
-    return 0
-
-
-def _limits_text(limits: ClientLimits) -> str:
-    given = [f"{name}={value:g}" for name, value in asdict(limits).items() if value is not None]
-    return " ".join(given) or "the service's defaults"
-
-
-def _clients_list(args: argparse.Namespace) -> int:
-    async def listing() -> list[Client]:
-        async with client_store(_redis_url()) as store:
-            return await store.list_clients()
-
-    clients = asyncio.run(listing())
-    if args.json:
-        print(json.dumps([_client_row(c) for c in clients]))
-        return 0
-    for c in clients:
-        state = "active" if c.revoked_at is None else "revoked"
-        print(f"{c.id}  {state:7}  {c.name}  limits: {_limits_text(c.limits)}")
-    return 0
-
-
-def _client_row(client: Client) -> dict[str, Any]:
-    return {
-        "id": client.id,
-        "name": client.name,
-        "created_at": client.created_at,
-        "limits": asdict(client.limits),
-        "revoked_at": client.revoked_at,
-    }
-
-
-def _clients_revoke(args: argparse.Namespace) -> int:
-    async def revoke() -> Client | None:
-        async with client_store(_redis_url()) as store:
-            return await store.revoke(args.client_id)
-
-    if asyncio.run(revoke()) is None:
-        print(f"pixhook: no client {args.client_id}", file=sys.stderr)
-        return 1
-    print(f"revoked {args.client_id}: its API keys no longer work; queued webhooks still go out")
-    return 0
-
-
-def _clients_rotate_key(args: argparse.Namespace) -> int:
-    async def rotate() -> str | None:
-        async with client_store(_redis_url()) as store:
-            return await store.rotate_key(args.client_id, args.overlap)
-
-    try:
-        api_key = asyncio.run(rotate())
-    except ClientRevoked as exc:
-        print(f"pixhook: {exc}", file=sys.stderr)
-        return 1
-    if api_key is None:
-        print(f"pixhook: no client {args.client_id}", file=sys.stderr)
-        return 1
-    print(f"api_key  {api_key}")
-    previous = f"works for {args.overlap:g}s more" if args.overlap else "no longer works"
-    print(f"The API key is shown only now; the previous one {previous}.")
-    return 0
-
-
-def _clients_rotate_secret(args: argparse.Namespace) -> int:
-    overlap = args.overlap
-    if overlap is None:
-        overlap = Settings.from_env(os.environ).secret_rotation_overlap_s
-
-    async def rotate() -> str | None:
-        async with client_store(_redis_url()) as store:
-            return await store.rotate_secret(args.client_id, overlap)
-
-    secret = asyncio.run(rotate())
-    if secret is None:
-        print(f"pixhook: no client {args.client_id}", file=sys.stderr)
-        return 1
-    print(f"webhook_secret  {secret}")
-    print(f"The previous secret keeps signing (as a second signature) for {overlap:g}s.")
-    return 0
-
-
 def _dlq_list(args: argparse.Namespace) -> int:
     from service.operator import dlq_list
 
@@ -339,7 +233,3 @@ def _dlq_purge(args: argparse.Namespace) -> int:
     from service.operator import dlq_purge
 
     return dlq_purge(Settings.from_env(os.environ), args)
-
-
-def _redis_url() -> str:
-    return Settings.from_env(os.environ).redis_url
