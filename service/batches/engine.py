@@ -47,16 +47,22 @@ def item_job_id(batch_id: str, index: int) -> str:
 
 async def fill_client(runtime: Runtime, client_id: str) -> None:
     """Start items of the client's running batches while their concurrency allows."""
-    for batch_id in await runtime.batches.running(client_id):
-        await fill(runtime, batch_id)
+    client_batches = await runtime.batches.running(client_id)
+    for batch_id in client_batches:
+        await fill(runtime, batch_id, client_batches)
 
 
-async def fill(runtime: Runtime, batch_id: str) -> None:
+async def fill(runtime: Runtime, batch_id: str, client_batches: list[str] | None = None) -> None:
+    """Start what the batch's concurrency allows; `client_batches` (the client's running batches)
+    saves reading them again when the caller has."""
     batch = await runtime.batches.get(batch_id)
     if batch is None or batch.status != "running":
         return
+    if client_batches is None:
+        client_batches = await runtime.batches.running(batch.client_id)
     cap = runtime.settings.client_batch_concurrency
-    for index, body in await runtime.batches.claim(batch, batch.concurrency, cap):
+    claimed = await runtime.batches.claim(batch, batch.concurrency, cap, client_batches)
+    for index, body in claimed:
         await _launch_item(runtime, batch, index, body)
 
 

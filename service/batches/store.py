@@ -247,13 +247,12 @@ class BatchStore:
         ids = await self._redis.smembers(self._running_key(client_id))  # type: ignore[misc]
         return sorted(i.decode() for i in ids)
 
-    async def claim(self, batch: Batch, most: int, client_cap: int) -> list[tuple[int, str]]:
-        """Take up to `most` items to run, within the batch's and the client's concurrency."""
-        others = [
-            self.key(other, "inflight")
-            for other in await self.running(batch.client_id)
-            if other != batch.id
-        ]
+    async def claim(
+        self, batch: Batch, most: int, client_cap: int, client_batches: list[str]
+    ) -> list[tuple[int, str]]:
+        """Take up to `most` items to run, within the batch's and the client's concurrency;
+        `client_batches` are the client's running batches, whose items in flight count too."""
+        others = [self.key(other, "inflight") for other in client_batches if other != batch.id]
         keys = [self.key(batch.id), self.key(batch.id, "items"), self.key(batch.id, "inflight")]
         entries = await self._claim(keys=[*keys, *others], args=[most, client_cap, time.time()])
         return [_split(entry) for entry in entries]
