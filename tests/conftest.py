@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
@@ -7,9 +8,10 @@ import httpx
 import pytest
 
 from service.devstack import RunningStack, local_stack
+from tests.helpers import image_bytes
 from tests.openai_standin import API_KEY, OpenAIStandIn
 from tests.receiver import Receiver
-from tests.servers import RawServer
+from tests.servers import RawServer, Response, Scripted
 
 # A short retry schedule (3 attempts) and tight limits, so the suite exercises them quickly.
 STACK_ENV = {
@@ -88,3 +90,17 @@ def serve() -> Iterator[Callable[[S], S]]:
     yield start
     for server in started:
         server.close()
+
+
+@pytest.fixture
+def held_image(serve: Callable[[Scripted], Scripted]) -> Iterator[tuple[str, threading.Event]]:
+    """An image URL that answers only once released: jobs fetching it stay `running`."""
+    release = threading.Event()
+
+    def respond(n: int) -> Response:
+        release.wait(20)
+        return Response(200, {"content-type": "image/jpeg"}, image_bytes())
+
+    server = serve(Scripted(respond))
+    yield server.url("/held.jpg"), release
+    release.set()

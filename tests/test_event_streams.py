@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -21,8 +20,7 @@ from service.runner import execute
 from service.runtime import Runtime
 from service.streams import append_event, last_event_type
 from tests.conftest import STACK_ENV
-from tests.helpers import error_of, image_bytes, transform_job, wait_for_status
-from tests.servers import Response, Scripted
+from tests.helpers import error_of, transform_job, wait_for_status
 from tests.sse import Frame, frames
 
 HEARTBEAT_S = 0.2
@@ -41,20 +39,6 @@ def redis(stack: RunningStack) -> Iterator[Redis]:
     client = Redis.from_url(stack.redis_url)
     yield client
     client.close()
-
-
-@pytest.fixture
-def held_image(serve) -> Iterator[tuple[str, threading.Event]]:
-    """An image URL that answers only once released: a job fetching it stays `running`."""
-    release = threading.Event()
-
-    def respond(n: int) -> Response:
-        release.wait(15)
-        return Response(200, {"content-type": "image/jpeg"}, image_bytes())
-
-    server = serve(Scripted(respond))
-    yield server.url("/held.jpg"), release
-    release.set()
 
 
 def stream(api: httpx.Client, job_id: str, **kwargs: Any) -> list[Frame]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -15,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from service.devstack import RunningStack, free_port, local_stack
 from service.storage import S3Storage, StorageUnavailable, s3_client
 from tests.conftest import STACK_ENV
-from tests.helpers import image_bytes, transform_job, wait_for_status
+from tests.helpers import transform_job, wait_for_status
 from tests.openai_standin import API_KEY, Answer, OpenAIStandIn
 from tests.servers import Response, Scripted
 
@@ -89,20 +88,6 @@ def test_run_and_wait_histograms_count_every_job(api):
         assert count - value(before, f"{name}_count", **labels) == 1
         assert value(after, f"{name}_bucket", le="+Inf", **labels) == count
         assert value(after, f"{name}_bucket", le="300.0", **labels) == count
-
-
-@pytest.fixture
-def held_image(serve) -> Iterator[tuple[str, threading.Event]]:
-    """An image URL that answers only once released: a job fetching it stays `running`."""
-    release = threading.Event()
-
-    def respond(n: int) -> Response:
-        release.wait(15)
-        return Response(200, {"content-type": "image/jpeg"}, image_bytes())
-
-    server = serve(Scripted(respond))
-    yield server.url("/held.jpg"), release
-    release.set()
 
 
 def test_oldest_queued_job_age_grows_while_the_worker_is_busy(api, held_image):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -16,8 +15,7 @@ from redis import Redis
 from service.clients import ClientLimits, NewClient, client_store
 from service.devstack import RunningStack, ServiceProcesses, free_port, local_stack
 from tests.conftest import STACK_ENV
-from tests.helpers import error_of, image_bytes, transform_job, wait_for_status
-from tests.servers import Response, Scripted
+from tests.helpers import error_of, transform_job, wait_for_status
 
 # Tight service defaults, so that the stack's own client runs into them at once.
 DEFAULTS_ENV = {
@@ -58,20 +56,6 @@ def make_api(stack: RunningStack) -> Iterator[Callable[..., httpx.Client]]:
 async def _create_client(redis_url: str, limits: ClientLimits) -> NewClient:
     async with client_store(redis_url) as store:
         return await store.create("limited", limits)
-
-
-@pytest.fixture
-def held_image(serve) -> Iterator[tuple[str, threading.Event]]:
-    """An image URL that answers only once released: jobs fetching it stay `running`."""
-    release = threading.Event()
-
-    def respond(n: int) -> Response:
-        release.wait(20)
-        return Response(200, {"content-type": "image/jpeg"}, image_bytes())
-
-    server = serve(Scripted(respond))
-    yield server.url("/held.jpg"), release
-    release.set()
 
 
 @pytest.fixture
