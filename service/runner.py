@@ -7,7 +7,7 @@ import logging
 from functools import partial
 
 from service import imaging
-from service.batches.engine import job_ended
+from service.batches.engine import announce_end
 from service.errors import JobFailure, NotFound, ServiceUnavailable
 from service.events import publish_status
 from service.fetch import fetch_image
@@ -41,7 +41,7 @@ async def _resume(runtime: Runtime, job: Job) -> None:
     job_id = job.id
     if job.status in TERMINAL:
         # A rerun after a crash: the job ended, but its final event may not have been queued.
-        await _announce_end(runtime, job)
+        await announce_end(runtime, job)
         return
     if job.status == "queued":
         started = await runtime.jobs.transition(job_id, "running")
@@ -83,7 +83,7 @@ async def _finish(runtime: Runtime, job: Job) -> None:
         return
     code = f" ({finished.error['code']})" if finished.error else ""
     log.info("job %s %s%s", job.id, finished.status, code)
-    await _announce_end(runtime, finished)
+    await announce_end(runtime, finished)
 
 
 async def _run(runtime: Runtime, job: Job) -> dict[str, object]:
@@ -124,12 +124,7 @@ async def _input_image(runtime: Runtime, job: Job) -> bytes:
 async def _publish_latest(runtime: Runtime, job_id: str) -> None:
     latest = await runtime.jobs.get(job_id)
     if latest is not None and latest.status in TERMINAL:
-        await _announce_end(runtime, latest)
-
-
-async def _announce_end(runtime: Runtime, job: Job) -> None:
-    await publish_status(runtime, job)
-    await job_ended(runtime, job)
+        await announce_end(runtime, latest)
 
 
 def _error(failure: JobFailure) -> dict[str, str]:

@@ -90,6 +90,12 @@ async def _launch_item(runtime: Runtime, batch: Batch, index: int, body: str) ->
 # Items ending.
 
 
+async def announce_end(runtime: Runtime, job: Job) -> None:
+    """A job's final status: its stream event and webhook, and its batch's record of it."""
+    await publish_status(runtime, job)
+    await job_ended(runtime, job)
+
+
 async def job_ended(runtime: Runtime, job: Job) -> None:
     """Called whenever a job's final status is published; batch items record their result."""
     if job.batch_id is None or job.batch_index is None or job.status not in TERMINAL:
@@ -265,9 +271,8 @@ async def _cancel_item(runtime: Runtime, batch: Batch, index: int) -> None:
         return
     canceled = await runtime.jobs.transition(job.id, "canceled")
     if canceled is not None:
-        await publish_status(runtime, canceled)
-        job = canceled
-    if job.status in TERMINAL:
+        await announce_end(runtime, canceled)
+    elif job.status in TERMINAL:  # ended on its own; whoever ended it announced it
         await job_ended(runtime, job)
 
 

@@ -8,10 +8,9 @@ from starlette.routing import Route
 
 from service.admission import job_slot
 from service.auth import authenticate, runtime
-from service.batches.engine import job_ended
+from service.batches.engine import announce_end
 from service.bodies import read_job_request
 from service.errors import InvalidInput, NotFound
-from service.events import publish_status
 from service.idempotency import idempotent
 from service.jobs import TERMINAL, Job
 from service.launch import launch_job
@@ -52,8 +51,7 @@ async def cancel_job(request: Request) -> JSONResponse:
     canceled = await rt.jobs.transition(job.id, "canceled")
     if canceled is None:  # it finished between our read and the transition
         raise InvalidInput("the job has already finished", code="JOB_ALREADY_FINISHED")
-    await publish_status(rt, canceled)
-    await job_ended(rt, canceled)
+    await announce_end(rt, canceled)
     return JSONResponse(await _view(request, canceled))
 
 
