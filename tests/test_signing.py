@@ -68,6 +68,15 @@ def test_tampered_body_fails():
     assert caught.value.reason == "bad_signature"
 
 
+def test_a_signed_body_nested_too_deeply_to_parse_is_a_bad_body():
+    secret, body = generate_secret(), b"[" * 100_000 + b"]" * 100_000
+
+    with pytest.raises(InvalidWebhook) as caught:
+        verify(headers_for([secret], body), body, secret)
+
+    assert caught.value.reason == "bad_body"
+
+
 def test_stale_timestamp_fails():
     secret = generate_secret()
     headers = headers_for([secret], timestamp=int(time.time()) - 3600)

@@ -79,3 +79,5 @@ def _json(body: bytes) -> Any:
         return json.loads(body)
     except ValueError as exc:
         raise InvalidWebhook("bad_body", "body is not JSON") from exc
+    except RecursionError as exc:  # signed, yet nested past what the parser can follow
+        raise InvalidWebhook("bad_body", "body nests too deeply to parse") from exc
