@@ -13,6 +13,7 @@ from webhooks.dispatcher import DeliveryPolicy
 from webhooks.dlq import DlqPolicy
 from webhooks.guard import UrlPolicy
 from webhooks.schedule import RetrySchedule, parse_duration
+from webhooks.sealing import InvalidSealKey, Sealer
 
 T = TypeVar("T")
 MiB = 1024 * 1024
@@ -107,6 +108,12 @@ class Settings:
     dlq_redrive_batch: int = 100
     dlq_redrive_rate: float = 10.0
     secret_rotation_overlap_s: float = 86400.0
+    # Fernet keys sealing endpoint secrets and headers in Redis, the first one sealing; when
+    # unset, one is derived from the secret key (which then must not change).
+    encryption_keys: tuple[str, ...] = field(default=(), repr=False)
+    max_endpoints: int = 50
+    # An endpoint whose every attempt has failed for this long is disabled (Svix's 5 days).
+    endpoint_disable_after_s: float = 5 * 86400.0
     shutdown_grace_s: float = 20.0
 
     @classmethod
@@ -136,8 +143,19 @@ class Settings:
             raise ConfigError(
                 "PIXHOOK_STORAGE", f"{self.storage!r} is neither local:DIR nor s3://bucket[/prefix]"
             )
+        if self.encryption_keys:
+            try:
+                Sealer(self.encryption_keys)
+            except InvalidSealKey as exc:
+                raise ConfigError("PIXHOOK_ENCRYPTION_KEYS", str(exc)) from exc
         if self.s3_endpoint_url and not self.s3_endpoint_url.startswith(("http://", "https://")):
             raise ConfigError("PIXHOOK_S3_ENDPOINT_URL", "use an http:// or https:// URL")
+
+    @property
+    def sealer(self) -> Sealer:
+        if self.encryption_keys:
+            return Sealer(self.encryption_keys)
+        return Sealer.derived_from(self.secret_key)
 
     def require_secret_key(self) -> None:
         """The API and workers sign file links; other commands do not need the key."""
@@ -213,6 +231,7 @@ class Settings:
             "webhook_attempt_timeout_s": self.webhook_attempt_timeout_s,
             "webhook_response_cap_bytes": self.webhook_response_cap_bytes,
             "dlq_retention_s": self.dlq_retention_s,
+            "max_endpoints": self.max_endpoints,
         }
 
 
@@ -273,6 +292,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "s3_region": _text,
     "public_url": lambda raw: raw.rstrip("/"),
     "secret_key": _text,
+    "encryption_keys": lambda raw: tuple(key.strip() for key in raw.split(",") if key.strip()),
     "openai_base_url": lambda raw: raw.rstrip("/"),
     "openai_api_key": _text,
     "openai_image_model": _text,
@@ -317,6 +337,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
             "webhook_per_host_concurrency",
             "webhook_response_cap_bytes",
             "circuit_threshold",
+            "max_endpoints",
         )
     },
     **{
@@ -341,6 +362,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
             "circuit_max_cooldown_s",
             "dlq_retention_s",
             "secret_rotation_overlap_s",
+            "endpoint_disable_after_s",
             "idempotency_key_ttl_s",
             "shutdown_grace_s",
         )
