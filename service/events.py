@@ -8,8 +8,8 @@ from service.jobs import Job
 from service.runtime import Runtime
 from service.streams import append_once
 from service.views import job_view
-from webhooks.events import event_body, utc_timestamp
-from webhooks.outbox import submit
+from webhooks.endpoints import ENDPOINT_DISABLED
+from webhooks.fanout import Event, fan_out
 
 # status -> (event type, the `webhook_events` subscription that asks for it)
 STATUS_EVENTS = {
@@ -21,6 +21,13 @@ STATUS_EVENTS = {
 SUBSCRIPTIONS = frozenset({"started", "progress", "completed"})
 # Only in the live stream: no webhook subscription asks for it.
 QUEUED_EVENT = "job.queued"
+BATCH_EVENTS = ("batch.progress", "batch.completed", "batch.canceled")
+# What an endpoint can subscribe to (a `ping` comes only from its test send).
+WEBHOOK_EVENT_TYPES = (
+    *(event_type for event_type, _ in STATUS_EVENTS.values()),
+    *BATCH_EVENTS,
+    ENDPOINT_DISABLED,
+)
 
 
 def event_id_for(job: Job) -> str:
@@ -38,23 +45,21 @@ async def stream_status(runtime: Runtime, job: Job, data: dict[str, Any] | None 
     await append_once(runtime.redis, job.id, job.sequence, event_type, data, ttl_s)
 
 
-async def publish_status(runtime: Runtime, job: Job) -> str | None:
-    """Stream the job's current status and queue its webhook; the delivery id, or None if the
-    job's webhook does not ask for it."""
+async def publish_status(runtime: Runtime, job: Job) -> list[str]:
+    """Stream the job's current status and queue its webhooks: to the job's URL if it asks for
+    this event, and to every endpoint of its client that matches it. The delivery ids."""
     event_type, subscription = STATUS_EVENTS[job.status]
     data = job_view(job, runtime.storage, runtime.settings.public_url)
     # Streamed whether or not a webhook wants it: watchers see every status change.
     await stream_status(runtime, job, data)
-    if job.webhook_url is None or subscription not in job.webhook_events:
-        return None
-    event_id = event_id_for(job)
-    delivery_id = await submit(
+    wanted = job.webhook_url is not None and subscription in job.webhook_events
+    delivery_ids = await fan_out(
         runtime.deliveries,
-        event_id=event_id,
-        event_type=event_type,
+        Event(event_type, event_id_for(job), data),
         owner=job.client_id,
-        url=job.webhook_url,
-        payload=event_body(event_type, event_id, data, utc_timestamp()),
+        direct_url=job.webhook_url if wanted else None,
+        endpoints=await runtime.endpoints.owned_by(job.client_id),
     )
-    await runtime.jobs.add_delivery(job.id, delivery_id)
-    return delivery_id
+    for delivery_id in delivery_ids:
+        await runtime.jobs.add_delivery(job.id, delivery_id)
+    return delivery_ids

@@ -16,6 +16,7 @@ from service.queue import connect
 from service.storage import Storage, open_storage
 from webhooks.circuit import Circuits
 from webhooks.dlq import DeadLetters
+from webhooks.endpoints import EndpointStore
 from webhooks.metrics import DeliveryMetrics
 from webhooks.store import DeliveryStore
 
@@ -29,6 +30,7 @@ class Runtime:
     batches: BatchStore
     clients: ClientStore
     deliveries: DeliveryStore
+    endpoints: EndpointStore
     dead_letters: DeadLetters
     circuits: Circuits
     delivery_metrics: DeliveryMetrics
@@ -55,6 +57,7 @@ class Runtime:
             batches=BatchStore(redis, retention_s=settings.job_retention_s),
             clients=ClientStore(redis),
             deliveries=deliveries,
+            endpoints=EndpointStore(redis, settings.sealer),
             dead_letters=DeadLetters(deliveries, settings.dlq_policy),
             circuits=Circuits(redis, settings.circuit_policy),
             delivery_metrics=DeliveryMetrics(redis),

@@ -70,6 +70,7 @@ def delivery_view(delivery: Delivery) -> dict[str, Any]:
         "dead_at": iso(delivery.dead_at),
         "last_error": delivery.last_error,
         "last_status_code": delivery.last_status_code,
+        "endpoint_id": delivery.endpoint_id,
     }
 
 
@@ -139,6 +140,7 @@ def delivery_schema() -> dict[str, Any]:
             "dead_at": _nullable(TIMESTAMP),
             "last_error": {"type": ["string", "null"]},
             "last_status_code": {"type": ["integer", "null"]},
+            "endpoint_id": {"type": ["string", "null"]},
         }
     )
 

@@ -23,6 +23,9 @@ from service.runner import execute
 from service.runtime import Runtime
 from webhooks.connector import open_session
 from webhooks.dispatcher import Dispatcher
+from webhooks.pacing import Pacer
+from webhooks.slack import SLACK_INTERVAL_S
+from webhooks.targets import Targets
 
 log = logging.getLogger("pixhook.worker")
 
@@ -141,10 +144,17 @@ def _deliveries_worker(settings: Settings, options: dict[str, Any]) -> Worker:
             max_connections=settings.delivery_concurrency,
             per_host=settings.webhook_per_host_concurrency,
         )
+        targets = Targets(
+            runtime.clients.signing_secrets,
+            runtime.endpoints,
+            runtime.deliveries,
+            Pacer(runtime.redis, interval_s=SLACK_INTERVAL_S),
+            disable_after_s=settings.endpoint_disable_after_s,
+        )
         dispatcher = Dispatcher(
             runtime.deliveries,
             session,
-            runtime.clients.signing_secrets,
+            targets,
             settings.delivery_policy,
             settings.allow_private_networks,
             runtime.circuits,

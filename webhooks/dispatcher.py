@@ -8,7 +8,6 @@ import random
 import secrets
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -30,15 +29,30 @@ from webhooks.sender import (
 )
 from webhooks.signing import InvalidSecret, webhook_headers
 from webhooks.store import Attempt, Delivery, DeliveryStore, Outcome
+from webhooks.targets import (
+    ENDPOINT_DISABLED_CODE,
+    ENDPOINT_GONE,
+    SEALED_SECRET_BROKEN,
+    Refused,
+    Target,
+    Targets,
+)
 
 log = logging.getLogger("pixhook.deliveries")
 
 SIGNING_ERROR = "SIGNING_ERROR"
 # Failures that no later attempt can fix; the delivery goes straight to the dead-letter queue.
-FINAL_ERRORS = frozenset({GONE, GUARD_REFUSED, INVALID_URL, SIGNING_ERROR})
-
-SecretsFor = Callable[[str], Awaitable[Sequence[str]]]
-"""Given a delivery's owner, the secrets to sign with (the current one first)."""
+FINAL_ERRORS = frozenset(
+    {
+        GONE,
+        GUARD_REFUSED,
+        INVALID_URL,
+        SIGNING_ERROR,
+        ENDPOINT_GONE,
+        ENDPOINT_DISABLED_CODE,
+        SEALED_SECRET_BROKEN,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -54,7 +68,6 @@ class DeliveryPolicy:
     max_in_flight: int = 256
     per_host_connections: int = 32
     poll_interval_s: float = 0.02
-    secrets_cache_s: float = 5.0
 
     @property
     def lease_s(self) -> float:
@@ -89,7 +102,7 @@ class Dispatcher:
         self,
         store: DeliveryStore,
         session: aiohttp.ClientSession,
-        secrets_for: SecretsFor,
+        targets: Targets,
         policy: DeliveryPolicy,
         url_policy: UrlPolicy,
         circuits: Circuits,
@@ -98,13 +111,12 @@ class Dispatcher:
     ) -> None:
         self._store = store
         self._session = session
-        self._secrets_for = secrets_for
+        self._targets = targets
         self._policy = policy
         self._url_policy = url_policy
         self._circuits = circuits
         self._dead_letters = dead_letters
         self._metrics = metrics
-        self._secrets: dict[str, tuple[float, Sequence[str]]] = {}
         self._in_flight: dict[asyncio.Task[None], Delivery] = {}
         self._stopping = asyncio.Event()
 
@@ -183,8 +195,15 @@ class Dispatcher:
             )
 
     async def _attempt_and_record(self, delivery: Delivery, token: str) -> None:
+        target = await self._targets.resolve(delivery)
+        if isinstance(target, Target):
+            wait_s = await self._targets.wait_s(delivery, target)
+            if wait_s > 0:
+                # A paced channel is busy: the delivery waits for its slot, spending no attempt.
+                await self._store.defer([delivery.id], time.time() + wait_s)
+                return
         started_at = time.time()
-        result = await self._send(delivery)
+        result = await self._send(delivery, target)
         decision = decide(delivery, result, self._policy)
         attempt = Attempt(
             number=delivery.attempts + 1,
@@ -207,6 +226,8 @@ class Dispatcher:
                 healthy = result.ok or not result.host_failure
                 await self._circuits.report(delivery.authority, healthy, client=pipe)
             await pipe.execute()
+        if isinstance(target, Target) and dead_for_host is not None:
+            await self._targets.settle(delivery, target, result)
         if dead_for_host:
             await self._dead_letters.redrive_host(delivery.host)
         if decision.outcome == "dead" and dead_for_host is not None:
@@ -219,29 +240,24 @@ class Dispatcher:
                 extra={"delivery_id": delivery.id, "client_id": delivery.owner},
             )
 
-    async def _send(self, delivery: Delivery) -> AttemptResult:
+    async def _send(self, delivery: Delivery, target: Target | Refused) -> AttemptResult:
+        if isinstance(target, Refused):
+            return AttemptResult(
+                False, 0.0, error_code=target.error_code, error_message=target.message
+            )
         try:
-            signing = await self._signing_secrets(delivery.owner)
-            headers = webhook_headers(
-                signing, delivery.event_id, int(time.time()), delivery.payload
+            signed = webhook_headers(
+                target.secrets, delivery.event_id, int(time.time()), delivery.payload
             )
         except InvalidSecret as exc:
             return AttemptResult(False, 0.0, error_code=SIGNING_ERROR, error_message=str(exc))
         return await send(
             self._session,
-            delivery.url,
+            target.url,
             delivery.payload,
-            headers,
+            # The endpoint's own headers never replace the signature or content type.
+            {**target.headers, **signed},
             policy=self._url_policy,
             deadline_s=self._policy.attempt_deadline_s,
             response_cap=self._policy.response_cap_bytes,
         )
-
-    async def _signing_secrets(self, owner: str) -> Sequence[str]:
-        # Cached briefly: one Redis read per owner every few seconds instead of one per attempt.
-        cached = self._secrets.get(owner)
-        if cached is not None and cached[0] > time.monotonic():
-            return cached[1]
-        found = await self._secrets_for(owner)
-        self._secrets[owner] = (time.monotonic() + self._policy.secrets_cache_s, found)
-        return found

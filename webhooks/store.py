@@ -120,6 +120,7 @@ class Delivery:
     last_error: str | None = None
     last_status_code: int | None = None
     dead_at: float | None = None
+    endpoint_id: str | None = None  # None: the per-job (or per-batch) webhook URL
 
     @property
     def host(self) -> str:
@@ -342,6 +343,7 @@ def _to_hash(delivery: Delivery) -> dict[str, str | bytes]:
         "last_error": "",
         "last_status_code": "",
         "dead_at": "",
+        "endpoint_id": delivery.endpoint_id or "",
     }
 
 
@@ -370,4 +372,5 @@ def from_hash(raw: dict[bytes, bytes]) -> Delivery:
         last_error=text.get("last_error", b"").decode() or None,
         last_status_code=None if last_status is None else int(last_status),
         dead_at=optional("dead_at", 1_000_000),
+        endpoint_id=text.get("endpoint_id", b"").decode() or None,
     )

@@ -28,8 +28,7 @@ from service.runtime import Runtime
 from service.streams import append_event
 from service.submission import parse_submission
 from service.views import job_view
-from webhooks.events import event_body, utc_timestamp
-from webhooks.outbox import submit
+from webhooks.fanout import Event, fan_out
 
 log = logging.getLogger("pixhook.batches")
 
@@ -310,7 +309,7 @@ async def _reconcile(runtime: Runtime, batch: Batch) -> None:
     await fill(runtime, batch.id)
 
 
-# Events: the batch's live stream always; its webhook when the caller asked for it.
+# Events: the batch's live stream always; its webhook when asked for, and matching endpoints.
 
 
 async def _publish(runtime: Runtime, batch: Batch, event_type: str) -> None:
@@ -319,16 +318,13 @@ async def _publish(runtime: Runtime, batch: Batch, event_type: str) -> None:
     settings = runtime.settings
     await append_event(runtime.redis, batch.id, event_type, data, settings.event_retention_s)
     subscription = "progress" if event_type == "batch.progress" else "completed"
-    if batch.webhook_url is None or subscription not in batch.webhook_events:
-        return
+    wanted = batch.webhook_url is not None and subscription in batch.webhook_events
     # Derived from what the event reports, so announcing it again after a crash is one event.
     moment = f"p{batch.done}" if event_type == "batch.progress" else "end"
-    event_id = f"evt_{batch.id.removeprefix('bat_')}_{moment}"
-    await submit(
+    await fan_out(
         runtime.deliveries,
-        event_id=event_id,
-        event_type=event_type,
+        Event(event_type, f"evt_{batch.id.removeprefix('bat_')}_{moment}", data),
         owner=batch.client_id,
-        url=batch.webhook_url,
-        payload=event_body(event_type, event_id, data, utc_timestamp()),
+        direct_url=batch.webhook_url if wanted else None,
+        endpoints=await runtime.endpoints.owned_by(batch.client_id),
     )

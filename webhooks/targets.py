@@ -1,0 +1,171 @@
+"""Where a delivery goes and how: the owner's secret for a per-job URL, or the endpoint's own
+secret, headers and pacing; and, after the attempt, what it says about the endpoint's health."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from webhooks.endpoints import ENDPOINT_DISABLED, Endpoint, EndpointStore
+from webhooks.events import utc_timestamp
+from webhooks.fanout import Event, fan_out
+from webhooks.pacing import Pacer
+from webhooks.sealing import SealBroken
+from webhooks.sender import AttemptResult
+from webhooks.store import Delivery, DeliveryStore, host_of
+
+log = logging.getLogger("pixhook.endpoints")
+
+SecretsFor = Callable[[str], Awaitable[Sequence[str]]]
+"""Given a delivery's owner, the secrets to sign with (the current one first)."""
+
+# Reasons an endpoint delivery is not sent at all; no later attempt would do better.
+ENDPOINT_GONE = "ENDPOINT_GONE"
+ENDPOINT_DISABLED_CODE = "ENDPOINT_DISABLED"
+SEALED_SECRET_BROKEN = "SEALED_SECRET_BROKEN"
+
+
+@dataclass(frozen=True)
+class Target:
+    url: str
+    secrets: Sequence[str]
+    headers: Mapping[str, str] = field(default_factory=dict)
+    endpoint: Endpoint | None = None
+
+    @property
+    def paced(self) -> bool:
+        return self.endpoint is not None and self.endpoint.kind == "slack"
+
+
+@dataclass(frozen=True)
+class Refused:
+    error_code: str
+    message: str
+
+
+class Targets:
+    def __init__(
+        self,
+        owner_secrets: SecretsFor,
+        endpoints: EndpointStore,
+        deliveries: DeliveryStore,
+        pacer: Pacer,
+        *,
+        disable_after_s: float,
+        secrets_cache_s: float = 5.0,
+    ) -> None:
+        self._owner_secrets = owner_secrets
+        self._endpoints = endpoints
+        self._deliveries = deliveries
+        self._pacer = pacer
+        self._disable_after_s = disable_after_s
+        self._secrets_cache_s = secrets_cache_s
+        self._cached: dict[str, tuple[float, Sequence[str]]] = {}
+
+    async def resolve(self, delivery: Delivery) -> Target | Refused:
+        if delivery.endpoint_id is None:
+            return Target(delivery.url, await self._secrets_of(delivery.owner))
+        # Read on every attempt, never cached: a re-enabled endpoint is live for the very next
+        # replay, and a rotated secret or changed URL takes effect at once.
+        endpoint = await self._endpoints.get(delivery.owner, delivery.endpoint_id)
+        if endpoint is None:
+            return Refused(ENDPOINT_GONE, f"endpoint {delivery.endpoint_id} was deleted")
+        if not endpoint.enabled:
+            return Refused(
+                ENDPOINT_DISABLED_CODE,
+                f"endpoint {endpoint.id} is disabled: {endpoint.disabled_reason or 'by its owner'}",
+            )
+        try:
+            secrets = self._endpoints.signing_secrets(endpoint)
+            headers = self._endpoints.header_values(endpoint)
+        except SealBroken as exc:
+            return Refused(SEALED_SECRET_BROKEN, f"endpoint {endpoint.id}: {exc}")
+        return Target(endpoint.url, secrets, headers, endpoint)
+
+    async def wait_s(self, delivery: Delivery, target: Target) -> float:
+        """How long a paced channel makes this delivery wait; 0: send now."""
+        if not target.paced:
+            return 0.0
+        return await self._pacer.wait_s(target.url, self._deliveries.keys.delivery(delivery.id))
+
+    async def settle(self, delivery: Delivery, target: Target, result: AttemptResult) -> None:
+        """Account for an attempt at an endpoint; disable it once it has failed for too long."""
+        endpoint = target.endpoint
+        if endpoint is None:
+            return
+        if target.paced and result.status_code == 429:
+            await self._pacer.pause(target.url, result.retry_after_s or 1.0)
+        failure = None
+        if not result.ok:
+            failure = {
+                "at": time.time(),
+                "delivery_id": delivery.id,
+                "event_type": delivery.event_type,
+                "status_code": result.status_code,
+                "error_code": result.error_code,
+                "error_message": result.error_message,
+            }
+        failing_since = await self._endpoints.observe(
+            endpoint.id, result.ok, result.duration_ms, failure
+        )
+        if failing_since is None or time.time() - failing_since < self._disable_after_s:
+            return
+        reason = (
+            f"every attempt for {_span(time.time() - failing_since)} failed "
+            f"(the last: {result.error_message or result.error_code})"
+        )
+        disabled = await self._endpoints.disable(endpoint.owner, endpoint.id, reason)
+        if disabled is not None:
+            await self._announce_disabled(disabled, failing_since)
+
+    async def _announce_disabled(self, endpoint: Endpoint, failing_since: float) -> None:
+        log.warning(
+            "endpoint %s (%s) disabled: %s",
+            endpoint.id,
+            host_of(endpoint.url),
+            endpoint.disabled_reason,
+            extra={"client_id": endpoint.owner},
+        )
+        disabled_at = endpoint.disabled_at or time.time()
+        data: dict[str, Any] = {
+            "id": endpoint.id,
+            "object": "endpoint",
+            # The host only: some endpoint URLs are secrets themselves (Slack's, say).
+            "host": host_of(endpoint.url),
+            "description": endpoint.description,
+            "reason": endpoint.disabled_reason,
+            "failing_since": _iso(failing_since),
+            "disabled_at": _iso(disabled_at),
+        }
+        event = Event(ENDPOINT_DISABLED, f"evt_{endpoint.id}_off_{int(disabled_at * 1000)}", data)
+        others = [e for e in await self._endpoints.owned_by(endpoint.owner) if e.id != endpoint.id]
+        await fan_out(
+            self._deliveries, event, owner=endpoint.owner, direct_url=None, endpoints=others
+        )
+
+    async def _secrets_of(self, owner: str) -> Sequence[str]:
+        # Cached briefly: one Redis read per owner every few seconds instead of one per attempt.
+        cached = self._cached.get(owner)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        found = await self._owner_secrets(owner)
+        self._cached[owner] = (time.monotonic() + self._secrets_cache_s, found)
+        return found
+
+
+def _iso(moment: float) -> str:
+    return utc_timestamp(datetime.fromtimestamp(moment, UTC))
+
+
+def _span(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
