@@ -6,12 +6,19 @@ from __future__ import annotations
 from service import imaging
 from service.batches.views import batch_schema
 from service.config import Settings
-from service.events import SUBSCRIPTIONS
+from service.endpoint_input import (
+    MAX_DESCRIPTION_CHARS,
+    MAX_EVENT_TYPES,
+    MAX_HEADER_VALUE_CHARS,
+    MAX_HEADERS,
+)
+from service.events import SUBSCRIPTIONS, WEBHOOK_EVENT_TYPES
 from service.idempotency import KEY_HEADER, MAX_KEY_CHARS, REPLAYED_HEADER
-from service.openapi import JSON, Param, Schema, closed
+from service.openapi import JSON, Param, Schema, closed, nullable
 from service.routes import deliveries, files
 from service.tasks import JOB_TYPES, analyze, generate, transform
 from service.views import attempt_schema, delivery_schema, job_schema
+from webhooks.endpoints import KINDS
 
 # Each job type's schemas, beside its `parse_input` and `run`.
 INPUTS = {m.NAME: m.input_schema for m in (transform, analyze, generate)}
@@ -132,14 +139,68 @@ def replay_body() -> Schema:
     }
 
 
+def endpoint_body(settings: Settings, *, creating: bool) -> Schema:
+    """`endpoints.create_endpoint` and `update_endpoint` (service/endpoint_input.py)."""
+    patterns = [*WEBHOOK_EVENT_TYPES, "*", "job.*", "batch.*", "endpoint.*"]
+    header_value = {"type": "string", "maxLength": MAX_HEADER_VALUE_CHARS}
+    properties: dict[str, Schema] = {
+        "url": {"type": "string", "format": "uri", "maxLength": settings.max_url_length},
+        "kind": {"enum": list(KINDS)},
+        "description": {"type": "string", "maxLength": MAX_DESCRIPTION_CHARS},
+        "event_types": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": MAX_EVENT_TYPES,
+            "items": {"enum": patterns},
+        },
+        "filter": {
+            "type": "object",
+            "properties": {
+                "job_types": {"type": "array", "items": {"enum": sorted(JOB_TYPES)}},
+                "metadata": {
+                    "type": "object",
+                    "additionalProperties": {"type": ["string", "number", "boolean"]},
+                },
+            },
+            "additionalProperties": False,
+        },
+        "enabled": {"type": "boolean"},
+        "headers": {
+            "type": "object",
+            "maxProperties": MAX_HEADERS,
+            "propertyNames": {"pattern": "^[A-Za-z0-9-]{1,64}$"},
+            "additionalProperties": header_value if creating else nullable(header_value),
+        },
+        # Slack message objects per event type or pattern: see docs/webhooks.md.
+        "templates": {"type": ["object", "null"]},
+    }
+    body: Schema = {"type": "object", "properties": properties, "additionalProperties": False}
+    return {**body, "required": ["url"]} if creating else body
+
+
 # Replies.
+
+
+def ping_reply() -> Schema:
+    """`endpoints.ping_endpoint`: one attempt, as `GET /v1/deliveries/{id}` shows attempts."""
+    return closed(
+        {
+            "ok": {"type": "boolean"},
+            "event_id": {"type": "string"},
+            "status_code": {"type": ["integer", "null"]},
+            "duration_ms": {"type": "number", "minimum": 0},
+            "error_code": {"type": ["string", "null"]},
+            "error_message": {"type": ["string", "null"]},
+            "response_excerpt": {"type": "string"},
+        }
+    )
 
 
 def job_reply() -> Schema:
     outputs = [OUTPUTS[name]() for name in sorted(JOB_TYPES)]
     view = job_schema(JOB_TYPES, outputs, SUBSCRIPTIONS)
     # `jobs._view` adds the job's deliveries to `job_view`.
-    return _with(view, "deliveries", {"type": "array", "items": delivery_schema()})
+    return with_field(view, "deliveries", {"type": "array", "items": delivery_schema()})
 
 
 def batch_reply() -> Schema:
@@ -147,10 +208,10 @@ def batch_reply() -> Schema:
 
 
 def with_attempts(delivery: Schema) -> Schema:
-    return _with(delivery, "attempts", {"type": "array", "items": attempt_schema()})
+    return with_field(delivery, "attempts", {"type": "array", "items": attempt_schema()})
 
 
-def _with(schema: Schema, name: str, extra: Schema) -> Schema:
+def with_field(schema: Schema, name: str, extra: Schema) -> Schema:
     return {
         **schema,
         "properties": {**schema["properties"], name: extra},

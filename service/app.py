@@ -21,7 +21,17 @@ from service.config import Settings
 from service.errors import ApiError, TooManyRequests
 from service.job_metrics import JobMetrics
 from service.logs import bind, request_id
-from service.routes import batches, deliveries, events, files, jobs, metrics, schema, system
+from service.routes import (
+    batches,
+    deliveries,
+    endpoints,
+    events,
+    files,
+    jobs,
+    metrics,
+    schema,
+    system,
+)
 from service.runtime import Runtime
 from service.security_headers import API_HEADERS, SecurityHeaders, add_missing
 from service.storage import StorageUnavailable
@@ -44,6 +54,7 @@ def create_app(settings: Settings) -> Starlette:
             *events.routes,
             *batches.routes,
             *deliveries.routes,
+            *endpoints.routes,
             *files.routes,
             *system.routes,
             *metrics.routes,

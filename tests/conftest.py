@@ -27,6 +27,8 @@ STACK_ENV = {
     "PIXHOOK_MAX_REQUEST_BYTES": "2000000",
     "PIXHOOK_MAX_IMAGE_BYTES": "1500000",
     "PIXHOOK_MAX_IMAGE_PIXELS": "30000000",
+    # Seconds, not Svix's days: tests/test_endpoints.py watches an endpoint being disabled.
+    "PIXHOOK_ENDPOINT_DISABLE_AFTER": "2s",
 }
 
 

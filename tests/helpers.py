@@ -30,6 +30,13 @@ def pixhook(stack: RunningStack, *args: str) -> subprocess.CompletedProcess[str]
     )
 
 
+def client_for(stack: RunningStack, name: str) -> tuple[dict[str, Any], httpx.Client]:
+    """A new client of the stack: its record (with key and secret) and an API client for it."""
+    record = json.loads(pixhook(stack, "clients", "create", name, "--json").stdout)
+    headers = {"authorization": f"Bearer {record['api_key']}"}
+    return record, httpx.Client(base_url=stack.api_url, headers=headers, timeout=30)
+
+
 def image_bytes(size: tuple[int, int] = (400, 300), fmt: str = "JPEG", mode: str = "RGB") -> bytes:
     color: Any = (200, 40, 40, 128) if mode == "RGBA" else (200, 40, 40)
     buffer = io.BytesIO()

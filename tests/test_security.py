@@ -25,10 +25,10 @@ from starlette.routing import Route
 from service.app import create_app
 from service.config import Settings
 from service.devstack import RunningStack, free_port, local_stack, wait_for
-from service.routes import batches, deliveries, events, jobs
+from service.routes import batches, deliveries, endpoints, events, jobs
 from service.storage import FileLinks
 from tests.conftest import STACK_ENV
-from tests.helpers import error_of, pixhook, transform_job, wait_for_status
+from tests.helpers import client_for, error_of, pixhook, transform_job, wait_for_status
 from tests.receiver import Receiver
 from tests.test_batches import transform_item, wait_for_batch
 from tests.test_deliveries import deliveries_of
@@ -45,13 +45,8 @@ class Owned:
     job: dict[str, Any]
     batch: dict[str, Any]
     delivery: dict[str, Any]
+    endpoint: dict[str, Any]
     webhook_url: str
-
-
-def client_for(stack: RunningStack, name: str) -> tuple[dict[str, Any], httpx.Client]:
-    record = json.loads(pixhook(stack, "clients", "create", name, "--json").stdout)
-    headers = {"authorization": f"Bearer {record['api_key']}"}
-    return record, httpx.Client(base_url=stack.api_url, headers=headers, timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +59,10 @@ def owned(stack: RunningStack) -> Iterator[Owned]:
         assert delivery["status"] == "dead"
         items = {"type": "image.transform", "items": [transform_item()]}
         batch = wait_for_batch(api, api.post("/v1/batches", json=items).json()["id"])
-        yield Owned(api, wait_for_status(api, job["id"]), batch, delivery, failing.url)
+        # Made last, so the job's and batch's events above were not sent to it.
+        endpoint = api.post("/v1/endpoints", json={"url": failing.url}).json()
+        job = wait_for_status(api, job["id"])
+        yield Owned(api, job, batch, delivery, endpoint, failing.url)
     failing.close()
 
 
@@ -85,12 +83,25 @@ PROBES = [
     ("GET", "/v1/deliveries/{delivery}"),
     ("POST", "/v1/deliveries/{delivery}/retry"),
     ("DELETE", "/v1/dlq/{delivery}"),
+    ("GET", "/v1/endpoints/{endpoint}"),
+    ("PATCH", "/v1/endpoints/{endpoint}"),
+    ("DELETE", "/v1/endpoints/{endpoint}"),
+    ("POST", "/v1/endpoints/{endpoint}/test"),
+    ("GET", "/v1/endpoints/{endpoint}/stats"),
+    ("GET", "/v1/endpoints/{endpoint}/secret"),
+    ("POST", "/v1/endpoints/{endpoint}/secret/rotate"),
 ]
 
 
 def test_every_route_that_takes_an_id_is_probed():
     """Guards this module: a new route with an id must be added to PROBES."""
-    routes = [*jobs.routes, *events.routes, *batches.routes, *deliveries.routes]
+    routes = [
+        *jobs.routes,
+        *events.routes,
+        *batches.routes,
+        *deliveries.routes,
+        *endpoints.routes,
+    ]
     with_ids = {
         (method, re.sub(r"\{(\w+)_id\}", r"{\1}", route.path))
         for route in routes
@@ -103,9 +114,15 @@ def test_every_route_that_takes_an_id_is_probed():
 
 @pytest.mark.parametrize(("method", "path"), PROBES)
 def test_another_clients_id_is_not_found(owned: Owned, intruder: httpx.Client, method, path):
-    ids = {"job": owned.job["id"], "batch": owned.batch["id"], "delivery": owned.delivery["id"]}
+    ids = {
+        "job": owned.job["id"],
+        "batch": owned.batch["id"],
+        "delivery": owned.delivery["id"],
+        "endpoint": owned.endpoint["id"],
+    }
 
-    response = intruder.request(method, path.format(**ids))
+    # PATCH with a body that would be valid, so only the ownership check can refuse it.
+    response = intruder.request(method, path.format(**ids), json={"description": "mine now"})
 
     assert response.status_code == 404
     assert error_of(response)["code"].endswith("NOT_FOUND")
@@ -130,10 +147,14 @@ def test_another_clients_dead_deliveries_are_not_replayed(owned: Owned, intruder
 
 def test_the_owner_still_sees_what_was_probed(owned: Owned, intruder: httpx.Client):
     intruder.delete(f"/v1/dlq/{owned.delivery['id']}")
+    intruder.delete(f"/v1/endpoints/{owned.endpoint['id']}")
+    intruder.patch(f"/v1/endpoints/{owned.endpoint['id']}", json={"description": "mine now"})
     intruder.post(f"/v1/jobs/{owned.job['id']}/cancel")
 
     assert owned.api.get(f"/v1/jobs/{owned.job['id']}").json()["status"] == "succeeded"
     assert owned.api.get(f"/v1/deliveries/{owned.delivery['id']}").json()["status"] == "dead"
+    endpoint = owned.api.get(f"/v1/endpoints/{owned.endpoint['id']}").json()
+    assert endpoint["description"] == "" and endpoint["enabled"] is True
 
 
 def test_a_tampered_file_link_is_refused(owned: Owned):

@@ -25,6 +25,7 @@ from service.api_schemas import (
     batch_body,
     batch_multipart,
     batch_reply,
+    endpoint_body,
     file_types,
     idempotency_key,
     info,
@@ -32,15 +33,19 @@ from service.api_schemas import (
     job_multipart,
     job_reply,
     links,
+    ping_reply,
     replay_body,
     stream,
     unready,
     with_attempts,
+    with_field,
 )
 from service.auth import runtime
 from service.config import Settings
+from service.endpoint_views import endpoint_schema, stats_schema
+from service.events import WEBHOOK_EVENT_TYPES
 from service.openapi import JSON, Endpoint, Operation, Param, Reply, Schema, build_document, closed
-from service.routes import batches, deliveries, events, files, jobs, metrics, system
+from service.routes import batches, deliveries, endpoints, events, files, jobs, metrics, system
 from service.tasks import JOB_TYPES
 from service.views import delivery_schema
 from webhooks.store import STATUSES
@@ -50,6 +55,7 @@ ID_PATTERNS = {
     "job_id": "^job_[0-9a-z_]{1,60}$",
     "batch_id": "^bat_[0-9a-z]{1,40}$",
     "delivery_id": "^dlv_[0-9a-z]{1,40}$",
+    "endpoint_id": "^ep_[0-9a-z]{1,40}$",
     # An itsdangerous token; never starting with '.', so no client collapses it as `..`.
     "token": "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,1023}$",
 }
@@ -177,6 +183,7 @@ def operations(settings: Settings) -> dict[Endpoint, Operation]:
             (Reply(204, "purged"),),
             errors={404: ("DELIVERY_NOT_FOUND",)},
         ),
+        **_endpoint_operations(settings),
         files.get_file: Operation(
             "A stored output, behind a signed and expiring link",
             (Reply(200, "the file", file_types()),),
@@ -215,6 +222,93 @@ def operations(settings: Settings) -> dict[Endpoint, Operation]:
             "This document",
             (Reply(200, "OpenAPI 3.1", {JSON: {"type": "object"}}),),
             authenticated=False,
+        ),
+    }
+
+
+def _endpoint_operations(settings: Settings) -> dict[Endpoint, Operation]:
+    endpoint = endpoint_schema(list(WEBHOOK_EVENT_TYPES), sorted(JOB_TYPES))
+    secret = {"type": "string", "pattern": "^whsec_"}
+    missing = {404: ("ENDPOINT_NOT_FOUND",)}
+    fields = (*_SHAPE, *_URL, "UNKNOWN_FIELD", "UNKNOWN_EVENT_TYPE", "UNKNOWN_JOB_TYPE") + (
+        "INVALID_HEADER",
+        "INVALID_TEMPLATE",
+    )
+    return {
+        endpoints.create_endpoint: Operation(
+            "Add an endpoint: a URL that receives the client's events that match its filters",
+            (
+                Reply(
+                    201,
+                    "created; the only reply that carries its secret, but GET .../secret",
+                    {JSON: with_field(endpoint, "secret", secret)},
+                ),
+            ),
+            body={JSON: endpoint_body(settings, creating=True)},
+            errors={**_BODY, 422: (*fields, "TOO_MANY_ENDPOINTS")},
+        ),
+        endpoints.list_endpoints: Operation(
+            "The client's endpoints, oldest first",
+            (
+                Reply(
+                    200,
+                    "all of them",
+                    {JSON: closed({"data": {"type": "array", "items": endpoint}})},
+                ),
+            ),
+        ),
+        endpoints.get_endpoint: Operation(
+            "An endpoint; header values show only their last characters",
+            (Reply(200, "the endpoint", {JSON: endpoint}),),
+            errors=missing,
+        ),
+        endpoints.update_endpoint: Operation(
+            "Change an endpoint; `headers` is a merge patch (null removes one), `enabled: true` "
+            "re-enables a disabled one",
+            (Reply(200, "the endpoint", {JSON: endpoint}),),
+            body={JSON: endpoint_body(settings, creating=False)},
+            errors={**_BODY, **missing, 422: fields},
+        ),
+        endpoints.delete_endpoint: Operation(
+            "Delete an endpoint; its pending deliveries die unsent",
+            (Reply(204, "deleted"),),
+            errors=missing,
+        ),
+        endpoints.ping_endpoint: Operation(
+            "Send a signed `ping` event now and answer with what the endpoint did",
+            (Reply(200, "the attempt", {JSON: ping_reply()}),),
+            errors=missing,
+        ),
+        endpoints.endpoint_stats: Operation(
+            "Attempts, success rate, latency percentiles and the last failure",
+            (Reply(200, "the stats", {JSON: stats_schema()}),),
+            errors=missing,
+        ),
+        endpoints.get_endpoint_secret: Operation(
+            "The endpoint's current signing secret",
+            (Reply(200, "the secret", {JSON: closed({"secret": secret})}),),
+            errors=missing,
+        ),
+        endpoints.rotate_endpoint_secret: Operation(
+            "A new signing secret; the previous one keeps signing until the overlap ends",
+            (
+                Reply(
+                    200,
+                    "the new secret",
+                    {
+                        JSON: closed(
+                            {
+                                "secret": secret,
+                                "previous_secret_expires_at": {
+                                    "type": "string",
+                                    "format": "date-time",
+                                },
+                            }
+                        )
+                    },
+                ),
+            ),
+            errors=missing,
         ),
     }
 

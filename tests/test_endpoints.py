@@ -1,0 +1,383 @@
+"""Endpoints through the API: each test is a client of its own, since an endpoint receives every
+event of its client that matches it, and receivers verify every signature they get."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any
+
+import httpx
+import pytest
+from redis import Redis
+from standardwebhooks.webhooks import Webhook
+
+from service.devstack import RunningStack
+from tests.helpers import client_for, error_of, transform_job, wait_for_status
+from tests.receiver import Receiver
+from tests.servers import Trickler
+from tests.test_deliveries import deliveries_of
+
+TOKEN = "Bearer cms-token-0123456789abcdef"
+
+
+@pytest.fixture
+def tenant(stack: RunningStack) -> Iterator[tuple[dict[str, Any], httpx.Client]]:
+    record, api = client_for(stack, "endpoints")
+    with api:
+        yield record, api
+
+
+@pytest.fixture
+def receivers() -> Iterator[Callable[..., Receiver]]:
+    made: list[Receiver] = []
+
+    def create(secret: str, respond: Callable[[int], int] = lambda n: 200) -> Receiver:
+        made.append(Receiver(secret, respond))
+        return made[-1]
+
+    yield create
+    for receiver in made:
+        receiver.close()
+
+
+def add_endpoint(api: httpx.Client, url: str, **fields: Any) -> dict[str, Any]:
+    response = api.post("/v1/endpoints", json={"url": url, **fields})
+    assert response.status_code == 201, response.text
+    endpoint: dict[str, Any] = response.json()
+    return endpoint
+
+
+def types_of(requests: list[Any]) -> list[str]:
+    return [r.payload["type"] for r in requests]
+
+
+# ---------------------------------------------------------------------------------------------
+# Managing endpoints
+
+
+def test_an_endpoint_is_created_read_changed_and_deleted(tenant, stack: RunningStack):
+    _, api = tenant
+    created = add_endpoint(
+        api,
+        "http://127.0.0.1:9/cms",
+        description="product CMS",
+        event_types=["job.completed", "batch.*"],
+        filter={"job_types": ["image.transform"], "metadata": {"shop": "eu"}},
+        headers={"Authorization": TOKEN, "X-Tenant": "eu"},
+    )
+
+    assert created["secret"].startswith("whsec_")
+    assert created["kind"] == "webhook" and created["enabled"] is True
+    assert created["filter"] == {"job_types": ["image.transform"], "metadata": {"shop": "eu"}}
+    # Header values are never returned: a long one shows its last characters, a short one none.
+    assert created["headers"] == {"Authorization": "****cdef", "X-Tenant": "****"}
+    endpoint_id = created["id"]
+    fetched = api.get(f"/v1/endpoints/{endpoint_id}").json()
+    assert fetched == {k: v for k, v in created.items() if k != "secret"}
+    assert api.get(f"/v1/endpoints/{endpoint_id}/secret").json() == {"secret": created["secret"]}
+    assert [e["id"] for e in api.get("/v1/endpoints").json()["data"]] == [endpoint_id]
+
+    patched = api.patch(
+        f"/v1/endpoints/{endpoint_id}",
+        json={"description": "CMS", "headers": {"X-Tenant": None, "x-extra": "1"}},
+    ).json()
+
+    assert patched["description"] == "CMS" and patched["event_types"] == created["event_types"]
+    assert patched["headers"] == {"Authorization": "****cdef", "x-extra": "****"}
+    assert api.delete(f"/v1/endpoints/{endpoint_id}").status_code == 204
+    gone = api.get(f"/v1/endpoints/{endpoint_id}")
+    assert gone.status_code == 404 and error_of(gone)["code"] == "ENDPOINT_NOT_FOUND"
+
+
+def test_custom_headers_are_sealed_at_rest(tenant, stack: RunningStack):
+    record, api = tenant
+    add_endpoint(api, "http://127.0.0.1:9/cms", headers={"Authorization": TOKEN})
+
+    redis = Redis.from_url(stack.redis_url)
+    stored = b"".join(redis.hvals(f"pixhook:endpoints:{record['id']}"))  # type: ignore[arg-type]
+
+    assert b'"url":"http://127.0.0.1:9/cms"' in stored  # the record itself is there, readable
+    assert b"cms-token" not in stored and b"whsec_" not in stored
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "field"),
+    [
+        ({}, "INVALID_INPUT", "url"),
+        ({"url": "ftp://example.com/"}, "INVALID_URL", "url"),
+        ({"url": "http://169.254.169.254/latest"}, "URL_NOT_ALLOWED", "url"),
+        ({"url": "https://example.com/", "event_types": ["job.complete"]}, None, None),
+        ({"url": "https://example.com/", "events": ["job.*"]}, "UNKNOWN_FIELD", "events"),
+        ({"url": "https://example.com/", "event_types": []}, "INVALID_INPUT", "event_types"),
+        (
+            {"url": "https://example.com/", "filter": {"job_types": ["image.resize"]}},
+            "UNKNOWN_JOB_TYPE",
+            "filter.job_types[0]",
+        ),
+        (
+            {"url": "https://example.com/", "filter": {"metadata": {"shop": ["eu"]}}},
+            "INVALID_INPUT",
+            "filter.metadata.shop",
+        ),
+        (
+            {"url": "https://example.com/", "headers": {"Content-Type": "text/plain"}},
+            "INVALID_HEADER",
+            "headers.Content-Type",
+        ),
+        (
+            {"url": "https://example.com/", "headers": {"webhook-signature": "v1,forged"}},
+            "INVALID_HEADER",
+            "headers.webhook-signature",
+        ),
+        (
+            {"url": "https://example.com/", "headers": {"X-Token": "a\r\nX-Evil: 1"}},
+            "INVALID_HEADER",
+            "headers.X-Token",
+        ),
+        (
+            {"url": "https://example.com/", "templates": {"*": {"text": "hi"}}},
+            "INVALID_TEMPLATE",
+            "templates",
+        ),
+        (
+            {"url": "https://example.com/", "kind": "slack", "templates": {"*": {"text": "{x}"}}},
+            "INVALID_TEMPLATE",
+            "templates.*.text",
+        ),
+        ({"url": "https://example.com/", "kind": "teams"}, "INVALID_INPUT", "kind"),
+    ],
+)
+def test_bad_endpoints_are_refused_naming_the_field(tenant, body, code, field):
+    _, api = tenant
+    code = code or "UNKNOWN_EVENT_TYPE"
+    field = field or "event_types[0]"
+
+    response = api.post("/v1/endpoints", json=body)
+
+    assert response.status_code == 422, response.text
+    assert (error_of(response)["code"], error_of(response)["field"]) == (code, field)
+    assert api.get("/v1/endpoints").json()["data"] == []
+
+
+def test_a_slack_webhook_url_makes_a_slack_endpoint(tenant):
+    _, api = tenant
+    endpoint = add_endpoint(api, "https://hooks.slack.com/services/T0/B0/xyz")
+
+    assert endpoint["kind"] == "slack"
+
+
+def test_a_client_has_a_limited_number_of_endpoints(tenant, stack: RunningStack):
+    _, api = tenant
+    for n in range(50):
+        add_endpoint(api, f"https://example.com/{n}")
+
+    response = api.post("/v1/endpoints", json={"url": "https://example.com/51"})
+
+    assert response.status_code == 422 and error_of(response)["code"] == "TOO_MANY_ENDPOINTS"
+
+
+# ---------------------------------------------------------------------------------------------
+# Fan-out
+
+
+def test_each_event_goes_to_the_job_url_and_every_matching_endpoint(tenant, receivers):
+    record, api = tenant
+    direct = receivers(record["webhook_secret"])
+    cms = api.post("/v1/endpoints", json={"url": "http://127.0.0.1:9/x"}).json()
+    cms_receiver = receivers(cms["secret"])
+    api.patch(
+        f"/v1/endpoints/{cms['id']}",
+        json={
+            "url": cms_receiver.url,
+            "event_types": ["job.completed"],
+            "headers": {"Authorization": TOKEN},
+        },
+    )
+    eu = add_endpoint(api, "http://127.0.0.1:9/x", event_types=["job.*"])
+    eu_receiver = receivers(eu["secret"])
+    api.patch(
+        f"/v1/endpoints/{eu['id']}",
+        json={"url": eu_receiver.url, "filter": {"metadata": {"shop": "eu"}}},
+    )
+    analyze_only = add_endpoint(
+        api, "http://127.0.0.1:9/x", filter={"job_types": ["image.analyze"]}
+    )
+
+    job = api.post("/v1/jobs", json=transform_job(webhook_url=direct.url, metadata={"shop": "eu"}))
+    job_id = job.json()["id"]
+    deliveries = deliveries_of(api, job_id)
+
+    [to_job_url] = direct.wait_for(1)
+    [to_cms] = cms_receiver.wait_for(1)
+    started, completed = sorted(
+        eu_receiver.wait_for(2), key=lambda r: r.payload["data"]["sequence"]
+    )
+    assert all(r.verified for r in (to_job_url, to_cms, started, completed))
+    assert types_of([to_job_url, to_cms, started, completed]) == [
+        "job.completed",
+        "job.completed",
+        "job.started",
+        "job.completed",
+    ]
+    # One event, one id, whoever receives it: each signed with its own secret.
+    assert to_job_url.webhook_id == to_cms.webhook_id == completed.webhook_id
+    assert to_cms.headers["authorization"] == TOKEN
+    assert "authorization" not in to_job_url.headers
+    by_endpoint = {d["endpoint_id"] for d in deliveries if d["status"] == "succeeded"}
+    assert by_endpoint == {None, cms["id"], eu["id"]}
+    assert analyze_only["id"] not in {d["endpoint_id"] for d in deliveries}
+
+
+def test_an_endpoint_that_hangs_does_not_hold_up_another(tenant, receivers, serve):
+    _, api = tenant
+    hanging = serve(Trickler(trickle=1000, interval_s=0.5))
+    add_endpoint(api, hanging.url(), event_types=["job.completed"])
+    healthy = add_endpoint(api, "http://127.0.0.1:9/x", event_types=["job.completed"])
+    receiver = receivers(healthy["secret"])
+    api.patch(f"/v1/endpoints/{healthy['id']}", json={"url": receiver.url})
+
+    job_ids = [api.post("/v1/jobs", json=transform_job()).json()["id"] for _ in range(3)]
+    finished = [wait_for_status(api, job_id)["finished_at"] for job_id in job_ids]
+
+    received = receiver.wait_for(3, timeout_s=10)
+    assert {r.payload["data"]["id"] for r in received} == set(job_ids)
+    # The hanging endpoint holds each attempt for its whole 3 s timeout; the healthy one is
+    # served as soon as each job ends.
+    for request in received:
+        ended = next(
+            f for j, f in zip(job_ids, finished, strict=True) if j in request.body.decode()
+        )
+        assert request.received_at - _epoch(ended) < 1.5
+
+
+def test_a_rotated_secret_signs_alongside_the_old_one(tenant, receivers):
+    _, api = tenant
+    endpoint = add_endpoint(api, "http://127.0.0.1:9/x", event_types=["job.completed"])
+    old_receiver = receivers(endpoint["secret"])
+    api.patch(f"/v1/endpoints/{endpoint['id']}", json={"url": old_receiver.url})
+
+    rotated = api.post(f"/v1/endpoints/{endpoint['id']}/secret/rotate").json()
+    api.post("/v1/jobs", json=transform_job())
+
+    [request] = old_receiver.wait_for(1)
+    assert rotated["secret"] != endpoint["secret"] and rotated["previous_secret_expires_at"]
+    assert request.verified and len(request.headers["webhook-signature"].split(" ")) == 2
+    Webhook(rotated["secret"]).verify(request.body, request.headers)  # raises if it does not
+    assert api.get(f"/v1/endpoints/{endpoint['id']}/secret").json() == {"secret": rotated["secret"]}
+
+
+# ---------------------------------------------------------------------------------------------
+# Test sends and stats
+
+
+def test_a_test_send_pings_the_endpoint_and_reports_what_it_answered(tenant, receivers):
+    _, api = tenant
+    endpoint = add_endpoint(api, "http://127.0.0.1:9/x", headers={"Authorization": TOKEN})
+    receiver = receivers(endpoint["secret"], respond=lambda n: 200 if n == 0 else 500)
+    api.patch(f"/v1/endpoints/{endpoint['id']}", json={"url": receiver.url})
+
+    good = api.post(f"/v1/endpoints/{endpoint['id']}/test").json()
+    bad = api.post(f"/v1/endpoints/{endpoint['id']}/test").json()
+
+    first, _ = receiver.wait_for(2)
+    assert first.verified and first.payload["type"] == "ping"
+    assert first.payload["data"]["endpoint_id"] == endpoint["id"]
+    assert first.headers["authorization"] == TOKEN
+    assert (
+        good["ok"] is True and good["status_code"] == 200 and good["event_id"] == first.webhook_id
+    )
+    assert (bad["ok"], bad["status_code"], bad["error_code"]) == (False, 500, "HTTP_STATUS")
+    stats = api.get(f"/v1/endpoints/{endpoint['id']}/stats").json()
+    assert (stats["attempts"], stats["succeeded"]) == (2, 1)
+    assert stats["recent"]["success_rate"] == 0.5
+    latency = stats["recent"]["latency_ms"]
+    assert 0 < latency["p50"] <= latency["p90"] <= latency["p99"] <= latency["max"]
+    assert stats["last_failure"]["status_code"] == 500
+    assert stats["last_failure"]["event_type"] == "ping"
+    assert stats["failing_since"] is not None
+
+
+def test_a_test_send_to_an_unreachable_endpoint_says_why(tenant):
+    _, api = tenant
+    endpoint = add_endpoint(api, "http://127.0.0.1:9/nothing-listens")
+
+    result = api.post(f"/v1/endpoints/{endpoint['id']}/test").json()
+
+    assert (result["ok"], result["status_code"], result["error_code"]) == (
+        False,
+        None,
+        "CONNECT_ERROR",
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Disabling an endpoint that keeps failing
+
+
+def test_an_endpoint_failing_for_too_long_is_disabled_announced_and_replayable(tenant, receivers):
+    _, api = tenant
+    watcher = add_endpoint(api, "http://127.0.0.1:9/x", event_types=["endpoint.disabled"])
+    watcher_receiver = receivers(watcher["secret"])
+    api.patch(f"/v1/endpoints/{watcher['id']}", json={"url": watcher_receiver.url})
+    broken = add_endpoint(api, "http://127.0.0.1:9/x", event_types=["job.completed"])
+    healthy = {"now": False}
+    broken_receiver = receivers(broken["secret"], respond=lambda n: 200 if healthy["now"] else 500)
+    api.patch(
+        f"/v1/endpoints/{broken['id']}",
+        json={"url": broken_receiver.url, "description": "the CMS"},
+    )
+
+    # Failing for longer than PIXHOOK_ENDPOINT_DISABLE_AFTER (2 s in tests) disables it.
+    deadline = time.monotonic() + 20
+    while api.get(f"/v1/endpoints/{broken['id']}").json()["enabled"]:
+        assert time.monotonic() < deadline, "the endpoint was never disabled"
+        api.post("/v1/jobs", json=transform_job())
+        time.sleep(0.5)
+
+    [announcement] = watcher_receiver.wait_for(1)
+    assert announcement.verified and announcement.payload["type"] == "endpoint.disabled"
+    data = announcement.payload["data"]
+    assert (data["id"], data["host"], data["description"]) == (
+        broken["id"],
+        "127.0.0.1",
+        "the CMS",
+    )
+    assert "failed" in data["reason"] and "500" in data["reason"]
+    disabled = api.get(f"/v1/endpoints/{broken['id']}").json()
+    assert disabled["disabled_reason"] == data["reason"]
+
+    # Its undelivered events wait in the DLQ; once it is fixed and re-enabled, a replay
+    # delivers them.
+    dead = _dead_for(api, broken["id"])
+    assert dead
+    healthy["now"] = True
+    enabled = api.patch(f"/v1/endpoints/{broken['id']}", json={"enabled": True}).json()
+    assert (enabled["enabled"], enabled["disabled_reason"]) == (True, None)
+    api.post("/v1/dlq/replay", json={"ids": [d["id"] for d in dead]})
+    replayed = {d["event_id"] for d in dead}
+    deadline = time.monotonic() + 10
+    while not replayed <= {r.webhook_id for r in broken_receiver.requests if r.answered == 200}:
+        assert time.monotonic() < deadline, "the replayed events did not arrive"
+        time.sleep(0.1)
+    assert _dead_for(api, broken["id"]) == []
+    # Settled: no new event was sent to it while it was disabled, and nothing more announced.
+    assert len(watcher_receiver.requests) == 1
+
+
+def _dead_for(api: httpx.Client, endpoint_id: str) -> list[dict[str, Any]]:
+    """Its dead deliveries, once none of its deliveries is still pending."""
+    deadline = time.monotonic() + 10
+    while True:
+        pending = api.get("/v1/deliveries", params={"status": "pending", "limit": 200}).json()
+        if not any(d["endpoint_id"] == endpoint_id for d in pending["data"]):
+            break
+        assert time.monotonic() < deadline, "deliveries did not settle"
+        time.sleep(0.1)
+    dlq = api.get("/v1/dlq", params={"limit": 200}).json()["data"]
+    return [d for d in dlq if d["endpoint_id"] == endpoint_id]
+
+
+def _epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()

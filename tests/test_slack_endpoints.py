@@ -1,0 +1,126 @@
+"""Slack endpoints through the whole service, against a stand-in that answers as Slack does and
+enforces its one-message-a-second limit per channel."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from service.devstack import RunningStack
+from tests.helpers import client_for, transform_job, wait_for_status
+from tests.servers import Response, Scripted
+from tests.slack_standin import SlackStandIn
+
+
+@pytest.fixture(scope="module")
+def slack() -> Iterator[SlackStandIn]:
+    with SlackStandIn() as standin:
+        yield standin
+
+
+@pytest.fixture
+def tenant(stack: RunningStack) -> Iterator[httpx.Client]:
+    _, api = client_for(stack, "slack")
+    with api:
+        yield api
+
+
+def channel(slack: SlackStandIn) -> str:
+    return slack.url_for(token=uuid.uuid4().hex)
+
+
+def add_slack(api: httpx.Client, url: str, **fields: Any) -> dict[str, Any]:
+    response = api.post("/v1/endpoints", json={"url": url, "kind": "slack", **fields})
+    assert response.status_code == 201, response.text
+    endpoint: dict[str, Any] = response.json()
+    return endpoint
+
+
+def all_text(message: Any) -> str:
+    return json.dumps(message, ensure_ascii=False)
+
+
+def test_a_finished_job_and_a_failed_one_become_slack_messages(
+    tenant, slack: SlackStandIn, serve: Callable[[Scripted], Scripted]
+):
+    url = channel(slack)
+    add_slack(tenant, url, event_types=["job.completed", "job.failed"])
+    missing = serve(Scripted(lambda n: Response(404, body=b"no such image")))
+    done = tenant.post("/v1/jobs", json=transform_job(metadata={"sku": "A-1"})).json()
+    failed_job = {"type": "image.transform", "input": {"image": {"url": missing.url("/a.jpg")}}}
+    failed = tenant.post("/v1/jobs", json=failed_job).json()
+    wait_for_status(tenant, done["id"])
+    error = wait_for_status(tenant, failed["id"])["error"]
+
+    messages = [r.json for r in slack.wait_for_accepted(url, 2, timeout_s=15)]
+
+    by_job = {m["text"].split("`")[3]: m for m in messages}
+    success, failure = by_job[done["id"]], by_job[failed["id"]]
+    assert success["text"].startswith(":white_check_mark: `image.transform` job")
+    assert "succeeded" in success["text"] and "sku" in all_text(success["blocks"])
+    assert failure["text"].startswith(":x: `image.transform` job")
+    assert error["code"] in failure["text"] and error["code"] in all_text(failure["blocks"])
+    assert len(slack.accepted(url)) == 2
+
+
+def test_a_channel_gets_at_most_one_message_a_second(tenant, slack: SlackStandIn):
+    url = channel(slack)
+    add_slack(tenant, url, event_types=["job.*"])
+
+    for _ in range(3):
+        tenant.post("/v1/jobs", json=transform_job())
+    accepted = slack.wait_for_accepted(url, 6, timeout_s=20)
+
+    gaps = [b.arrived_at - a.arrived_at for a, b in zip(accepted, accepted[1:], strict=False)]
+    assert min(gaps) >= 0.95, gaps
+    # Paced by pixhook, not refused by Slack: no message was answered 429.
+    assert [r.status for r in slack.received if url.endswith(r.path)] == [200] * 6
+
+
+def test_a_429_holds_the_channel_for_its_retry_after(tenant, slack: SlackStandIn):
+    url = channel(slack)
+    add_slack(tenant, url, event_types=["job.completed"])
+    slack.throttle_next(url, retry_after_s=2)
+
+    job = tenant.post("/v1/jobs", json=transform_job()).json()
+    [message] = slack.wait_for_accepted(url, 1, timeout_s=15)
+
+    refused = [r for r in slack.received if url.endswith(r.path) and r.status == 429]
+    assert len(refused) == 1
+    assert message.arrived_at - refused[0].arrived_at >= 2.0
+    assert job["id"] in message.json["text"]
+
+
+def test_a_template_replaces_the_default_message(tenant, slack: SlackStandIn):
+    url = channel(slack)
+    add_slack(
+        tenant,
+        url,
+        event_types=["job.completed"],
+        templates={
+            "job.*": {
+                "text": "{data.metadata.sku} is ready: {data.output.images.0.width}px <{link}|open>"
+            }
+        },
+    )
+
+    job = tenant.post("/v1/jobs", json=transform_job(metadata={"sku": "B&Q-7"})).json()
+    [message] = slack.wait_for_accepted(url, 1, timeout_s=15)
+
+    assert message.json["text"] == (f"B&amp;Q-7 is ready: 100px <{job['urls']['self']}|open>")
+
+
+def test_a_slack_endpoints_test_send_is_a_slack_message(tenant, slack: SlackStandIn):
+    url = channel(slack)
+    endpoint = add_slack(tenant, url)
+
+    result = tenant.post(f"/v1/endpoints/{endpoint['id']}/test").json()
+
+    assert result["ok"] is True and result["response_excerpt"] == "ok"
+    [message] = slack.accepted(url)
+    assert endpoint["id"] in message.json["text"] and "blocks" in message.json
