@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
+from service.job_index import JobFilter, JobIndex, JobPage
 from service.job_metrics import JobMetrics
 from service.records import known_fields
 
@@ -61,6 +63,7 @@ class JobStore:
         self._retention_ms = int(retention_s * 1000)
         self._prefix = prefix
         self._metrics = JobMetrics(redis, prefix)
+        self.index = JobIndex(redis, prefix)
 
     def _key(self, job_id: str) -> str:
         return f"{self._prefix}:job:{job_id}"
@@ -82,12 +85,24 @@ class JobStore:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.zadd(self.unfinished_key(job.client_id), {job.id: job.created_at}, nx=True)
                 pipe.pexpire(self.unfinished_key(job.client_id), self._retention_ms)
+                self.index.add(pipe, job)
                 await pipe.execute()
         return bool(created)
 
     async def get(self, job_id: str) -> Job | None:
         raw = await self._redis.get(self._key(job_id))
         return Job.from_json(raw) if raw else None
+
+    async def get_many(self, job_ids: Sequence[str]) -> list[Job | None]:
+        """Several jobs in one round trip; None where one has expired."""
+        if not job_ids:
+            return []
+        raws = await self._redis.mget([self._key(job_id) for job_id in job_ids])
+        return [Job.from_json(raw) if raw else None for raw in raws]
+
+    async def page(self, where: JobFilter, *, limit: int, cursor: int | None = None) -> JobPage:
+        """Newest first, matching `where`, created before `cursor`."""
+        return await self.index.page(where, self.get_many, limit=limit, cursor=cursor)
 
     async def transition(self, job_id: str, status: JobStatus, **changes: Any) -> Job | None:
         """Move a job to `status` if its current status allows it; None when it does not.
@@ -111,6 +126,7 @@ class JobStore:
                     pipe.set(key, updated.to_json(), keepttl=True)
                     if status in TERMINAL:
                         pipe.zrem(self.unfinished_key(job.client_id), job_id)
+                    self.index.moved(pipe, job, updated)
                     # In the transaction: a change is counted exactly once, whoever makes it.
                     await self._metrics.transitioned(job, updated, client=pipe)
                     await pipe.execute()

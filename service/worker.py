@@ -7,7 +7,7 @@ import asyncio
 import logging
 import signal
 import time
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from arq.connections import RedisSettings
 from arq.constants import in_progress_key_prefix
@@ -17,10 +17,12 @@ from redis.exceptions import RedisError
 
 from service.batches.engine import reconcile
 from service.config import Settings
+from service.jobs import JobStatus
 from service.queue import DELIVERY_QUEUE, JOB_QUEUE, RUN_JOB, deserialize, serialize
 from service.reaper import WorkerPresence, reap_orphans
 from service.runner import execute
 from service.runtime import Runtime
+from service.tasks import JOB_TYPES
 from webhooks.connector import open_session
 from webhooks.dispatcher import Dispatcher
 from webhooks.pacing import Pacer
@@ -47,6 +49,18 @@ async def _run_job(ctx: dict[str, Any], job_id: str) -> None:
 async def _housekeeping(ctx: dict[str, Any]) -> None:
     await reap_orphans(ctx["runtime"].redis, ctx["claim_ttl_s"])
     await reconcile(ctx["runtime"])
+
+
+async def _trim_job_index(ctx: dict[str, Any]) -> None:
+    """Job records expire on their own; their index entries are dropped here, once a minute."""
+    runtime: Runtime = ctx["runtime"]
+    clients = [client.id for client in await runtime.clients.list_clients()]
+    await runtime.jobs.index.trim(
+        time.time() - runtime.settings.job_retention_s,
+        statuses=get_args(JobStatus),
+        types=sorted(JOB_TYPES),
+        clients=clients,
+    )
 
 
 async def _expire_dead_letters(ctx: dict[str, Any]) -> None:
@@ -119,7 +133,10 @@ def _jobs_worker(settings: Settings, options: dict[str, Any]) -> Worker:
         [func(_run_job, name=RUN_JOB, timeout=timeout)],
         # Every few seconds, without anyone asking: jobs of dead workers are handed back, and
         # batches resume after a crash or a restart.
-        cron_jobs=[cron(_housekeeping, second=set(range(0, 60, 5)), run_at_startup=True)],
+        cron_jobs=[
+            cron(_housekeeping, second=set(range(0, 60, 5)), run_at_startup=True),
+            cron(_trim_job_index, second=30),
+        ],
         queue_name=JOB_QUEUE,
         on_startup=startup,
         on_shutdown=shutdown,

@@ -1,0 +1,140 @@
+"""Indexes of jobs by time, for listing them newest first: all jobs, and by status, type and client.
+
+Each index is a sorted set of job ids scored by creation time in microseconds, so a page is one
+range read from a cursor, however many jobs there are. Filters combine by walking the smallest
+matching index and checking the rest on the records, a bounded number of records per page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+
+if TYPE_CHECKING:  # jobs.py keeps an index: only the types are needed here
+    from service.jobs import Job
+
+
+# Records read per page at most: a filter that matches rarely answers with a partial page and a
+# cursor to go on from, instead of reading a million records.
+MAX_SCANNED = 2000
+_CHUNK = 200
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    status: str | None = None
+    type: str | None = None
+    client_id: str | None = None
+
+    def admits(self, job: Job) -> bool:
+        return (
+            (self.status is None or job.status == self.status)
+            and (self.type is None or job.type == self.type)
+            and (self.client_id is None or job.client_id == self.client_id)
+        )
+
+
+@dataclass(frozen=True)
+class JobPage:
+    jobs: list[Job]
+    # Pass back to continue; None: nothing older matches.
+    next_cursor: int | None
+
+
+def score_of(job: Job) -> int:
+    return int(job.created_at * 1_000_000)
+
+
+class JobIndex:
+    def __init__(self, redis: Redis, prefix: str = "pixhook") -> None:
+        self._redis = redis
+        self._prefix = f"{prefix}:jobs:index"
+
+    def all_key(self) -> str:
+        return self._prefix
+
+    def key(self, kind: str, value: str) -> str:
+        return f"{self._prefix}:{kind}:{value}"
+
+    def add(self, pipe: Pipeline, job: Job) -> None:
+        """Queue the new job's entries on `pipe`."""
+        entry = {job.id: score_of(job)}
+        pipe.zadd(self.all_key(), entry)
+        pipe.zadd(self.key("type", job.type), entry)
+        pipe.zadd(self.key("client", job.client_id), entry)
+        pipe.zadd(self.key("status", job.status), entry)
+
+    def moved(self, pipe: Pipeline, before: Job, after: Job) -> None:
+        """Queue a status change on `pipe` (the transaction that makes it)."""
+        if before.status != after.status:
+            pipe.zrem(self.key("status", before.status), after.id)
+            pipe.zadd(self.key("status", after.status), {after.id: score_of(after)})
+
+    def _keys_for(self, where: JobFilter) -> list[str]:
+        keys = []
+        if where.status is not None:
+            keys.append(self.key("status", where.status))
+        if where.type is not None:
+            keys.append(self.key("type", where.type))
+        if where.client_id is not None:
+            keys.append(self.key("client", where.client_id))
+        return keys or [self.all_key()]
+
+    async def page(
+        self,
+        where: JobFilter,
+        read_many: Callable[[Sequence[str]], Awaitable[list[Job | None]]],
+        *,
+        limit: int,
+        cursor: int | None = None,
+    ) -> JobPage:
+        """Newest first, older than `cursor`."""
+        keys = self._keys_for(where)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.zcard(key)
+            sizes = await pipe.execute()
+        key = min(zip(sizes, keys, strict=True))[1]
+        found: list[Job] = []
+        before, scanned = cursor, 0
+        while len(found) < limit and scanned < MAX_SCANNED:
+            high = "+inf" if before is None else f"({before}"
+            rows = await self._redis.zrevrangebyscore(
+                key, high, "-inf", start=0, num=_CHUNK, withscores=True
+            )
+            if not rows:
+                return JobPage(found, None)
+            jobs = await read_many([raw.decode() for raw, _ in rows])
+            for (_, score), job in zip(rows, jobs, strict=True):
+                scanned += 1
+                before = int(score)
+                if job is not None and where.admits(job):
+                    found.append(job)
+                    if len(found) == limit:
+                        break
+            if len(rows) < _CHUNK and len(found) < limit:
+                return JobPage(found, None)
+        return JobPage(found, before)
+
+    async def trim(
+        self,
+        older_than: float,
+        *,
+        statuses: Sequence[str],
+        types: Sequence[str],
+        clients: Sequence[str],
+    ) -> None:
+        """Drop entries of jobs past their retention (their records have expired)."""
+        keys = [self.all_key()]
+        keys += [self.key("status", s) for s in statuses]
+        keys += [self.key("type", t) for t in types]
+        keys += [self.key("client", c) for c in clients]
+        cutoff = f"({int(older_than * 1_000_000)}"
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.zremrangebyscore(key, "-inf", cutoff)
+            await pipe.execute()
