@@ -17,6 +17,8 @@ from prometheus_client.core import (
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
+from webhooks.metrics import HISTORY_TTL_S, history_key
+
 if TYPE_CHECKING:
     # Only for types: service/jobs.py counts its transitions here.
     from service.jobs import Job
@@ -35,6 +37,7 @@ for i = 1, #ARGV, 2 do redis.call('HINCRBYFLOAT', KEYS[1], ARGV[i], ARGV[i + 1])
 class JobMetrics:
     def __init__(self, redis: Redis, prefix: str = "pixhook") -> None:
         self._redis = redis
+        self._prefix = prefix
         self.key = f"{prefix}:metrics:jobs"
         self._add = redis.register_script(_ADD)
 
@@ -52,6 +55,11 @@ class JobMetrics:
             if before.started_at is not None and after.finished_at is not None:
                 seconds = after.finished_at - before.started_at
                 fields |= _observation(f"run|{after.type}", seconds)
+            if client is not None:
+                minute = history_key(self._prefix, after.finished_at or time.time())
+                client.hincrby(minute, f"jobs|{after.status}", 1)
+                client.hincrby(minute, f"jobs|{after.status}|{after.client_id}", 1)
+                client.expire(minute, HISTORY_TTL_S)
         await self._send(fields, client)
 
     async def provider_replied(self, provider: str, model: str, seconds: float) -> None:

@@ -25,6 +25,7 @@ from webhooks.sender import (
     THROTTLED,
     TIMEOUT,
     AttemptResult,
+    outgoing_headers,
     send,
 )
 from webhooks.signing import InvalidSecret, webhook_headers
@@ -41,6 +42,7 @@ from webhooks.targets import (
 log = logging.getLogger("pixhook.deliveries")
 
 SIGNING_ERROR = "SIGNING_ERROR"
+HIDDEN_VALUE = "(hidden)"
 # Failures that no later attempt can fix; the delivery goes straight to the dead-letter queue.
 FINAL_ERRORS = frozenset(
     {
@@ -203,7 +205,7 @@ class Dispatcher:
                 await self._store.defer([delivery.id], time.time() + wait_s)
                 return
         started_at = time.time()
-        result = await self._send(delivery, target)
+        result, sent_headers = await self._send(delivery, target)
         decision = decide(delivery, result, self._policy)
         attempt = Attempt(
             number=delivery.attempts + 1,
@@ -214,6 +216,7 @@ class Dispatcher:
             error_code=result.error_code,
             error_message=result.error_message,
             response_excerpt=result.response_excerpt,
+            request_headers=sent_headers,
         )
         dead_for_host = await self._store.record(
             delivery, token, attempt, decision.outcome, decision.next_attempt_at
@@ -221,7 +224,7 @@ class Dispatcher:
         settled = decision.outcome if dead_for_host is not None else None
         # Metrics and the breaker's verdict share one round trip.
         async with self._store.redis.pipeline(transaction=False) as pipe:
-            await self._metrics.observe(attempt, settled, client=pipe)
+            await self._metrics.observe(attempt, settled, delivery.owner, client=pipe)
             if result.error_code not in FINAL_ERRORS - {GONE}:
                 healthy = result.ok or not result.host_failure
                 await self._circuits.report(delivery.authority, healthy, client=pipe)
@@ -240,24 +243,33 @@ class Dispatcher:
                 extra={"delivery_id": delivery.id, "client_id": delivery.owner},
             )
 
-    async def _send(self, delivery: Delivery, target: Target | Refused) -> AttemptResult:
+    async def _send(
+        self, delivery: Delivery, target: Target | Refused
+    ) -> tuple[AttemptResult, dict[str, str]]:
+        """The attempt's result, and the headers it sent as the attempt log keeps them."""
         if isinstance(target, Refused):
-            return AttemptResult(
+            refused = AttemptResult(
                 False, 0.0, error_code=target.error_code, error_message=target.message
             )
+            return refused, {}
         try:
             signed = webhook_headers(
                 target.secrets, delivery.event_id, int(time.time()), delivery.payload
             )
         except InvalidSecret as exc:
-            return AttemptResult(False, 0.0, error_code=SIGNING_ERROR, error_message=str(exc))
-        return await send(
+            unsigned = AttemptResult(False, 0.0, error_code=SIGNING_ERROR, error_message=str(exc))
+            return unsigned, {}
+        # The endpoint's own headers never replace the signature or content type.
+        headers = {**target.headers, **signed}
+        result = await send(
             self._session,
             target.url,
             delivery.payload,
-            # The endpoint's own headers never replace the signature or content type.
-            {**target.headers, **signed},
+            headers,
             policy=self._url_policy,
             deadline_s=self._policy.attempt_deadline_s,
             response_cap=self._policy.response_cap_bytes,
         )
+        # An endpoint's headers may be credentials (a CMS bearer token): kept by name only.
+        logged = {**{name: HIDDEN_VALUE for name in target.headers}, **signed}
+        return result, outgoing_headers(logged)

@@ -3,6 +3,7 @@ reports the same figures for all workers."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -19,30 +20,58 @@ from webhooks.store import Attempt, Outcome
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0)
 
 
+# Per-minute counts for the console's chart of the last hour, kept a little longer than that.
+HISTORY_TTL_S = 2 * 3600
+
 # One script call instead of a dozen HINCRBYs: building commands is most of a client's cost.
+# KEYS: totals, this minute's history. ARGV: latency, ttl, the two history fields, fields...
 _OBSERVE = """
 redis.call('HINCRBYFLOAT', KEYS[1], 'latency_sum', ARGV[1])
-for i = 2, #ARGV do redis.call('HINCRBY', KEYS[1], ARGV[i], 1) end
+for i = 5, #ARGV do redis.call('HINCRBY', KEYS[1], ARGV[i], 1) end
+redis.call('HINCRBY', KEYS[2], ARGV[3], 1)
+redis.call('HINCRBY', KEYS[2], ARGV[4], 1)
+redis.call('EXPIRE', KEYS[2], ARGV[2])
 """
+
+
+def history_key(prefix: str, moment: float) -> str:
+    """The hash of counts for the minute `moment` falls in."""
+    return f"{prefix}:history:{int(moment // 60)}"
+
+
+async def recent_history(redis: Redis, prefix: str, minutes: int) -> list[dict[str, int]]:
+    """The counts of each of the last `minutes` minutes, oldest first, the current one last."""
+    now = time.time()
+    async with redis.pipeline(transaction=False) as pipe:
+        for back in range(minutes - 1, -1, -1):
+            pipe.hgetall(history_key(prefix, now - back * 60))
+        rows = await pipe.execute()
+    return [{k.decode(): int(v) for k, v in row.items()} for row in rows]
 
 
 class DeliveryMetrics:
     def __init__(self, redis: Redis, prefix: str = "pixhook") -> None:
         self._redis = redis
+        self._prefix = prefix
         self.key = f"{prefix}:metrics:deliveries"
         self._observe = redis.register_script(_OBSERVE)
 
     async def observe(
-        self, attempt: Attempt, outcome: Outcome | None, client: Redis | None = None
+        self, attempt: Attempt, outcome: Outcome | None, owner: str, client: Redis | None = None
     ) -> None:
         """Count one attempt and, when it settled the delivery, the delivery's outcome
-        (queued on `client` when it is a pipeline)."""
+        (queued on `client` when it is a pipeline); and in this minute's history, in all and
+        for the delivery's owner."""
         seconds = attempt.duration_ms / 1000
         fields = [f"attempts|{'ok' if attempt.ok else attempt.error_code}", "latency_count"]
         if outcome in ("succeeded", "dead"):
             fields.append(f"deliveries|{outcome}")
         fields += [f"latency_le|{bound}" for bound in LATENCY_BUCKETS_S if seconds <= bound]
-        await self._observe(keys=[self.key], args=[seconds, *fields], client=client)
+        minute = history_key(self._prefix, attempt.started_at)
+        history_field = "attempts|ok" if attempt.ok else "attempts|failed"
+        args: list[str | float] = [seconds, HISTORY_TTL_S, history_field]
+        args += [f"{history_field}|{owner}", *fields]
+        await self._observe(keys=[self.key, minute], args=args, client=client)
 
     async def count_expired(self, number: int) -> None:
         if number:

@@ -62,7 +62,7 @@ async def send(
 ) -> AttemptResult:
     """POST once; never raises for anything the receiver, DNS or the network does."""
     started = time.perf_counter()
-    request_headers = {"content-type": "application/json", "user-agent": USER_AGENT, **headers}
+    request_headers = outgoing_headers(headers)
     try:
         # IP literals never reach the resolver, so they are judged here.
         refusal = _url_refusal(policy, url)
@@ -93,6 +93,11 @@ async def send(
         excerpt,
         retry_after,
     )
+
+
+def outgoing_headers(headers: dict[str, str]) -> dict[str, str]:
+    """Every header an attempt sends, but those aiohttp adds itself (host, content-length)."""
+    return {"content-type": "application/json", "user-agent": USER_AGENT, **headers}
 
 
 @functools.lru_cache(maxsize=4096)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -144,6 +144,8 @@ class Attempt:
     error_code: str | None
     error_message: str | None
     response_excerpt: str
+    # What was sent, as sent, but for the values of an endpoint's own (secret) headers.
+    request_headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -233,7 +235,7 @@ class DeliveryStore:
     async def attempts(self, delivery_id: str) -> list[Attempt]:
         key = self.keys.delivery(delivery_id) + ":attempts"
         rows = await self.redis.lrange(key, 0, -1)  # type: ignore[misc]
-        return [Attempt(**json.loads(row)) for row in rows]
+        return [Attempt(**_known(json.loads(row))) for row in rows]
 
     async def claim(self, token: str, lease_s: float, limit: int) -> list[Delivery]:
         """Up to `limit` due deliveries, leased to `token` for `lease_s`."""
@@ -324,6 +326,11 @@ class DeliveryStore:
             pipe.zcard(self.keys.due)
             due, pending = await pipe.execute()
         return int(due), int(pending)
+
+
+def _known(attempt: dict[str, Any]) -> dict[str, Any]:
+    # A newer release may have recorded more: an older one reading it must not fail.
+    return {k: v for k, v in attempt.items() if k in Attempt.__dataclass_fields__}
 
 
 def _to_hash(delivery: Delivery) -> dict[str, str | bytes]:
