@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.admission import RateLimitHeaders
 from service.config import Settings
+from service.console.routes import console
 from service.errors import ApiError, TooManyRequests
 from service.job_metrics import JobMetrics
 from service.logs import bind, request_id
@@ -59,6 +60,7 @@ def create_app(settings: Settings) -> Starlette:
             *system.routes,
             *metrics.routes,
             *schema.routes,
+            console,
         ],
         lifespan=lifespan,
         middleware=[

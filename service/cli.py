@@ -168,6 +168,7 @@ def _dev(args: argparse.Namespace) -> int:
             print(f"  Redis           {stack.redis_url}")
             print(f"  API key         {stack.client.api_key}")
             print(f"  webhook secret  {stack.client.webhook_secret}")
+            print(f"  console         {stack.api_url}/console (sign in with the API key)")
             print("Submit a job:")
             print(
                 f"  curl -H 'Authorization: Bearer {stack.client.api_key}' \\\n"

@@ -115,6 +115,10 @@ class ClientStore:
             return None
         return _client(raw)
 
+    async def get(self, client_id: str) -> Client | None:
+        raw = await self._redis.hgetall(self._client_key(client_id))  # type: ignore[misc]
+        return _client(raw) if raw else None
+
     async def list_clients(self) -> list[Client]:
         ids = await self._redis.smembers(f"{self._prefix}:clients")  # type: ignore[misc]
         clients = []

@@ -112,6 +112,9 @@ class Settings:
     # unset, one is derived from the secret key (which then must not change).
     encryption_keys: tuple[str, ...] = field(default=(), repr=False)
     max_endpoints: int = 50
+    # Signs the operator in to /console, seeing every client; unset, only API keys sign in,
+    # each to its own client's records.
+    console_password: str = field(default="", repr=False)
     # An endpoint whose every attempt has failed for this long is disabled (Svix's 5 days).
     endpoint_disable_after_s: float = 5 * 86400.0
     shutdown_grace_s: float = 20.0
@@ -292,6 +295,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "s3_region": _text,
     "public_url": lambda raw: raw.rstrip("/"),
     "secret_key": _text,
+    "console_password": _text,
     "encryption_keys": lambda raw: tuple(key.strip() for key in raw.split(",") if key.strip()),
     "openai_base_url": lambda raw: raw.rstrip("/"),
     "openai_api_key": _text,

@@ -26,6 +26,20 @@ FILE_HEADERS = {
 }
 
 
+# The console's pages: its own stylesheet, output thumbnails (from /files/ or S3), forms posting
+# only to itself, no script at all.
+CONSOLE_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "same-origin",
+    "x-frame-options": "DENY",
+    "content-security-policy": (
+        "default-src 'none'; style-src 'self'; img-src 'self' https: http:; "
+        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    ),
+    "cache-control": "no-store",
+}
+
+
 class SecurityHeaders:
     """Pure ASGI middleware, so event streams pass through unbuffered."""
 
@@ -36,7 +50,7 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        defaults = FILE_HEADERS if scope["path"].startswith("/files/") else API_HEADERS
+        defaults = _defaults_for(scope["path"])
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -44,6 +58,14 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def _defaults_for(path: str) -> dict[str, str]:
+    if path.startswith("/files/"):
+        return FILE_HEADERS
+    if path == "/console" or path.startswith("/console/"):
+        return CONSOLE_HEADERS
+    return API_HEADERS
 
 
 def add_missing(headers: MutableHeaders, defaults: dict[str, str]) -> None:

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import TypeVar
 
 import httpx
@@ -29,7 +29,18 @@ STACK_ENV = {
     "PIXHOOK_MAX_IMAGE_PIXELS": "30000000",
     # Seconds, not Svix's days: tests/test_endpoints.py watches an endpoint being disabled.
     "PIXHOOK_ENDPOINT_DISABLE_AFTER": "2s",
+    "PIXHOOK_CONSOLE_PASSWORD": "console-password-for-tests",
 }
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Each phase's report on its test, so fixtures can tell a failed test (and screenshot it)."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
 
 
 @pytest.fixture(scope="session")

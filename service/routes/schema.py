@@ -42,6 +42,7 @@ from service.api_schemas import (
 )
 from service.auth import runtime
 from service.config import Settings
+from service.console.routes import console
 from service.endpoint_views import endpoint_schema, stats_schema
 from service.events import WEBHOOK_EVENT_TYPES
 from service.openapi import JSON, Endpoint, Operation, Param, Reply, Schema, build_document, closed
@@ -74,7 +75,8 @@ def openapi_document(routes: list[Any], settings: Settings) -> Schema:
     """The document for these routes, with the limits these settings set."""
     assert INPUTS.keys() == JOB_TYPES.keys(), "every job type needs its schemas here"
     return build_document(
-        routes,
+        # The console is pages for people, not part of the API.
+        [route for route in routes if route is not console],
         operations(settings),
         path_patterns=ID_PATTERNS,
         title="pixhook",

@@ -1,0 +1,198 @@
+"""The operator console over HTTP, as a browser without JavaScript would use it: sign-in, cookie
+flags, CSRF on every form, what each kind of session may see, escaping, and paging."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from redis import Redis
+
+from service.devstack import RunningStack
+from tests.conftest import STACK_ENV
+from tests.helpers import client_for, transform_job, wait_for_status
+from tests.test_deliveries import deliveries_of
+
+PASSWORD = STACK_ENV["PIXHOOK_CONSOLE_PASSWORD"]
+
+
+def browser(stack: RunningStack) -> httpx.Client:
+    return httpx.Client(base_url=stack.api_url, timeout=30, follow_redirects=False)
+
+
+def sign_in(http: httpx.Client, secret: str) -> httpx.Response:
+    form = http.get("/console/login")
+    token = re.search(r'name="login_token" value="([^"]+)"', form.text)
+    assert token, form.text
+    return http.post("/console/login", data={"login_token": token[1], "secret": secret})
+
+
+def csrf_of(page: httpx.Response) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert found, page.text
+    return found[1]
+
+
+@pytest.fixture
+def operator(stack: RunningStack) -> Iterator[httpx.Client]:
+    with browser(stack) as http:
+        assert sign_in(http, PASSWORD).status_code == 303
+        yield http
+
+
+def test_pages_need_a_session(stack: RunningStack):
+    with browser(stack) as http:
+        for path in ("/console/overview", "/console/jobs", "/console/dlq", "/console/endpoints"):
+            response = http.get(path)
+            assert response.status_code == 303
+            assert response.headers["location"] == f"/console/login?next={path.replace('/', '%2F')}"
+
+
+def test_signing_in_sets_a_strict_httponly_cookie(stack: RunningStack):
+    with browser(stack) as http:
+        response = sign_in(http, PASSWORD)
+
+        assert response.status_code == 303
+        assert response.headers["location"] == "/console/overview"
+        cookie = next(
+            v
+            for k, v in response.headers.multi_items()
+            if k == "set-cookie" and "pixhook_console=" in v
+        )
+        assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/console" in cookie
+        overview = http.get("/console/overview")
+        assert overview.status_code == 200 and "Dead letters" in overview.text
+        csp = overview.headers["content-security-policy"]
+        assert "script-src" not in csp and "default-src 'none'" in csp
+
+
+def test_a_wrong_secret_is_refused_and_repeated_ones_lock_the_form(stack: RunningStack):
+    with browser(stack) as http:
+        try:
+            refused = sign_in(http, "not the password")
+            assert refused.status_code == 401 and "neither the console password" in refused.text
+            assert "pixhook_console=" not in refused.headers.get("set-cookie", "")
+            for _ in range(9):
+                sign_in(http, "still wrong")
+            locked = sign_in(http, PASSWORD)
+            assert locked.status_code == 429 and "Too many failed sign-ins" in locked.text
+        finally:
+            # Every test signs in from 127.0.0.1: the lock must not outlive this test.
+            Redis.from_url(stack.redis_url).delete("pixhook:console:failed-logins:127.0.0.1")
+
+
+def test_the_login_form_needs_its_own_token(stack: RunningStack):
+    with browser(stack) as http:
+        forged = http.post("/console/login", data={"login_token": "x", "secret": PASSWORD})
+
+        assert forged.status_code == 403 and "pixhook_console=" not in str(forged.headers)
+
+
+def test_a_form_without_the_csrf_token_changes_nothing(operator: httpx.Client, api, make_receiver):
+    receiver = make_receiver(respond=lambda n: 500)
+    job = api.post("/v1/jobs", json=transform_job(webhook_url=receiver.url)).json()
+    [delivery] = deliveries_of(api, job["id"])
+    assert delivery["status"] == "dead"
+
+    forged = operator.post(f"/console/deliveries/{delivery['id']}/retry", data={"csrf": "guess"})
+
+    assert forged.status_code == 403 and "form has expired" in forged.text
+    assert api.get(f"/v1/deliveries/{delivery['id']}").json()["status"] == "dead"
+    page = operator.get(f"/console/deliveries/{delivery['id']}")
+    done = operator.post(
+        f"/console/deliveries/{delivery['id']}/retry", data={"csrf": csrf_of(page)}
+    )
+    assert done.status_code == 303
+    assert api.get(f"/v1/deliveries/{delivery['id']}").json()["replays"] == 1
+
+
+def test_a_delivery_page_shows_what_was_sent_and_what_came_back(
+    operator: httpx.Client, api, make_receiver
+):
+    receiver = make_receiver(respond=lambda n: 500)
+    job = api.post("/v1/jobs", json=transform_job(webhook_url=receiver.url)).json()
+    [delivery] = deliveries_of(api, job["id"])
+
+    page = operator.get(f"/console/deliveries/{delivery['id']}").text
+
+    [first, *_] = receiver.wait_for(1)
+    assert page.count('<tr class="failed">') == delivery["attempt_count"]
+    assert f"webhook-id: {first.webhook_id}" in page
+    assert "webhook-signature: v1," in page and "user-agent: pixhook-webhooks" in page
+    assert "&#34;type&#34;: &#34;job.completed&#34;" in page or '"type": "job.completed"' in page
+    assert "HTTP_STATUS" in page and ">500<" in page
+
+
+def test_a_client_session_sees_only_its_own_records(stack: RunningStack, api):
+    theirs = api.post("/v1/jobs", json=transform_job()).json()
+    record, own_api = client_for(stack, "console-client")
+    with own_api, browser(stack) as http:
+        mine = own_api.post("/v1/jobs", json=transform_job()).json()
+        wait_for_status(own_api, mine["id"])
+        assert sign_in(http, record["api_key"]).status_code == 303
+
+        listed = http.get("/console/jobs").text
+        assert mine["id"] in listed and theirs["id"] not in listed
+        assert http.get(f"/console/jobs/{theirs['id']}").status_code == 404
+        assert http.get(f"/console/jobs/{mine['id']}").status_code == 200
+        assert "Client" not in http.get("/console/jobs").text.split("<table>")[0]
+
+
+def test_values_from_callers_are_escaped(operator: httpx.Client, api):
+    job = api.post("/v1/jobs", json=transform_job(metadata={"sku": "<script>alert(1)</script>"}))
+    job_id = job.json()["id"]
+    wait_for_status(api, job_id)
+
+    page = operator.get(f"/console/jobs/{job_id}").text
+
+    assert "<script>" not in page and "\\u003cscript\\u003e" in page
+
+
+def test_job_pages_page_by_cursor_and_filter(operator: httpx.Client, stack: RunningStack):
+    record, own_api = client_for(stack, "console-paging")
+    with own_api:
+        ids = [own_api.post("/v1/jobs", json=transform_job()).json()["id"] for _ in range(60)]
+        for job_id in ids:
+            wait_for_status(own_api, job_id)
+
+    first = operator.get("/console/jobs", params={"client": record["id"]})
+    older = re.search(r'<a rel="next" href="([^"]+)"', first.text)
+    assert older
+    second = operator.get(older[1].replace("&amp;", "&"))
+
+    shown = re.findall(r'<a href="/console/jobs/(job_[^"]+)">', first.text + second.text)
+    assert shown == list(reversed(ids))  # newest first, each once, across the two pages
+    assert 'rel="next"' not in second.text
+    failed = operator.get("/console/jobs", params={"client": record["id"], "status": "failed"})
+    assert "No jobs match." in failed.text
+
+
+def test_purging_asks_first(operator: httpx.Client, api, make_receiver):
+    receiver = make_receiver(respond=lambda n: 410)
+    job = api.post("/v1/jobs", json=transform_job(webhook_url=receiver.url)).json()
+    [delivery] = deliveries_of(api, job["id"])
+    dlq = operator.get("/console/dlq", params={"host": "127.0.0.1"})
+    form = {"csrf": csrf_of(dlq), "ids": [delivery["id"]], "action": "purge-selected"}
+
+    confirm = operator.post("/console/dlq", data=form)
+
+    assert confirm.status_code == 200 and "Purge 1 dead delivery?" in confirm.text
+    assert api.get(f"/v1/deliveries/{delivery['id']}").status_code == 200
+    purged = operator.post(
+        "/console/dlq/purge",
+        data={"csrf": csrf_of(dlq), "ids": [delivery["id"]], "confirm": "yes"},
+    )
+    assert purged.status_code == 303 and "done=purged&count=1" in purged.headers["location"]
+    assert api.get(f"/v1/deliveries/{delivery['id']}").status_code == 404
+
+
+def test_the_overview_counts_the_last_hour(operator: httpx.Client, api):
+    wait_for_status(api, api.post("/v1/jobs", json=transform_job()).json()["id"])
+
+    page = operator.get("/console/overview").text
+
+    ended = re.search(r"jobs ended: (\d+)", page)
+    assert ended and int(ended[1]) >= 1
+    assert "<polyline" in page
