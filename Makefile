@@ -2,6 +2,9 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# The console's browser tests drive this Chromium through Playwright, which never downloads one.
+export CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test dev lint lock
 
@@ -11,7 +14,7 @@ demo: $(VENV)/.runtime
 dev: $(VENV)/.runtime
 	$(BIN)/pixhook dev
 
-test: $(VENV)/.dev
+test: $(VENV)/.dev $(CHROMIUM)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -28,6 +31,12 @@ $(VENV)/.dev: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	touch $@ $(VENV)/.runtime
+
+# Debian's (or Ubuntu's) chromium; elsewhere install Chromium yourself and pass CHROMIUM=/its/path.
+$(CHROMIUM):
+	@command -v apt-get >/dev/null || { echo "make test needs Chromium: install it and run make test CHROMIUM=/path/to/chromium" >&2; exit 1; }
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
 
 # Re-pin every dependency after changing pyproject.toml.
 lock:
