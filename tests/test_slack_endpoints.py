@@ -15,6 +15,8 @@ from service.devstack import RunningStack
 from tests.helpers import client_for, transform_job, wait_for_status
 from tests.servers import Response, Scripted
 from tests.slack_standin import SlackStandIn
+from webhooks.fanout import Event, body_for
+from webhooks.targets import Target
 
 
 @pytest.fixture(scope="module")
@@ -124,3 +126,16 @@ def test_a_slack_endpoints_test_send_is_a_slack_message(tenant, slack: SlackStan
     assert result["ok"] is True and result["response_excerpt"] == "ok"
     [message] = slack.accepted(url)
     assert endpoint["id"] in message.json["text"] and "blocks" in message.json
+
+
+def test_a_jobs_own_slack_webhook_url_gets_a_slack_message_paced_like_an_endpoints():
+    event = Event("job.completed", "evt_1", {"id": "job_1", "type": "image.transform"})
+    slack_url = "https://hooks.slack.com/services/T0/B0/secret"
+
+    to_slack = json.loads(body_for(event, slack_url))
+    to_receiver = json.loads(body_for(event, "https://cms.example.com/hook"))
+
+    assert to_slack["text"].startswith(":white_check_mark: `image.transform` job `job_1`")
+    assert to_receiver == event.envelope()
+    assert Target(slack_url, ["whsec_x"]).paced
+    assert not Target("https://cms.example.com/hook", ["whsec_x"]).paced

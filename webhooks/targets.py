@@ -16,6 +16,7 @@ from webhooks.fanout import Event, fan_out
 from webhooks.pacing import Pacer
 from webhooks.sealing import SealBroken
 from webhooks.sender import AttemptResult
+from webhooks.slack import is_slack_url
 from webhooks.store import Delivery, DeliveryStore, host_of
 
 log = logging.getLogger("pixhook.endpoints")
@@ -38,7 +39,10 @@ class Target:
 
     @property
     def paced(self) -> bool:
-        return self.endpoint is not None and self.endpoint.kind == "slack"
+        """Slack takes one message a second per channel, whoever posts it."""
+        if self.endpoint is not None:
+            return self.endpoint.kind == "slack"
+        return is_slack_url(self.url)
 
 
 @dataclass(frozen=True)
