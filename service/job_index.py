@@ -99,12 +99,14 @@ class JobIndex:
                 pipe.zcard(key)
             sizes = await pipe.execute()
         key = min(zip(sizes, keys, strict=True))[1]
+        # With one filter (or none) every entry of its index matches: read no more than shown.
+        chunk = limit if len(keys) == 1 else _CHUNK
         found: list[Job] = []
         before, scanned = cursor, 0
         while len(found) < limit and scanned < MAX_SCANNED:
             high = "+inf" if before is None else f"({before}"
             rows = await self._redis.zrevrangebyscore(
-                key, high, "-inf", start=0, num=_CHUNK, withscores=True
+                key, high, "-inf", start=0, num=chunk, withscores=True
             )
             if not rows:
                 return JobPage(found, None)
@@ -116,7 +118,7 @@ class JobIndex:
                     found.append(job)
                     if len(found) == limit:
                         break
-            if len(rows) < _CHUNK and len(found) < limit:
+            if len(rows) < chunk and len(found) < limit:
                 return JobPage(found, None)
         return JobPage(found, before)
 

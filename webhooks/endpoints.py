@@ -218,15 +218,16 @@ class EndpointStore:
         )
         return None if failing_since is None else float(failing_since)
 
-    async def health(self, endpoint_id: str) -> EndpointHealth:
+    async def health(self, endpoint_id: str, samples: int | None = None) -> EndpointHealth:
+        """Its figures, with the last `samples` attempts (all that are kept when None)."""
         health_key, samples_key = self._health_keys(endpoint_id)
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(health_key)
-            pipe.lrange(samples_key, 0, -1)
-            raw, samples = await pipe.execute()
+            pipe.lrange(samples_key, 0 if samples is None else -samples, -1)
+            raw, rows = await pipe.execute()
         text = {k.decode(): v.decode() for k, v in raw.items()}
         recent = []
-        for sample in samples:
+        for sample in rows:
             ok, duration_ms, at = sample.decode().split(" ")
             recent.append((ok == "1", float(duration_ms), float(at)))
         last_failure = text.get("last_failure")

@@ -18,6 +18,9 @@ from webhooks.metrics import recent_history
 from webhooks.store import Delivery, DeliveryStatus
 
 HISTORY_MINUTES = 60
+# The endpoints list shows each one's success over its last attempts: enough to tell a failing
+# endpoint, cheap enough for fifty of them.
+ENDPOINT_SAMPLES = 100
 # Records read per page at most when a filter has no index of its own (a host on pending or
 # succeeded deliveries): a rare match answers with a partial page and a cursor to go on from.
 MAX_SCANNED = 2000
@@ -151,11 +154,11 @@ async def clients_in_view(rt: Runtime, client_id: str | None) -> list[Client]:
 
 
 async def endpoints(rt: Runtime, owners: Sequence[str]) -> list[tuple[Endpoint, dict[str, Any]]]:
-    """Each endpoint with the health figures the list shows."""
+    """Each endpoint with the health figures the list shows (over its last 100 attempts)."""
     found = []
     for owner in owners:
         for endpoint in await rt.endpoints.owned_by(owner):
-            health = await rt.endpoints.health(endpoint.id)
+            health = await rt.endpoints.health(endpoint.id, samples=ENDPOINT_SAMPLES)
             recent = health.recent
             figures = {
                 "attempts": health.attempts,
