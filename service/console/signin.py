@@ -1,0 +1,86 @@
+"""Signing in to the console and out of it."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from service.auth import runtime
+from service.console.session import ConsoleSession, new_token
+from service.console.web import page, render, sessions_for
+from service.runtime import Runtime
+
+# Failed sign-ins per address before the form refuses for a while: a password is not guessed.
+MAX_FAILED_LOGINS = 10
+LOGIN_LOCKOUT_S = 300
+
+
+async def home(request: Request) -> Response:
+    return RedirectResponse("/console/overview", 303)
+
+
+async def login_form(request: Request) -> Response:
+    return _login_page(request, None, 200)
+
+
+def _login_page(request: Request, error: str | None, status: int) -> Response:
+    token = new_token()
+    context = {"error": error, "login_token": token, "next": _next(request.query_params)}
+    response = render(request, None, "login.html", context, status)
+    sessions_for(request).remember_login_token(response, token)
+    return response
+
+
+async def login(request: Request) -> Response:
+    rt = runtime(request)
+    form = await request.form()
+    sessions = sessions_for(request)
+    if not sessions.login_token_matches(request, str(form.get("login_token", ""))):
+        return _login_page(request, "The sign-in form expired. Please try again.", 403)
+    failures_key = f"pixhook:console:failed-logins:{request.client.host if request.client else ''}"
+    if int(await rt.redis.get(failures_key) or 0) >= MAX_FAILED_LOGINS:
+        return _login_page(request, "Too many failed sign-ins. Wait a few minutes.", 429)
+    client_id, known = await _who(rt, str(form.get("secret", "")))
+    if not known:
+        async with rt.redis.pipeline(transaction=True) as pipe:
+            pipe.incr(failures_key)
+            pipe.expire(failures_key, LOGIN_LOCKOUT_S)
+            await pipe.execute()
+        return _login_page(request, "That is neither the console password nor an API key.", 401)
+    await rt.redis.delete(failures_key)
+    response = RedirectResponse(_next(form) or "/console/overview", 303)
+    sessions.start(response, client_id)
+    return response
+
+
+async def _who(rt: Runtime, secret: str) -> tuple[str | None, bool]:
+    """(client id, or None for the operator; whether the secret is known at all)."""
+    password = rt.settings.console_password
+    if password and _same(secret, password):
+        return None, True
+    client = await rt.clients.authenticate(secret) if secret else None
+    return (client.id, True) if client is not None else (None, False)
+
+
+def _same(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def _next(source: Mapping[str, Any] | FormData) -> str | None:
+    # Only a console path: never an open redirect to another site.
+    target = source.get("next")
+    if isinstance(target, str) and target.startswith("/console/") and "//" not in target:
+        return target
+    return None
+
+
+@page
+async def logout(request: Request, session: ConsoleSession) -> Response:
+    response = RedirectResponse("/console/login", 303)
+    sessions_for(request).end(response)
+    return response
