@@ -24,6 +24,8 @@ from webhooks.endpoints import KINDS
 INPUTS = {m.NAME: m.input_schema for m in (transform, analyze, generate)}
 OUTPUTS = {m.NAME: m.output_schema for m in (transform, analyze, generate)}
 
+_EP = "^ep_[0-9a-z]{1,40}$"  # an endpoint id, as routes/schema.py's ID_PATTERNS has it
+
 # Request bodies.
 
 
@@ -125,7 +127,7 @@ def replay_body() -> Schema:
     moment = {"anyOf": [{"type": "number"}, {"type": "string", "format": "date-time"}]}
     ids = {"type": "array", "maxItems": 1000, "items": {"type": "string"}}
     where = {"all": {"const": True}, "host": {"type": "string", "minLength": 1}}
-    where |= {"since": moment, "until": moment}
+    where |= {"since": moment, "until": moment, "endpoint_id": {"type": "string", "pattern": _EP}}
     return {
         "anyOf": [
             {"type": "object", "properties": {"ids": ids}, "required": ["ids"]},
@@ -291,6 +293,7 @@ PAGING = (
 )
 DLQ_FILTER = (
     Param("host", "query", {"type": "string", "minLength": 1}),
+    Param("endpoint_id", "query", {"type": "string", "pattern": _EP}),
     Param("since", "query", {"type": "string", "pattern": "^[0-9]{1,12}(\\.[0-9]{1,6})?$"}),
     Param("until", "query", {"type": "string", "pattern": "^[0-9]{1,12}(\\.[0-9]{1,6})?$"}),
 )

@@ -355,7 +355,10 @@ def test_an_endpoint_failing_for_too_long_is_disabled_announced_and_replayable(t
     healthy["now"] = True
     enabled = api.patch(f"/v1/endpoints/{broken['id']}", json={"enabled": True}).json()
     assert (enabled["enabled"], enabled["disabled_reason"]) == (True, None)
-    api.post("/v1/dlq/replay", json={"ids": [d["id"] for d in dead]})
+    listed = api.get("/v1/dlq", params={"endpoint_id": broken["id"], "limit": 200}).json()
+    assert {d["id"] for d in listed["data"]} == {d["id"] for d in dead}
+    replay = api.post("/v1/dlq/replay", json={"endpoint_id": broken["id"]}).json()
+    assert replay == {"requeued": len(dead)}
     replayed = {d["event_id"] for d in dead}
     deadline = time.monotonic() + 10
     while not replayed <= {r.webhook_id for r in broken_receiver.requests if r.answered == 200}:
@@ -381,3 +384,14 @@ def _dead_for(api: httpx.Client, endpoint_id: str) -> list[dict[str, Any]]:
 
 def _epoch(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def test_the_dlq_refuses_an_endpoint_filter_that_is_not_an_endpoint_id(tenant):
+    _, api = tenant
+
+    listed = api.get("/v1/dlq", params={"endpoint_id": "cms"})
+    replayed = api.post("/v1/dlq/replay", json={"endpoint_id": ["ep_1"]})
+
+    for response in (listed, replayed):
+        assert response.status_code == 422
+        assert error_of(response)["field"] == "endpoint_id"

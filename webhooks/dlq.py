@@ -14,11 +14,17 @@ log = logging.getLogger("pixhook.dlq")
 
 @dataclass(frozen=True)
 class DlqFilter:
-    """Which dead deliveries: by host, and by when they died (Unix seconds, inclusive)."""
+    """Which dead deliveries: by host, by when they died (Unix seconds, inclusive), and by the
+    endpoint they were for."""
 
     host: str | None = None
     since: float | None = None
     until: float | None = None
+    endpoint_id: str | None = None
+
+    def admits(self, delivery: Delivery) -> bool:
+        # Host and time have indexes; an endpoint is checked on the records read.
+        return self.endpoint_id is None or delivery.endpoint_id == self.endpoint_id
 
 
 @dataclass(frozen=True)
@@ -47,8 +53,10 @@ class DeadLetters:
     ) -> DlqPage:
         """Newest deaths first; pass `next_cursor` back to continue."""
         rows = await self._page(owner, where, limit, cursor)
+        # Filtered by endpoint, a page may show fewer than `limit`; the cursor goes on from what
+        # was read, so nothing is skipped.
         next_cursor = rows[-1][1] if len(rows) == limit else None
-        return DlqPage([delivery for delivery, _ in rows], next_cursor)
+        return DlqPage([delivery for delivery, _ in rows if where.admits(delivery)], next_cursor)
 
     async def replay(self, owner: str | None, where: DlqFilter) -> int:
         """Re-queue every matching dead delivery, paced at `replay_rate_per_s`; how many."""
@@ -56,6 +64,8 @@ class DeadLetters:
         while True:
             rows = await self._page(owner, where, 500, cursor)
             for delivery, _ in rows:
+                if not where.admits(delivery):
+                    continue
                 due_at = start + count / self.policy.replay_rate_per_s
                 count += await self._store.requeue(delivery, due_at, only_dead=True)
             if len(rows) < 500:

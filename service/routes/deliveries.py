@@ -20,6 +20,8 @@ from webhooks.dlq import DlqFilter
 from webhooks.store import STATUSES, Delivery
 
 MAX_PAGE = 200
+FILTERS = ("host", "since", "until", "endpoint_id")
+_ENDPOINT_ID = re.compile(r"ep_[0-9a-z]{1,40}")
 
 
 async def list_deliveries(request: Request) -> JSONResponse:
@@ -76,15 +78,17 @@ async def list_dlq(request: Request) -> JSONResponse:
 
 
 async def replay_dlq(request: Request) -> JSONResponse:
-    """Body: {"ids": [...]}, or a filter {"host", "since", "until"}, or {"all": true}."""
+    """Body: {"ids": [...]}, or a filter {"host", "since", "until", "endpoint_id"}, or
+    {"all": true}."""
     client = await authenticate(request)
     rt = runtime(request)
     body = parse_json(
         await read_body(request, rt.settings.max_request_bytes), rt.settings.json_shape
     )
-    if not isinstance(body, dict) or not body.keys() & {"ids", "host", "since", "until", "all"}:
+    if not isinstance(body, dict) or not body.keys() & {*FILTERS, "ids", "all"}:
         raise InvalidInput(
-            'say what to replay: {"ids": [...]}, a filter on host/since/until, or {"all": true}'
+            'say what to replay: {"ids": [...]}, a filter on host/since/until/endpoint_id, '
+            'or {"all": true}'
         )
     if "ids" in body:
         ids = body["ids"]
@@ -133,7 +137,12 @@ def _filter(source: Any) -> DlqFilter:
     host = source.get("host")
     if host is not None and (not isinstance(host, str) or not host):
         raise InvalidInput("host must be a host name", field="host")
-    return DlqFilter(host, _moment(source, "since"), _moment(source, "until"))
+    endpoint_id = source.get("endpoint_id")
+    if endpoint_id is not None and not (
+        isinstance(endpoint_id, str) and _ENDPOINT_ID.fullmatch(endpoint_id)
+    ):
+        raise InvalidInput("endpoint_id must be an endpoint's id, ep_…", field="endpoint_id")
+    return DlqFilter(host, _moment(source, "since"), _moment(source, "until"), endpoint_id)
 
 
 def _moment(source: Any, name: str) -> float | None:
