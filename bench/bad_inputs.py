@@ -1,6 +1,6 @@
 """Bounded memory under bad input: the jobs worker's and API's RSS, fed bad images repeatedly.
 
-    .venv/bin/python bench/bad_inputs.py [--rounds 20] [--together] [--no-photo] [--timeout 60]
+    .venv/bin/python -m bench.bad_inputs [--rounds 20] [--together] [--no-photo] [--timeout 60]
 
 Starts the whole stack (`service.devstack.local_stack`, default limits) and serves a set of bad
 files, plus one valid 24 MP photo as the reference for a normal decode's peak, from an HTTP server
@@ -14,44 +14,34 @@ from __future__ import annotations
 
 import argparse
 import base64
-import io
-import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-import zlib
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psutil  # type: ignore[import-untyped]
-from PIL import Image
 
+from bench.api import unix_seconds
+from bench.errors import BenchError
+from bench.figures import MiB, mib
+from bench.processes import Sampler, high_water_mark, watch
+from bench.receivers import File, LocalServer
+from bench.stack import check_alive, print_log_tails
+from bench.transform import job_body, photo_paths
 from service.config import Settings
 from service.devstack import RunningStack, local_stack
+from tests.helpers import png_bomb, truncated_jpeg
 
-MiB = 1024 * 1024
-# bench/transform.py's cached test photo (6000x4000, ~6.5 MB), made by it when missing.
-PHOTO = Path(tempfile.gettempdir()) / "pixhook-bench-photos" / "photo-0.jpg"
 WATCHED = {"jobs worker": "worker-jobs", "api": "api"}  # label -> the stack's process name
-SAMPLE_EVERY_S = 0.05
 POLL_EVERY_S = 0.02
 TERMINAL = ("succeeded", "failed", "canceled")
 ROUTES = ("url", "base64")
-
-
-class BenchError(RuntimeError):
-    """A process of the stack exited during the run."""
 
 
 # The inputs. Each is served under its own name with the media type its name claims.
@@ -64,27 +54,6 @@ class Kind:
     media_type: str
     data: bytes
     valid: bool = False  # the reference photo must succeed; every other kind must not
-
-
-def pixel_bomb(side: int = 20_000) -> bytes:
-    """A valid PNG header claiming side x side 1-bit pixels, then ~4 KB of compressed zero rows."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        crc = zlib.crc32(kind + data).to_bytes(4, "big")
-        return len(data).to_bytes(4, "big") + kind + data + crc
-
-    header = side.to_bytes(4, "big") * 2 + bytes([1, 0, 0, 0, 0])
-    idat = zlib.compress(bytes(4 * MiB), 9)
-    return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
-    )
-
-
-def truncated_jpeg() -> bytes:
-    """An 800x600 JPEG whose header is intact but whose pixel data stops halfway."""
-    buffer = io.BytesIO()
-    Image.effect_noise((800, 600), 50).convert("RGB").save(buffer, "JPEG")
-    return buffer.getvalue()[: len(buffer.getvalue()) // 2]
 
 
 def many_frames_gif(frames: int = 10_000, side: int = 64) -> bytes:
@@ -110,17 +79,18 @@ TEXT = b"hello, I am a text file named photo.jpg\n" * 20
 
 
 def photo() -> bytes:
-    if not PHOTO.exists():
-        PHOTO.parent.mkdir(exist_ok=True)
-        print(f"making {PHOTO} ...", file=sys.stderr, flush=True)
-        transform = Path(__file__).with_name("transform.py")
-        subprocess.run([sys.executable, transform, "--make-photo", "0", PHOTO], check=True)
-    return PHOTO.read_bytes()
+    """bench/transform.py's first test photo (6000x4000, ~6.5 MB), made by it when missing."""
+    return photo_paths(1)[0].read_bytes()
 
 
 def make_kinds(with_photo: bool) -> list[Kind]:
     kinds = [
-        Kind("PNG 20000x20000 (pixel bomb)", "bomb.png", "image/png", pixel_bomb()),
+        Kind(
+            "PNG 20000x20000 (pixel bomb)",
+            "bomb.png",
+            "image/png",
+            png_bomb(20_000, 20_000, 4 * MiB),
+        ),
         Kind("truncated JPEG", "truncated.jpg", "image/jpeg", truncated_jpeg()),
         Kind("GIF, 10,000 1x1 frames", "frames.gif", "image/gif", many_frames_gif()),
         Kind("SVG", "drawing.svg", "image/svg+xml", SVG),
@@ -132,97 +102,16 @@ def make_kinds(with_photo: bool) -> list[Kind]:
     return kinds
 
 
-@contextmanager
-def serve_files(kinds: list[Kind]) -> Iterator[str]:
-    """An HTTP server on 127.0.0.1 answering GET /<file> with its bytes; yields its base URL."""
-    files = {f"/{kind.file}": kind for kind in kinds}
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            kind = files.get(self.path)
-            if kind is None:
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self.send_header("content-type", kind.media_type)
-            self.send_header("content-length", str(len(kind.data)))
-            self.end_headers()
-            self.wfile.write(kind.data)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+def files_of(kinds: list[Kind]) -> dict[str, File]:
+    """What the local server answers: each kind under its own name, with its media type."""
+    return {f"/{kind.file}": (kind.media_type, kind.data) for kind in kinds}
 
 
-def job_body(kind: Kind, route: str, files_url: str) -> bytes:
-    """The README's API-tour job (bench/transform.py's output spec), the image by URL or base64."""
+def kind_job(kind: Kind, route: str, files_url: str) -> bytes:
+    """bench/transform.py's job, the image by URL or base64."""
     if route == "url":
-        image = {"url": f"{files_url}/{kind.file}"}
-    else:
-        image = {"base64": base64.b64encode(kind.data).decode()}
-    job = {
-        "type": "image.transform",
-        "input": {"image": image, "width": 512, "height": 512, "format": "webp", "quality": 80},
-    }
-    return json.dumps(job).encode()
-
-
-# Watching the processes.
-
-
-class Sampler:
-    """Every SAMPLE_EVERY_S (in a thread) and on demand: the RSS of each watched process."""
-
-    def __init__(self, processes: dict[str, psutil.Process]) -> None:
-        self._processes = processes
-        self._lock = threading.Lock()
-        self._samples: list[tuple[float, dict[str, int]]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def sample(self) -> tuple[float, dict[str, int]]:
-        now = time.monotonic()
-        rss = {name: int(p.memory_info().rss) for name, p in self._processes.items()}
-        with self._lock:
-            self._samples.append((now, rss))
-        return now, rss
-
-    def _run(self) -> None:
-        while not self._stop.wait(SAMPLE_EVERY_S):
-            try:
-                self.sample()
-            except psutil.Error:
-                return  # a process ended: the main loop reports it
-
-    def peak(self, name: str, start: float, end: float) -> int:
-        with self._lock:
-            return max(rss[name] for at, rss in self._samples if start <= at <= end)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-
-def high_water_mark(pid: int) -> int:
-    """The kernel's peak RSS of the process since it started (VmHWM), in bytes; 0 if unknown."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0
-    for line in status.splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return 0
+        return job_body({"url": f"{files_url}/{kind.file}"})
+    return job_body({"base64": base64.b64encode(kind.data).decode()})
 
 
 # Submitting and waiting.
@@ -263,16 +152,6 @@ def error_code(body: dict[str, Any] | None) -> str:
     return str((body or {}).get("code", "?"))
 
 
-def seconds(value: str) -> float:
-    return datetime.fromisoformat(value).timestamp()
-
-
-def check_alive(stack: RunningStack) -> None:
-    exited = stack.processes.exited()
-    if exited:
-        raise BenchError(f"stack processes exited during the run: {exited}")
-
-
 def run_group(
     api: httpx.Client,
     stack: RunningStack,
@@ -308,7 +187,7 @@ def run_group(
                     "succeeded" if ok else f"{job['status']} {error_code(job['error'])}"
                 )
                 if job["started_at"] and job["finished_at"]:
-                    elapsed = seconds(job["finished_at"]) - seconds(job["started_at"])
+                    elapsed = unix_seconds(job["finished_at"]) - unix_seconds(job["started_at"])
                     outcome.worker_ms = 1000 * elapsed
                 del pending[job_id]
         if pending:
@@ -324,14 +203,14 @@ def run_stack(
 ) -> tuple[list[Round], dict[str, dict[str, int]], Sampler]:
     """Warm-up round 0 and rounds 1..R against a fresh stack; RSS readings and the sampler."""
     with (
-        serve_files(kinds) as files_url,
+        LocalServer(files_of(kinds).get) as server,
         tempfile.TemporaryDirectory(prefix="pixhook-bench-bad-inputs-") as workdir,
         local_stack(Path(workdir)) as stack,
     ):
-        items = [(k, route, job_body(k, route, files_url)) for k in kinds for route in ROUTES]
+        items = [(k, route, kind_job(k, route, server.url)) for k in kinds for route in ROUTES]
         groups = [items] if together else [[item] for item in items]
-        pids = {name: stack.processes.processes[process].pid for name, process in WATCHED.items()}
-        sampler = Sampler({name: psutil.Process(pid) for name, pid in pids.items()})
+        processes = watch(stack, WATCHED)
+        sampler = Sampler(processes)
         auth = {"authorization": f"Bearer {stack.client.api_key}"}
         readings: dict[str, dict[str, int]] = {}
         done: list[Round] = []
@@ -354,14 +233,12 @@ def run_stack(
                         print(f"round {number}/{rounds} done", file=sys.stderr, flush=True)
                 time.sleep(1.0)
                 readings["end"] = sampler.sample()[1]
-                readings["hwm"] = {name: high_water_mark(pid) for name, pid in pids.items()}
+                readings["hwm"] = {name: high_water_mark(p.pid) for name, p in processes.items()}
                 for outcome in late:
                     job = api.get(f"/v1/jobs/{outcome.job_id}").json()
                     outcome.status_after_run = job["status"]
         except (BenchError, psutil.Error):
-            for process in WATCHED.values():
-                log = (Path(workdir) / "logs" / f"{process}.log").read_text()
-                print(f"{process} log tail:\n{log[-3000:]}", file=sys.stderr)
+            print_log_tails(Path(workdir) / "logs")
             raise
         finally:
             sampler.close()
@@ -369,10 +246,6 @@ def run_stack(
 
 
 # The report.
-
-
-def mib(value: float) -> str:
-    return f"{value / MiB:.1f}"
 
 
 def report(

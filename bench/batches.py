@@ -1,6 +1,6 @@
 """Batches of thousands: items/s, the API's and workers' peak RSS at 1k vs 10k, Redis per item.
 
-    .venv/bin/python bench/batches.py [--sizes 1000 10000] [--concurrency C] [--job-concurrency J]
+    .venv/bin/python -m bench.batches [--sizes 1000 10000] [--concurrency C] [--job-concurrency J]
                                       [--images 4] [--timeout 1200] [--keep-workdir]
 
 Each batch size gets its own fresh stack (`service.devstack.local_stack`: embedded Redis, the API
@@ -17,47 +17,37 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import math
 import random
 import re
-import shutil
 import sys
-import tempfile
-import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil  # type: ignore[import-untyped]
 import redis
 from PIL import Image, ImageDraw, ImageFilter
 
+from bench.api import Poll, batch_body, post_accepted, results_of, unix_seconds, wait_for_batch
+from bench.errors import BenchError
+from bench.figures import MiB, mib
+from bench.processes import Sampler, cpu_seconds, high_water_mark, redis_process, watch
+from bench.receivers import LocalServer, photos
+from bench.stack import ID_PART, log_problems, workdir
 from service.devstack import RunningStack, local_stack
-from webhooks.receiver import InvalidWebhook, verify
 
-MiB = 1024 * 1024
 IMAGE_SIZE = (320, 240)
 OUTPUT = {"width": 64, "format": "webp"}
 WATCHED = {"api": "api", "jobs worker": "worker-jobs", "deliveries worker": "worker-deliveries"}
-SAMPLE_EVERY_S = 0.05
-POLL_EVERY_S = 0.1
 WARM_UP_ITEMS = 32
 WEBHOOK_WAIT_S = 60.0
+BATCH_ENDS = ("batch.completed", "batch.canceled")
 
 
-class BenchError(RuntimeError):
-    """The batch did not end, ended wrong, or a process of the stack exited."""
-
-
-# The inputs, and one local server for both the images and the batch webhooks.
+# The inputs, served by one local server that also receives the batch webhooks.
 
 
 def make_image(seed: int) -> bytes:
@@ -76,171 +66,14 @@ def make_image(seed: int) -> bytes:
     return buffer.getvalue()
 
 
-class LocalServer:
-    """On 127.0.0.1: `GET /photos/<n>.jpg` answers image n mod len(images); `POST /hook` checks a
-    webhook with the current stack's secret and records `batch.*` events by batch id."""
-
-    def __init__(self, images: list[bytes]) -> None:
-        self.images = images
-        self.secret = ""
-        self.image_requests = 0
-        self.rejected = 0
-        self.events: dict[str, list[tuple[float, str]]] = {}  # batch id -> (arrival, event type)
-        self._lock = threading.Condition()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:
-                match = re.fullmatch(r"/photos/(\d+)\.jpg", self.path)
-                if match is None:
-                    self.send_error(404)
-                    return
-                data = server.images[int(match[1]) % len(server.images)]
-                with server._lock:
-                    server.image_requests += 1
-                self.send_response(200)
-                self.send_header("content-type", "image/jpeg")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length", "0")))
-                status = server.record(dict(self.headers.items()), body)
-                self.send_response(status)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        return Handler
-
-    def record(self, headers: dict[str, str], body: bytes) -> int:
-        arrived = time.time()
-        try:
-            event = verify(headers, body, self.secret)
-        except InvalidWebhook:
-            with self._lock:
-                self.rejected += 1
-            return 400
-        with self._lock:
-            self.events.setdefault(event["data"]["id"], []).append((arrived, event["type"]))
-            self._lock.notify_all()
-        return 200
-
-    def wait_for_end(self, batch_id: str, timeout_s: float) -> tuple[float, str] | None:
-        """The batch's `batch.completed`/`batch.canceled` webhook: (arrival, type), or None."""
-        deadline = time.monotonic() + timeout_s
-        with self._lock:
-            while True:
-                ends = [e for e in self.events.get(batch_id, []) if e[1] != "batch.progress"]
-                if ends:
-                    return ends[0]
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return None
-                self._lock.wait(left)
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
-
-
-def batch_body(size: int, server: LocalServer, concurrency: int | None) -> bytes:
-    items = [
-        {"input": {"image": {"url": f"{server.url}/photos/{index}.jpg"}, **OUTPUT}}
-        for index in range(size)
-    ]
-    spec: dict[str, Any] = {
-        "type": "image.transform",
-        "items": items,
-        "webhook_url": f"{server.url}/hook",
-    }
-    if concurrency is not None:
-        spec["concurrency"] = concurrency
-    return json.dumps(spec, separators=(",", ":")).encode()
+def transform_batch(size: int, server: LocalServer, concurrency: int | None) -> bytes:
+    inputs = ({"image": {"url": server.photo_url(index)}, **OUTPUT} for index in range(size))
+    return batch_body(
+        "image.transform", inputs, webhook_url=server.hook_url, concurrency=concurrency
+    )
 
 
 # Watching the processes and Redis.
-
-
-class Sampler:
-    """Every SAMPLE_EVERY_S (in a thread) and on demand: the RSS of each watched process."""
-
-    def __init__(self, processes: dict[str, psutil.Process]) -> None:
-        self._processes = processes
-        self._lock = threading.Lock()
-        self._samples: list[tuple[float, dict[str, int]]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def sample(self) -> dict[str, int]:
-        now = time.monotonic()
-        rss = {name: int(p.memory_info().rss) for name, p in self._processes.items()}
-        with self._lock:
-            self._samples.append((now, rss))
-        return rss
-
-    def _run(self) -> None:
-        while not self._stop.wait(SAMPLE_EVERY_S):
-            try:
-                self.sample()
-            except psutil.Error:
-                return  # a process ended: the poll loop reports it
-
-    def peak(self, name: str, start: float, end: float) -> int:
-        with self._lock:
-            return max((rss[name] for at, rss in self._samples if start <= at <= end), default=0)
-
-    def at(self, name: str, moment: float) -> int:
-        """The last sample taken at or before `moment`."""
-        with self._lock:
-            return next((rss[name] for at, rss in reversed(self._samples) if at <= moment), 0)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-
-def high_water_mark(pid: int) -> int:
-    """The kernel's peak RSS of the process since it started (VmHWM), in bytes; 0 if unknown."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0
-    for line in status.splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
-def cpu_seconds(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return float(times.user + times.system)
-
-
-def redis_process(redis_url: str) -> psutil.Process | None:
-    """The embedded redis-server, a child of this process (it retitles itself with its port)."""
-    port = redis_url.rsplit(":", 1)[1].split("/")[0]
-    for child in psutil.Process().children():
-        try:
-            if f":{port}" in " ".join(child.cmdline()):
-                return child
-        except psutil.Error:
-            continue
-    return None
 
 
 def used_memory(client: redis.Redis) -> int:
@@ -255,7 +88,6 @@ def key_usage(client: redis.Redis, key: str) -> int:
     return usage if isinstance(usage, int) else 0
 
 
-ID_PART = re.compile(r"\b(job|bat|evt|dlv|del|cli|upl)_[A-Za-z0-9_-]+")
 NUMBER_PART = re.compile(r"(?<=:)\d{6,}\b")
 
 
@@ -279,14 +111,6 @@ def keys_by_pattern(client: redis.Redis) -> dict[str, tuple[int, int]]:
 
 
 @dataclass
-class Poll:
-    at: float  # monotonic
-    done: int
-    in_flight: int
-    redis_bytes: int
-
-
-@dataclass
 class Outcome:
     size: int
     concurrency: int
@@ -300,7 +124,7 @@ class Outcome:
     redis_before: int = 0
     redis_queued: int = 0  # right after the POST returned
     items_key: int = 0  # MEMORY USAGE of the batch's items list, right after the POST
-    redis_peak: int = 0  # highest used_memory seen by the polls
+    redis_peak: int = 0  # highest used_memory read at a poll
     redis_end: int = 0  # 1 s after the batch ended and its webhook arrived
     kept: dict[str, tuple[int, int]] = field(default_factory=dict)  # pattern -> keys, bytes
     kept_before: dict[str, tuple[int, int]] = field(default_factory=dict)
@@ -323,46 +147,6 @@ class Outcome:
         mid = next(p.at for p in self.polls if p.done >= half)
         end = self.polls[-1].at
         return half / max(mid - start, 1e-9), (self.size - half) / max(end - mid, 1e-9)
-
-
-def seconds(value: str) -> float:
-    return datetime.fromisoformat(value).timestamp()
-
-
-def check_alive(stack: RunningStack) -> None:
-    exited = stack.processes.exited()
-    if exited:
-        raise BenchError(f"stack processes exited during the run: {exited}")
-
-
-def wait_for_batch(
-    api: httpx.Client,
-    stack: RunningStack,
-    store: redis.Redis,
-    batch_id: str,
-    timeout_s: float,
-    polls: list[Poll] | None = None,
-) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        check_alive(stack)
-        batch: dict[str, Any] = api.get(f"/v1/batches/{batch_id}").json()
-        counts = batch["counts"]
-        if polls is not None:
-            done = counts["succeeded"] + counts["failed"] + counts["canceled"]
-            polls.append(Poll(time.monotonic(), done, counts["in_flight"], used_memory(store)))
-        if batch["status"] != "running":
-            return batch
-        if time.monotonic() > deadline:
-            raise BenchError(f"batch {batch_id} still running after {timeout_s:g}s: {counts}")
-        time.sleep(POLL_EVERY_S)
-
-
-def results_of(api: httpx.Client, batch: dict[str, Any]) -> list[dict[str, Any]]:
-    response = api.get(batch["results"]["url"])
-    if response.status_code != 200:
-        raise BenchError(f"results file: {response.status_code} {response.text[:300]}")
-    return [json.loads(line) for line in response.text.splitlines()]
 
 
 def check_results(size: int, batch: dict[str, Any], lines: list[dict[str, Any]]) -> list[str]:
@@ -389,28 +173,6 @@ def check_results(size: int, batch: dict[str, Any], lines: list[dict[str, Any]])
     return problems
 
 
-# Lines worth a look: logging's and uvicorn's warnings and errors, tracebacks, requests answered
-# 4xx/5xx, and arq's retried (↻), failed (!) or aborted (⊘) jobs.
-NOTEWORTHY = re.compile(
-    r"( (WARNING|ERROR|CRITICAL) [\w.]+ |^(WARNING|ERROR|CRITICAL):|^Traceback"
-    r'|" [45]\d\d |\d+\.\d+s [↻×!⊘] )'
-)
-
-
-def log_problems(logdir: Path) -> dict[str, Counter[str]]:
-    """Per log file: the noteworthy lines, ids, numbers and times blanked, counted."""
-    found: dict[str, Counter[str]] = {}
-    for log in sorted(logdir.glob("*.log")):
-        counts: Counter[str] = Counter()
-        for line in log.read_text(errors="replace").splitlines():
-            if NOTEWORTHY.search(line):
-                text = ID_PART.sub(r"\1_*", line.split(",", 1)[-1] if line[:2] == "20" else line)
-                counts[re.sub(r"\d+(\.\d+)?", "N", text).strip()[:140]] += 1
-        if counts:
-            found[log.stem] = counts
-    return found
-
-
 def run_size(
     size: int,
     server: LocalServer,
@@ -425,81 +187,69 @@ def run_size(
         env["PIXHOOK_CLIENT_BATCH_CONCURRENCY"] = str(max(64, concurrency))
     if job_concurrency is not None:
         env["PIXHOOK_JOB_CONCURRENCY"] = str(job_concurrency)
-    workdir = Path(tempfile.mkdtemp(prefix=f"pixhook-bench-batches-{size}-"))
-    try:
-        with local_stack(workdir, env) as stack:
+    with workdir(f"pixhook-bench-batches-{size}-", keep_workdir) as path:
+        with local_stack(path, env) as stack:
             server.secret = stack.client.webhook_secret
             outcome = measure(size, stack, server, concurrency, timeout_s)
-        outcome.log_lines = log_problems(workdir / "logs")
-        if keep_workdir:
-            print(f"kept {workdir}", file=sys.stderr)
-    except BaseException:
-        for log in sorted((workdir / "logs").glob("*.log")):
-            print(f"--- {log.name} tail:\n{log.read_text()[-3000:]}", file=sys.stderr)
-        raise
-    finally:
-        if not keep_workdir:
-            shutil.rmtree(workdir, ignore_errors=True)
+        outcome.log_lines = log_problems(path / "logs")
     return outcome
 
 
 def measure(
     size: int, stack: RunningStack, server: LocalServer, concurrency: int | None, timeout_s: float
 ) -> Outcome:
-    pids = {name: stack.processes.processes[process].pid for name, process in WATCHED.items()}
-    processes = {name: psutil.Process(pid) for name, pid in pids.items()}
-    redis_server = redis_process(stack.redis_url)
+    processes = watch(stack, WATCHED)
+    redis_server = redis_process(stack.redis.port)
     counted = {**processes, **({"redis": redis_server} if redis_server else {})}
     store = redis.Redis.from_url(stack.redis_url)
     sampler = Sampler(processes)
-    auth = {"authorization": f"Bearer {stack.client.api_key}", "content-type": "application/json"}
+    auth = {"authorization": f"Bearer {stack.client.api_key}"}
     try:
         with httpx.Client(base_url=stack.api_url, headers=auth, timeout=120) as api:
             # Warm-up (untimed): imports, codecs, connections, the first claims.
-            response = api.post("/v1/batches", content=batch_body(WARM_UP_ITEMS, server, None))
-            if response.status_code != 202:
-                raise BenchError(f"warm-up POST: {response.status_code} {response.text[:300]}")
-            warm_up = wait_for_batch(api, stack, store, response.json()["id"], timeout_s)
-            server.wait_for_end(warm_up["id"], WEBHOOK_WAIT_S)
+            warm_up = transform_batch(WARM_UP_ITEMS, server, None)
+            warm_up_id = post_accepted(api, "/v1/batches", warm_up)["id"]
+            wait_for_batch(api, stack, warm_up_id, timeout_s)
+            server.wait_for_events([warm_up_id], BATCH_ENDS, WEBHOOK_WAIT_S)
             time.sleep(1.0)
 
-            body = batch_body(size, server, concurrency)  # built before the clock starts
+            body = transform_batch(size, server, concurrency)  # built before the clock starts
             outcome = Outcome(size, 0)
             outcome.kept_before = keys_by_pattern(store)
             outcome.redis_before = used_memory(store)
-            outcome.rss_before = sampler.sample()
-            requests_before, files_before = server.image_requests, stored_bytes(stack.files_dir)
+            outcome.rss_before = sampler.sample()[1]
+            requests_before, files_before = server.files_served, stored_bytes(stack.files_dir)
             cpu_before = {name: cpu_seconds(p) for name, p in counted.items()}
             start = outcome.start = time.monotonic()
-            response = api.post("/v1/batches", content=body)
+            created = post_accepted(api, "/v1/batches", body)
             outcome.post_s = time.monotonic() - start
-            if response.status_code != 202:
-                raise BenchError(f"POST /v1/batches: {response.status_code} {response.text[:300]}")
             outcome.redis_queued = used_memory(store)
-            created = response.json()
             batch_id = created["id"]
             outcome.concurrency = created["concurrency"]
             outcome.items_key = key_usage(store, f"pixhook:batch:{batch_id}:items")
 
-            batch = wait_for_batch(api, stack, store, batch_id, timeout_s, outcome.polls)
+            def on_poll(poll: Poll) -> None:
+                outcome.polls.append(poll)
+                outcome.redis_peak = max(outcome.redis_peak, used_memory(store))
+
+            batch = wait_for_batch(api, stack, batch_id, timeout_s, on_poll)
             end = time.monotonic()
             outcome.wall_s = end - start
             outcome.cpu_s = {n: cpu_seconds(p) - cpu_before[n] for n, p in counted.items()}
-            finished_at = seconds(batch["finished_at"])
-            outcome.run_s = finished_at - seconds(batch["started_at"])
-            webhook = server.wait_for_end(batch_id, WEBHOOK_WAIT_S)
+            finished_at = unix_seconds(batch["finished_at"])
+            outcome.run_s = finished_at - unix_seconds(batch["started_at"])
+            webhook = server.wait_for_events([batch_id], BATCH_ENDS, WEBHOOK_WAIT_S).get(batch_id)
             if webhook is None:
                 outcome.checks.append(f"no batch webhook within {WEBHOOK_WAIT_S:g}s")
             else:
                 outcome.webhook_s = webhook[0] - finished_at
-            outcome.image_requests = server.image_requests - requests_before
-            outcome.redis_peak = max(p.redis_bytes for p in outcome.polls)
+            outcome.image_requests = server.files_served - requests_before
             outcome.most_in_flight = max(p.in_flight for p in outcome.polls)
             if outcome.most_in_flight > outcome.concurrency:
                 outcome.checks.append(f"{outcome.most_in_flight} items in flight at once")
             outcome.checks += check_results(size, batch, results_of(api, batch))
             time.sleep(1.0)
-            outcome.rss_end = sampler.sample()
+            outcome.rss_end = sampler.sample()[1]
             # From the POST to the results file read and 1 s after: the whole life of the batch.
             mid = next(p.at for p in outcome.polls if p.done >= math.ceil(size / 2))
             for name in processes:
@@ -510,7 +260,7 @@ def measure(
                     sampler.at(name, next(p.at for p in outcome.polls if p.done >= size * k / 10))
                     for k in range(1, 11)
                 ]
-            outcome.hwm = {name: high_water_mark(pid) for name, pid in pids.items()}
+            outcome.hwm = {name: high_water_mark(p.pid) for name, p in processes.items()}
             outcome.redis_end = used_memory(store)
             outcome.kept = keys_by_pattern(store)
             outcome.files_bytes = stored_bytes(stack.files_dir) - files_before
@@ -525,10 +275,6 @@ def stored_bytes(root: Path) -> int:
 
 
 # The report.
-
-
-def mib(value: float) -> str:
-    return f"{value / MiB:.1f}"
 
 
 def report(outcomes: list[Outcome], images: list[bytes], job_concurrency: int | None) -> int:
@@ -651,7 +397,7 @@ def main() -> int:
         parser.error("--sizes must be at least 1")
     images = [make_image(seed) for seed in range(args.images)]
     outcomes = []
-    with serving(images) as server:
+    with LocalServer(photos(images, cycle=True)) as server:
         for size in args.sizes:
             print(f"batch of {size:,} items ...", file=sys.stderr, flush=True)
             outcome = run_size(
@@ -665,15 +411,6 @@ def main() -> int:
             outcomes.append(outcome)
             print(f"  done in {outcome.wall_s:.1f} s", file=sys.stderr, flush=True)
     return report(outcomes, images, args.job_concurrency)
-
-
-@contextmanager
-def serving(images: list[bytes]) -> Iterator[LocalServer]:
-    server = LocalServer(images)
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 if __name__ == "__main__":

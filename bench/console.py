@@ -1,6 +1,6 @@
 """The operator console with 100,000 jobs in Redis: how long each page takes, client side.
 
-    .venv/bin/python bench/console.py [--jobs 100000] [--rounds 20] [--seed 1] [--keep-workdir]
+    .venv/bin/python -m bench.console [--jobs 100000] [--rounds 20] [--seed 1] [--keep-workdir]
 
 Starts its own Redis on a free port and the API alone (no workers: nothing runs the seeded jobs or
 retries their deliveries), seeds clients, endpoints, jobs and deliveries straight into Redis with
@@ -18,10 +18,7 @@ import os
 import random
 import re
 import secrets
-import shutil
-import statistics
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Awaitable, Iterable, Iterator, Sequence
@@ -34,6 +31,9 @@ import httpx
 import redis
 from redis.asyncio import Redis
 
+from bench.errors import BenchError
+from bench.figures import MiB, percentile
+from bench.stack import print_log_tails, workdir
 from service.clients import ClientStore, NewClient
 from service.config import Settings
 from service.devstack import EmbeddedRedis, ServiceProcesses, StackError, free_port
@@ -54,7 +54,6 @@ from webhooks.signing import webhook_headers
 from webhooks.store import Attempt, Delivery, DeliveryStore, Outcome
 
 T = TypeVar("T")
-MiB = 1024 * 1024
 GOAL_MS = 200.0
 PASSWORD = "bench-console-password"  # a throwaway stack on loopback
 CLIENTS = {"acme": 0.40, "globex": 0.25, "initech": 0.15, "umbrella": 0.12, "hooli": 0.08}
@@ -73,10 +72,6 @@ DEEP_PAGES = 10
 JOB_FIELDS = [f.name for f in fields(Job)]
 SCHEDULE = RetrySchedule()  # the default: a dead delivery spent every attempt of it
 DEAD_AFTER = SCHEDULE.max_attempts
-
-
-class BenchError(RuntimeError):
-    """A page did not answer 200, the sign-in failed, or the seeded indexes are not as planned."""
 
 
 @dataclass(frozen=True)
@@ -614,10 +609,6 @@ def commands_processed(db: redis.Redis) -> int:
 # The report.
 
 
-def percentile(samples: list[float], share: int) -> float:
-    return statistics.quantiles(samples, n=100, method="inclusive")[share - 1]
-
-
 def seeding_report(seeded: Seeded, memory: str) -> str:
     jobs = seeded.jobs
     by_status = Counter(j.status for j in jobs)
@@ -689,15 +680,28 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="pixhook-bench-console-"))
-    redis_server = EmbeddedRedis(workdir / "redis")
-    processes = ServiceProcesses({}, workdir / "logs")
+    with workdir("pixhook-bench-console-", args.keep_workdir) as path:
+        try:
+            timings = run(path, args)
+        except (BenchError, StackError) as exc:
+            print(f"bench: {exc}", file=sys.stderr)
+            print_log_tails(path / "logs")
+            return 1
+    print()
+    print(timing_report(timings, args.rounds))
+    return 0
+
+
+def run(path: Path, args: argparse.Namespace) -> list[Timing]:
+    """Redis, seeded; the API alone in front of it; every page timed."""
+    redis_server = EmbeddedRedis(path / "redis")
+    processes = ServiceProcesses({}, path / "logs")
     try:
         redis_server.start()
         port = free_port()
         env = {
             "PIXHOOK_REDIS_URL": redis_server.url,
-            "PIXHOOK_STORAGE": f"local:{workdir / 'files'}",
+            "PIXHOOK_STORAGE": f"local:{path / 'files'}",
             "PIXHOOK_SECRET_KEY": secrets.token_urlsafe(32),
             "PIXHOOK_PUBLIC_URL": f"http://127.0.0.1:{port}",
             "PIXHOOK_CONSOLE_PASSWORD": PASSWORD,
@@ -706,24 +710,12 @@ def main() -> int:
         print(f"seeding {args.jobs:,} jobs into {redis_server.url} ...", file=sys.stderr)
         seeded, memory = asyncio.run(seed_and_check(settings, args.jobs, random.Random(args.seed)))
         print(seeding_report(seeded, memory), flush=True)
-        processes = ServiceProcesses(env, workdir / "logs")
+        processes = ServiceProcesses(env, path / "logs")
         processes.start_api(port)
-        timings = measure(f"http://127.0.0.1:{port}", redis_server.url, seeded, args.rounds)
-    except (BenchError, StackError) as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        for log in sorted((workdir / "logs").glob("*.log")):
-            print(f"--- {log.name} tail:\n{log.read_text()[-3000:]}", file=sys.stderr)
-        return 1
+        return measure(f"http://127.0.0.1:{port}", redis_server.url, seeded, args.rounds)
     finally:
         processes.stop()
         redis_server.stop()
-        if args.keep_workdir:
-            print(f"kept {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-    print()
-    print(timing_report(timings, args.rounds))
-    return 0
 
 
 async def seed_and_check(settings: Settings, count: int, rng: random.Random) -> tuple[Seeded, str]:

@@ -1,6 +1,6 @@
 """Webhook delivery throughput and latency: pixhook's deliveries worker against plain arq + httpx.
 
-    .venv/bin/python bench/deliveries.py [--events 5000] [--rate 200] [--seconds 10]
+    .venv/bin/python -m bench.deliveries [--events 5000] [--rate 200] [--seconds 10]
 
 Each side gets its own throwaway Redis, and all N events are enqueued before its worker starts.
 The receiver is nginx answering 200 and logging `webhook-id $msec` per request: that log is the
@@ -29,9 +29,12 @@ import psutil  # type: ignore[import-untyped]
 from arq import create_pool
 from arq.connections import RedisSettings
 from arq.worker import Worker, func
-from nginx_receiver import Arrivals, BenchError, Nginx, tail
 from redis.asyncio import Redis
 
+from bench.errors import BenchError
+from bench.figures import percentile
+from bench.nginx_receiver import Arrivals, Nginx, tail
+from bench.processes import cpu_seconds, redis_process
 from service.clients import ClientStore
 from service.devstack import EmbeddedRedis, ServiceProcesses, StackError, stop_process
 from webhooks.outbox import submit
@@ -65,16 +68,11 @@ class Figures:
         return (self.events - 1) / self.cpu_s
 
 
-def cpu_seconds(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return float(times.user + times.system)
-
-
-def redis_process(server: EmbeddedRedis) -> psutil.Process:
-    for child in psutil.Process().children():
-        if str(server.port) in " ".join(child.cmdline()):  # redis-server retitles itself
-            return child
-    raise BenchError(f"no redis-server child on port {server.port}")
+def redis_of(server: EmbeddedRedis) -> psutil.Process:
+    found = redis_process(server.port)
+    if found is None:
+        raise BenchError(f"no redis-server child on port {server.port}")
+    return found
 
 
 async def collect(
@@ -116,8 +114,8 @@ async def collect(
     latencies = [(arrivals.at[e] - t) * 1000 for e, t in enqueued.items()]
     times = [arrivals.at[e] for e in enqueued]
     rate = (len(times) - 1) / max(max(times) - min(times), 0.001)
-    cuts = statistics.quantiles(latencies, n=100, method="inclusive")
-    return Figures(len(times), rate, cpu_s, redis_cpu_s, first[0], cuts[49], cuts[98])
+    p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
+    return Figures(len(times), rate, cpu_s, redis_cpu_s, first[0], p50, p99)
 
 
 async def run_baseline(args: argparse.Namespace, workdir: Path, nginx: Nginx) -> Figures:
@@ -133,8 +131,9 @@ async def run_baseline(args: argparse.Namespace, workdir: Path, nginx: Nginx) ->
             await pool.enqueue_job("deliver", event_id, payload_for(event_id))
         await pool.aclose()
         env = {**os.environ, "BENCH_WEBHOOK_SECRET": generate_secret()}
-        command = [sys.executable, __file__, "--baseline-worker", server.url, nginx.url]
-        arrivals, redis = Arrivals(nginx.log), redis_process(server)
+        command = [sys.executable, "-m", "bench.deliveries", "--baseline-worker"]
+        command += [server.url, nginx.url]
+        arrivals, redis = Arrivals(nginx.log), redis_of(server)
         with log.open("wb") as out:
             worker = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
         return await collect("baseline", worker, log, redis, enqueued, arrivals, args.timeout)
@@ -170,7 +169,7 @@ async def run_pixhook(
         bulk_events: dict[str, float] = {}
         for i in range(args.events):
             await enqueue(f"evt_p{i:07d}", bulk_events)
-        arrivals, redis = Arrivals(nginx.log), redis_process(server)
+        arrivals, redis = Arrivals(nginx.log), redis_of(server)
         worker = processes.start("worker-deliveries", "worker", "--queue", "deliveries")
         bulk = await collect("pixhook", worker, log, redis, bulk_events, arrivals, args.timeout)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.errors import BenchError
 from service.devstack import StackError, free_port, stop_process, wait_for
 
 NGINX_CONF = """worker_processes 1;
@@ -26,10 +27,6 @@ http {{
     }}
 }}
 """
-
-
-class BenchError(RuntimeError):
-    """The benchmark could not measure what it set out to; the message says why."""
 
 
 class Nginx:

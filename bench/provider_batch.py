@@ -27,22 +27,16 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
-import json
 import math
 import random
 import re
-import shutil
 import statistics
 import sys
-import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -50,14 +44,15 @@ import httpx
 import redis
 from PIL import Image, ImageDraw
 
+from bench.api import Poll, batch_body, post_accepted, results_of, unix_seconds, wait_for_batch
+from bench.errors import BenchError
+from bench.figures import percentile
+from bench.receivers import LocalServer, photos
+from bench.stack import log_messages, log_problems, workdir
 from service.config import Settings
 from service.devstack import RunningStack, local_stack
 from service.providers import vision
-
-try:
-    from tests.openai_standin import API_KEY, Answer, OpenAIStandIn, Window
-except ModuleNotFoundError:  # run as a file: the repository root is not on sys.path
-    sys.exit("run it from the repository root as: .venv/bin/python -m bench.provider_batch")
+from tests.openai_standin import API_KEY, Answer, OpenAIStandIn, Window
 
 IMAGE_SIDE = 96
 WARM_UP_ITEMS = 4
@@ -65,10 +60,6 @@ POLL_EVERY_S = 0.1
 MODEL = Settings().openai_vision_model
 FACTOR_KEY = f"pixhook:provider:openai:{{{MODEL}}}:factor"  # service/providers/limits.py
 RECOVERY_S = Settings().provider_rate_recovery_s
-
-
-class BenchError(RuntimeError):
-    """The batch did not end, or a process of the stack exited."""
 
 
 # The inputs: distinct small images, served by URL.
@@ -91,59 +82,6 @@ def make_image(index: int) -> bytes:
     return buffer.getvalue()
 
 
-class ImageServer:
-    """On 127.0.0.1: `GET /photos/<n>.jpg` answers image n, counting the fetches."""
-
-    def __init__(self, images: list[bytes]) -> None:
-        self.images = images
-        self.fetches = 0
-        self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:
-                match = re.fullmatch(r"/photos/(\d+)\.jpg", self.path)
-                if match is None or int(match[1]) >= len(server.images):
-                    self.send_error(404)
-                    return
-                data = server.images[int(match[1])]
-                with server._lock:
-                    server.fetches += 1
-                self.send_response(200)
-                self.send_header("content-type", "image/jpeg")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        return Handler
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
-
-
-@contextmanager
-def serving(images: list[bytes]) -> Iterator[ImageServer]:
-    server = ImageServer(images)
-    try:
-        yield server
-    finally:
-        server.close()
-
-
 @contextmanager
 def standin_provider() -> Iterator[OpenAIStandIn]:
     standin = OpenAIStandIn().start()
@@ -153,12 +91,9 @@ def standin_provider() -> Iterator[OpenAIStandIn]:
         standin.close()
 
 
-def batch_body(server: ImageServer, indexes: range) -> bytes:
-    items = [
-        {"input": {"image": {"url": f"{server.url}/photos/{index}.jpg"}, "provider": "openai"}}
-        for index in indexes
-    ]
-    return json.dumps({"type": "image.analyze", "items": items}).encode()
+def analyze_batch(server: LocalServer, indexes: range) -> bytes:
+    inputs = ({"image": {"url": server.photo_url(i)}, "provider": "openai"} for i in indexes)
+    return batch_body("image.analyze", inputs)
 
 
 # The limit: the stand-in's window, and the minimum it allows.
@@ -196,15 +131,6 @@ def stand_in_limit(per_minute: int, window_s: float | None) -> Limit:
 
 
 @dataclass
-class Poll:
-    at: float  # monotonic
-    done: int
-    in_flight: int
-    factor: float
-    cut_at: str | None
-
-
-@dataclass
 class Outcome:
     items: int
     concurrency: int = 0
@@ -215,6 +141,8 @@ class Outcome:
     counts: dict[str, int] = field(default_factory=dict)
     lines: list[dict[str, Any]] = field(default_factory=list)
     polls: list[Poll] = field(default_factory=list)
+    factors: list[float] = field(default_factory=list)  # the shared rate factor at each poll
+    cuts: set[str] = field(default_factory=set)  # when it was cut (Redis ms), as the polls saw
     windows: list[Window] = field(default_factory=list)
     arrivals: list[float] = field(default_factory=list)  # monotonic, at the stand-in
     post_at: float = 0.0
@@ -222,10 +150,6 @@ class Outcome:
     jobs_by_worker: dict[str, int] = field(default_factory=dict)
     log_lines: dict[str, Counter[str]] = field(default_factory=dict)
     checks: list[str] = field(default_factory=list)
-
-
-def seconds(value: str) -> float:
-    return datetime.fromisoformat(value).timestamp()
 
 
 def rate_factor(store: redis.Redis) -> tuple[float, str | None]:
@@ -238,47 +162,6 @@ def rate_factor(store: redis.Redis) -> tuple[float, str | None]:
     now_ms = now_s * 1000 + now_us // 1000
     recovered = (now_ms - float(cut_at)) / (RECOVERY_S * 1000)
     return min(1.0, float(cut) + recovered), cut_at.decode()
-
-
-def wait_for_batch(
-    api: httpx.Client,
-    stack: RunningStack,
-    store: redis.Redis,
-    batch_id: str,
-    timeout_s: float,
-    polls: list[Poll] | None = None,
-) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        exited = stack.processes.exited()
-        if exited:
-            raise BenchError(f"stack processes exited during the run: {exited}")
-        batch: dict[str, Any] = api.get(f"/v1/batches/{batch_id}").json()
-        counts = batch["counts"]
-        if polls is not None:
-            done = counts["succeeded"] + counts["failed"] + counts["canceled"]
-            factor, cut_at = rate_factor(store)
-            polls.append(Poll(time.monotonic(), done, counts["in_flight"], factor, cut_at))
-        if batch["status"] != "running":
-            return batch
-        if time.monotonic() > deadline:
-            raise BenchError(f"batch {batch_id} still running after {timeout_s:g}s: {counts}")
-        time.sleep(POLL_EVERY_S)
-
-
-def post_batch(api: httpx.Client, body: bytes) -> dict[str, Any]:
-    response = api.post("/v1/batches", content=body)
-    if response.status_code != 202:
-        raise BenchError(f"POST /v1/batches: {response.status_code} {response.text[:300]}")
-    created: dict[str, Any] = response.json()
-    return created
-
-
-def results_of(api: httpx.Client, batch: dict[str, Any]) -> list[dict[str, Any]]:
-    response = api.get(batch["results"]["url"])
-    if response.status_code != 200:
-        raise BenchError(f"results file: {response.status_code} {response.text[:300]}")
-    return [json.loads(line) for line in response.text.splitlines()]
 
 
 @dataclass(frozen=True)
@@ -307,61 +190,58 @@ class Config:
         }
 
 
-def run(config: Config, server: ImageServer, standin: OpenAIStandIn) -> Outcome:
-    workdir = Path(tempfile.mkdtemp(prefix="pixhook-bench-provider-"))
-    try:
-        with local_stack(workdir, config.stack_env(standin)) as stack:
+def run(config: Config, server: LocalServer, standin: OpenAIStandIn) -> Outcome:
+    with workdir("pixhook-bench-provider-", config.keep_workdir) as path:
+        with local_stack(path, config.stack_env(standin)) as stack:
             for number in range(2, config.workers + 1):  # start_worker would reuse the name
                 stack.processes.start(f"worker-jobs-{number}", "worker", "--queue", "jobs")
             outcome = measure(config, stack, server, standin)
-        outcome.jobs_by_worker, outcome.log_lines = read_logs(workdir / "logs")
-        if config.keep_workdir:
-            print(f"kept {workdir}", file=sys.stderr)
-    except BaseException:
-        for log in sorted((workdir / "logs").glob("*.log")):
-            print(f"--- {log.name} tail:\n{log.read_text()[-3000:]}", file=sys.stderr)
-        raise
-    finally:
-        if not config.keep_workdir:
-            shutil.rmtree(workdir, ignore_errors=True)
+        outcome.jobs_by_worker = jobs_by_worker(path / "logs")
+        outcome.log_lines = log_problems(path / "logs")
     return outcome
 
 
 def measure(
-    config: Config, stack: RunningStack, server: ImageServer, standin: OpenAIStandIn
+    config: Config, stack: RunningStack, server: LocalServer, standin: OpenAIStandIn
 ) -> Outcome:
     n = config.items
     store = redis.Redis.from_url(stack.redis_url)
-    auth = {"authorization": f"Bearer {stack.client.api_key}", "content-type": "application/json"}
+    auth = {"authorization": f"Bearer {stack.client.api_key}"}
     try:
         with httpx.Client(base_url=stack.api_url, headers=auth, timeout=60) as api:
             # Warm-up (untimed, the stand-in unlimited): imports, connections, both workers up.
-            warm_up = post_batch(api, batch_body(server, range(n, n + WARM_UP_ITEMS)))
-            wait_for_batch(api, stack, store, warm_up["id"], 60)
+            warm_up = analyze_batch(server, range(n, n + WARM_UP_ITEMS))
+            wait_for_batch(api, stack, post_accepted(api, "/v1/batches", warm_up)["id"], 60)
             time.sleep(2.0)  # the shared rate's bucket full again, as for a batch on an idle day
 
-            body = batch_body(server, range(n))
+            body = analyze_batch(server, range(n))
             outcome = Outcome(n)
-            fetches_before = server.fetches
+            fetches_before = server.files_served
             # Every reply after the latency, streamed in pieces; enough for every retry too.
             reply = Answer(delay_s=config.latency_s, chunk_delay_s=config.chunk_delay_s)
             standin.script([reply] * (3 * n))
             standin.count_requests(config.limit.window_s, config.limit.per_minute)
             start = outcome.post_at = time.monotonic()
-            created = post_batch(api, body)
+            created = post_accepted(api, "/v1/batches", body)
             outcome.post_s = time.monotonic() - start
             outcome.concurrency = created["concurrency"]
-            batch = wait_for_batch(
-                api, stack, store, created["id"], config.timeout_s, outcome.polls
-            )
+
+            def on_poll(poll: Poll) -> None:
+                factor, cut_at = rate_factor(store)
+                outcome.polls.append(poll)
+                outcome.factors.append(factor)
+                if cut_at is not None:
+                    outcome.cuts.add(cut_at)
+
+            batch = wait_for_batch(api, stack, created["id"], config.timeout_s, on_poll)
             outcome.wall_s = time.monotonic() - start
             outcome.windows = standin.window_counts()
             outcome.arrivals = [r["at"] for r in standin.requests]
             standin.count_requests()  # counted, no longer limited
-            outcome.run_s = seconds(batch["finished_at"]) - seconds(batch["started_at"])
+            outcome.run_s = unix_seconds(batch["finished_at"]) - unix_seconds(batch["started_at"])
             outcome.status, outcome.counts = batch["status"], batch["counts"]
             outcome.lines = results_of(api, batch)
-            outcome.fetches = server.fetches - fetches_before
+            outcome.fetches = server.files_served - fetches_before
             outcome.checks = check(outcome)
     finally:
         store.close()
@@ -385,38 +265,20 @@ def check(outcome: Outcome) -> list[str]:
     return problems
 
 
-# Lines worth a look in the stack's logs (as bench/batches.py), and the jobs each worker ran.
-NOTEWORTHY = re.compile(
-    r"( (WARNING|ERROR|CRITICAL) [\w.]+ |^(WARNING|ERROR|CRITICAL):|^Traceback"
-    r'|" [45]\d\d |\d+\.\d+s [↻×!⊘] )'
-)
+# What a jobs worker logs (arq) as it starts a job.
 STARTED_JOB = re.compile(r"\d+\.\d+s → \S+:run_job\(")
-ID_PART = re.compile(r"\b(job|bat|evt|dlv|del|cli|upl)_[A-Za-z0-9_-]+")
 
 
-def read_logs(logdir: Path) -> tuple[dict[str, int], dict[str, Counter[str]]]:
-    jobs: dict[str, int] = {}
-    found: dict[str, Counter[str]] = {}
-    for log in sorted(logdir.glob("*.log")):
-        text = log.read_text(errors="replace")
-        if log.stem.startswith("worker-jobs"):
-            jobs[log.stem] = len(STARTED_JOB.findall(text))
-        counts: Counter[str] = Counter()
-        for line in text.splitlines():
-            if NOTEWORTHY.search(line):
-                blanked = ID_PART.sub(r"\1_*", line.split(",", 1)[-1] if line[:2] == "20" else line)
-                counts[re.sub(r"\d+(\.\d+)?", "N", blanked).strip()[:140]] += 1
-        if counts:
-            found[log.stem] = counts
-    return jobs, found
+def jobs_by_worker(logdir: Path) -> dict[str, int]:
+    """The jobs each jobs worker started, from its log."""
+    logs = sorted(logdir.glob("worker-jobs*.log"))
+    return {
+        log.stem: sum(bool(STARTED_JOB.search(message)) for _, message in log_messages(log))
+        for log in logs
+    }
 
 
 # The report.
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, math.floor(share * len(ordered)))] if ordered else math.nan
 
 
 def report(config: Config, outcome: Outcome) -> int:
@@ -433,8 +295,7 @@ def report(config: Config, outcome: Outcome) -> int:
     attempts = Counter(int(p["attempts"]) for p in providers)
     latencies = [float(p["latency_ms"]) for p in providers]
     span = max(outcome.arrivals) - min(outcome.arrivals) if outcome.arrivals else math.nan
-    cuts = {p.cut_at for p in outcome.polls if p.cut_at is not None}
-    factors = [p.factor for p in outcome.polls]
+    cuts, factors = outcome.cuts, outcome.factors
     matched = limit.effective_per_minute >= config.rate
     ratio = outcome.run_s / minimum
 
@@ -498,7 +359,8 @@ def report(config: Config, outcome: Outcome) -> int:
     )
     print(
         f"provider.latency_ms per item (rate waits, retries and the reply): median "
-        f"{percentile(latencies, 0.5):.0f}, p95 {percentile(latencies, 0.95):.0f}, max "
+        f"{percentile(latencies, 50, interpolate=False):.0f}, "
+        f"p95 {percentile(latencies, 95, interpolate=False):.0f}, max "
         f"{max(latencies, default=math.nan):.0f}; items in flight at most "
         f"{max((p.in_flight for p in outcome.polls), default=0)}"
     )
@@ -586,7 +448,7 @@ def main() -> int:
     if len(prepared) != len(images):
         raise BenchError(f"only {len(prepared)} distinct images of {len(images)}")
     print(f"batch of {args.items:,} items ...", file=sys.stderr, flush=True)
-    with serving(images) as server, standin_provider() as standin:
+    with LocalServer(photos(images)) as server, standin_provider() as standin:
         outcome = run(config, server, standin)
     print(f"  done in {outcome.wall_s:.1f} s", file=sys.stderr, flush=True)
     return report(config, outcome)

@@ -1,6 +1,6 @@
 """Thumbnail throughput, memory and fidelity: pixhook's imaging path against naive Pillow.
 
-    .venv/bin/python bench/transform.py [--photos 5] [--rounds 2] [--repeat 3] [--no-service]
+    .venv/bin/python -m bench.transform [--photos 5] [--rounds 2] [--repeat 3] [--no-service]
 
 Both in-process sides turn 24 MP photographic JPEGs into thumbnails that fit 512x512, WebP quality
 80. Each side runs in its own subprocess, so each peak RSS is its own. The `service` side sends the
@@ -21,31 +21,33 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageStat
 
+from bench.api import post_accepted, unix_seconds
+from bench.errors import BenchError
 from service import imaging
 
 if TYPE_CHECKING:
-    from http.server import BaseHTTPRequestHandler
-
     import httpx
     import psutil  # type: ignore[import-untyped]
 
-# The service side's imports (httpx, psutil, the dev stack, http.server) happen in its own child
-# only: the parent's RSS at each fork becomes the floor of that child's peak RSS.
+    from bench.receivers import LocalServer
+
+# The service side's imports (httpx, psutil, the dev stack, http.server: bench.processes and
+# bench.receivers) happen in its own child only: the parent's RSS at each fork becomes the floor
+# of that child's peak RSS.
 
 PHOTO_SIZE = (6000, 4000)
 BOX = 512
 QUALITY = 80
 MAX_PIXELS = 50_000_000
 CACHE = Path(tempfile.gettempdir()) / "pixhook-bench-photos"
+CHILD = [sys.executable, "-m", "bench.transform"]  # this bench, in a process of its own
 
 
 # Test photos: smooth light, shapes, blur, then grain, so they compress like camera JPEGs.
@@ -79,8 +81,7 @@ def photo_paths(count: int) -> list[Path]:
             print(f"making {path} ...", file=sys.stderr, flush=True)
             # In a child: a child's ru_maxrss starts from its parent's peak at the fork, so the
             # parent stays small until both sides have been measured.
-            command = [sys.executable, __file__, "--make-photo", str(seed), str(path)]
-            subprocess.run(command, check=True)
+            subprocess.run([*CHILD, "--make-photo", str(seed), str(path)], check=True)
     return paths
 
 
@@ -116,26 +117,27 @@ def run_side(side: str, paths: list[Path], rounds: int) -> None:
     thumbnail = SIDES[side]
     # Untimed: the first call loads codecs and plugins, once per worker, not once per image.
     thumbnail(paths[0].read_bytes())
-    started, cpu_started = time.perf_counter(), cpu_seconds()
+    started, cpu_started = time.perf_counter(), own_cpu_seconds()
     for _ in range(rounds):
         for path in paths:
             thumbnail(path.read_bytes())
     figures = {
         "images": rounds * len(paths),
         "seconds": time.perf_counter() - started,
-        "cpu_seconds": cpu_seconds() - cpu_started,
+        "cpu_seconds": own_cpu_seconds() - cpu_started,
         "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,  # KiB on Linux
     }
     print(json.dumps(figures))
 
 
-def cpu_seconds() -> float:
+def own_cpu_seconds() -> float:
+    """This process's user + system CPU time, from getrusage (no psutil in the sides' children)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 
 
 def measure(side: str, paths: list[Path], rounds: int) -> dict[str, float]:
-    command = [sys.executable, __file__, "--child", side, "--rounds", str(rounds)]
+    command = [*CHILD, "--child", side, "--rounds", str(rounds)]
     result = subprocess.run(
         [*command, *map(str, paths)], capture_output=True, text=True, check=True
     )
@@ -147,139 +149,62 @@ def measure(side: str, paths: list[Path], rounds: int) -> dict[str, float]:
 
 SERVICE_PROCESSES = ("api", "worker-jobs", "worker-deliveries")
 SERVICE_TIMEOUT_S = 600.0
+JOB_ENDS = ("job.completed", "job.failed", "job.canceled")
 
 
-class ServiceBenchError(RuntimeError):
-    """The stack refused a job, a job failed, or not every webhook arrived in time."""
-
-
-class Arrivals:
-    """A minimal webhook receiver on 127.0.0.1: verifies each request with the client's secret
-    and records when each job's final event arrived (wall clock, to compare with job records)."""
-
-    def __init__(self, secret: str) -> None:
-        from http.server import ThreadingHTTPServer
-
-        self._secret = secret
-        self._lock = threading.Condition()
-        self.events: dict[str, tuple[float, str]] = {}  # job id -> (arrival, event type)
-        self.rejected = 0
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hook"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        from http.server import BaseHTTPRequestHandler
-
-        arrivals = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"  # keep-alive, as a real receiver would offer
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length", "0")))
-                status = arrivals.record(dict(self.headers.items()), body)
-                self.send_response(status)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        return Handler
-
-    def record(self, headers: dict[str, str], body: bytes) -> int:
-        from webhooks.receiver import InvalidWebhook, verify
-
-        arrived = time.time()
-        try:
-            event = verify(headers, body, self._secret)
-        except InvalidWebhook:
-            with self._lock:
-                self.rejected += 1
-            return 400
-        if event["type"] in ("job.completed", "job.failed", "job.canceled"):
-            with self._lock:
-                self.events.setdefault(event["data"]["id"], (arrived, event["type"]))
-                self._lock.notify_all()
-        return 200
-
-    def wait(self, job_ids: list[str], timeout_s: float) -> list[float]:
-        """Arrival times of the jobs' `job.completed` webhooks, waiting for all of them."""
-        deadline = time.monotonic() + timeout_s
-        with self._lock:
-            while missing := [job_id for job_id in job_ids if job_id not in self.events]:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise ServiceBenchError(
-                        f"{len(missing)} of {len(job_ids)} webhooks missing after {timeout_s:g}s "
-                        f"({self.rejected} failed verification)"
-                    )
-                self._lock.wait(left)
-            failed = [j for j in job_ids if self.events[j][1] != "job.completed"]
-            if failed:
-                raise ServiceBenchError(f"{len(failed)} jobs did not complete, e.g. {failed[0]}")
-            return [self.events[job_id][0] for job_id in job_ids]
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
-
-
-def job_body(data: bytes, webhook_url: str) -> bytes:
-    """The README's API-tour job: the same output spec as `pixhook_thumbnail`."""
-    job = {
-        "type": "image.transform",
-        "input": {
-            "image": {"base64": base64.b64encode(data).decode()},
-            "width": BOX,
-            "height": BOX,
-            "format": "webp",
-            "quality": QUALITY,
-        },
-        "webhook_url": webhook_url,
-    }
+def job_body(image: dict[str, str], webhook_url: str | None = None) -> bytes:
+    """The README's API-tour job: the output spec of `pixhook_thumbnail`, the image as given
+    (`{"base64": ...}` or `{"url": ...}`), and the webhook URL if there is one."""
+    spec = {"width": BOX, "height": BOX, "format": "webp", "quality": QUALITY}
+    job: dict[str, Any] = {"type": "image.transform", "input": {"image": image, **spec}}
+    if webhook_url is not None:
+        job["webhook_url"] = webhook_url
     return json.dumps(job).encode()
 
 
-def timestamp(value: str) -> float:
-    return datetime.fromisoformat(value).timestamp()
+def webhook_arrivals(server: LocalServer, job_ids: list[str]) -> list[float]:
+    """Arrival times of the jobs' `job.completed` webhooks, waiting for all of them."""
+    ends = server.wait_for_events(job_ids, JOB_ENDS, SERVICE_TIMEOUT_S)
+    if len(ends) < len(job_ids):
+        raise BenchError(
+            f"{len(job_ids) - len(ends)} of {len(job_ids)} webhooks missing after "
+            f"{SERVICE_TIMEOUT_S:g}s ({server.rejected} failed verification)"
+        )
+    failed = [job_id for job_id in job_ids if ends[job_id][1] != "job.completed"]
+    if failed:
+        raise BenchError(f"{len(failed)} jobs did not complete, e.g. {failed[0]}")
+    return [ends[job_id][0] for job_id in job_ids]
 
 
 def run_batch(
     api: httpx.Client,
-    arrivals: Arrivals,
+    server: LocalServer,
     bodies: list[bytes],
     processes: dict[str, psutil.Process],
 ) -> dict[str, Any]:
     """Submit every body, wait for every verified `job.completed`; times and service CPU."""
-    cpu_before = {name: process_cpu(process) for name, process in processes.items()}
+    from bench.processes import cpu_seconds
+
+    cpu_before = {name: cpu_seconds(process) for name, process in processes.items()}
     started = time.time()
-    job_ids = []
-    for body in bodies:
-        response = api.post("/v1/jobs", content=body, headers={"content-type": "application/json"})
-        if response.status_code != 202:
-            raise ServiceBenchError(f"POST /v1/jobs: {response.status_code} {response.text[:300]}")
-        job_ids.append(response.json()["id"])
+    job_ids = [post_accepted(api, "/v1/jobs", body)["id"] for body in bodies]
     submitted = time.time()
-    arrived = arrivals.wait(job_ids, SERVICE_TIMEOUT_S)
+    arrived = webhook_arrivals(server, job_ids)
     last = max(arrived)
-    cpu = {name: process_cpu(process) - cpu_before[name] for name, process in processes.items()}
+    cpu = {name: cpu_seconds(process) - cpu_before[name] for name, process in processes.items()}
     jobs = [api.get(f"/v1/jobs/{job_id}").json() for job_id in job_ids]
-    finished = [timestamp(job["finished_at"]) for job in jobs]
+    finished = [unix_seconds(job["finished_at"]) for job in jobs]
     return {
         "images": len(bodies),
         "seconds": last - started,
         "post_seconds": (submitted - started) / len(bodies),  # the API's answer to one POST
         # the jobs worker's own time per job: started_at -> finished_at in the job record
         "job_seconds": statistics.median(
-            timestamp(job["finished_at"]) - timestamp(job["started_at"]) for job in jobs
+            unix_seconds(job["finished_at"]) - unix_seconds(job["started_at"]) for job in jobs
         ),
         # from one job's finish to the next one's start: arq's pick-up of the next job
         "gap_seconds": statistics.median(
-            [timestamp(b["started_at"]) - a for a, b in zip(finished, jobs[1:], strict=False)]
+            [unix_seconds(b["started_at"]) - a for a, b in zip(finished, jobs[1:], strict=False)]
             or [0.0]
         ),
         "webhook_seconds": statistics.median(a - f for a, f in zip(arrived, finished, strict=True)),
@@ -288,17 +213,13 @@ def run_batch(
     }
 
 
-def process_cpu(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return float(times.user + times.system)
-
-
 def run_service(paths: list[Path], rounds: int, repeat: int, concurrency: int) -> None:
     """Child process: start the stack (untimed), warm up with one job, then `repeat` batches of
     `rounds` passes over the photos; print each batch's figures."""
     import httpx
-    import psutil
 
+    from bench.processes import watch
+    from bench.receivers import LocalServer
     from service.devstack import local_stack
 
     photos = [path.read_bytes() for path in paths]
@@ -310,25 +231,22 @@ def run_service(paths: list[Path], rounds: int, repeat: int, concurrency: int) -
     with (
         tempfile.TemporaryDirectory(prefix="pixhook-bench-transform-") as workdir,
         local_stack(Path(workdir), env) as stack,
+        LocalServer(secret=stack.client.webhook_secret) as server,
+        httpx.Client(
+            base_url=stack.api_url,
+            headers={"authorization": f"Bearer {stack.client.api_key}"},
+            timeout=120,
+        ) as api,
     ):
-        arrivals = Arrivals(stack.client.webhook_secret)
-        auth = {"authorization": f"Bearer {stack.client.api_key}"}
-        try:
-            with httpx.Client(base_url=stack.api_url, headers=auth, timeout=120) as api:
-                bodies = [job_body(photo, arrivals.url) for photo in photos]
-                processes = {
-                    name: psutil.Process(stack.processes.processes[name].pid)
-                    for name in SERVICE_PROCESSES
-                }
-                warm_up = run_batch(api, arrivals, bodies[:1], processes)
-                # Same output spec, same bytes: the service's thumbnail is the in-process one.
-                url = warm_up["output"]["images"][0]["url"]
-                same = api.get(url).content == pixhook_thumbnail(photos[0])
-                batches = [
-                    run_batch(api, arrivals, bodies * rounds, processes) for _ in range(repeat)
-                ]
-        finally:
-            arrivals.close()
+        bodies = [
+            job_body({"base64": base64.b64encode(p).decode()}, server.hook_url) for p in photos
+        ]
+        processes = watch(stack, {name: name for name in SERVICE_PROCESSES})
+        warm_up = run_batch(api, server, bodies[:1], processes)
+        # Same output spec, same bytes: the service's thumbnail is the in-process one.
+        url = warm_up["output"]["images"][0]["url"]
+        same = api.get(url).content == pixhook_thumbnail(photos[0])
+        batches = [run_batch(api, server, bodies * rounds, processes) for _ in range(repeat)]
     for batch in batches:
         del batch["output"]
     print(json.dumps({"same_output": same, "batches": batches}))
@@ -337,11 +255,11 @@ def run_service(paths: list[Path], rounds: int, repeat: int, concurrency: int) -
 def measure_service(
     paths: list[Path], rounds: int, repeat: int, concurrency: int
 ) -> dict[str, Any]:
-    command = [sys.executable, __file__, "--service-child", str(concurrency)]
+    command = [*CHILD, "--service-child", str(concurrency)]
     command += ["--rounds", str(rounds), "--repeat", str(repeat), *map(str, paths)]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
-        raise ServiceBenchError(f"the service run failed:\n{result.stderr[-3000:]}")
+        raise BenchError(f"the service run failed:\n{result.stderr[-3000:]}")
     figures: dict[str, Any] = json.loads(result.stdout)
     return figures
 

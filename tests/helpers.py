@@ -44,15 +44,16 @@ def image_bytes(size: tuple[int, int] = (400, 300), fmt: str = "JPEG", mode: str
     return buffer.getvalue()
 
 
-def png_bomb(width: int, height: int) -> bytes:
-    """A valid PNG header claiming width x height pixels, in under a hundred bytes."""
+def png_bomb(width: int, height: int, zero_bytes: int = 64) -> bytes:
+    """A valid PNG header claiming width x height 1-bit pixels, then `zero_bytes` of pixel rows
+    compressed: under a hundred bytes by default; 4 MiB of rows fit in ~4 KB."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         crc = zlib.crc32(kind + data).to_bytes(4, "big")
         return len(data).to_bytes(4, "big") + kind + data + crc
 
     header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([1, 0, 0, 0, 0])
-    idat = zlib.compress(b"\x00" * 64)
+    idat = zlib.compress(bytes(zero_bytes), 9)
     return (
         b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
     )
