@@ -1,8 +1,13 @@
-"""Indexes of jobs by time, for listing them newest first: all jobs, and by status, type and client.
+"""Indexes of jobs by time, for listing them newest first: all jobs, by client, and by the
+statuses worth finding (queued, running, failed, canceled).
 
 Each index is a sorted set of job ids scored by creation time in microseconds, so a page is one
 range read from a cursor, however many jobs there are. Filters combine by walking the smallest
 matching index and checking the rest on the records, a bounded number of records per page.
+
+Each entry costs Redis about 125 bytes, as much as a small job record's fifth, so only what a
+scan could not find cheaply is indexed: a type (there are three, each a large share) and
+`succeeded` (most jobs) are found by walking a broader index and checking the records.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ if TYPE_CHECKING:  # jobs.py keeps an index: only the types are needed here
 # cursor to go on from, instead of reading a million records.
 MAX_SCANNED = 2000
 _CHUNK = 200
+INDEXED_STATUSES = frozenset({"queued", "running", "failed", "canceled"})
 
 
 @dataclass(frozen=True)
@@ -64,25 +70,29 @@ class JobIndex:
         """Queue the new job's entries on `pipe`."""
         entry = {job.id: score_of(job)}
         pipe.zadd(self.all_key(), entry)
-        pipe.zadd(self.key("type", job.type), entry)
         pipe.zadd(self.key("client", job.client_id), entry)
-        pipe.zadd(self.key("status", job.status), entry)
+        if job.status in INDEXED_STATUSES:
+            pipe.zadd(self.key("status", job.status), entry)
 
     def moved(self, pipe: Pipeline, before: Job, after: Job) -> None:
         """Queue a status change on `pipe` (the transaction that makes it)."""
-        if before.status != after.status:
+        if before.status == after.status:
+            return
+        if before.status in INDEXED_STATUSES:
             pipe.zrem(self.key("status", before.status), after.id)
+        if after.status in INDEXED_STATUSES:
             pipe.zadd(self.key("status", after.status), {after.id: score_of(after)})
 
-    def _keys_for(self, where: JobFilter) -> list[str]:
-        keys = []
-        if where.status is not None:
+    def _keys_for(self, where: JobFilter) -> tuple[list[str], bool]:
+        """The indexes that hold every match, and whether every entry of any of them matches."""
+        keys, unchecked = [], where.type is not None
+        if where.status in INDEXED_STATUSES:
             keys.append(self.key("status", where.status))
-        if where.type is not None:
-            keys.append(self.key("type", where.type))
+        elif where.status is not None:
+            unchecked = True
         if where.client_id is not None:
             keys.append(self.key("client", where.client_id))
-        return keys or [self.all_key()]
+        return keys or [self.all_key()], len(keys) <= 1 and not unchecked
 
     async def page(
         self,
@@ -93,14 +103,14 @@ class JobIndex:
         cursor: int | None = None,
     ) -> JobPage:
         """Newest first, older than `cursor`."""
-        keys = self._keys_for(where)
+        keys, exact = self._keys_for(where)
         async with self._redis.pipeline(transaction=False) as pipe:
             for key in keys:
                 pipe.zcard(key)
             sizes = await pipe.execute()
         key = min(zip(sizes, keys, strict=True))[1]
-        # With one filter (or none) every entry of its index matches: read no more than shown.
-        chunk = limit if len(keys) == 1 else _CHUNK
+        # When every entry of the index matches, read no more than is shown.
+        chunk = limit if exact else _CHUNK
         found: list[Job] = []
         before, scanned = cursor, 0
         while len(found) < limit and scanned < MAX_SCANNED:
@@ -126,14 +136,11 @@ class JobIndex:
         self,
         older_than: float,
         *,
-        statuses: Sequence[str],
-        types: Sequence[str],
         clients: Sequence[str],
     ) -> None:
         """Drop entries of jobs past their retention (their records have expired)."""
         keys = [self.all_key()]
-        keys += [self.key("status", s) for s in statuses]
-        keys += [self.key("type", t) for t in types]
+        keys += [self.key("status", s) for s in sorted(INDEXED_STATUSES)]
         keys += [self.key("client", c) for c in clients]
         cutoff = f"({int(older_than * 1_000_000)}"
         async with self._redis.pipeline(transaction=False) as pipe:

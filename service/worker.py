@@ -7,7 +7,7 @@ import asyncio
 import logging
 import signal
 import time
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 from arq.connections import RedisSettings
 from arq.constants import in_progress_key_prefix
@@ -17,12 +17,10 @@ from redis.exceptions import RedisError
 
 from service.batches.engine import reconcile
 from service.config import Settings
-from service.jobs import JobStatus
 from service.queue import DELIVERY_QUEUE, JOB_QUEUE, RUN_JOB, deserialize, serialize
 from service.reaper import WorkerPresence, reap_orphans
 from service.runner import execute
 from service.runtime import Runtime
-from service.tasks import JOB_TYPES
 from webhooks.connector import open_session
 from webhooks.dispatcher import Dispatcher
 from webhooks.pacing import Pacer
@@ -55,12 +53,7 @@ async def _trim_job_index(ctx: dict[str, Any]) -> None:
     """Job records expire on their own; their index entries are dropped here, once a minute."""
     runtime: Runtime = ctx["runtime"]
     clients = [client.id for client in await runtime.clients.list_clients()]
-    await runtime.jobs.index.trim(
-        time.time() - runtime.settings.job_retention_s,
-        statuses=get_args(JobStatus),
-        types=sorted(JOB_TYPES),
-        clients=clients,
-    )
+    await runtime.jobs.index.trim(time.time() - runtime.settings.job_retention_s, clients=clients)
 
 
 async def _expire_dead_letters(ctx: dict[str, Any]) -> None:
