@@ -167,6 +167,12 @@ def test_job_pages_page_by_cursor_and_filter(operator: httpx.Client, stack: Runn
     assert 'rel="next"' not in second.text
     failed = operator.get("/console/jobs", params={"client": record["id"], "status": "failed"})
     assert "No jobs match." in failed.text
+    # Neither a type nor `succeeded` has an index of its own: checked on the records walked.
+    done = {"client": record["id"], "status": "succeeded", "type": "image.transform"}
+    first_done = operator.get("/console/jobs", params=done).text
+    assert re.findall(r'<a href="/console/jobs/(job_[^"]+)">', first_done) == shown[:50]
+    analyze = operator.get("/console/jobs", params={**done, "type": "image.analyze"})
+    assert "No jobs match." in analyze.text
 
 
 def test_purging_asks_first(operator: httpx.Client, api, make_receiver):
