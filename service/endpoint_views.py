@@ -56,7 +56,7 @@ def _hint(store: EndpointStore, sealed: str) -> str:
 
 
 def stats_view(endpoint: Endpoint, health: EndpointHealth) -> dict[str, Any]:
-    recent = health.recent
+    recent, rate = health.recent, health.recent_success_rate
     durations = sorted(duration for _, duration, _ in recent)
     return {
         "endpoint_id": endpoint.id,
@@ -65,9 +65,7 @@ def stats_view(endpoint: Endpoint, health: EndpointHealth) -> dict[str, Any]:
         "recent": {
             "attempts": len(recent),
             "since": iso(recent[0][2]) if recent else None,
-            "success_rate": (
-                round(sum(ok for ok, _, _ in recent) / len(recent), 4) if recent else None
-            ),
+            "success_rate": None if rate is None else round(rate, 4),
             "latency_ms": (
                 {
                     "p50": _percentile(durations, 50),

@@ -202,3 +202,23 @@ def test_the_overview_counts_the_last_hour(operator: httpx.Client, api):
     ended = re.search(r"jobs ended: (\d+)", page)
     assert ended and int(ended[1]) >= 1
     assert "<polyline" in page
+
+
+def test_a_disabled_endpoint_is_enabled_from_the_console(stack: RunningStack):
+    record, own_api = client_for(stack, "console-endpoints")
+    with own_api, browser(stack) as http:
+        endpoint = own_api.post("/v1/endpoints", json={"url": "https://example.com/hook"}).json()
+        own_api.patch(f"/v1/endpoints/{endpoint['id']}", json={"enabled": False})
+        assert sign_in(http, record["api_key"]).status_code == 303
+        page = http.get("/console/endpoints")
+        assert "disabled" in page.text
+
+        enabled = http.post(
+            f"/console/endpoints/{record['id']}/{endpoint['id']}/enable",
+            data={"csrf": csrf_of(page)},
+        )
+
+        assert enabled.status_code == 303
+        after = own_api.get(f"/v1/endpoints/{endpoint['id']}").json()
+        assert after["enabled"] is True and after["disabled_reason"] is None
+        assert after["updated_at"] > endpoint["updated_at"]

@@ -28,7 +28,7 @@ from webhooks.sender import (
     outgoing_headers,
     send,
 )
-from webhooks.signing import InvalidSecret, webhook_headers
+from webhooks.signing import InvalidSecret
 from webhooks.store import Attempt, Delivery, DeliveryStore, Outcome
 from webhooks.targets import (
     ENDPOINT_DISABLED_CODE,
@@ -42,7 +42,6 @@ from webhooks.targets import (
 log = logging.getLogger("pixhook.deliveries")
 
 SIGNING_ERROR = "SIGNING_ERROR"
-HIDDEN_VALUE = "(hidden)"
 # Failures that no later attempt can fix; the delivery goes straight to the dead-letter queue.
 FINAL_ERRORS = frozenset(
     {
@@ -248,19 +247,12 @@ class Dispatcher:
     ) -> tuple[AttemptResult, dict[str, str]]:
         """The attempt's result, and the headers it sent as the attempt log keeps them."""
         if isinstance(target, Refused):
-            refused = AttemptResult(
-                False, 0.0, error_code=target.error_code, error_message=target.message
-            )
-            return refused, {}
+            return target.result(), {}
         try:
-            signed = webhook_headers(
-                target.secrets, delivery.event_id, int(time.time()), delivery.payload
-            )
+            headers = target.signed_headers(delivery.event_id, delivery.payload)
         except InvalidSecret as exc:
             unsigned = AttemptResult(False, 0.0, error_code=SIGNING_ERROR, error_message=str(exc))
             return unsigned, {}
-        # The endpoint's own headers never replace the signature or content type.
-        headers = {**target.headers, **signed}
         result = await send(
             self._session,
             target.url,
@@ -270,6 +262,4 @@ class Dispatcher:
             deadline_s=self._policy.attempt_deadline_s,
             response_cap=self._policy.response_cap_bytes,
         )
-        # An endpoint's headers may be credentials (a CMS bearer token): kept by name only.
-        logged = {**{name: HIDDEN_VALUE for name in target.headers}, **signed}
-        return result, outgoing_headers(logged)
+        return result, outgoing_headers(target.logged(headers))

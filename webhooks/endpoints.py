@@ -76,6 +76,12 @@ class EndpointHealth:
     # Recent attempts, oldest first: (ok, duration in ms, when).
     recent: list[tuple[bool, float, float]]
 
+    @property
+    def recent_success_rate(self) -> float | None:
+        if not self.recent:
+            return None
+        return sum(ok for ok, _, _ in self.recent) / len(self.recent)
+
 
 # KEYS: health, samples. ARGV: ok, duration_ms, now, failure_json, samples_kept
 _OBSERVE = """
@@ -255,8 +261,31 @@ class EndpointStore:
         return await self.update(owner, endpoint_id, disable)
 
     async def forget_failures(self, endpoint_id: str) -> None:
-        """Re-enabled by hand: the failing streak that disabled it starts over."""
+        """Re-enabled by hand: the failing streak that disabled it starts over, or the next
+        failure would disable it again."""
         await self._redis.hdel(self._health_keys(endpoint_id)[0], "failing_since")  # type: ignore[misc]
+
+    async def enable(self, owner: str, endpoint_id: str) -> Endpoint | None:
+        """Enable it again (see `reenabled`); None if there is no such endpoint."""
+        was_disabled = False
+
+        def enable(endpoint: Endpoint) -> Endpoint:
+            nonlocal was_disabled
+            was_disabled = not endpoint.enabled
+            return reenabled(endpoint) if was_disabled else endpoint
+
+        enabled = await self.update(owner, endpoint_id, enable)
+        if enabled is not None and was_disabled:
+            await self.forget_failures(endpoint_id)
+        return enabled
+
+
+def reenabled(endpoint: Endpoint) -> Endpoint:
+    """A disabled endpoint enabled again, without the reason it was disabled. Its failing
+    streak is forgotten separately (`EndpointStore.forget_failures`), in its health."""
+    return replace(
+        endpoint, enabled=True, disabled_reason=None, disabled_at=None, updated_at=time.time()
+    )
 
 
 def _dump(endpoint: Endpoint) -> str:

@@ -16,6 +16,7 @@ from webhooks.fanout import Event, fan_out
 from webhooks.pacing import Pacer
 from webhooks.sealing import SealBroken
 from webhooks.sender import AttemptResult
+from webhooks.signing import webhook_headers
 from webhooks.slack import is_slack_url
 from webhooks.store import Delivery, DeliveryStore, host_of
 
@@ -24,6 +25,8 @@ log = logging.getLogger("pixhook.endpoints")
 SecretsFor = Callable[[str], Awaitable[Sequence[str]]]
 """Given a delivery's owner, the secrets to sign with (the current one first)."""
 
+# What the attempt log shows for the value of an endpoint's own header.
+HIDDEN_VALUE = "(hidden)"
 # Reasons an endpoint delivery is not sent at all; no later attempt would do better.
 ENDPOINT_GONE = "ENDPOINT_GONE"
 ENDPOINT_DISABLED_CODE = "ENDPOINT_DISABLED"
@@ -37,6 +40,16 @@ class Target:
     headers: Mapping[str, str] = field(default_factory=dict)
     endpoint: Endpoint | None = None
 
+    def signed_headers(self, msg_id: str, body: bytes) -> dict[str, str]:
+        """The endpoint's own headers and this attempt's signature headers, which always win.
+        Raises `InvalidSecret` for a secret that cannot sign."""
+        return {**self.headers, **webhook_headers(self.secrets, msg_id, int(time.time()), body)}
+
+    def logged(self, sent: Mapping[str, str]) -> dict[str, str]:
+        """`sent` as the attempt log keeps it: an endpoint's headers may be credentials (a CMS
+        bearer token), so they are kept by name only."""
+        return {name: HIDDEN_VALUE if name in self.headers else v for name, v in sent.items()}
+
     @property
     def paced(self) -> bool:
         """Slack takes one message a second per channel, whoever posts it."""
@@ -49,6 +62,10 @@ class Target:
 class Refused:
     error_code: str
     message: str
+
+    def result(self) -> AttemptResult:
+        """The attempt that was never made, as the attempt log records it."""
+        return AttemptResult(False, 0.0, error_code=self.error_code, error_message=self.message)
 
 
 class Targets:
@@ -83,12 +100,7 @@ class Targets:
                 ENDPOINT_DISABLED_CODE,
                 f"endpoint {endpoint.id} is disabled: {endpoint.disabled_reason or 'by its owner'}",
             )
-        try:
-            secrets = self._endpoints.signing_secrets(endpoint)
-            headers = self._endpoints.header_values(endpoint)
-        except SealBroken as exc:
-            return Refused(SEALED_SECRET_BROKEN, f"endpoint {endpoint.id}: {exc}")
-        return Target(endpoint.url, secrets, headers, endpoint)
+        return endpoint_target(self._endpoints, endpoint)
 
     async def wait_s(self, delivery: Delivery, target: Target) -> float:
         """How long a paced channel makes this delivery wait; 0: send now."""
@@ -103,18 +115,8 @@ class Targets:
             return
         if target.paced and result.status_code == 429:
             await self._pacer.pause(target.url, result.retry_after_s or 1.0)
-        failure = None
-        if not result.ok:
-            failure = {
-                "at": time.time(),
-                "delivery_id": delivery.id,
-                "event_type": delivery.event_type,
-                "status_code": result.status_code,
-                "error_code": result.error_code,
-                "error_message": result.error_message,
-            }
-        failing_since = await self._endpoints.observe(
-            endpoint.id, result.ok, result.duration_ms, failure
+        failing_since = await observe_attempt(
+            self._endpoints, endpoint.id, result, delivery.id, delivery.event_type
         )
         if failing_since is None or time.time() - failing_since < self._disable_after_s:
             return
@@ -159,6 +161,37 @@ class Targets:
         found = await self._owner_secrets(owner)
         self._cached[owner] = (time.monotonic() + self._secrets_cache_s, found)
         return found
+
+
+def endpoint_target(endpoints: EndpointStore, endpoint: Endpoint) -> Target | Refused:
+    """Where and how to send to `endpoint`: its URL, with its secrets and headers unsealed."""
+    try:
+        secrets = endpoints.signing_secrets(endpoint)
+        headers = endpoints.header_values(endpoint)
+    except SealBroken as exc:
+        return Refused(SEALED_SECRET_BROKEN, f"endpoint {endpoint.id}: {exc}")
+    return Target(endpoint.url, secrets, headers, endpoint)
+
+
+async def observe_attempt(
+    endpoints: EndpointStore,
+    endpoint_id: str,
+    result: AttemptResult,
+    delivery_id: str,
+    event_type: str,
+) -> float | None:
+    """Count an attempt in the endpoint's health; when it is failing, since when."""
+    failure = None
+    if not result.ok:
+        failure = {
+            "at": time.time(),
+            "delivery_id": delivery_id,
+            "event_type": event_type,
+            "status_code": result.status_code,
+            "error_code": result.error_code,
+            "error_message": result.error_message,
+        }
+    return await endpoints.observe(endpoint_id, result.ok, result.duration_ms, failure)
 
 
 def _iso(moment: float) -> str:

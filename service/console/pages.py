@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import replace
 from typing import Any, get_args
 
 from starlette.requests import Request
@@ -29,7 +28,6 @@ from service.jobs import Job, JobStatus
 from service.runtime import Runtime
 from service.streams import read_events
 from service.tasks import JOB_TYPES
-from webhooks.endpoints import Endpoint
 from webhooks.store import STATUSES, Delivery, DeliveryStatus
 
 
@@ -149,13 +147,8 @@ async def enable_endpoint(request: Request, session: ConsoleSession) -> Response
     owner, endpoint_id = request.path_params["client_id"], request.path_params["endpoint_id"]
     if not visible(session, owner):
         raise Refused(404, "No such endpoint.")
-
-    def enabled(endpoint: Endpoint) -> Endpoint:
-        return replace(endpoint, enabled=True, disabled_reason=None, disabled_at=None)
-
-    if await rt.endpoints.update(owner, endpoint_id, enabled) is None:
+    if await rt.endpoints.enable(owner, endpoint_id) is None:
         raise Refused(404, "No such endpoint.")
-    await rt.endpoints.forget_failures(endpoint_id)
     return RedirectResponse("/console/endpoints", 303)
 
 

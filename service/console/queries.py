@@ -159,10 +159,9 @@ async def endpoints(rt: Runtime, owners: Sequence[str]) -> list[tuple[Endpoint, 
     for owner in owners:
         for endpoint in await rt.endpoints.owned_by(owner):
             health = await rt.endpoints.health(endpoint.id, samples=ENDPOINT_SAMPLES)
-            recent = health.recent
             figures = {
                 "attempts": health.attempts,
-                "success_rate": (sum(ok for ok, _, _ in recent) / len(recent) if recent else None),
+                "success_rate": health.recent_success_rate,
                 "failing_since": health.failing_since,
                 "last_failure": health.last_failure,
             }

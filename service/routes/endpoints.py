@@ -20,12 +20,12 @@ from service.errors import InvalidInput, NotFound
 from service.runtime import Runtime
 from service.views import iso
 from webhooks.connector import open_session
-from webhooks.endpoints import PING, Endpoint, new_endpoint_id
+from webhooks.dispatcher import SIGNING_ERROR
+from webhooks.endpoints import PING, Endpoint, new_endpoint_id, reenabled
 from webhooks.fanout import Event, body_for
-from webhooks.sealing import SealBroken
 from webhooks.sender import AttemptResult, send
-from webhooks.signing import webhook_headers
-from webhooks.targets import SEALED_SECRET_BROKEN
+from webhooks.signing import InvalidSecret
+from webhooks.targets import Refused, endpoint_target, observe_attempt
 
 
 async def create_endpoint(request: Request) -> JSONResponse:
@@ -101,17 +101,7 @@ async def ping_endpoint(request: Request) -> JSONResponse:
         {"endpoint_id": endpoint.id, "message": "a test event from pixhook"},
     )
     result = await _send_once(rt, endpoint, event)
-    failure = None
-    if not result.ok:
-        failure = {
-            "at": time.time(),
-            "delivery_id": event.id,
-            "event_type": PING,
-            "status_code": result.status_code,
-            "error_code": result.error_code,
-            "error_message": result.error_message,
-        }
-    await rt.endpoints.observe(endpoint.id, result.ok, result.duration_ms, failure)
+    await observe_attempt(rt.endpoints, endpoint.id, result, event.id, PING)
     return JSONResponse(
         {
             "ok": result.ok,
@@ -155,13 +145,13 @@ async def rotate_endpoint_secret(request: Request) -> JSONResponse:
 async def _send_once(rt: Runtime, endpoint: Endpoint, event: Event) -> AttemptResult:
     settings = rt.settings
     body = body_for(event, endpoint.url, endpoint)
+    target = endpoint_target(rt.endpoints, endpoint)
+    if isinstance(target, Refused):
+        return target.result()
     try:
-        signed = webhook_headers(
-            rt.endpoints.signing_secrets(endpoint), event.id, int(time.time()), body
-        )
-        headers = {**rt.endpoints.header_values(endpoint), **signed}
-    except SealBroken as exc:
-        return AttemptResult(False, 0.0, error_code=SEALED_SECRET_BROKEN, error_message=str(exc))
+        headers = target.signed_headers(event.id, body)
+    except InvalidSecret as exc:
+        return AttemptResult(False, 0.0, error_code=SIGNING_ERROR, error_message=str(exc))
     session = open_session(
         settings.allow_private_networks,
         connect_timeout_s=settings.webhook_connect_timeout_s,
@@ -171,7 +161,7 @@ async def _send_once(rt: Runtime, endpoint: Endpoint, event: Event) -> AttemptRe
     async with session:
         return await send(
             session,
-            endpoint.url,
+            target.url,
             body,
             headers,
             policy=settings.allow_private_networks,
@@ -202,7 +192,8 @@ def _changed(rt: Runtime, endpoint: Endpoint, fields: EndpointFields) -> Endpoin
             for name, value in fields.headers.items()
         }
         headers = merged_headers(headers, sealed)
-    enabling = fields.enabled is True and not endpoint.enabled
+    if fields.enabled is True and not endpoint.enabled:
+        endpoint = reenabled(endpoint)
     return replace(
         endpoint,
         url=url,
@@ -212,8 +203,6 @@ def _changed(rt: Runtime, endpoint: Endpoint, fields: EndpointFields) -> Endpoin
         job_types=_or(fields.job_types, endpoint.job_types),
         metadata_filter=_or(fields.metadata_filter, endpoint.metadata_filter),
         enabled=_or(fields.enabled, endpoint.enabled),
-        disabled_reason=None if enabling else endpoint.disabled_reason,
-        disabled_at=None if enabling else endpoint.disabled_at,
         headers=headers,
         templates=templates,
         updated_at=time.time(),
