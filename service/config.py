@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
+from service.imaging.formats import DEFAULT_WEBP_EFFORT, WEBP_EFFORTS
 from service.json_shape import JsonShape
 from service.storage import parse_s3_spec
 from webhooks.circuit import CircuitPolicy
@@ -42,6 +43,8 @@ class Settings:
     # Only the first frame is used, but counting a huge animation is still work worth refusing.
     max_frames: int = 1000
     max_output_side: int = 8192
+    # For WebP outputs that name no `effort` of their own.
+    webp_effort: int = DEFAULT_WEBP_EFFORT
     max_metadata_bytes: int = 4096
     # The shape of any JSON body: nesting, one string (a base64 image excepted), one list.
     max_json_depth: int = 32
@@ -262,6 +265,16 @@ def _at_least(low: int, convert: Callable[[str], int]) -> Callable[[str], int]:
     return parse
 
 
+def _within(allowed: range) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        value = int(raw)
+        if value not in allowed:
+            raise ValueError(f"{raw!r} must be from {allowed[0]} to {allowed[-1]}")
+        return value
+
+    return parse
+
+
 def _seconds(raw: str) -> float:
     """Plain seconds (`"30"`) or a duration (`"30s"`, `"5m"`)."""
     try:
@@ -309,6 +322,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "webhook_retry_schedule": RetrySchedule.parse,
     "allow_private_networks": UrlPolicy.parse,
     "dlq_redrive_batch": _at_least(0, int),
+    "webp_effort": _within(WEBP_EFFORTS),
     "dlq_replay_rate": _positive(float),
     "dlq_redrive_rate": _positive(float),
     **{

@@ -33,6 +33,7 @@ def test_durations_and_schedules_are_parsed():
         ("PIXHOOK_JOB_TIMEOUT", "-5"),
         ("PIXHOOK_WEBHOOK_RETRY_SCHEDULE", "5s,soon"),
         ("PIXHOOK_STORAGE", "ftp://files"),
+        ("PIXHOOK_WEBP_EFFORT", "7"),
     ],
 )
 def test_bad_value_names_the_variable(variable, value):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 
 import pytest
 from PIL import Image, ImageCms, ImageFile
@@ -274,7 +275,8 @@ def noise_png(size=(400, 400)):
 
 @pytest.mark.parametrize("fmt", ["jpeg", "webp"])
 def test_max_bytes_finds_a_quality_that_fits(fmt):
-    spec = imaging.OutputSpec(format=fmt, quality=95, max_bytes=80_000)
+    effort = imaging.BUDGET_WEBP_EFFORT  # what jobs with a budget get
+    spec = imaging.OutputSpec(format=fmt, quality=95, max_bytes=80_000, effort=effort)
 
     encoded = imaging.transform(noise_png(), spec, LIMIT)
 
@@ -301,6 +303,27 @@ def test_progressive_jpeg_is_flagged():
 def test_lossless_webp_gives_back_every_pixel():
     source = noise_png((64, 48))
     spec = imaging.OutputSpec(format="webp", lossless=True)
+
+    encoded = imaging.transform(source, spec, LIMIT)
+
+    assert decode(encoded).convert("RGB").tobytes() == Image.open(io.BytesIO(source)).tobytes()
+
+
+def test_webp_effort_trades_encoding_time_for_bytes():
+    source = noise_png()
+
+    def webp_bytes(spec: imaging.OutputSpec) -> int:
+        return len(imaging.transform(source, spec, LIMIT).data)
+
+    fast, small = (imaging.OutputSpec(format="webp", effort=e) for e in (2, 6))
+    assert webp_bytes(small) < webp_bytes(fast)
+    default = imaging.OutputSpec(format="webp")
+    assert webp_bytes(default) == webp_bytes(replace(default, effort=imaging.DEFAULT_WEBP_EFFORT))
+
+
+def test_lossless_webp_at_the_lowest_effort_is_still_lossless():
+    source = noise_png((64, 48))
+    spec = imaging.OutputSpec(format="webp", lossless=True, effort=0)
 
     encoded = imaging.transform(source, spec, LIMIT)
 

@@ -10,6 +10,9 @@ import httpx
 import pytest
 from PIL import Image
 
+from service.config import Settings
+from service.imaging import DEFAULT_WEBP_EFFORT
+from service.tasks import transform
 from tests.helpers import error_of, image_bytes, wait_for_status
 
 
@@ -54,6 +57,21 @@ def test_job_without_variants_has_one_default_image(api):
     assert (image["name"], image["width"], image["height"]) == ("default", 50, 50)
 
 
+def test_webp_effort_is_chosen_per_variant_and_recorded_when_defaulted(api):
+    noisy = io.BytesIO()
+    Image.effect_noise((300, 300), 60).convert("RGB").save(noisy, "PNG")
+    variants = {"fast": {}, "small": {"effort": 6}, "jpeg": {"format": "jpeg"}}
+    body = transform_body(noisy.getvalue(), format="webp", variants=variants)
+
+    job = wait_for_status(api, api.post("/v1/jobs", json=body).json()["id"])
+
+    assert job["status"] == "succeeded", job["error"]
+    recorded = {name: output.get("effort") for name, output in job["input"]["variants"].items()}
+    assert recorded == {"fast": DEFAULT_WEBP_EFFORT, "small": 6, "jpeg": None}
+    sizes = {image["name"]: image["bytes"] for image in job["output"]["images"]}
+    assert sizes["small"] < sizes["fast"]
+
+
 def test_output_that_cannot_fit_max_bytes_fails_the_job(api):
     noisy = io.BytesIO()
     Image.effect_noise((300, 300), 60).convert("RGB").save(noisy, "PNG")
@@ -90,6 +108,10 @@ def test_output_that_cannot_fit_max_bytes_fails_the_job(api):
         ),
         ({"variants": {"a": {"background": "white"}}}, "input.variants.a.background"),
         ({"variants": {"a": {"lossless": True}}}, "input.variants.a.lossless"),
+        ({"variants": {"a": {"effort": 4}}}, "input.variants.a.effort"),
+        ({"format": "webp", "effort": 7}, "input.effort"),
+        ({"format": "webp", "effort": "max"}, "input.effort"),
+        ({"format": "webp", "effort": True}, "input.effort"),
         ({"variants": {"bad name": {}}}, "input.variants.bad name"),
         ({"variants": {f"v{n}": {} for n in range(11)}}, "input.variants"),
         ({"variants": {}}, "input.variants"),
@@ -103,3 +125,26 @@ def test_bad_transform_parameter_is_422_naming_the_nested_field(api, input_field
 
     assert response.status_code == 422
     assert (error_of(response)["code"], error_of(response)["field"]) == ("INVALID_INPUT", field)
+
+
+@pytest.mark.parametrize(
+    ("operators_effort", "expected"),
+    [
+        (None, {"plain": 2, "own": 0, "budget": 4, "png": None}),
+        (5, {"plain": 5, "own": 0, "budget": 5, "png": None}),
+    ],
+)
+def test_webp_outputs_without_an_effort_get_the_operators_or_the_budgets(
+    operators_effort, expected
+):
+    variants = {
+        "plain": {},
+        "own": {"effort": 0},
+        "budget": {"max_bytes": 9000},
+        "png": {"format": "png"},
+    }
+    settings = Settings() if operators_effort is None else Settings(webp_effort=operators_effort)
+
+    parsed = transform.parse_input({"format": "webp", "variants": variants}, settings)
+
+    assert {name: output["effort"] for name, output in parsed["variants"].items()} == expected

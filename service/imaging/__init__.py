@@ -4,11 +4,14 @@ formats.py names what they speak, geometry.py plans each output, pipeline.py dec
 derives every output, encoding.py writes each one.
 """
 
+from service.imaging.formats import BUDGET_WEBP_EFFORT as BUDGET_WEBP_EFFORT
+from service.imaging.formats import DEFAULT_WEBP_EFFORT as DEFAULT_WEBP_EFFORT
 from service.imaging.formats import GRAVITIES as GRAVITIES
 from service.imaging.formats import INPUT_FORMATS as INPUT_FORMATS
 from service.imaging.formats import MIN_QUALITY as MIN_QUALITY
 from service.imaging.formats import MODES as MODES
 from service.imaging.formats import OUTPUT_FORMATS as OUTPUT_FORMATS
+from service.imaging.formats import WEBP_EFFORTS as WEBP_EFFORTS
 from service.imaging.formats import EncodedImage as EncodedImage
 from service.imaging.formats import ImageInfo as ImageInfo
 from service.imaging.formats import ImageRejected as ImageRejected

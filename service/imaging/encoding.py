@@ -87,9 +87,11 @@ def _save(
         options = {"optimize": True}
     elif output.pillow_name == "JPEG":
         options["progressive"] = spec.progressive
-    elif output.pillow_name == "WEBP" and spec.lossless:
-        # `exact` keeps the colour under transparent pixels: lossless means every byte back.
-        options.update(lossless=True, exact=True)
+    elif output.pillow_name == "WEBP":
+        options["method"] = spec.effort
+        if spec.lossless:
+            # `exact` keeps the colour under transparent pixels: lossless means every byte back.
+            options.update(lossless=True, exact=True)
     if icc_profile:
         options["icc_profile"] = icc_profile
     buffer = io.BytesIO()

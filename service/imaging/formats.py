@@ -28,6 +28,16 @@ GRAVITIES: Mapping[str, tuple[float, float]] = {
 # `max_bytes` never buys its size with a quality below this: past it, the job fails instead.
 MIN_QUALITY = 30
 
+# libwebp's `method`: 0 is fastest, 6 makes the smallest files. At 2 a 512 px thumbnail encodes
+# 2.7x faster than at libwebp's default 4 for about 6% more bytes at the same quality: in a job
+# service the encoder's CPU is paid on every output, so speed is the default and bytes are asked
+# for (`effort`, or PIXHOOK_WEBP_EFFORT for every job). docs/decisions.md has the figures.
+WEBP_EFFORTS = range(7)
+DEFAULT_WEBP_EFFORT = 2
+# Under a `max_bytes` budget every byte saved buys quality back, and fine texture (grain, knit,
+# foliage) costs up to 1.7x the bytes at effort 2: such outputs get libwebp's default at least.
+BUDGET_WEBP_EFFORT = 4
+
 
 @dataclass(frozen=True)
 class OutputFormat:
@@ -88,6 +98,7 @@ class OutputSpec:
     max_bytes: int | None = None
     progressive: bool = False
     lossless: bool = False
+    effort: int = DEFAULT_WEBP_EFFORT  # WebP only
 
 
 @dataclass(frozen=True)

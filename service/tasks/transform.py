@@ -38,6 +38,7 @@ _OUTPUT_FIELDS = frozenset(
         "max_bytes",
         "progressive",
         "lossless",
+        "effort",
     }
 )
 _BOX_FIELDS = ("left", "top", "width", "height")
@@ -93,6 +94,12 @@ def _output_schema(settings: Settings) -> dict[str, Any]:
         "max_bytes": {"type": ["integer", "null"], "minimum": 1, "maximum": _MAX_BYTES_LIMIT},
         "progressive": flag,
         "lossless": flag,
+        "effort": {
+            "type": ["integer", "null"],
+            "minimum": imaging.WEBP_EFFORTS[0],
+            "maximum": imaging.WEBP_EFFORTS[-1],
+            "default": settings.webp_effort,
+        },
     }
     assert properties.keys() == _OUTPUT_FIELDS, "describe every output field"
     return {"type": "object", "properties": properties, "additionalProperties": False}
@@ -173,6 +180,7 @@ def _output_spec(params: dict[str, Any]) -> imaging.OutputSpec:
     # `.get` with defaults: jobs queued before a field existed still run.
     focal_point = params.get("focal_point")
     box = params.get("box")
+    effort = params.get("effort")
     return imaging.OutputSpec(
         mode=params.get("mode", "fit"),
         width=params.get("width"),
@@ -188,6 +196,7 @@ def _output_spec(params: dict[str, Any]) -> imaging.OutputSpec:
         max_bytes=params.get("max_bytes"),
         progressive=params.get("progressive", False),
         lossless=params.get("lossless", False),
+        effort=imaging.DEFAULT_WEBP_EFFORT if effort is None else effort,
     )
 
 
@@ -245,8 +254,16 @@ def _parse_output(raw: dict[str, Any], settings: Settings, prefix: str) -> dict[
         "max_bytes": _optional_int(raw, "max_bytes", 1, _MAX_BYTES_LIMIT, prefix),
         "progressive": _flag(raw, "progressive", prefix),
         "lossless": _flag(raw, "lossless", prefix),
+        "effort": _optional_int(
+            raw, "effort", imaging.WEBP_EFFORTS[0], imaging.WEBP_EFFORTS[-1], prefix
+        ),
     }
     _check_mode_fields(parsed, prefix)
+    if output_format == "webp" and parsed["effort"] is None:
+        # Recorded at acceptance, so the job shows the effort it was made with.
+        budgeted = parsed["max_bytes"] is not None
+        effort = settings.webp_effort
+        parsed["effort"] = max(effort, imaging.BUDGET_WEBP_EFFORT) if budgeted else effort
     return parsed
 
 
@@ -266,6 +283,8 @@ def _check_mode_fields(parsed: dict[str, Any], prefix: str) -> None:
         raise InvalidInput("progressive applies to jpeg only", field=f"{prefix}.progressive")
     if parsed["lossless"] and parsed["format"] != "webp":
         raise InvalidInput("lossless applies to webp only", field=f"{prefix}.lossless")
+    if parsed["effort"] is not None and parsed["format"] != "webp":
+        raise InvalidInput("effort applies to webp only", field=f"{prefix}.effort")
 
 
 def _choice(
