@@ -297,15 +297,19 @@ def ssim(image: Image.Image, reference: Image.Image, window: int = 8) -> float:
 
 
 def fidelity(paths: list[Path]) -> dict[str, float]:
-    """Resize fidelity (lossless PNG out) and delivered fidelity (WebP q80 out), both sides."""
-    totals = {"resize_psnr": 0.0, "resize_ssim": 0.0, "webp_psnr": 0.0, "baseline_webp_psnr": 0.0}
+    """Resize fidelity (lossless PNG out); delivered fidelity and size (WebP q80), both sides."""
+    figures = ("resize_psnr", "resize_ssim", "webp_psnr", "baseline_webp_psnr")
+    totals = dict.fromkeys((*figures, "bytes", "baseline_bytes"), 0.0)
     for path in paths:
         data = path.read_bytes()
         with Image.open(io.BytesIO(data)) as full:
             reference = full.convert("RGB").resize(fit_size(full.size), Image.Resampling.LANCZOS)
         resized = Image.open(io.BytesIO(pixhook_thumbnail(data, "png"))).convert("RGB")
-        ours = Image.open(io.BytesIO(pixhook_thumbnail(data))).convert("RGB")
-        theirs = Image.open(io.BytesIO(baseline_thumbnail(data))).convert("RGB")
+        our_webp, their_webp = pixhook_thumbnail(data), baseline_thumbnail(data)
+        ours = Image.open(io.BytesIO(our_webp)).convert("RGB")
+        theirs = Image.open(io.BytesIO(their_webp)).convert("RGB")
+        totals["bytes"] += len(our_webp)
+        totals["baseline_bytes"] += len(their_webp)
         totals["resize_psnr"] += psnr(resized, reference)
         totals["resize_ssim"] += ssim(resized, reference)
         totals["webp_psnr"] += psnr(ours, reference)
@@ -372,7 +376,10 @@ def report(paths: list[Path], rounds: int, repeat: int, concurrencies: list[int]
         f"vs full-decode LANCZOS reference: resize PSNR {quality['resize_psnr']:.1f} dB "
         f"(goal >= 35), SSIM {quality['resize_ssim']:.4f}; "
         f"after WebP q{QUALITY}: pixhook {quality['webp_psnr']:.1f} dB, "
-        f"baseline {quality['baseline_webp_psnr']:.1f} dB"
+        f"baseline {quality['baseline_webp_psnr']:.1f} dB; "
+        f"WebP bytes: pixhook {quality['bytes']:.0f} (effort {imaging.DEFAULT_WEBP_EFFORT}), "
+        f"baseline {quality['baseline_bytes']:.0f} (Pillow's default, 4): "
+        f"{quality['bytes'] / quality['baseline_bytes'] - 1:+.1%}"
     )
 
 
