@@ -12,6 +12,10 @@ once that request has succeeded, its status and body. Then:
 - a request that fails (any 4xx or 5xx) created nothing, so it releases the key: the client may
   fix the request and send it again under the same key. (Stripe keeps validation errors out too.)
 
+A response that carries a secret (a new endpoint's signing secret) is stored sealed, as the
+endpoint's own copy is: a Redis dump shows neither. If the sealing keys have changed so that it
+no longer opens, the retry is `409 IDEMPOTENCY_UNREADABLE`, never a second creation.
+
 A claim is written before the request runs and expires after `_CLAIM_TTL_S` unless the request
 finishes, so an API process that dies mid-request does not hold the key for a day.
 """
@@ -33,6 +37,7 @@ from service.bodies import read_body, replay_receive
 from service.clients import Client
 from service.errors import Conflict, InvalidInput
 from service.runtime import Runtime
+from webhooks.sealing import SealBroken, Sealer
 
 log = logging.getLogger("pixhook.idempotency")
 
@@ -72,9 +77,16 @@ return 0
 
 
 async def idempotent(
-    request: Request, runtime: Runtime, client: Client, body_limit: int, create: Create
+    request: Request,
+    runtime: Runtime,
+    client: Client,
+    body_limit: int,
+    create: Create,
+    *,
+    sealer: Sealer | None = None,
 ) -> Response:
-    """`create(request)`, unless the request's `Idempotency-Key` has been used already."""
+    """`create(request)`, unless the request's `Idempotency-Key` has been used already. With a
+    `sealer`, the response is kept sealed with it."""
     key = request.headers.get(KEY_HEADER)
     if key is None:
         return await create(request)
@@ -97,7 +109,7 @@ async def idempotent(
                 field=KEY_HEADER,
             )
         if status is not None:
-            return _replay_response(int(status), stored)
+            return _replay_response(int(status), _opened(stored, sealer))
         if time.monotonic() > deadline:
             raise Conflict(
                 f"a request with this {KEY_HEADER} is still in progress; retry shortly",
@@ -106,11 +118,16 @@ async def idempotent(
             )
         await asyncio.sleep(_POLL_S)
     replayed = Request(request.scope, replay_receive(body))
-    return await _create_once(runtime, record, token, replayed, create)
+    return await _create_once(runtime, record, token, replayed, create, sealer)
 
 
 async def _create_once(
-    runtime: Runtime, record: str, token: str, request: Request, create: Create
+    runtime: Runtime,
+    record: str,
+    token: str,
+    request: Request,
+    create: Create,
+    sealer: Sealer | None,
 ) -> Response:
     try:
         response = await create(request)
@@ -121,10 +138,26 @@ async def _create_once(
         await runtime.redis.register_script(_RELEASE)(keys=[record], args=[token])
         return response
     ttl_ms = int(runtime.settings.idempotency_key_ttl_s * 1000)
+    kept = bytes(response.body) if sealer is None else sealer.seal(bytes(response.body).decode())
     finish = runtime.redis.register_script(_FINISH)
-    if not await finish(keys=[record], args=[token, response.status_code, response.body, ttl_ms]):
+    if not await finish(keys=[record], args=[token, response.status_code, kept, ttl_ms]):
         log.warning("an idempotency claim expired before its request finished: %s", record)
     return response
+
+
+def _opened(stored: bytes, sealer: Sealer | None) -> bytes:
+    if sealer is None:
+        return stored
+    try:
+        return sealer.open(stored.decode()).encode()
+    except SealBroken as exc:
+        raise Conflict(
+            f"the response kept for this {KEY_HEADER} no longer opens: the sealing keys "
+            "(PIXHOOK_ENCRYPTION_KEYS) changed. Its request did succeed; list what it created "
+            "rather than creating it again",
+            code="IDEMPOTENCY_UNREADABLE",
+            field=KEY_HEADER,
+        ) from exc
 
 
 def _check_key(key: str) -> None:

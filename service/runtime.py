@@ -18,6 +18,7 @@ from webhooks.circuit import Circuits
 from webhooks.dlq import DeadLetters
 from webhooks.endpoints import EndpointStore
 from webhooks.metrics import DeliveryMetrics
+from webhooks.sealing import Sealer
 from webhooks.store import DeliveryStore
 
 
@@ -31,6 +32,7 @@ class Runtime:
     clients: ClientStore
     deliveries: DeliveryStore
     endpoints: EndpointStore
+    sealer: Sealer
     dead_letters: DeadLetters
     circuits: Circuits
     delivery_metrics: DeliveryMetrics
@@ -49,6 +51,7 @@ class Runtime:
             s3_region=settings.s3_region,
         )
         deliveries = DeliveryStore(redis, retention_s=int(settings.job_retention_s))
+        sealer = settings.sealer
         return cls(
             settings=settings,
             redis=redis,
@@ -57,7 +60,8 @@ class Runtime:
             batches=BatchStore(redis, retention_s=settings.job_retention_s),
             clients=ClientStore(redis),
             deliveries=deliveries,
-            endpoints=EndpointStore(redis, settings.sealer),
+            endpoints=EndpointStore(redis, sealer),
+            sealer=sealer,
             dead_letters=DeadLetters(deliveries, settings.dlq_policy),
             circuits=Circuits(redis, settings.circuit_policy),
             delivery_metrics=DeliveryMetrics(redis),

@@ -6,10 +6,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
+from cryptography.fernet import Fernet
 from redis import Redis
 from standardwebhooks.webhooks import Webhook
 
@@ -18,6 +19,7 @@ from tests.helpers import client_for, error_of, transform_job, wait_for_status
 from tests.receiver import Receiver
 from tests.servers import Trickler
 from tests.test_deliveries import deliveries_of
+from webhooks.sealing import Sealer
 
 TOKEN = "Bearer cms-token-0123456789abcdef"
 
@@ -176,6 +178,50 @@ def test_a_client_has_a_limited_number_of_endpoints(tenant, stack: RunningStack)
     response = api.post("/v1/endpoints", json={"url": "https://example.com/51"})
 
     assert response.status_code == 422 and error_of(response)["code"] == "TOO_MANY_ENDPOINTS"
+
+
+def _kept_replies(redis: Redis, client_id: str) -> list[bytes]:
+    """What `Idempotency-Key` keeps for this client: each record's stored reply."""
+    pattern = f"pixhook:client:{client_id}:idempotency:*"
+    # redis-py's sync client returns bytes here; its types describe the async client too.
+    return [cast(bytes, redis.hget(name, "body")) for name in redis.scan_iter(pattern)]
+
+
+def test_a_retried_create_answers_the_same_endpoint_and_keeps_its_secret_sealed(
+    tenant, stack: RunningStack
+):
+    record, api = tenant
+    body, headers = {"url": "http://127.0.0.1:9/cms"}, {"Idempotency-Key": "create-cms-hook"}
+
+    first = api.post("/v1/endpoints", json=body, headers=headers)
+    again = api.post("/v1/endpoints", json=body, headers=headers)
+
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.json() == first.json() and again.headers["idempotent-replayed"] == "true"
+    assert [e["id"] for e in api.get("/v1/endpoints").json()["data"]] == [first.json()["id"]]
+    [kept] = _kept_replies(Redis.from_url(stack.redis_url), record["id"])
+    assert kept and first.json()["secret"].encode() not in kept and b"127.0.0.1" not in kept
+
+
+def test_a_kept_create_reply_that_no_longer_opens_is_a_conflict_not_a_second_endpoint(
+    tenant, stack: RunningStack
+):
+    record, api = tenant
+    body, headers = {"url": "http://127.0.0.1:9/cms"}, {"Idempotency-Key": "create-cms-hook"}
+    assert api.post("/v1/endpoints", json=body, headers=headers).status_code == 201
+    # As if PIXHOOK_ENCRYPTION_KEYS had dropped the key that sealed it.
+    redis = Redis.from_url(stack.redis_url)
+    [name] = redis.scan_iter(f"pixhook:client:{record['id']}:idempotency:*")
+    redis.hset(name, "body", Sealer([Fernet.generate_key().decode()]).seal("{}"))
+
+    retried = api.post("/v1/endpoints", json=body, headers=headers)
+
+    assert retried.status_code == 409
+    assert (error_of(retried)["code"], error_of(retried)["field"]) == (
+        "IDEMPOTENCY_UNREADABLE",
+        "Idempotency-Key",
+    )
+    assert len(api.get("/v1/endpoints").json()["data"]) == 1
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from service.endpoint_input import EndpointFields, merged_headers, parse_endpoin
 from service.endpoint_input import resolved_kind as kind_of
 from service.endpoint_views import endpoint_view, stats_view
 from service.errors import InvalidInput, NotFound
+from service.idempotency import idempotent
 from service.runtime import Runtime
 from service.views import iso
 from webhooks.connector import open_session
@@ -28,7 +29,15 @@ from webhooks.signing import InvalidSecret
 from webhooks.targets import Refused, endpoint_target, observe_attempt
 
 
-async def create_endpoint(request: Request) -> JSONResponse:
+async def create_endpoint(request: Request) -> Response:
+    rt = runtime(request)
+    client = await authenticate(request)
+    # The reply carries the new signing secret: kept for the retries only sealed.
+    limit = rt.settings.max_request_bytes
+    return await idempotent(request, rt, client, limit, _create_endpoint, sealer=rt.sealer)
+
+
+async def _create_endpoint(request: Request) -> JSONResponse:
     client = await authenticate(request)
     rt = runtime(request)
     fields = parse_endpoint_fields(await _body(request, rt), rt.settings, creating=True)

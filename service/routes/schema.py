@@ -244,10 +244,16 @@ def _endpoint_operations(settings: Settings) -> dict[Endpoint, Operation]:
                     201,
                     "created; the only reply that carries its secret, but GET .../secret",
                     {JSON: with_field(endpoint, "secret", secret)},
+                    REPLAYED,
                 ),
             ),
             body={JSON: endpoint_body(settings, creating=True)},
-            errors={**_BODY, 422: (*fields, "TOO_MANY_ENDPOINTS")},
+            params=(idempotency_key(),),
+            errors={
+                **_BODY,
+                409: (*_IDEMPOTENCY[409], "IDEMPOTENCY_UNREADABLE"),
+                422: (*fields, "TOO_MANY_ENDPOINTS", "INVALID_IDEMPOTENCY_KEY"),
+            },
         ),
         endpoints.list_endpoints: Operation(
             "The client's endpoints, oldest first",
