@@ -34,13 +34,15 @@ class Received:
 class Receiver:
     """Answers request number n (0-based) with `respond(n)`; records everything it got."""
 
-    def __init__(self, secret: str, respond: Callable[[int], int] = lambda n: 200) -> None:
+    def __init__(
+        self, secret: str, respond: Callable[[int], int] = lambda n: 200, host: str = "127.0.0.1"
+    ) -> None:
         self._webhook = Webhook(secret)
         self._respond = respond
         self._lock = threading.Condition()
         self.requests: list[Received] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hook"
+        self._server = ThreadingHTTPServer((host, 0), self._handler())
+        self.url = f"http://{host}:{self._server.server_address[1]}/hook"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 

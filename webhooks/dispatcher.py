@@ -8,7 +8,7 @@ import random
 import secrets
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import aiohttp
 from redis.exceptions import RedisError
@@ -164,29 +164,50 @@ class Dispatcher:
             pass
 
     async def _start(self, batch: list[Delivery], token: str) -> None:
-        by_service: dict[str, list[Delivery]] = defaultdict(list)
-        for delivery in batch:
-            by_service[delivery.authority].append(delivery)
+        resolved = await asyncio.gather(*(self._resolve(delivery) for delivery in batch))
+        by_service: dict[str, list[tuple[Delivery, Target]]] = defaultdict(list)
+        for delivery, target in zip(batch, resolved, strict=True):
+            if target is None:
+                continue  # could not be resolved: its lease runs out and it is tried again
+            if isinstance(target, Refused):
+                self._spawn(delivery, target, token)  # nothing is sent, so no circuit to ask
+                continue
+            # An endpoint's URL may have changed since the event was queued. The circuit asked,
+            # the one told, and the dead-letter host index all follow where it goes now.
+            current = delivery if target.url == delivery.url else replace(delivery, url=target.url)
+            by_service[current.authority].append((current, target))
         states = await self._circuits.check(by_service)
-        for authority, deliveries in by_service.items():
+        for authority, pairs in by_service.items():
             state = states[authority]
             if state.kind == "open":
                 # Spread the wake-up so a recovering host is not hit by all of them at once.
-                await self._store.defer(
-                    [d.id for d in deliveries], state.retry_at + random.random()
-                )
+                await self._store.defer([d.id for d, _ in pairs], state.retry_at + random.random())
                 continue
             if state.kind == "probe":
-                deliveries, held = deliveries[:1], deliveries[1:]
-                await self._store.defer([d.id for d in held], time.time() + 1.0)
-            for delivery in deliveries:
-                task = asyncio.create_task(self._attempt(delivery, token))
-                self._in_flight[task] = delivery
-                task.add_done_callback(self._in_flight.pop)
+                pairs, held = pairs[:1], pairs[1:]
+                await self._store.defer([d.id for d, _ in held], time.time() + 1.0)
+            for delivery, target in pairs:
+                self._spawn(delivery, target, token)
 
-    async def _attempt(self, delivery: Delivery, token: str) -> None:
+    async def _resolve(self, delivery: Delivery) -> Target | Refused | None:
         try:
-            await self._attempt_and_record(delivery, token)
+            return await self._targets.resolve(delivery)
+        except Exception:
+            log.exception(
+                "delivery %s: its target could not be resolved",
+                delivery.id,
+                extra={"delivery_id": delivery.id, "client_id": delivery.owner},
+            )
+            return None
+
+    def _spawn(self, delivery: Delivery, target: Target | Refused, token: str) -> None:
+        task = asyncio.create_task(self._attempt(delivery, target, token))
+        self._in_flight[task] = delivery
+        task.add_done_callback(self._in_flight.pop)
+
+    async def _attempt(self, delivery: Delivery, target: Target | Refused, token: str) -> None:
+        try:
+            await self._attempt_and_record(delivery, target, token)
         except Exception:
             # The lease runs out and the delivery is tried again: at least once, never lost.
             log.exception(
@@ -195,8 +216,9 @@ class Dispatcher:
                 extra={"delivery_id": delivery.id, "client_id": delivery.owner},
             )
 
-    async def _attempt_and_record(self, delivery: Delivery, token: str) -> None:
-        target = await self._targets.resolve(delivery)
+    async def _attempt_and_record(
+        self, delivery: Delivery, target: Target | Refused, token: str
+    ) -> None:
         if isinstance(target, Target):
             wait_s = await self._targets.wait_s(delivery, target)
             if wait_s > 0:

@@ -46,14 +46,15 @@ return claimed
 
 # KEYS: delivery, attempts, due, pending, succeeded, dead, dlq, dlq:owner, dlq:host, dlq:owner:host
 # ARGV: token, outcome, now_us, next_due_ms, attempt_json, attempts, last_error, last_status,
-#       retention_s, id, attempts_kept
+#       retention_s, id, attempts_kept, url
 _RECORD = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 redis.call('RPUSH', KEYS[2], ARGV[5])
 redis.call('LTRIM', KEYS[2], -tonumber(ARGV[11]), -1)
 if redis.call('HGET', KEYS[1], 'claim') ~= ARGV[1] then return -1 end
 local id, outcome, now_us = ARGV[10], ARGV[2], ARGV[3]
-redis.call('HSET', KEYS[1], 'attempts', ARGV[6], 'last_error', ARGV[7], 'last_status_code', ARGV[8])
+redis.call('HSET', KEYS[1], 'attempts', ARGV[6], 'last_error', ARGV[7], 'last_status_code', ARGV[8],
+  'url', ARGV[12])
 redis.call('HDEL', KEYS[1], 'claim')
 if outcome == 'retry' then
   redis.call('HSET', KEYS[1], 'next_attempt_at', ARGV[4])
@@ -266,6 +267,7 @@ class DeliveryStore:
         next_attempt_at: float | None = None,
     ) -> int | None:
         """Log the attempt and move the delivery on, unless its lease passed to another worker.
+        `delivery.url` is where the attempt went (an endpoint's URL may have changed since).
 
         Returns None for a lost lease; on success, how many dead deliveries its host has.
         """
@@ -281,6 +283,7 @@ class DeliveryStore:
             self.retention_s,
             delivery.id,
             ATTEMPTS_KEPT,
+            delivery.url,
         ]
         result = await self._record(keys=self.keys.lifecycle(delivery), args=args)
         return None if result == -1 else int(result)
