@@ -59,7 +59,7 @@ class NewClient:
     webhook_secret: str
 
 
-def _digest(api_key: str) -> str:
+def key_digest(api_key: str) -> str:
     return hashlib.sha256(api_key.encode()).hexdigest()
 
 
@@ -79,7 +79,7 @@ class ClientStore:
         client = Client(new_id("cli"), name, time.time(), limits or ClientLimits())
         api_key = API_KEY_PREFIX + secrets.token_urlsafe(32)
         webhook_secret = generate_secret()
-        digest = _digest(api_key)
+        digest = key_digest(api_key)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(
                 self._client_key(client.id),
@@ -101,19 +101,21 @@ class ClientStore:
     async def authenticate(self, api_key: str) -> Client | None:
         """The active client this key belongs to: its current key, or a rotated one still
         inside its overlap. None for unknown keys and revoked clients."""
-        digest = _digest(api_key)
+        digest = key_digest(api_key)
         client_id = await self._redis.get(self._api_key_key(digest))
         if client_id is None:
             return None
         raw = await self._redis.hgetall(self._client_key(client_id.decode()))  # type: ignore[misc]
-        if not raw or b"revoked_at" in raw:
-            return None
-        accepted = [raw[b"key_digest"].decode(), *_live_keys(raw, time.time())]
+        accepted = _working_keys(raw)
         # The index lookup is by digest; the record's own digests decide, compared in
         # constant time, so a stale or tampered index entry never lets a key in.
         if not any([hmac.compare_digest(known, digest) for known in accepted]):
             return None
         return _client(raw)
+
+    async def working_key_digests(self, client_id: str) -> list[str]:
+        """Digests of the keys that authenticate the client now; none once it is revoked."""
+        return _working_keys(await self._redis.hgetall(self._client_key(client_id)))  # type: ignore[misc]
 
     async def get(self, client_id: str) -> Client | None:
         raw = await self._redis.hgetall(self._client_key(client_id))  # type: ignore[misc]
@@ -189,11 +191,11 @@ class ClientStore:
                         pipe.pexpire(self._api_key_key(old_digest), int(overlap_s * 1000))
                     else:
                         pipe.delete(self._api_key_key(old_digest))
-                    pipe.set(self._api_key_key(_digest(api_key)), client_id)
+                    pipe.set(self._api_key_key(key_digest(api_key)), client_id)
                     pipe.hset(
                         key,
                         mapping={
-                            "key_digest": _digest(api_key),
+                            "key_digest": key_digest(api_key),
                             "previous_keys": json.dumps(previous),
                         },
                     )
@@ -224,6 +226,12 @@ class ClientStore:
                     return _client({**raw, b"revoked_at": revoked_at.encode()})
                 except WatchError:
                     continue
+
+
+def _working_keys(raw: dict[bytes, bytes]) -> list[str]:
+    if not raw or b"revoked_at" in raw:
+        return []
+    return [raw[b"key_digest"].decode(), *_live_keys(raw, time.time())]
 
 
 def _live_keys(raw: dict[bytes, bytes], now: float) -> dict[str, float]:

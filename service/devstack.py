@@ -122,7 +122,7 @@ class ServiceProcesses:
     """`pixhook api` and `pixhook worker` child processes sharing one environment."""
 
     def __init__(self, env: Mapping[str, str], logdir: Path) -> None:
-        self._env = {**os.environ, **env}
+        self.env = {**os.environ, **env}
         self._logdir = logdir
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
@@ -132,7 +132,7 @@ class ServiceProcesses:
         with open(self._logdir / f"{name}.log", "ab") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", "service", *args],
-                env=self._env,
+                env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )

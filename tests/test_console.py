@@ -10,9 +10,9 @@ import httpx
 import pytest
 from redis import Redis
 
-from service.devstack import RunningStack
+from service.devstack import RunningStack, ServiceProcesses, free_port
 from tests.conftest import STACK_ENV
-from tests.helpers import client_for, transform_job, wait_for_status
+from tests.helpers import client_for, pixhook, transform_job, wait_for_status
 from tests.test_deliveries import deliveries_of
 
 PASSWORD = STACK_ENV["PIXHOOK_CONSOLE_PASSWORD"]
@@ -222,3 +222,64 @@ def test_a_disabled_endpoint_is_enabled_from_the_console(stack: RunningStack):
         after = own_api.get(f"/v1/endpoints/{endpoint['id']}").json()
         assert after["enabled"] is True and after["disabled_reason"] is None
         assert after["updated_at"] > endpoint["updated_at"]
+
+
+# Sessions end: signing out, a changed console password, a key that stops working.
+
+
+def session_cookie(http: httpx.Client) -> str:
+    cookie = http.cookies.get("pixhook_console")
+    assert cookie
+    return cookie
+
+
+def replayed(stack: RunningStack, cookie: str, api_url: str | None = None) -> httpx.Response:
+    """The overview, asked for by another browser holding a copy of `cookie`."""
+    with httpx.Client(base_url=api_url or stack.api_url, timeout=30) as other:
+        other.cookies.set("pixhook_console", cookie, path="/console")
+        return other.get("/console/overview")
+
+
+def test_signing_out_ends_the_session_for_a_copied_cookie_too(stack: RunningStack, operator):
+    cookie = session_cookie(operator)
+    assert replayed(stack, cookie).status_code == 200
+
+    csrf = csrf_of(operator.get("/console/overview"))
+    assert operator.post("/console/logout", data={"csrf": csrf}).status_code == 303
+
+    assert replayed(stack, cookie).status_code == 303
+    assert operator.get("/console/overview").status_code == 303
+
+
+def test_a_client_session_ends_when_its_key_stops_working(stack: RunningStack):
+    record, api = client_for(stack, "console-rotation")
+    api.close()
+    with browser(stack) as http:
+        assert sign_in(http, record["api_key"]).status_code == 303
+        assert http.get("/console/overview").status_code == 200
+
+        rotated = pixhook(stack, "clients", "rotate-key", record["id"])
+        assert rotated.returncode == 0, rotated.stderr
+
+        assert http.get("/console/overview").status_code == 303
+        new_key = rotated.stdout.split()[1]
+        assert sign_in(http, new_key).status_code == 303
+        assert http.get("/console/overview").status_code == 200
+
+
+def test_operator_sessions_end_when_the_console_password_changes(
+    stack: RunningStack, operator, tmp_path
+):
+    cookie = session_cookie(operator)
+    changed = ServiceProcesses(
+        {**stack.processes.env, "PIXHOOK_CONSOLE_PASSWORD": "a-new-console-password"},
+        tmp_path / "logs",
+    )
+    port = free_port()
+    try:
+        changed.start_api(port)  # the same Redis and secret key, the new password
+
+        assert replayed(stack, cookie, f"http://127.0.0.1:{port}").status_code == 303
+        assert replayed(stack, cookie).status_code == 200  # where the old password still holds
+    finally:
+        changed.stop()

@@ -2,12 +2,16 @@
 every form must carry.
 
 The operator (console password) sees every client; a client's API key opens the console on that
-client's own records only. The cookie holds no secret: it is signed with the secret key, expires
-with `SESSION_MAX_AGE_S`, and a revoked client's session stops working at the next request.
+client's own records only. The cookie holds no secret: it is signed with the secret key and
+expires with `SESSION_MAX_AGE_S`. It is bound to what signed it in, by a keyed digest: a changed
+console password ends every operator session, and a client's session ends when the key it signed
+in with stops working (rotated out, or the client revoked). Signing out records the session's id
+as ended, so a copy of the cookie stops working too.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
@@ -28,6 +32,8 @@ CONSOLE_PATH = "/console"
 class ConsoleSession:
     client_id: str | None  # None: the operator
     csrf: str
+    id: str
+    binding: str  # keyed digest of the console password, or of the client's API key digest
 
     @property
     def operator(self) -> bool:
@@ -37,12 +43,14 @@ class ConsoleSession:
 class Sessions:
     def __init__(self, secret_key: str, *, secure: bool) -> None:
         self._sessions = URLSafeTimedSerializer(secret_key, salt="pixhook console session")
+        self._binding_key = hashlib.sha256(b"pixhook console binding\0" + secret_key.encode())
         self._login_forms = URLSafeTimedSerializer(secret_key, salt="pixhook console login")
         self._secure = secure
 
-    def start(self, response: Response, client_id: str | None) -> None:
+    def start(self, response: Response, client_id: str | None, signed_in_with: str) -> None:
         """Sign in: a new session, with a CSRF token of its own, replacing any earlier one."""
-        payload = {"client_id": client_id, "csrf": new_token()}
+        binding = self.binding(signed_in_with)
+        payload = {"client_id": client_id, "csrf": new_token(), "id": new_token(), "b": binding}
         self._set(response, COOKIE, self._sessions.dumps(payload), SESSION_MAX_AGE_S)
         response.delete_cookie(LOGIN_COOKIE, path=CONSOLE_PATH)
 
@@ -57,10 +65,27 @@ class Sessions:
             payload: Any = self._sessions.loads(raw, max_age=SESSION_MAX_AGE_S)
         except BadSignature:
             return None
-        if not isinstance(payload, dict) or not isinstance(payload.get("csrf"), str):
+        if not isinstance(payload, dict):
             return None
+        csrf, session_id, binding = (payload.get(name) for name in ("csrf", "id", "b"))
+        if not all(isinstance(value, str) for value in (csrf, session_id, binding)):
+            return None  # includes sessions from before sessions were bound: sign in again
         client_id = payload.get("client_id")
-        return ConsoleSession(client_id if isinstance(client_id, str) else None, payload["csrf"])
+        return ConsoleSession(
+            client_id if isinstance(client_id, str) else None,
+            str(csrf),
+            str(session_id),
+            str(binding),
+        )
+
+    def binding(self, signed_in_with: str) -> str:
+        """A keyed digest of the console password or key digest: the cookie shows nothing of it."""
+        digest = hmac.new(self._binding_key.digest(), signed_in_with.encode(), hashlib.sha256)
+        return digest.hexdigest()[:32]
+
+    def bound_to(self, session: ConsoleSession, candidates: list[str]) -> bool:
+        """Whether the session was signed in with one of `candidates`, which still work."""
+        return any([hmac.compare_digest(session.binding, self.binding(c)) for c in candidates])
 
     def remember_login_token(self, response: Response, token: str) -> None:
         """The login form's CSRF token, also set as a cookie: a cross-site page can post the form
@@ -87,6 +112,11 @@ class Sessions:
             httponly=True,
             samesite="strict",
         )
+
+
+def ended_key(session_id: str) -> str:
+    """Set when a session signs out, until its cookie would have expired anyway."""
+    return f"pixhook:console:ended:{session_id}"
 
 
 def new_token() -> str:

@@ -11,7 +11,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from service.auth import runtime
-from service.console.session import ConsoleSession, new_token
+from service.clients import key_digest
+from service.console.session import SESSION_MAX_AGE_S, ConsoleSession, ended_key, new_token
 from service.console.web import page, render, sessions_for
 from service.runtime import Runtime
 
@@ -45,8 +46,8 @@ async def login(request: Request) -> Response:
     failures_key = f"pixhook:console:failed-logins:{request.client.host if request.client else ''}"
     if int(await rt.redis.get(failures_key) or 0) >= MAX_FAILED_LOGINS:
         return _login_page(request, "Too many failed sign-ins. Wait a few minutes.", 429)
-    client_id, known = await _who(rt, str(form.get("secret", "")))
-    if not known:
+    who = await _who(rt, str(form.get("secret", "")))
+    if who is None:
         async with rt.redis.pipeline(transaction=True) as pipe:
             pipe.incr(failures_key)
             pipe.expire(failures_key, LOGIN_LOCKOUT_S)
@@ -54,17 +55,18 @@ async def login(request: Request) -> Response:
         return _login_page(request, "That is neither the console password nor an API key.", 401)
     await rt.redis.delete(failures_key)
     response = RedirectResponse(_next(form) or "/console/overview", 303)
-    sessions.start(response, client_id)
+    sessions.start(response, *who)
     return response
 
 
-async def _who(rt: Runtime, secret: str) -> tuple[str | None, bool]:
-    """(client id, or None for the operator; whether the secret is known at all)."""
+async def _who(rt: Runtime, secret: str) -> tuple[str | None, str] | None:
+    """Who `secret` signs in: (client id, or None for the operator; what the session is bound
+    to). None: neither the console password nor a working API key."""
     password = rt.settings.console_password
     if password and _same(secret, password):
-        return None, True
+        return None, password
     client = await rt.clients.authenticate(secret) if secret else None
-    return (client.id, True) if client is not None else (None, False)
+    return (client.id, key_digest(secret)) if client is not None else None
 
 
 def _same(given: str, expected: str) -> bool:
@@ -81,6 +83,7 @@ def _next(source: Mapping[str, Any] | FormData) -> str | None:
 
 @page
 async def logout(request: Request, session: ConsoleSession) -> Response:
+    await runtime(request).redis.set(ended_key(session.id), 1, ex=SESSION_MAX_AGE_S)
     response = RedirectResponse("/console/login", 303)
     sessions_for(request).end(response)
     return response

@@ -15,7 +15,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
 from service.auth import runtime
-from service.console.session import ConsoleSession, Sessions, csrf_matches
+from service.console.session import ConsoleSession, Sessions, csrf_matches, ended_key
 from webhooks.store import host_of
 
 HERE = Path(__file__).parent
@@ -80,13 +80,20 @@ def page(handler: Page) -> Callable[[Request], Awaitable[Response]]:
 
 
 async def _session(request: Request) -> ConsoleSession:
-    session = sessions_for(request).current(request)
+    sessions = sessions_for(request)
+    session = sessions.current(request)
     if session is None:
         raise _SignIn
-    if session.client_id is not None:
-        client = await runtime(request).clients.get(session.client_id)
-        if client is None or client.revoked_at is not None:
-            raise _SignIn
+    rt = runtime(request)
+    if await rt.redis.exists(ended_key(session.id)):
+        raise _SignIn
+    if session.client_id is None:
+        password = rt.settings.console_password
+        still_working = [password] if password else []
+    else:
+        still_working = await rt.clients.working_key_digests(session.client_id)
+    if not sessions.bound_to(session, still_working):
+        raise _SignIn
     return session
 
 
