@@ -128,6 +128,35 @@ def test_a_slack_endpoints_test_send_is_a_slack_message(tenant, slack: SlackStan
     assert endpoint["id"] in message.json["text"] and "blocks" in message.json
 
 
+def test_test_sends_to_a_slack_channel_wait_their_turn_instead_of_getting_429(
+    tenant, slack: SlackStandIn
+):
+    url = channel(slack)
+    endpoint = add_slack(tenant, url)
+
+    results = [tenant.post(f"/v1/endpoints/{endpoint['id']}/test").json() for _ in range(2)]
+
+    assert [r["ok"] for r in results] == [True, True], results
+    first, second = slack.accepted(url)
+    assert second.arrived_at - first.arrived_at >= 0.95
+    assert [r.status for r in slack.received if url.endswith(r.path)] == [200, 200]
+
+
+def test_a_test_send_to_a_channel_held_by_a_429_says_busy_without_sending(
+    tenant, slack: SlackStandIn
+):
+    url = channel(slack)
+    endpoint = add_slack(tenant, url)
+    slack.throttle_next(url, retry_after_s=30)
+
+    throttled = tenant.post(f"/v1/endpoints/{endpoint['id']}/test").json()
+    busy = tenant.post(f"/v1/endpoints/{endpoint['id']}/test").json()
+
+    assert (throttled["ok"], throttled["status_code"]) == (False, 429)
+    assert (busy["ok"], busy["status_code"], busy["error_code"]) == (False, None, "CHANNEL_BUSY")
+    assert len([r for r in slack.received if url.endswith(r.path)]) == 1
+
+
 def test_a_jobs_own_slack_webhook_url_gets_a_slack_message_paced_like_an_endpoints():
     event = Event("job.completed", "evt_1", {"id": "job_1", "type": "image.transform"})
     slack_url = "https://hooks.slack.com/services/T0/B0/secret"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from dataclasses import replace
@@ -24,9 +25,16 @@ from webhooks.connector import open_session
 from webhooks.dispatcher import SIGNING_ERROR
 from webhooks.endpoints import PING, Endpoint, new_endpoint_id, reenabled
 from webhooks.fanout import Event, body_for
+from webhooks.pacing import Pacer
 from webhooks.sender import AttemptResult, send
 from webhooks.signing import InvalidSecret
-from webhooks.targets import Refused, endpoint_target, observe_attempt
+from webhooks.slack import SLACK_INTERVAL_S
+from webhooks.targets import Refused, Target, endpoint_target, observe_attempt
+
+# A test send to a paced channel waits up to this long for its slot; a longer backlog answers
+# CHANNEL_BUSY at once rather than holding the request.
+_MAX_PACED_WAIT_S = 10.0
+CHANNEL_BUSY = "CHANNEL_BUSY"
 
 
 async def create_endpoint(request: Request) -> Response:
@@ -152,11 +160,45 @@ async def rotate_endpoint_secret(request: Request) -> JSONResponse:
 
 
 async def _send_once(rt: Runtime, endpoint: Endpoint, event: Event) -> AttemptResult:
-    settings = rt.settings
     body = body_for(event, endpoint.url, endpoint)
     target = endpoint_target(rt.endpoints, endpoint)
     if isinstance(target, Refused):
         return target.result()
+    if not target.paced:
+        return await _send(rt, target, event, body)
+    # A Slack channel takes one message a second from everyone: the test waits its turn like a
+    # delivery, so it is not answered 429 because deliveries are flowing.
+    pacer = Pacer(rt.redis, interval_s=SLACK_INTERVAL_S)
+    busy = await _wait_for_slot(rt, pacer, target.url, event.id)
+    if busy is not None:
+        return busy
+    result = await _send(rt, target, event, body)
+    if result.status_code == 429:
+        await pacer.pause(target.url, result.retry_after_s or 1.0)
+    return result
+
+
+async def _wait_for_slot(
+    rt: Runtime, pacer: Pacer, url: str, event_id: str
+) -> AttemptResult | None:
+    """None once the channel's slot is ours; a refusal if the channel is busy for too long."""
+    reservation = f"pixhook:ping:{event_id}"
+    wait_s = await pacer.wait_s(url, reservation)
+    if wait_s > _MAX_PACED_WAIT_S:
+        await rt.redis.delete(reservation)
+        message = f"the channel's next free slot is {wait_s:.0f} s away; try again later"
+        return AttemptResult(False, 0.0, error_code=CHANNEL_BUSY, error_message=message)
+    if wait_s > 0:
+        # Gone with the request if it dies mid-wait; the slot then passes unused.
+        await rt.redis.expire(reservation, int(_MAX_PACED_WAIT_S) + 60)
+    while wait_s > 0:
+        await asyncio.sleep(wait_s)
+        wait_s = await pacer.wait_s(url, reservation)
+    return None
+
+
+async def _send(rt: Runtime, target: Target, event: Event, body: bytes) -> AttemptResult:
+    settings = rt.settings
     try:
         headers = target.signed_headers(event.id, body)
     except InvalidSecret as exc:
