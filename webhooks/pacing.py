@@ -8,10 +8,13 @@ racing for each slot.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 
 from redis.asyncio import Redis
+
+from webhooks.sender import AttemptResult
 
 # KEYS: next free slot, last send, delivery. ARGV: now_ms, interval_ms.
 # Returns how many ms the delivery must wait (0: send now). A reserved slot is kept, but never
@@ -47,6 +50,7 @@ end
 
 class Pacer:
     def __init__(self, redis: Redis, *, prefix: str = "pixhook", interval_s: float) -> None:
+        self._redis = redis
         self._prefix = prefix
         self._interval_ms = int(interval_s * 1000)
         self._reserve = redis.register_script(_RESERVE)
@@ -65,6 +69,27 @@ class Pacer:
             args=[int(time.time() * 1000), self._interval_ms],
         )
         return int(wait_ms) / 1000
+
+    async def take_slot(self, url: str, holder: str, max_wait_s: float) -> float:
+        """Wait here for the channel's next free slot, reserved under `holder` (a key of the
+        caller's own, kept at most `max_wait_s` + 60 s). 0 once the slot is taken; when it is more
+        than `max_wait_s` away, it is handed back and how far away it was is returned."""
+        wait_s = await self.wait_s(url, holder)
+        if wait_s > max_wait_s:
+            await self._redis.hdel(holder, "pace_slot")  # type: ignore[misc]
+            return wait_s
+        if wait_s > 0:
+            # Gone with the caller if it dies mid-wait; the slot then passes unused.
+            await self._redis.expire(holder, int(max_wait_s) + 60)
+        while wait_s > 0:
+            await asyncio.sleep(wait_s)
+            wait_s = await self.wait_s(url, holder)
+        return 0.0
+
+    async def answered(self, url: str, result: AttemptResult) -> None:
+        """A 429 holds the channel for its Retry-After (a second when it names none)."""
+        if result.status_code == 429:
+            await self.pause(url, result.retry_after_s or 1.0)
 
     async def pause(self, url: str, seconds: float) -> None:
         """The channel answered 429: hold everything for it until its Retry-After has passed."""

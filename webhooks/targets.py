@@ -113,8 +113,8 @@ class Targets:
         endpoint = target.endpoint
         if endpoint is None:
             return
-        if target.paced and result.status_code == 429:
-            await self._pacer.pause(target.url, result.retry_after_s or 1.0)
+        if target.paced:
+            await self._pacer.answered(target.url, result)
         failing_since = await observe_attempt(
             self._endpoints, endpoint.id, result, delivery.id, delivery.event_type
         )

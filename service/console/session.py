@@ -43,7 +43,8 @@ class ConsoleSession:
 class Sessions:
     def __init__(self, secret_key: str, *, secure: bool) -> None:
         self._sessions = URLSafeTimedSerializer(secret_key, salt="pixhook console session")
-        self._binding_key = hashlib.sha256(b"pixhook console binding\0" + secret_key.encode())
+        binding_context = b"pixhook console binding\0" + secret_key.encode()
+        self._binding_key = hashlib.sha256(binding_context).digest()
         self._login_forms = URLSafeTimedSerializer(secret_key, salt="pixhook console login")
         self._secure = secure
 
@@ -80,7 +81,7 @@ class Sessions:
 
     def binding(self, signed_in_with: str) -> str:
         """A keyed digest of the console password or key digest: the cookie shows nothing of it."""
-        digest = hmac.new(self._binding_key.digest(), signed_in_with.encode(), hashlib.sha256)
+        digest = hmac.new(self._binding_key, signed_in_with.encode(), hashlib.sha256)
         return digest.hexdigest()[:32]
 
     def bound_to(self, session: ConsoleSession, candidates: list[str]) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import time
 from dataclasses import replace
@@ -169,32 +168,13 @@ async def _send_once(rt: Runtime, endpoint: Endpoint, event: Event) -> AttemptRe
     # A Slack channel takes one message a second from everyone: the test waits its turn like a
     # delivery, so it is not answered 429 because deliveries are flowing.
     pacer = Pacer(rt.redis, interval_s=SLACK_INTERVAL_S)
-    busy = await _wait_for_slot(rt, pacer, target.url, event.id)
-    if busy is not None:
-        return busy
-    result = await _send(rt, target, event, body)
-    if result.status_code == 429:
-        await pacer.pause(target.url, result.retry_after_s or 1.0)
-    return result
-
-
-async def _wait_for_slot(
-    rt: Runtime, pacer: Pacer, url: str, event_id: str
-) -> AttemptResult | None:
-    """None once the channel's slot is ours; a refusal if the channel is busy for too long."""
-    reservation = f"pixhook:ping:{event_id}"
-    wait_s = await pacer.wait_s(url, reservation)
-    if wait_s > _MAX_PACED_WAIT_S:
-        await rt.redis.delete(reservation)
-        message = f"the channel's next free slot is {wait_s:.0f} s away; try again later"
+    away_s = await pacer.take_slot(target.url, f"pixhook:ping:{event.id}", _MAX_PACED_WAIT_S)
+    if away_s:
+        message = f"the channel's next free slot is {away_s:.0f} s away; try again later"
         return AttemptResult(False, 0.0, error_code=CHANNEL_BUSY, error_message=message)
-    if wait_s > 0:
-        # Gone with the request if it dies mid-wait; the slot then passes unused.
-        await rt.redis.expire(reservation, int(_MAX_PACED_WAIT_S) + 60)
-    while wait_s > 0:
-        await asyncio.sleep(wait_s)
-        wait_s = await pacer.wait_s(url, reservation)
-    return None
+    result = await _send(rt, target, event, body)
+    await pacer.answered(target.url, result)
+    return result
 
 
 async def _send(rt: Runtime, target: Target, event: Event, body: bytes) -> AttemptResult:
