@@ -12,7 +12,7 @@ Run it, then point a pixhook endpoint at it:
       "headers": {"Authorization": "Bearer <CMS_BEARER_TOKEN>"}}'
 
 and put the `whsec_...` secret the endpoint answers with in CMS_WEBHOOK_SECRET. Jobs name their
-product in `metadata`: `{"metadata": {"product_id": "sku-123"}}`.
+product in `metadata`: `{"metadata": {"sku": "SNEAKER-42"}}` (or `"product_id"`).
 
 What a receiver must get right, and where this one does it:
 - pixhook delivers at least once: `webhook-id` is recorded in the same transaction as the
@@ -52,6 +52,8 @@ from webhooks.signing import secret_key
 
 WEBHOOK_PATH = "/webhooks/pixhook"
 IMAGE_JOBS = ("image.transform", "image.generate")
+# The metadata keys that name a product, the first present wins.
+PRODUCT_KEYS = ("sku", "product_id")
 # pixhook retries for about 28 hours and replays dead deliveries (same webhook-id) for up to
 # PIXHOOK_DLQ_RETENTION, 30 days by default: forget an id only after that.
 SEEN_RETENTION_S = 35 * 86400
@@ -172,9 +174,7 @@ def job_outcome(event: Any) -> JobOutcome | None:
         return None
     _check_storable(event)
     job = _get(event, "data", dict)
-    product_id = _get(_get(job, "metadata", dict), "product_id", str)
-    if not product_id.strip():
-        raise _Ignored("product_id is empty")
+    product_id = _product_id(_get(job, "metadata", dict))
     finished_at = job.get("finished_at") or _get(event, "timestamp", str)
     base = JobOutcome(product_id, _get(job, "id", str), _get(job, "type", str), _utc(finished_at))
     if event_type == "job.failed":
@@ -186,6 +186,15 @@ def job_outcome(event: Any) -> JobOutcome | None:
     if base.job_type == "image.analyze":
         return replace(base, attributes=catalogue_attributes(output))
     return None
+
+
+def _product_id(metadata: dict[str, Any]) -> str:
+    """The product a job names: its `sku` (as pixhook's examples put it), else `product_id`."""
+    key = next((k for k in PRODUCT_KEYS if k in metadata), PRODUCT_KEYS[-1])
+    product_id: str = _get(metadata, key, str)
+    if not product_id.strip():
+        raise _Ignored(f"{key} is empty")
+    return product_id
 
 
 def _images(output: dict[str, Any]) -> dict[str, dict[str, Any]]:

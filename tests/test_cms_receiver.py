@@ -323,6 +323,14 @@ def test_other_event_types_are_ignored(cms, event_type):
     assert cms.http.get("/products/sku-123").status_code == 404
 
 
+def test_a_job_naming_its_product_by_sku_updates_that_product(cms):
+    """The README's jobs carry `metadata.sku`; the receiver once acted on `product_id` only."""
+    response = cms.deliver(job_event(metadata={"sku": "SNEAKER-42"}))
+
+    assert response.json() == {"status": "applied"}
+    assert cms.product("SNEAKER-42")["images"]["thumb"]["url"] == "https://cdn.test/thumb.webp"
+
+
 def test_a_completed_job_without_a_product_is_ignored(cms):
     response = cms.deliver(job_event(metadata={"order": "o-1"}))
 
