@@ -22,12 +22,14 @@ test: $(VENV)/.dev $(CHROMIUM)
 
 $(VENV)/.runtime: pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit("pixhook needs Python 3.11+") if sys.version_info < (3, 11) else None'
+	@echo "pixhook: installing its dependencies into $(VENV) (a minute or two, the first time only)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e .
 	touch $@
 
 $(VENV)/.dev: pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit("pixhook needs Python 3.11+") if sys.version_info < (3, 11) else None'
+	@echo "pixhook: installing its dependencies and test tools into $(VENV) (a few minutes, the first time only)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	touch $@ $(VENV)/.runtime
