@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from service.devstack import RunningStack, local_stack
 from tests.helpers import transform_job
 from tests.test_deliveries import deliveries_of
+from tests.test_dlq import dead_delivery
 from webhooks.events import event_body
 from webhooks.outbox import submit
 from webhooks.store import DeliveryStore
@@ -59,6 +60,12 @@ def submit_events(stack: RunningStack, url: str, count: int) -> set[str]:
         return event_ids
 
     return asyncio.run(main())
+
+
+def redriven(api: httpx.Client, delivery_id: str) -> bool:
+    """Whether a dead delivery was re-queued once, without anyone asking, and then arrived."""
+    delivery = api.get(f"/v1/deliveries/{delivery_id}").json()
+    return bool(delivery["status"] == "succeeded" and delivery["replays"] == 1)
 
 
 def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
@@ -123,9 +130,38 @@ def test_host_that_recovers_gets_its_dead_deliveries_redriven(api, make_receiver
 
     api.post("/v1/jobs", json=transform_job(webhook_url=receiver.url))
 
-    def redriven() -> bool:
-        delivery = api.get(f"/v1/deliveries/{dead['id']}").json()
-        return bool(delivery["status"] == "succeeded" and delivery["replays"] == 1)
-
-    wait_until(redriven, 20, "the dead delivery to be redriven")
+    wait_until(lambda: redriven(api, dead["id"]), 20, "the dead delivery to be redriven")
     assert dead["status"] == "dead"
+
+
+def test_a_410_delivery_is_never_redriven(api, make_receiver):
+    """Issue 15 item 1: a receiver that answered 410 got the same webhook-id again whenever any
+    delivery to its host succeeded. A death no attempt can fix is left to an explicit replay."""
+    answer = 410
+    receiver = make_receiver(respond=lambda n: answer)
+    gone = dead_delivery(api, receiver.url)
+    answer = 400
+    failed = dead_delivery(api, receiver.url)
+    answer = 200
+
+    api.post("/v1/jobs", json=transform_job(webhook_url=receiver.url))
+
+    wait_until(lambda: redriven(api, failed["id"]), 20, "the 400 delivery to be redriven")
+    assert api.get(f"/v1/deliveries/{gone['id']}").json()["replays"] == 0
+    assert [r.webhook_id for r in receiver.requests].count(gone["event_id"]) == 1
+
+
+def test_a_success_on_another_port_redrives_nothing_of_that_port(api, make_receiver):
+    """Issue 15 item 1: auto-redrive went by host name, so a success on one port re-sent the
+    dead deliveries of every service on that name. It goes by host and port, as the circuit."""
+    down = True
+    elsewhere = make_receiver(respond=lambda n: 400)
+    receiver = make_receiver(respond=lambda n: 400 if down else 200)
+    other_port = dead_delivery(api, elsewhere.url)
+    this_port = dead_delivery(api, receiver.url)
+    down = False
+
+    api.post("/v1/jobs", json=transform_job(webhook_url=receiver.url))
+
+    wait_until(lambda: redriven(api, this_port["id"]), 20, "this port's delivery to be redriven")
+    assert api.get(f"/v1/deliveries/{other_port['id']}").json()["replays"] == 0

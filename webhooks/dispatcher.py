@@ -239,8 +239,15 @@ class Dispatcher:
             response_excerpt=result.response_excerpt,
             request_headers=sent_headers,
         )
+        # A death no attempt can fix (a 410, a refusal) is never re-sent unasked.
+        final = result.error_code in FINAL_ERRORS
         dead_for_host = await self._store.record(
-            delivery, token, attempt, decision.outcome, decision.next_attempt_at
+            delivery,
+            token,
+            attempt,
+            decision.outcome,
+            decision.next_attempt_at,
+            redrive_limit=0 if final else self._dead_letters.policy.redrive_limit,
         )
         settled = decision.outcome if dead_for_host is not None else None
         # Metrics and the breaker's verdict share one round trip.
@@ -253,7 +260,7 @@ class Dispatcher:
         if isinstance(target, Target) and dead_for_host is not None:
             await self._targets.settle(delivery, target, result)
         if dead_for_host:
-            await self._dead_letters.redrive_host(delivery.host)
+            await self._dead_letters.redrive(delivery.authority)
         if decision.outcome == "dead" and dead_for_host is not None:
             log.warning(
                 "delivery %s to %s is dead after %d attempts (%s)",
