@@ -7,9 +7,10 @@ These run on a stack of their own (this module's `stack` fixture, which the shar
 from __future__ import annotations
 
 import asyncio
+import secrets
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import httpx
 import pytest
@@ -17,6 +18,7 @@ from redis.asyncio import Redis
 
 from service.devstack import RunningStack, local_stack
 from tests.helpers import transform_job
+from tests.servers import Response, Scripted
 from tests.test_deliveries import deliveries_of
 from tests.test_dlq import dead_delivery
 from webhooks.events import event_body
@@ -39,14 +41,17 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
         yield running
 
 
-def submit_events(stack: RunningStack, url: str, count: int) -> set[str]:
-    """`count` events straight into the delivery engine, as the jobs worker would hand them in."""
+def submit_events(stack: RunningStack, urls: Sequence[str]) -> set[str]:
+    """An event for each of `urls` straight into the delivery engine, as the jobs worker would
+    hand them in; their ids."""
 
     async def main() -> set[str]:
         redis = Redis.from_url(stack.redis_url)
         store = DeliveryStore(redis)
-        event_ids = {f"evt_kill_{i}" for i in range(count)}
-        for event_id in event_ids:
+        batch = secrets.token_hex(4)
+        event_ids: set[str] = set()
+        for i, url in enumerate(urls):
+            event_id = f"evt_{batch}_{i}"
             body = event_body("job.completed", event_id, {"n": event_id}, "2026-01-01T00:00:00Z")
             await submit(
                 store,
@@ -56,6 +61,7 @@ def submit_events(stack: RunningStack, url: str, count: int) -> set[str]:
                 url=url,
                 payload=body,
             )
+            event_ids.add(event_id)
         await redis.aclose()
         return event_ids
 
@@ -82,7 +88,7 @@ def test_worker_killed_mid_batch_loses_no_event(stack, make_receiver):
         return 200
 
     receiver = make_receiver(respond=respond)
-    event_ids = submit_events(stack, receiver.url, 1000)
+    event_ids = submit_events(stack, [receiver.url] * 1000)
     wait_until(lambda: len(receiver.requests) >= 200, 60, "the first 200 events")
 
     stack.processes.processes["worker-deliveries"].send_signal(signal.SIGKILL)
@@ -165,3 +171,25 @@ def test_a_success_on_another_port_redrives_nothing_of_that_port(api, make_recei
 
     wait_until(lambda: redriven(api, this_port["id"]), 20, "this port's delivery to be redriven")
     assert api.get(f"/v1/deliveries/{other_port['id']}").json()["replays"] == 0
+
+
+def test_a_burst_of_failures_in_flight_pauses_the_host_for_one_cooldown(stack, serve):
+    """Issue 15 item 2: every failure reported while the circuit was open doubled its cooldown,
+    so 12 attempts in flight when a host hiccuped paused it for minutes instead of the 1 s
+    cooldown. Only a failed probe doubles it: all 12 arrive within cooldown and jitter."""
+
+    def respond(n: int) -> Response:
+        if n >= 12:
+            return Response(200)
+        time.sleep(0.2)  # answered slowly: all twelve are in flight when the first fails
+        return Response(500)
+
+    server = serve(Scripted(respond))
+    # Twelve URLs of the host failing together: the host's failure, not one URL's.
+    submit_events(stack, [server.url(f"/tenant-{i}") for i in range(12)])
+    wait_until(lambda: len(server.requests) >= 12, 10, "the burst of twelve failures")
+
+    def delivered() -> set[str]:
+        return {request.request_line for request in server.requests[12:]}
+
+    wait_until(lambda: len(delivered()) == 12, 6, "all twelve delivered after the cooldown")

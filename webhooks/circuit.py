@@ -2,7 +2,8 @@
 
 After `threshold` host failures in a row a host's circuit opens: its deliveries wait, without
 spending attempts, until the cooldown ends; then one probe goes out. A probe that succeeds closes
-the circuit, one that fails reopens it with twice the cooldown (up to a maximum).
+the circuit, one that fails reopens it with twice the cooldown (up to a maximum). Attempts that
+were already under way when it opened may still fail: they are counted, and change nothing.
 """
 
 from __future__ import annotations
@@ -26,22 +27,25 @@ redis.call('HSET', KEYS[1], 'probe_until', now + tonumber(ARGV[2]))
 return {'probe', 0}
 """
 
-# ARGV: host, healthy (1/0), now_ms, threshold, base_cooldown_ms, max_cooldown_ms
+# ARGV: host, healthy (1/0), now_ms, threshold, base_cooldown_ms, max_cooldown_ms, started_ms
 _REPORT = """
 if ARGV[2] == '1' then
   if redis.call('DEL', KEYS[1]) == 1 then redis.call('ZREM', KEYS[2], ARGV[1]) end
   return 0
 end
 local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
-local state = redis.call('HGET', KEYS[1], 'state')
-if state == 'open' or failures >= tonumber(ARGV[4]) then
-  local opens = redis.call('HINCRBY', KEYS[1], 'opens', 1)
-  local cooldown = math.min(tonumber(ARGV[6]), tonumber(ARGV[5]) * 2 ^ (opens - 1))
-  local open_until = tonumber(ARGV[3]) + cooldown
-  redis.call('HSET', KEYS[1], 'state', 'open', 'open_until', open_until, 'probe_until', 0)
-  redis.call('ZADD', KEYS[2], open_until, ARGV[1])
-end
 redis.call('EXPIRE', KEYS[1], 86400)
+if redis.call('HGET', KEYS[1], 'state') == 'open' then
+  -- Only an attempt started once the cooldown was over is a probe: the others were in flight.
+  if tonumber(ARGV[7]) < tonumber(redis.call('HGET', KEYS[1], 'open_until')) then return 0 end
+elseif failures < tonumber(ARGV[4]) then
+  return 0
+end
+local opens = redis.call('HINCRBY', KEYS[1], 'opens', 1)
+local cooldown = math.min(tonumber(ARGV[6]), tonumber(ARGV[5]) * 2 ^ (opens - 1))
+local open_until = tonumber(ARGV[3]) + cooldown
+redis.call('HSET', KEYS[1], 'state', 'open', 'open_until', open_until, 'probe_until', 0)
+redis.call('ZADD', KEYS[2], open_until, ARGV[1])
 return 0
 """
 
@@ -86,8 +90,11 @@ class Circuits:
             for host, (kind, retry_ms) in zip(hosts, rows, strict=True)
         }
 
-    async def report(self, host: str, healthy: bool, client: Redis | None = None) -> None:
-        """Record an attempt's verdict on the host (queued on `client` when it is a pipeline)."""
+    async def report(
+        self, host: str, healthy: bool, started_at: float, client: Redis | None = None
+    ) -> None:
+        """Record the verdict of an attempt started at `started_at` (Unix seconds) on the host,
+        queued on `client` when it is a pipeline."""
         policy = self._policy
         args = [
             host,
@@ -96,6 +103,7 @@ class Circuits:
             policy.threshold,
             int(policy.cooldown_s * 1000),
             int(policy.max_cooldown_s * 1000),
+            int(started_at * 1000),
         ]
         await self._report(keys=[self._key(host), self.open_key], args=args, client=client)
 

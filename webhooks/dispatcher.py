@@ -255,7 +255,7 @@ class Dispatcher:
             await self._metrics.observe(attempt, settled, delivery.owner, client=pipe)
             if result.error_code not in FINAL_ERRORS - {GONE}:
                 healthy = result.ok or not result.host_failure
-                await self._circuits.report(delivery.authority, healthy, client=pipe)
+                await self._circuits.report(delivery.authority, healthy, started_at, client=pipe)
             await pipe.execute()
         if isinstance(target, Target) and dead_for_host is not None:
             await self._targets.settle(delivery, target, result)
