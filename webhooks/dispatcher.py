@@ -19,6 +19,7 @@ from webhooks.guard import UrlPolicy
 from webhooks.metrics import DeliveryMetrics
 from webhooks.schedule import RetrySchedule
 from webhooks.sender import (
+    DNS_FAILURE,
     GONE,
     GUARD_REFUSED,
     INVALID_URL,
@@ -54,6 +55,8 @@ FINAL_ERRORS = frozenset(
         SEALED_SECRET_BROKEN,
     }
 )
+# Attempts that reached no host: they say nothing of its health.
+UNSENT_ERRORS = FINAL_ERRORS - {GONE} | {DNS_FAILURE}
 
 
 @dataclass(frozen=True)
@@ -253,9 +256,10 @@ class Dispatcher:
         # Metrics and the breaker's verdict share one round trip.
         async with self._store.redis.pipeline(transaction=False) as pipe:
             await self._metrics.observe(attempt, settled, delivery.owner, client=pipe)
-            if result.error_code not in FINAL_ERRORS - {GONE}:
-                healthy = result.ok or not result.host_failure
-                await self._circuits.report(delivery.authority, healthy, started_at, client=pipe)
+            if result.error_code not in UNSENT_ERRORS:
+                await self._circuits.report(
+                    delivery.authority, result.blame, delivery.url, started_at, client=pipe
+                )
             await pipe.execute()
         if isinstance(target, Target) and dead_for_host is not None:
             await self._targets.settle(delivery, target, result)
