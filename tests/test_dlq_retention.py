@@ -1,4 +1,5 @@
-"""Dead deliveries leave the DLQ only by replay, purge, or the retention — and then loudly."""
+"""Dead deliveries leave the DLQ only by replay (asked for, or a bounded auto-redrive), purge, or
+the retention — and then loudly."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ def redis_url(tmp_path: Path) -> Iterator[str]:
     server.stop()
 
 
-async def kill_one(store: DeliveryStore) -> str:
+async def kill_one(store: DeliveryStore, redrive_limit: int = 0) -> str:
+    """The delivery of evt_1 to https://h/, submitted (once) and failed for good."""
     delivery_id = await submit(
         store,
         event_id="evt_1",
@@ -34,7 +36,7 @@ async def kill_one(store: DeliveryStore) -> str:
     )
     [claimed] = await store.claim("token", lease_s=30, limit=1)
     attempt = Attempt(1, 0.0, False, 1.0, 500, "HTTP_STATUS", "receiver answered 500", "")
-    await store.record(claimed, "token", attempt, "dead")
+    await store.record(claimed, "token", attempt, "dead", redrive_limit=redrive_limit)
     return delivery_id
 
 
@@ -67,3 +69,27 @@ def test_dead_deliveries_within_retention_stay(redis_url):
         return len(page.deliveries)
 
     assert asyncio.run(main()) == 1
+
+
+def test_a_delivery_is_auto_redriven_at_most_its_limit_then_waits_for_a_replay(redis_url):
+    """Issue 15 item 1: a dead delivery was re-sent at every recovery of its host, for ever."""
+    # Every recovery may redrive at once: no interval between them.
+    policy = DlqPolicy(redrive_interval_s=0.001, redrive_limit=3)
+
+    async def main() -> tuple[list[int], int]:
+        redis = Redis.from_url(redis_url)
+        store = DeliveryStore(redis)
+        dead_letters = DeadLetters(store, policy)
+        redriven = []
+        for _ in range(4):
+            await kill_one(store, redrive_limit=policy.redrive_limit)
+            await asyncio.sleep(0.005)
+            redriven.append(await dead_letters.redrive("h:443"))
+        replayed = await dead_letters.replay(None, DlqFilter())
+        await redis.aclose()
+        return redriven, replayed
+
+    redriven, replayed = asyncio.run(main())
+
+    assert redriven == [1, 1, 1, 0]
+    assert replayed == 1

@@ -4,6 +4,7 @@ breaker that opens after two failures and stays open for a minute, and two loopb
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +15,7 @@ from service.devstack import RunningStack, local_stack
 from tests.conftest import STACK_ENV
 from tests.helpers import client_for, transform_job
 from tests.receiver import Receiver
+from tests.servers import Resetter
 from tests.test_deliveries import deliveries_of
 
 MOVES_ENV = {
@@ -38,16 +40,20 @@ def api(stack: RunningStack) -> Iterator[httpx.Client]:
         yield client
 
 
-def failing_then_moved(api: httpx.Client, answer: int) -> tuple[str, Receiver, Receiver]:
+def failing_then_moved(api: httpx.Client, answer: int) -> tuple[str, Resetter, Receiver]:
     """A job's event failing at an endpoint on 127.0.0.1 until that host's circuit opens, then
     the endpoint moved to 127.0.0.2, which answers `answer`. The job id and both receivers."""
     body = {"url": "http://127.0.0.1:9/x", "event_types": ["job.completed"]}
     created = api.post("/v1/endpoints", json=body).json()
-    old = Receiver(created["secret"], lambda n: 500)
+    # Resets, not a 500: one URL's 500s are that URL's trouble, and open no host's circuit.
+    old = Resetter().start()
     new = Receiver(created["secret"], lambda n: answer, host="127.0.0.2")
-    api.patch(f"/v1/endpoints/{created['id']}", json={"url": old.url})
+    api.patch(f"/v1/endpoints/{created['id']}", json={"url": old.url()})
     job_id = api.post("/v1/jobs", json=transform_job()).json()["id"]
-    old.wait_for(2)  # two failures: the old host's circuit is open for a minute
+    deadline = time.monotonic() + 10
+    while len(old.requests) < 2:  # two failures: the old host's circuit is open for a minute
+        assert time.monotonic() < deadline, "the old host was not tried twice"
+        time.sleep(0.02)
     api.patch(f"/v1/endpoints/{created['id']}", json={"url": new.url})
     return job_id, old, new
 

@@ -19,6 +19,7 @@ from webhooks.guard import UrlPolicy
 from webhooks.metrics import DeliveryMetrics
 from webhooks.schedule import RetrySchedule
 from webhooks.sender import (
+    DNS_FAILURE,
     GONE,
     GUARD_REFUSED,
     INVALID_URL,
@@ -54,6 +55,8 @@ FINAL_ERRORS = frozenset(
         SEALED_SECRET_BROKEN,
     }
 )
+# Attempts that reached no host: they say nothing of its health.
+UNSENT_ERRORS = FINAL_ERRORS - {GONE} | {DNS_FAILURE}
 
 
 @dataclass(frozen=True)
@@ -239,21 +242,29 @@ class Dispatcher:
             response_excerpt=result.response_excerpt,
             request_headers=sent_headers,
         )
+        # A death no attempt can fix (a 410, a refusal) is never re-sent unasked.
+        final = result.error_code in FINAL_ERRORS
         dead_for_host = await self._store.record(
-            delivery, token, attempt, decision.outcome, decision.next_attempt_at
+            delivery,
+            token,
+            attempt,
+            decision.outcome,
+            decision.next_attempt_at,
+            redrive_limit=0 if final else self._dead_letters.policy.redrive_limit,
         )
         settled = decision.outcome if dead_for_host is not None else None
         # Metrics and the breaker's verdict share one round trip.
         async with self._store.redis.pipeline(transaction=False) as pipe:
             await self._metrics.observe(attempt, settled, delivery.owner, client=pipe)
-            if result.error_code not in FINAL_ERRORS - {GONE}:
-                healthy = result.ok or not result.host_failure
-                await self._circuits.report(delivery.authority, healthy, client=pipe)
+            if result.error_code not in UNSENT_ERRORS:
+                await self._circuits.report(
+                    delivery.authority, result.blame, delivery.url, started_at, client=pipe
+                )
             await pipe.execute()
         if isinstance(target, Target) and dead_for_host is not None:
             await self._targets.settle(delivery, target, result)
         if dead_for_host:
-            await self._dead_letters.redrive_host(delivery.host)
+            await self._dead_letters.redrive(delivery.authority)
         if decision.outcome == "dead" and dead_for_host is not None:
             log.warning(
                 "delivery %s to %s is dead after %d attempts (%s)",

@@ -34,6 +34,9 @@ class DlqPolicy:
     redrive_batch: int = 100
     redrive_rate_per_s: float = 10.0
     redrive_interval_s: float = 60.0
+    # After this many auto-redrives a delivery that dies again waits for an explicit replay, so a
+    # receiver that keeps refusing it is not sent it at every recovery of its host.
+    redrive_limit: int = 3
 
 
 @dataclass(frozen=True)
@@ -89,23 +92,25 @@ class DeadLetters:
             return None
         return delivery
 
-    async def redrive_host(self, host: str) -> int:
-        """A host with dead deliveries accepted one again: re-queue a paced batch of them, at
-        most once per `redrive_interval_s`, so a recovering receiver is not flooded."""
+    async def redrive(self, authority: str) -> int:
+        """A host:port with redrivable dead deliveries (store.record says which) accepted one
+        again: re-queue a paced batch of them, oldest first, at most once per
+        `redrive_interval_s`, so a recovering receiver is not flooded."""
         if self.policy.redrive_batch == 0:
             return 0
         redis = self._store.redis
-        gate = f"{self._keys.prefix}:dlq:redrive:{host}"
+        gate = self._keys.redrive_gate(authority)
         if not await redis.set(gate, "1", nx=True, px=int(self.policy.redrive_interval_s * 1000)):
             return 0
-        ids = await redis.zrange(self._keys.dlq_host(host), 0, self.policy.redrive_batch - 1)
+        index = self._keys.dlq_redrivable(authority)
+        ids = await redis.zrange(index, 0, self.policy.redrive_batch - 1)
         count, start = 0, time.time()
         for delivery in await self._store.get_many([raw_id.decode() for raw_id in ids]):
             if delivery is not None:
                 due_at = start + count / self.policy.redrive_rate_per_s
-                count += await self._store.requeue(delivery, due_at, only_dead=True)
+                count += await self._store.requeue(delivery, due_at, only_dead=True, redrive=True)
         if count:
-            log.info("host %s recovered: re-queued %d dead deliveries", host, count)
+            log.info("%s recovered: re-queued %d dead deliveries", authority, count)
         return count
 
     async def expire(self) -> list[Delivery]:

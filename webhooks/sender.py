@@ -8,6 +8,7 @@ import functools
 import ssl
 import time
 from dataclasses import dataclass
+from typing import Literal
 
 import aiohttp
 
@@ -29,8 +30,11 @@ GUARD_REFUSED = "GUARD_REFUSED"
 DNS_FAILURE = "DNS_FAILURE"
 INVALID_URL = "INVALID_URL"
 
-# Failures that say the host is unwell (they count towards its circuit breaker); a 4xx does not.
-HOST_FAILURES = frozenset({HTTP_STATUS, THROTTLED, TIMEOUT, CONNECT_ERROR, CONNECTION_RESET})
+# The exchange itself failed: whatever URL was asked for, the host is unwell.
+HOST_FAILURES = frozenset({TIMEOUT, CONNECT_ERROR, CONNECTION_RESET, TLS_ERROR})
+
+Blame = Literal["host", "url"]
+"""Whom a failed attempt speaks against, for the host's circuit breaker."""
 
 
 @dataclass(frozen=True)
@@ -44,10 +48,15 @@ class AttemptResult:
     retry_after_s: float | None = None
 
     @property
-    def host_failure(self) -> bool:
-        if self.error_code == HTTP_STATUS:
-            return self.status_code is not None and self.status_code >= 500
-        return self.error_code in HOST_FAILURES
+    def blame(self) -> Blame | None:
+        """The host when it could not be reached or did not answer in time; the URL when that
+        answered 5xx or 429 (one tenant's trouble, maybe, not the host's); None for a success or
+        any other answer, which shows the host is up."""
+        if self.error_code in HOST_FAILURES:
+            return "host"
+        if self.error_code == THROTTLED or (self.status_code or 0) >= 500:
+            return "url"
+        return None
 
 
 async def send(

@@ -44,9 +44,10 @@ end
 return claimed
 """
 
-# KEYS: delivery, attempts, due, pending, succeeded, dead, dlq, dlq:owner, dlq:host, dlq:owner:host
+# KEYS: delivery, attempts, due, pending, succeeded, dead, dlq, dlq:owner, dlq:host, dlq:owner:host,
+#       dlq:redrivable
 # ARGV: token, outcome, now_us, next_due_ms, attempt_json, attempts, last_error, last_status,
-#       retention_s, id, attempts_kept, url
+#       retention_s, id, attempts_kept, url, redrive_limit
 _RECORD = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 redis.call('RPUSH', KEYS[2], ARGV[5])
@@ -68,16 +69,19 @@ if outcome == 'succeeded' then
   redis.call('ZADD', KEYS[5], now_us, id)
   redis.call('EXPIRE', KEYS[1], ARGV[9])
   redis.call('EXPIRE', KEYS[2], ARGV[9])
-  return redis.call('ZCARD', KEYS[9])
+  return redis.call('ZCARD', KEYS[11])
 end
 redis.call('HSET', KEYS[1], 'dead_at', now_us)
 redis.call('ZADD', KEYS[6], now_us, id)
 for i = 7, 10 do redis.call('ZADD', KEYS[i], now_us, id) end
+if tonumber(redis.call('HGET', KEYS[1], 'redrives') or '0') < tonumber(ARGV[13]) then
+  redis.call('ZADD', KEYS[11], now_us, id)
+end
 return 0
 """
 
-# KEYS: delivery, attempts, due, pending, succeeded, dead, dlq, dlq:owner, dlq:host, dlq:owner:host
-# ARGV: id, due_ms, now_us, only_dead
+# KEYS: as _RECORD's
+# ARGV: id, due_ms, now_us, only_dead, redrive (1: auto-redrive, counted)
 _REQUEUE = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status or (ARGV[4] == '1' and status ~= 'dead') then return 0 end
@@ -85,13 +89,14 @@ local attempts = redis.call('HGET', KEYS[1], 'attempts')
 redis.call('HSET', KEYS[1], 'status', 'pending', 'schedule_base', attempts,
   'next_attempt_at', ARGV[2], 'dead_at', '')
 redis.call('HINCRBY', KEYS[1], 'replays', status == 'pending' and 0 or 1)
+if ARGV[5] == '1' then redis.call('HINCRBY', KEYS[1], 'redrives', 1) end
 redis.call('HDEL', KEYS[1], 'claim')
 redis.call('PERSIST', KEYS[1])
 redis.call('PERSIST', KEYS[2])
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
 if status ~= 'pending' then redis.call('ZADD', KEYS[4], ARGV[3], ARGV[1]) end
 redis.call('ZREM', KEYS[5], ARGV[1])
-for i = 6, 10 do redis.call('ZREM', KEYS[i], ARGV[1]) end
+for i = 6, 11 do redis.call('ZREM', KEYS[i], ARGV[1]) end
 return 1
 """
 
@@ -99,7 +104,7 @@ return 1
 _PURGE = """
 if redis.call('HGET', KEYS[1], 'status') ~= 'dead' then return 0 end
 redis.call('DEL', KEYS[1], KEYS[2])
-for i = 6, 10 do redis.call('ZREM', KEYS[i], ARGV[1]) end
+for i = 6, 11 do redis.call('ZREM', KEYS[i], ARGV[1]) end
 return 1
 """
 
@@ -184,6 +189,13 @@ class Keys:
     def dlq_host(self, host: str) -> str:
         return f"{self.prefix}:dlq:host:{host}"
 
+    def dlq_redrivable(self, authority: str) -> str:
+        """Dead deliveries to `authority` (host:port) that auto-redrive may still re-send."""
+        return f"{self.prefix}:dlq:redrivable:{authority}"
+
+    def redrive_gate(self, authority: str) -> str:
+        return f"{self.prefix}:dlq:redrive:{authority}"
+
     def lifecycle(self, delivery: Delivery) -> list[str]:
         """The keys a delivery's status change touches, in the order the scripts expect."""
         key = self.delivery(delivery.id)
@@ -196,6 +208,7 @@ class Keys:
             self.dlq_owner(delivery.owner),
             self.dlq_host(delivery.host),
             self.dlq_owner(delivery.owner, delivery.host),
+            self.dlq_redrivable(delivery.authority),
         ]
 
 
@@ -265,11 +278,15 @@ class DeliveryStore:
         attempt: Attempt,
         outcome: Outcome,
         next_attempt_at: float | None = None,
+        *,
+        redrive_limit: int = 0,
     ) -> int | None:
         """Log the attempt and move the delivery on, unless its lease passed to another worker.
-        `delivery.url` is where the attempt went (an endpoint's URL may have changed since).
+        `delivery.url` is where the attempt went (an endpoint's URL may have changed since). A
+        delivery that dies auto-redriven fewer than `redrive_limit` times is left to auto-redrive.
 
-        Returns None for a lost lease; on success, how many dead deliveries its host has.
+        Returns None for a lost lease; on success, how many dead deliveries of its host and port
+        auto-redrive may re-send.
         """
         args: list[str | int] = [
             token,
@@ -284,17 +301,22 @@ class DeliveryStore:
             delivery.id,
             ATTEMPTS_KEPT,
             delivery.url,
+            redrive_limit,
         ]
         result = await self._record(keys=self.keys.lifecycle(delivery), args=args)
         return None if result == -1 else int(result)
 
-    async def requeue(self, delivery: Delivery, due_at: float, *, only_dead: bool) -> bool:
-        """Due again at `due_at` with a fresh retry schedule and the same event id."""
+    async def requeue(
+        self, delivery: Delivery, due_at: float, *, only_dead: bool, redrive: bool = False
+    ) -> bool:
+        """Due again at `due_at` with a fresh retry schedule and the same event id; `redrive`
+        counts it as one of the delivery's auto-redrives."""
         args: list[str | int] = [
             delivery.id,
             int(due_at * 1000),
             now_us(),
             "1" if only_dead else "0",
+            "1" if redrive else "0",
         ]
         return bool(await self._requeue(keys=self.keys.lifecycle(delivery), args=args))
 
