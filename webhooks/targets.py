@@ -23,7 +23,8 @@ from webhooks.store import Delivery, DeliveryStore, host_of
 log = logging.getLogger("pixhook.endpoints")
 
 SecretsFor = Callable[[str], Awaitable[Sequence[str]]]
-"""Given a delivery's owner, the secrets to sign with (the current one first)."""
+"""Given a delivery's owner, the secrets to sign with (the current one first). Whoever changes
+them bumps `Keys.secrets_version` in the same transaction, or workers may sign with stale ones."""
 
 # What the attempt log shows for the value of an endpoint's own header.
 HIDDEN_VALUE = "(hidden)"
@@ -85,7 +86,14 @@ class Targets:
         self._pacer = pacer
         self._disable_after_s = disable_after_s
         self._secrets_cache_s = secrets_cache_s
-        self._cached: dict[str, tuple[float, Sequence[str]]] = {}
+        self._secrets_version = 0
+        # owner -> (the secrets version it was read under, when it goes stale, the secrets)
+        self._cached: dict[str, tuple[int, float, Sequence[str]]] = {}
+
+    def saw_secrets_version(self, version: int) -> None:
+        """The owners' secrets version read with the latest claim: secrets kept from before it
+        changed are read again, so a rotated secret signs the very next delivery."""
+        self._secrets_version = version
 
     async def resolve(self, delivery: Delivery) -> Target | Refused:
         if delivery.endpoint_id is None:
@@ -155,11 +163,14 @@ class Targets:
 
     async def _secrets_of(self, owner: str) -> Sequence[str]:
         # Cached briefly: one Redis read per owner every few seconds instead of one per attempt.
+        # The expiry only drops a rotated-out secret whose overlap ended; a rotation itself
+        # changes the version and is seen at once.
+        version = self._secrets_version
         cached = self._cached.get(owner)
-        if cached is not None and cached[0] > time.monotonic():
-            return cached[1]
+        if cached is not None and cached[0] == version and cached[1] > time.monotonic():
+            return cached[2]
         found = await self._owner_secrets(owner)
-        self._cached[owner] = (time.monotonic() + self._secrets_cache_s, found)
+        self._cached[owner] = (version, time.monotonic() + self._secrets_cache_s, found)
         return found
 
 
