@@ -15,7 +15,7 @@ from webhooks.events import utc_timestamp
 from webhooks.fanout import Event, fan_out
 from webhooks.pacing import Pacer
 from webhooks.sealing import SealBroken
-from webhooks.sender import AttemptResult
+from webhooks.sender import GONE, AttemptResult
 from webhooks.signing import webhook_headers
 from webhooks.slack import is_slack_url
 from webhooks.store import Delivery, DeliveryStore, host_of
@@ -117,7 +117,8 @@ class Targets:
         return await self._pacer.wait_s(target.url, self._deliveries.keys.delivery(delivery.id))
 
     async def settle(self, delivery: Delivery, target: Target, result: AttemptResult) -> None:
-        """Account for an attempt at an endpoint; disable it once it has failed for too long."""
+        """Account for an attempt at an endpoint; disable it once it has failed for too long,
+        or at once when it answered 410 Gone."""
         endpoint = target.endpoint
         if endpoint is None:
             return
@@ -126,15 +127,25 @@ class Targets:
         failing_since = await observe_attempt(
             self._endpoints, endpoint.id, result, delivery.id, delivery.event_type
         )
-        if failing_since is None or time.time() - failing_since < self._disable_after_s:
+        if failing_since is None:
             return
-        reason = (
-            f"every attempt for {_span(time.time() - failing_since)} failed "
-            f"(the last: {result.error_message or result.error_code})"
-        )
+        reason = self._disable_reason(result, failing_since)
+        if reason is None:
+            return
         disabled = await self._endpoints.disable(endpoint.owner, endpoint.id, reason)
         if disabled is not None:
             await self._announce_disabled(disabled, failing_since)
+
+    def _disable_reason(self, result: AttemptResult, failing_since: float) -> str | None:
+        """Why a failing endpoint is disabled now; None: it is not, yet."""
+        if result.error_code == GONE:
+            # Standard Webhooks and Svix read 410 as the receiver unsubscribing.
+            return "it answered 410 Gone, which unsubscribes an endpoint"
+        failing_for = time.time() - failing_since
+        if failing_for < self._disable_after_s:
+            return None
+        last = result.error_message or result.error_code
+        return f"every attempt for {_span(failing_for)} failed (the last: {last})"
 
     async def _announce_disabled(self, endpoint: Endpoint, failing_since: float) -> None:
         log.warning(
