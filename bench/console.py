@@ -399,7 +399,7 @@ async def attempt_all(
     """Claim every due delivery and record its next planned attempt, as the deliveries worker
     does, until none is due: each ends succeeded, dead, or retrying an hour from now."""
     made = 0
-    while claimed := await store.claim("bench", 300, len(planned)):
+    while claimed := (await store.claim("bench", 300, len(planned))).deliveries:
         await in_chunks(
             attempt_one(store, metrics, endpoints, d, planned[d.id], rng.uniform(20, 400))
             for d in claimed

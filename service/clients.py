@@ -17,6 +17,7 @@ from redis.exceptions import WatchError
 from service.ids import new_id
 from service.records import known_fields
 from webhooks.signing import generate_secret
+from webhooks.store import Keys
 
 API_KEY_PREFIX = "phk_"
 
@@ -142,7 +143,8 @@ class ClientStore:
         ]
 
     async def rotate_secret(self, client_id: str, overlap_s: float) -> str | None:
-        """A new current secret; the old one keeps signing for `overlap_s`. None: no client."""
+        """A new current secret, signing every delivery sent once this returns; the old one
+        keeps signing beside it for `overlap_s`. None: no client."""
         key = self._client_key(client_id)
         new_secret = generate_secret()
         async with self._redis.pipeline(transaction=True) as pipe:
@@ -161,6 +163,8 @@ class ClientStore:
                     pipe.multi()  # type: ignore[no-untyped-call]
                     secrets_json = json.dumps([{"secret": new_secret, "expires_at": None}, *kept])
                     pipe.hset(key, "secrets", secrets_json)
+                    # Workers drop the secrets they keep in memory when they see this change.
+                    pipe.incr(Keys(self._prefix).secrets_version)
                     await pipe.execute()
                     return new_secret
                 except WatchError:

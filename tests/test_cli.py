@@ -191,3 +191,22 @@ def test_redis_never_holds_a_plaintext_api_key(stack: RunningStack):
     assert not redis_holds(stack.redis_url, record["api_key"])
     assert not redis_holds(stack.redis_url, new_key)
     assert redis_holds(stack.redis_url, record["id"])  # the scan does see the client
+
+
+def test_a_rotated_secret_signs_the_next_webhook_at_once(stack: RunningStack, make_receiver):
+    """Issue 15, item 4: workers kept a client's secrets for 5 s, so right after
+    `clients rotate-secret` said the new secret was in use, webhooks carried only the old one."""
+    record = new_client(stack)
+    headers = {"authorization": f"Bearer {record['api_key']}"}
+    before = make_receiver(secret=record["webhook_secret"])
+    job = transform_job(webhook_url=before.url)
+    httpx.post(f"{stack.api_url}/v1/jobs", json=job, headers=headers)
+    before.wait_for(1)  # a worker has now read, and may keep, the client's secrets
+    rotated = pixhook(stack, "clients", "rotate-secret", record["id"])
+    after = make_receiver(secret=rotated.stdout.split()[1])
+
+    job = transform_job(webhook_url=after.url)
+    httpx.post(f"{stack.api_url}/v1/jobs", json=job, headers=headers)
+
+    [webhook] = after.wait_for(1)
+    assert webhook.verified

@@ -34,7 +34,7 @@ async def kill_one(store: DeliveryStore, redrive_limit: int = 0) -> str:
         url="https://h/",
         payload=b"{}",
     )
-    [claimed] = await store.claim("token", lease_s=30, limit=1)
+    [claimed] = (await store.claim("token", lease_s=30, limit=1)).deliveries
     attempt = Attempt(1, 0.0, False, 1.0, 500, "HTTP_STATUS", "receiver answered 500", "")
     await store.record(claimed, "token", attempt, "dead", redrive_limit=redrive_limit)
     return delivery_id

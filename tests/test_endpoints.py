@@ -3,6 +3,7 @@ event of its client that matches it, and receivers verify every signature they g
 
 from __future__ import annotations
 
+import html
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -18,6 +19,7 @@ from service.devstack import RunningStack
 from tests.helpers import client_for, error_of, transform_job, wait_for_status
 from tests.receiver import Receiver
 from tests.servers import Trickler
+from tests.test_console import browser, sign_in
 from tests.test_deliveries import deliveries_of
 from webhooks.sealing import Sealer
 
@@ -441,3 +443,90 @@ def test_the_dlq_refuses_an_endpoint_filter_that_is_not_an_endpoint_id(tenant):
     for response in (listed, replayed):
         assert response.status_code == 422
         assert error_of(response)["field"] == "endpoint_id"
+
+
+# ---------------------------------------------------------------------------------------------
+# Unsubscribing on 410 Gone
+
+
+def gone_endpoint(
+    api: httpx.Client, receivers: Callable[..., Receiver], respond: Callable[[int], int]
+) -> tuple[dict[str, Any], Receiver]:
+    """An endpoint for `job.completed` whose receiver answers `respond(n)`, sent one event."""
+    endpoint = add_endpoint(api, "http://127.0.0.1:9/x", event_types=["job.completed"])
+    receiver = receivers(endpoint["secret"], respond=respond)
+    api.patch(f"/v1/endpoints/{endpoint['id']}", json={"url": receiver.url})
+    api.post("/v1/jobs", json=transform_job())
+    receiver.wait_for(1)
+    return endpoint, receiver
+
+
+def disabled_soon(api: httpx.Client, endpoint_id: str) -> dict[str, Any]:
+    """The endpoint once it is disabled; well before PIXHOOK_ENDPOINT_DISABLE_AFTER could."""
+    deadline = time.monotonic() + 5
+    while (endpoint := api.get(f"/v1/endpoints/{endpoint_id}").json())["enabled"]:
+        assert time.monotonic() < deadline, f"still enabled: {endpoint}"
+        time.sleep(0.05)
+    return cast(dict[str, Any], endpoint)
+
+
+def test_an_endpoint_answering_410_is_disabled_at_once_saying_why(tenant, receivers):
+    """Issue 15, item 5: Standard Webhooks and Svix read 410 as "unsubscribe", but the endpoint
+    stayed enabled until every attempt had failed for PIXHOOK_ENDPOINT_DISABLE_AFTER."""
+    _, api = tenant
+
+    endpoint, _ = gone_endpoint(api, receivers, respond=lambda n: 410)
+
+    disabled = disabled_soon(api, endpoint["id"])
+    assert "410 Gone" in disabled["disabled_reason"]
+    assert disabled["disabled_at"] is not None
+
+
+def test_an_endpoint_unsubscribed_by_410_gets_no_new_event(tenant, receivers):
+    """Issue 15, item 5: after its 410 the endpoint received every new event again."""
+    record, api = tenant
+    endpoint, receiver = gone_endpoint(api, receivers, respond=lambda n: 410)
+    disabled_soon(api, endpoint["id"])
+    direct = receivers(record["webhook_secret"])
+
+    job_id = api.post("/v1/jobs", json=transform_job(webhook_url=direct.url)).json()["id"]
+
+    [delivery] = deliveries_of(api, job_id)
+    assert delivery["endpoint_id"] is None and delivery["status"] == "succeeded"
+    assert len(receiver.requests) == 1
+
+
+def test_the_410_that_unsubscribed_an_endpoint_shows_in_the_console_and_the_log(
+    tenant, receivers, stack: RunningStack
+):
+    """Issue 15, item 5: the reason an endpoint stopped getting events is visible to its owner
+    in the console and to the operator in the deliveries worker's log."""
+    record, api = tenant
+    endpoint, _ = gone_endpoint(api, receivers, respond=lambda n: 410)
+    reason = disabled_soon(api, endpoint["id"])["disabled_reason"]
+
+    with browser(stack) as http:
+        sign_in(http, record["api_key"])
+        page = http.get("/console/endpoints").text
+
+    assert html.escape(reason) in page
+    log = stack.files_dir.parent / "logs" / "worker-deliveries.log"
+    deadline = time.monotonic() + 5
+    while not any(endpoint["id"] in n and reason in n for n in log.read_text().splitlines()):
+        assert time.monotonic() < deadline, "no log line says why the endpoint was disabled"
+        time.sleep(0.05)
+
+
+def test_an_endpoint_unsubscribed_by_410_can_be_enabled_again(tenant, receivers):
+    """Issue 15, item 5: re-enabling an endpoint that answered 410 works as for any other."""
+    _, api = tenant
+    endpoint, receiver = gone_endpoint(api, receivers, respond=lambda n: 410 if n == 0 else 200)
+    disabled_soon(api, endpoint["id"])
+
+    enabled = api.patch(f"/v1/endpoints/{endpoint['id']}", json={"enabled": True}).json()
+    api.post("/v1/jobs", json=transform_job())
+
+    _, second = receiver.wait_for(2)
+    assert (enabled["enabled"], enabled["disabled_reason"]) == (True, None)
+    assert second.answered == 200
+    assert api.get(f"/v1/endpoints/{endpoint['id']}").json()["enabled"] is True

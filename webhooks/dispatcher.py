@@ -143,12 +143,13 @@ class Dispatcher:
     async def _claim_and_start(self, room: int) -> bool:
         # A fresh token per batch: a lease that expired and passed to another worker is told apart.
         token = secrets.token_hex(8)
-        batch = await self._store.claim(
+        claimed = await self._store.claim(
             token, self._policy.lease_s, min(room, self._policy.batch_size)
         )
-        if batch:
-            await self._start(batch, token)
-        return bool(batch)
+        self._targets.saw_secrets_version(claimed.secrets_version)
+        if claimed.deliveries:
+            await self._start(claimed.deliveries, token)
+        return bool(claimed.deliveries)
 
     async def stop(self, grace_s: float) -> None:
         """Stop claiming, let attempts under way finish within `grace_s`, hand back the rest."""

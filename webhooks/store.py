@@ -28,7 +28,9 @@ redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
 return 1
 """
 
+# KEYS: due, secrets version. ARGV: now_ms, lease_ms, limit, delivery key prefix, token
 _CLAIM = """
+local version = redis.call('GET', KEYS[2]) or '0'
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
 local claimed = {}
 for _, id in ipairs(ids) do
@@ -41,7 +43,7 @@ for _, id in ipairs(ids) do
     redis.call('ZREM', KEYS[1], id)
   end
 end
-return claimed
+return {version, claimed}
 """
 
 # KEYS: delivery, attempts, due, pending, succeeded, dead, dlq, dlq:owner, dlq:host, dlq:owner:host,
@@ -156,10 +158,12 @@ class Attempt:
 
 @dataclass(frozen=True)
 class Claimed:
-    """Deliveries handed to one worker until `token`'s lease runs out."""
+    """Deliveries handed to one worker until `token`'s lease runs out, and the owners' secrets
+    version as it stood when they were claimed (see `Keys.secrets_version`)."""
 
     token: str
     deliveries: list[Delivery]
+    secrets_version: int
 
 
 def host_of(url: str) -> str:
@@ -175,6 +179,9 @@ class Keys:
         self.prefix = prefix
         self.due = f"{prefix}:deliveries:due"
         self.dlq = f"{prefix}:dlq"
+        # Bumped by whoever changes an owner's signing secrets, in the same transaction: read
+        # with every claim, it tells workers that secrets they keep in memory are stale.
+        self.secrets_version = f"{prefix}:secrets-version"
 
     def delivery(self, delivery_id: str) -> str:
         return f"{self.prefix}:delivery:{delivery_id}"
@@ -251,10 +258,10 @@ class DeliveryStore:
         rows = await self.redis.lrange(key, 0, -1)  # type: ignore[misc]
         return [Attempt(**_known(json.loads(row))) for row in rows]
 
-    async def claim(self, token: str, lease_s: float, limit: int) -> list[Delivery]:
+    async def claim(self, token: str, lease_s: float, limit: int) -> Claimed:
         """Up to `limit` due deliveries, leased to `token` for `lease_s`."""
-        rows = await self._claim(
-            keys=[self.keys.due],
+        version, rows = await self._claim(
+            keys=[self.keys.due, self.keys.secrets_version],
             args=[
                 int(time.time() * 1000),
                 int(lease_s * 1000),
@@ -263,7 +270,8 @@ class DeliveryStore:
                 token,
             ],
         )
-        return [from_hash(dict(zip(row[::2], row[1::2], strict=True))) for row in rows]
+        deliveries = [from_hash(dict(zip(row[::2], row[1::2], strict=True))) for row in rows]
+        return Claimed(token, deliveries, int(version))
 
     async def defer(self, delivery_ids: Sequence[str], due_at: float) -> None:
         """Push leased deliveries back without spending an attempt (an open circuit, a shutdown)."""

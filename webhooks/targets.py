@@ -15,7 +15,7 @@ from webhooks.events import utc_timestamp
 from webhooks.fanout import Event, fan_out
 from webhooks.pacing import Pacer
 from webhooks.sealing import SealBroken
-from webhooks.sender import AttemptResult
+from webhooks.sender import GONE, AttemptResult
 from webhooks.signing import webhook_headers
 from webhooks.slack import is_slack_url
 from webhooks.store import Delivery, DeliveryStore, host_of
@@ -23,7 +23,8 @@ from webhooks.store import Delivery, DeliveryStore, host_of
 log = logging.getLogger("pixhook.endpoints")
 
 SecretsFor = Callable[[str], Awaitable[Sequence[str]]]
-"""Given a delivery's owner, the secrets to sign with (the current one first)."""
+"""Given a delivery's owner, the secrets to sign with (the current one first). Whoever changes
+them bumps `Keys.secrets_version` in the same transaction, or workers may sign with stale ones."""
 
 # What the attempt log shows for the value of an endpoint's own header.
 HIDDEN_VALUE = "(hidden)"
@@ -85,7 +86,14 @@ class Targets:
         self._pacer = pacer
         self._disable_after_s = disable_after_s
         self._secrets_cache_s = secrets_cache_s
-        self._cached: dict[str, tuple[float, Sequence[str]]] = {}
+        self._secrets_version = 0
+        # owner -> (the secrets version it was read under, when it goes stale, the secrets)
+        self._cached: dict[str, tuple[int, float, Sequence[str]]] = {}
+
+    def saw_secrets_version(self, version: int) -> None:
+        """The owners' secrets version read with the latest claim: secrets kept from before it
+        changed are read again, so a rotated secret signs the very next delivery."""
+        self._secrets_version = version
 
     async def resolve(self, delivery: Delivery) -> Target | Refused:
         if delivery.endpoint_id is None:
@@ -109,7 +117,8 @@ class Targets:
         return await self._pacer.wait_s(target.url, self._deliveries.keys.delivery(delivery.id))
 
     async def settle(self, delivery: Delivery, target: Target, result: AttemptResult) -> None:
-        """Account for an attempt at an endpoint; disable it once it has failed for too long."""
+        """Account for an attempt at an endpoint; disable it once it has failed for too long,
+        or at once when it answered 410 Gone."""
         endpoint = target.endpoint
         if endpoint is None:
             return
@@ -118,15 +127,25 @@ class Targets:
         failing_since = await observe_attempt(
             self._endpoints, endpoint.id, result, delivery.id, delivery.event_type
         )
-        if failing_since is None or time.time() - failing_since < self._disable_after_s:
+        if failing_since is None:
             return
-        reason = (
-            f"every attempt for {_span(time.time() - failing_since)} failed "
-            f"(the last: {result.error_message or result.error_code})"
-        )
+        reason = self._disable_reason(result, failing_since)
+        if reason is None:
+            return
         disabled = await self._endpoints.disable(endpoint.owner, endpoint.id, reason)
         if disabled is not None:
             await self._announce_disabled(disabled, failing_since)
+
+    def _disable_reason(self, result: AttemptResult, failing_since: float) -> str | None:
+        """Why a failing endpoint is disabled now; None: it is not, yet."""
+        if result.error_code == GONE:
+            # Standard Webhooks and Svix read 410 as the receiver unsubscribing.
+            return "it answered 410 Gone, which unsubscribes an endpoint"
+        failing_for = time.time() - failing_since
+        if failing_for < self._disable_after_s:
+            return None
+        last = result.error_message or result.error_code
+        return f"every attempt for {_span(failing_for)} failed (the last: {last})"
 
     async def _announce_disabled(self, endpoint: Endpoint, failing_since: float) -> None:
         log.warning(
@@ -155,11 +174,14 @@ class Targets:
 
     async def _secrets_of(self, owner: str) -> Sequence[str]:
         # Cached briefly: one Redis read per owner every few seconds instead of one per attempt.
+        # The expiry only drops a rotated-out secret whose overlap ended; a rotation itself
+        # changes the version and is seen at once.
+        version = self._secrets_version
         cached = self._cached.get(owner)
-        if cached is not None and cached[0] > time.monotonic():
-            return cached[1]
+        if cached is not None and cached[0] == version and cached[1] > time.monotonic():
+            return cached[2]
         found = await self._owner_secrets(owner)
-        self._cached[owner] = (time.monotonic() + self._secrets_cache_s, found)
+        self._cached[owner] = (version, time.monotonic() + self._secrets_cache_s, found)
         return found
 
 
