@@ -13,6 +13,7 @@ from starlette.types import Message
 
 from service.errors import InvalidInput, InvalidJson, PayloadTooLarge, UnsupportedMediaType
 from service.json_shape import JsonShape, check_shape, too_deep
+from service.unknown_fields import refuse_unknown_fields
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -64,6 +65,7 @@ async def read_form(
     found: dict[str, Any] = {}
     try:
         async with replayed.form(max_files=len(files), max_fields=len(fields) + 4) as form:
+            refuse_unknown_fields(form.keys(), (*fields, *files))
             for name in fields:
                 value = form.get(name)
                 if not isinstance(value, str):
@@ -87,6 +89,7 @@ async def _read_multipart(
     replayed = Request(request.scope, replay_receive(body))
     try:
         async with replayed.form(max_files=1, max_fields=8) as form:
+            refuse_unknown_fields(form.keys(), ("job", "image"))
             job_part = form.get("job")
             image_part = form.get("image")
             if not isinstance(job_part, str):

@@ -14,7 +14,11 @@ from service.config import Settings
 from service.errors import InvalidInput
 from service.events import SUBSCRIPTIONS
 from service.tasks import JOB_TYPES
+from service.unknown_fields import refuse_unknown_fields
 from webhooks.guard import FORBIDDEN_ADDRESS, GuardRefused
+
+_JOB_FIELDS = frozenset({"type", "input", "webhook_url", "webhook_events", "metadata"})
+_IMAGE_FIELDS = ("base64", "url")
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,7 @@ class Submission:
 def parse_submission(body: Any, upload: bytes | None, settings: Settings) -> Submission:
     if not isinstance(body, dict):
         raise InvalidInput("the request body must be a JSON object")
+    refuse_unknown_fields(body, _JOB_FIELDS)
     job_type = parse_job_type(body.get("type"))
     raw_input = body.get("input", {})
     if not isinstance(raw_input, dict):
@@ -66,6 +71,8 @@ def parse_submission(body: Any, upload: bytes | None, settings: Settings) -> Sub
 
 
 def _image(spec: Any, upload: bytes | None, settings: Settings) -> ImageInput:
+    if isinstance(spec, dict):
+        refuse_unknown_fields(spec, _IMAGE_FIELDS, "input.image")
     if isinstance(spec, dict) and spec.keys() == {"url"}:
         url = parse_url(spec["url"], "input.image.url", settings)
         return ImageInput(None, {"source": "url", "url": url})

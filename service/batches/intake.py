@@ -27,6 +27,7 @@ from service.submission import (
     parse_webhook_events,
     parse_webhook_url,
 )
+from service.unknown_fields import refuse_unknown_fields
 
 _BATCH_FIELDS = frozenset(
     {"type", "items", "input", "webhook_url", "webhook_events", "item_webhooks"}
@@ -72,9 +73,7 @@ async def read_batch_request(request: Request, settings: Settings) -> BatchReque
 def _require_object(spec: Any) -> None:
     if not isinstance(spec, dict):
         raise InvalidInput("the batch must be a JSON object")
-    unknown = sorted(set(spec) - _BATCH_FIELDS)
-    if unknown:
-        raise InvalidInput(f"unknown batch field: {unknown[0]}", field=unknown[0])
+    refuse_unknown_fields(spec, _BATCH_FIELDS)
 
 
 def _batch(
@@ -133,10 +132,11 @@ def _batch(
 def _item_body(job_type: str, item: Any) -> dict[str, Any] | InvalidInput:
     if not isinstance(item, dict):
         return InvalidInput("an item must be a job body: an object with input")
-    unknown = sorted(set(item) - _ITEM_FIELDS)
-    if unknown:
+    try:
         # Webhooks belong to the batch (`webhook_url`, `item_webhooks`), not to one item.
-        return InvalidInput(f"unknown item field: {unknown[0]}", field=unknown[0])
+        refuse_unknown_fields(item, _ITEM_FIELDS)
+    except InvalidInput as exc:
+        return exc
     if item.get("type", job_type) != job_type:
         return InvalidInput(f"every item of this batch is a {job_type} job", field="type")
     return {"type": job_type, "input": item.get("input", {}), "metadata": item.get("metadata", {})}

@@ -61,7 +61,8 @@ ID_PATTERNS = {
     "token": "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,1023}$",
 }
 _BODY = {400: ("INVALID_JSON",), 413: ("PAYLOAD_TOO_LARGE",)}
-_SHAPE = ("INVALID_INPUT", "JSON_TOO_DEEP", "STRING_TOO_LONG", "LIST_TOO_LONG")
+# What any JSON body can be refused for, whatever the route: its shape and fields it does not take.
+_SHAPE = ("INVALID_INPUT", "UNKNOWN_FIELD", "JSON_TOO_DEEP", "STRING_TOO_LONG", "LIST_TOO_LONG")
 _URL = ("INVALID_URL", "URL_NOT_ALLOWED")
 _IMAGE = ("MISSING_IMAGE", "IMAGE_TOO_LARGE", "INVALID_IMAGE", "TOO_MANY_FRAMES")
 _IDEMPOTENCY = {409: ("IDEMPOTENCY_CONFLICT", "IDEMPOTENCY_IN_PROGRESS")}
@@ -232,7 +233,7 @@ def _endpoint_operations(settings: Settings) -> dict[Endpoint, Operation]:
     endpoint = endpoint_schema(list(WEBHOOK_EVENT_TYPES), sorted(JOB_TYPES))
     secret = {"type": "string", "pattern": "^whsec_"}
     missing = {404: ("ENDPOINT_NOT_FOUND",)}
-    fields = (*_SHAPE, *_URL, "UNKNOWN_FIELD", "UNKNOWN_EVENT_TYPE", "UNKNOWN_JOB_TYPE") + (
+    fields = (*_SHAPE, *_URL, "UNKNOWN_EVENT_TYPE", "UNKNOWN_JOB_TYPE") + (
         "INVALID_HEADER",
         "INVALID_TEMPLATE",
     )
