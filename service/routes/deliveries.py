@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from service.auth import authenticate, runtime
-from service.bodies import parse_json, read_body
+from service.bodies import read_json
 from service.errors import InvalidInput, NotFound
 from service.unknown_fields import refuse_unknown_fields
 from service.views import delivery_view, iso
@@ -84,9 +84,7 @@ async def replay_dlq(request: Request) -> JSONResponse:
     {"all": true}."""
     client = await authenticate(request)
     rt = runtime(request)
-    body = parse_json(
-        await read_body(request, rt.settings.max_request_bytes), rt.settings.json_shape
-    )
+    body = await read_json(request, rt.settings.max_request_bytes, rt.settings.json_shape)
     if isinstance(body, dict):
         refuse_unknown_fields(body, _REPLAY_FIELDS)
     if not isinstance(body, dict) or not body:

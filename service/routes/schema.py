@@ -60,7 +60,7 @@ ID_PATTERNS = {
     # An itsdangerous token; never starting with '.', so no client collapses it as `..`.
     "token": "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,1023}$",
 }
-_BODY = {400: ("INVALID_JSON",), 413: ("PAYLOAD_TOO_LARGE",)}
+_BODY = {400: ("INVALID_JSON",), 413: ("PAYLOAD_TOO_LARGE",), 415: ("UNSUPPORTED_MEDIA_TYPE",)}
 # What any JSON body can be refused for, whatever the route: its shape and fields it does not take.
 _SHAPE = ("INVALID_INPUT", "UNKNOWN_FIELD", "JSON_TOO_DEEP", "STRING_TOO_LONG", "LIST_TOO_LONG")
 _URL = ("INVALID_URL", "URL_NOT_ALLOWED")
@@ -101,7 +101,6 @@ def operations(settings: Settings) -> dict[Endpoint, Operation]:
             errors={
                 **_BODY,
                 **_IDEMPOTENCY,
-                415: ("UNSUPPORTED_MEDIA_TYPE",),
                 422: (*_SHAPE, *_URL, *_IMAGE, "INVALID_MULTIPART", "UNKNOWN_JOB_TYPE")
                 + ("METADATA_TOO_LARGE", "INVALID_IDEMPOTENCY_KEY"),
                 429: ("TOO_MANY_JOBS",),
@@ -130,7 +129,6 @@ def operations(settings: Settings) -> dict[Endpoint, Operation]:
             errors={
                 **_BODY,
                 **_IDEMPOTENCY,
-                415: ("UNSUPPORTED_MEDIA_TYPE",),
                 422: (*_SHAPE, *_URL, "INVALID_MULTIPART", "UNKNOWN_JOB_TYPE", "EMPTY_BATCH")
                 + ("BATCH_TOO_LARGE", "INVALID_CSV", "INVALID_TEMPLATE", "METADATA_TOO_LARGE")
                 + ("INVALID_IDEMPOTENCY_KEY",),
