@@ -144,7 +144,7 @@ def _filter(value: Any) -> tuple[tuple[str, ...], dict[str, Any]]:
     if not isinstance(job_types, list) or len(job_types) > MAX_FILTER_VALUES:
         raise InvalidInput("filter.job_types must be a list of job types", field="filter.job_types")
     for n, job_type in enumerate(job_types):
-        if job_type not in JOB_TYPES:
+        if not isinstance(job_type, str) or job_type not in JOB_TYPES:
             raise InvalidInput(
                 f"job types are: {', '.join(sorted(JOB_TYPES))}",
                 code="UNKNOWN_JOB_TYPE",

@@ -158,7 +158,8 @@ def parse_url(value: Any, field: str, settings: Settings) -> str:
 
 
 def parse_job_type(value: Any) -> str:
-    if value not in JOB_TYPES:
+    # A str first: an object or a list cannot be looked up in a dict (TypeError, a 500).
+    if not isinstance(value, str) or value not in JOB_TYPES:
         raise InvalidInput(
             f"type must be one of: {', '.join(sorted(JOB_TYPES))}",
             code="UNKNOWN_JOB_TYPE",
@@ -175,7 +176,11 @@ def parse_webhook_url(value: Any, settings: Settings) -> str | None:
 def parse_webhook_events(value: Any) -> tuple[str, ...]:
     if value is None:
         return ("completed",)
-    if not isinstance(value, list) or not value or not set(value) <= SUBSCRIPTIONS:
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(event, str) and event in SUBSCRIPTIONS for event in value)
+    ):
         raise InvalidInput(
             "webhook_events must be a non-empty list drawn from: "
             + ", ".join(sorted(SUBSCRIPTIONS)),
