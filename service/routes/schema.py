@@ -45,7 +45,17 @@ from service.config import Settings
 from service.console.routes import console
 from service.endpoint_views import endpoint_schema, stats_schema
 from service.events import WEBHOOK_EVENT_TYPES
-from service.openapi import JSON, Endpoint, Operation, Param, Reply, Schema, build_document, closed
+from service.openapi import (
+    JSON,
+    Endpoint,
+    Operation,
+    Param,
+    Reply,
+    Schema,
+    build_document,
+    closed,
+    retry_after_header,
+)
 from service.routes import batches, deliveries, endpoints, events, files, jobs, metrics, system
 from service.tasks import JOB_TYPES
 from service.views import delivery_schema
@@ -204,7 +214,12 @@ def operations(settings: Settings) -> dict[Endpoint, Operation]:
             "Readiness: Redis answers",
             (
                 Reply(200, "ready", {JSON: closed({"status": {"const": "ready"}})}),
-                Reply(503, "Redis is unreachable", {JSON: unready()}),
+                Reply(
+                    503,
+                    "Redis is unreachable",
+                    {JSON: unready()},
+                    {"Retry-After": retry_after_header()},
+                ),
             ),
             authenticated=False,
         ),
