@@ -103,3 +103,11 @@ def test_a_503_names_redis(faulty, fault, request):
 
     assert error_of(response)["code"] == "SERVICE_UNAVAILABLE"
     assert "Redis" in error_of(response)["message"]
+
+
+def test_reads_keep_answering_while_redis_is_full(faulty, redis_full):
+    """The rate limiter's write made every authenticated GET a 503 while /readyz said ready."""
+    response = faulty.api.get(f"/v1/jobs/{faulty.job_id}")
+
+    assert response.status_code == 200, response.text
+    assert faulty.api.get("/readyz").status_code == 200
