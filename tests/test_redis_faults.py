@@ -111,3 +111,32 @@ def test_reads_keep_answering_while_redis_is_full(faulty, redis_full):
 
     assert response.status_code == 200, response.text
     assert faulty.api.get("/readyz").status_code == 200
+
+
+def test_a_key_whose_request_redis_cut_short_is_free_once_redis_is_back(faulty):
+    """The claim's release died with Redis: retries answered 409 IDEMPOTENCY_IN_PROGRESS until
+    the claim expired, a minute later."""
+    key = {"Idempotency-Key": "cut-before-the-job"}
+    faulty.proxy.cut_at(IDEMPOTENCY_RECORD, answered=True)  # Redis dies once the key is claimed
+    assert faulty.api.post("/v1/jobs", json=GENERATE, headers=key).status_code == 503
+    faulty.proxy.restore()
+
+    retried = faulty.api.post("/v1/jobs", json=GENERATE, headers=key)
+
+    assert retried.status_code == 202, retried.text
+
+
+def test_a_job_made_before_redis_died_is_answered_and_replayed(faulty):
+    """Redis died after the job was stored but before its response was kept: the caller got a
+    503 for a job that existed, and its retry a 409, then (a minute later) a second job."""
+    key = {"Idempotency-Key": "cut-after-the-job"}
+    faulty.proxy.cut_at(IDEMPOTENCY_RECORD, 2, answered=False)  # the record's second write
+    first = faulty.api.post("/v1/jobs", json=GENERATE, headers=key)
+    faulty.proxy.restore()
+
+    retried = faulty.api.post("/v1/jobs", json=GENERATE, headers=key)
+
+    assert first.status_code == 202, first.text
+    assert retried.status_code == 202, retried.text
+    assert retried.json()["id"] == first.json()["id"]
+    assert retried.headers["Idempotent-Replayed"] == "true"
