@@ -6,7 +6,8 @@ Run it, then point a pixhook endpoint at it:
     export CMS_BEARER_TOKEN=...           # optional
     python examples/cms_receiver.py --port 9000 --db cms.sqlite3
 
-    curl -X POST $PIXHOOK/v1/endpoints -H "Authorization: Bearer $PIXHOOK_KEY" -d '{
+    curl -X POST $PIXHOOK/v1/endpoints -H "Authorization: Bearer $PIXHOOK_KEY" \
+      -H 'content-type: application/json' -d '{
       "url": "https://cms.example.com/webhooks/pixhook",
       "event_types": ["job.completed", "job.failed"],
       "headers": {"Authorization": "Bearer <CMS_BEARER_TOKEN>"}}'

@@ -35,6 +35,8 @@ from service.runtime import Runtime
 
 # KEYS: the client's TAT. ARGV: interval (ms per request), burst.
 # Returns {allowed, remaining, retry_after_ms, reset_ms}; reset is when the burst is whole again.
+# The TAT is written with pcall: a full Redis (noeviction) refuses the write, and then the
+# request goes through uncounted rather than answering 503 to reads that need no write at all.
 _CHARGE = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + tonumber(clock[2]) / 1000
@@ -45,7 +47,7 @@ if allow_at > now then
   return {0, 0, math.ceil(allow_at - now), math.ceil(tat - now)}
 end
 tat = tat + interval
-redis.call('SET', KEYS[1], string.format('%.3f', tat), 'PX', math.ceil(tat - now))
+redis.pcall('SET', KEYS[1], string.format('%.3f', tat), 'PX', math.ceil(tat - now))
 local remaining = math.floor((now + burst * interval - tat) / interval + 1e-9)
 return {1, remaining, 0, math.ceil(tat - now)}
 """

@@ -42,11 +42,8 @@ def _job_variant(name: str, settings: Settings) -> Schema:
             "properties": {"image": _image(settings), **job_input["properties"]},
             "required": ["image", *job_input.get("required", [])],
         }
-    return {
-        "type": "object",
-        "properties": {"type": {"const": name}, "input": job_input, **_delivery_fields(settings)},
-        "required": ["type", "input"],
-    }
+    properties = {"type": {"const": name}, "input": job_input, **_delivery_fields(settings)}
+    return closed(properties, optional=("webhook_url", "webhook_events", "metadata"))
 
 
 def _image(settings: Settings) -> Schema:
@@ -79,6 +76,7 @@ def job_multipart() -> Schema:
             "image": {"type": "string", "contentMediaType": "application/octet-stream"},
         },
         "required": ["job"],
+        "additionalProperties": False,
     }
 
 
@@ -107,6 +105,7 @@ def batch_multipart(settings: Settings) -> Schema:
             "csv": {"type": "string", "contentMediaType": "text/csv"},
         },
         "required": ["batch", "csv"],
+        "additionalProperties": False,
     }
 
 
@@ -126,17 +125,12 @@ def replay_body() -> Schema:
     """`deliveries.replay_dlq`: ids, or a filter on host and time, or all."""
     moment = {"anyOf": [{"type": "number"}, {"type": "string", "format": "date-time"}]}
     ids = {"type": "array", "maxItems": 1000, "items": {"type": "string"}}
-    where = {"all": {"const": True}, "host": {"type": "string", "minLength": 1}}
+    where: dict[str, Schema] = {"all": {"const": True}, "host": {"type": "string", "minLength": 1}}
     where |= {"since": moment, "until": moment, "endpoint_id": {"type": "string", "pattern": _EP}}
     return {
         "anyOf": [
-            {"type": "object", "properties": {"ids": ids}, "required": ["ids"]},
-            {
-                "type": "object",
-                "properties": where,
-                "not": {"required": ["ids"]},
-                "anyOf": [{"required": [name]} for name in where],
-            },
+            closed({"ids": ids}),
+            closed(where, optional=where) | {"anyOf": [{"required": [n]} for n in where]},
         ]
     }
 

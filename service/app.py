@@ -7,7 +7,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from redis.exceptions import RedisError
+from redis.exceptions import OutOfMemoryError, RedisError
 from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.admission import RateLimitHeaders
 from service.config import Settings
 from service.console.routes import console
-from service.errors import ApiError, TooManyRequests
+from service.errors import ApiError, ServiceUnavailable
 from service.job_metrics import JobMetrics
 from service.logs import bind, request_id
 from service.routes import (
@@ -123,7 +123,7 @@ def error_response(
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     response = error_response(exc.status_code, exc.code, exc.message, exc.field)
-    if isinstance(exc, TooManyRequests):
+    if exc.retry_after_s is not None:
         response.headers["Retry-After"] = str(exc.retry_after_s)
     if isinstance(exc, StorageUnavailable):
         await JobMetrics(request.app.state.runtime.redis).storage_failed(exc.operation)
@@ -140,7 +140,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 async def _redis_error(request: Request, exc: Exception) -> Response:
     # Redis down or full (noeviction refuses writes): nothing was accepted, so never answer 2xx.
     log.error("redis error on %s %s: %s", request.method, request.url.path, exc)
-    return error_response(503, "SERVICE_UNAVAILABLE", "storage is unavailable; try again shortly")
+    # "Storage" is the object store (S3) everywhere else: this names what is down.
+    trouble = "full (it refuses writes)" if isinstance(exc, OutOfMemoryError) else "unavailable"
+    return await _api_error(request, ServiceUnavailable(f"Redis is {trouble}; try again shortly"))
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> Response:

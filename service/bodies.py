@@ -1,4 +1,5 @@
-"""Reading request bodies safely: capped, then parsed as JSON or multipart."""
+"""Reading request bodies safely: of a media type the route takes, capped, then parsed as JSON
+or multipart."""
 
 from __future__ import annotations
 
@@ -13,6 +14,28 @@ from starlette.types import Message
 
 from service.errors import InvalidInput, InvalidJson, PayloadTooLarge, UnsupportedMediaType
 from service.json_shape import JsonShape, check_shape, too_deep
+from service.unknown_fields import refuse_unknown_fields
+
+JSON = "application/json"
+MULTIPART = "multipart/form-data"
+
+
+def accepted_media_type(request: Request, *, multipart: bool) -> str:
+    """`JSON` or (where the route takes files) `MULTIPART`, else `UnsupportedMediaType`: the
+    same rule on every route. A body sent without a Content-Type is read as JSON."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type in (JSON, ""):
+        return JSON
+    if multipart and media_type == MULTIPART:
+        return MULTIPART
+    accepted = f"{JSON} or {MULTIPART}" if multipart else JSON
+    raise UnsupportedMediaType(f"send {accepted}, not {media_type!r}")
+
+
+async def read_json(request: Request, limit: int, shape: JsonShape) -> Any:
+    """The body of a route that takes JSON only."""
+    accepted_media_type(request, multipart=False)
+    return parse_json(await read_body(request, limit), shape)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -47,13 +70,11 @@ async def read_job_request(
     request: Request, limit: int, shape: JsonShape
 ) -> tuple[Any, bytes | None]:
     """The job body and, for multipart requests, the uploaded image bytes."""
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    media_type = accepted_media_type(request, multipart=True)
     body = await read_body(request, limit)
-    if media_type in ("application/json", ""):
-        return parse_json(body, shape), None
-    if media_type == "multipart/form-data":
+    if media_type == MULTIPART:
         return await _read_multipart(request, body, shape)
-    raise UnsupportedMediaType(f"send application/json or multipart/form-data, not {media_type!r}")
+    return parse_json(body, shape), None
 
 
 async def read_form(
@@ -64,6 +85,7 @@ async def read_form(
     found: dict[str, Any] = {}
     try:
         async with replayed.form(max_files=len(files), max_fields=len(fields) + 4) as form:
+            refuse_unknown_fields(form.keys(), (*fields, *files))
             for name in fields:
                 value = form.get(name)
                 if not isinstance(value, str):
@@ -87,6 +109,7 @@ async def _read_multipart(
     replayed = Request(request.scope, replay_receive(body))
     try:
         async with replayed.form(max_files=1, max_fields=8) as form:
+            refuse_unknown_fields(form.keys(), ("job", "image"))
             job_part = form.get("job")
             image_part = form.get("image")
             if not isinstance(job_part, str):

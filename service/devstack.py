@@ -181,6 +181,18 @@ class RunningStack:
     redis: EmbeddedRedis
 
 
+def stack_environment(redis_url: str, files_dir: Path, api_url: str) -> dict[str, str]:
+    """What the processes of a stack on loopback share: its Redis, files, secret key and URL."""
+    return {
+        "PIXHOOK_REDIS_URL": redis_url,
+        "PIXHOOK_STORAGE": f"local:{files_dir}",
+        "PIXHOOK_SECRET_KEY": secrets.token_urlsafe(32),
+        "PIXHOOK_PUBLIC_URL": api_url,
+        # Everything runs on loopback here, receivers included.
+        "PIXHOOK_ALLOW_PRIVATE_NETWORKS": "127.0.0.0/8,::1/128",
+    }
+
+
 @contextmanager
 def local_stack(
     workdir: Path,
@@ -194,15 +206,7 @@ def local_stack(
     port = port or free_port()
     api_url = f"http://127.0.0.1:{port}"
     files_dir = workdir / "files"
-    stack_env = {
-        "PIXHOOK_REDIS_URL": redis.url,
-        "PIXHOOK_STORAGE": f"local:{files_dir}",
-        "PIXHOOK_SECRET_KEY": secrets.token_urlsafe(32),
-        "PIXHOOK_PUBLIC_URL": api_url,
-        # Everything runs on loopback here, receivers included.
-        "PIXHOOK_ALLOW_PRIVATE_NETWORKS": "127.0.0.0/8,::1/128",
-        **(env or {}),
-    }
+    stack_env = {**stack_environment(redis.url, files_dir, api_url), **(env or {})}
     processes = ServiceProcesses(stack_env, workdir / "logs")
     try:
         processes.start_worker("jobs")

@@ -13,12 +13,14 @@ from service.errors import InvalidInput
 from service.events import WEBHOOK_EVENT_TYPES
 from service.submission import parse_url
 from service.tasks import JOB_TYPES
+from service.unknown_fields import refuse_unknown_fields
 from webhooks.endpoints import KINDS, EndpointKind
 from webhooks.slack import InvalidTemplate, check_templates, is_slack_url
 
 FIELDS = frozenset(
     {"url", "kind", "description", "event_types", "filter", "enabled", "headers", "templates"}
 )
+_FILTER_FIELDS = ("job_types", "metadata")
 MAX_DESCRIPTION_CHARS = 500
 MAX_EVENT_TYPES = 50
 MAX_FILTER_VALUES = 20
@@ -68,13 +70,7 @@ class EndpointFields:
 def parse_endpoint_fields(body: Any, settings: Settings, *, creating: bool) -> EndpointFields:
     if not isinstance(body, dict):
         raise InvalidInput("the request body must be a JSON object")
-    unknown = sorted(set(body) - FIELDS)
-    if unknown:
-        raise InvalidInput(
-            f"unknown field {unknown[0]!r}; endpoints take: {', '.join(sorted(FIELDS))}",
-            code="UNKNOWN_FIELD",
-            field=unknown[0],
-        )
+    refuse_unknown_fields(body, FIELDS)
     if creating and "url" not in body:
         raise InvalidInput("url is required", field="url")
     filter_ = _filter(body["filter"]) if "filter" in body else None
@@ -139,15 +135,16 @@ def _event_types(value: Any) -> tuple[str, ...]:
 
 
 def _filter(value: Any) -> tuple[tuple[str, ...], dict[str, Any]]:
-    if not isinstance(value, dict) or not set(value) <= {"job_types", "metadata"}:
+    if not isinstance(value, dict):
         raise InvalidInput(
             'filter must be an object with "job_types" and/or "metadata"', field="filter"
         )
+    refuse_unknown_fields(value, _FILTER_FIELDS, "filter")
     job_types = value.get("job_types", [])
     if not isinstance(job_types, list) or len(job_types) > MAX_FILTER_VALUES:
         raise InvalidInput("filter.job_types must be a list of job types", field="filter.job_types")
     for n, job_type in enumerate(job_types):
-        if job_type not in JOB_TYPES:
+        if not isinstance(job_type, str) or job_type not in JOB_TYPES:
             raise InvalidInput(
                 f"job types are: {', '.join(sorted(JOB_TYPES))}",
                 code="UNKNOWN_JOB_TYPE",

@@ -11,11 +11,15 @@ PixhookError
 │   ├── PayloadTooLarge        413
 │   ├── UnsupportedMediaType   415
 │   ├── TooManyRequests        429  (with its Retry-After)
-│   └── ServiceUnavailable     503
+│   └── ServiceUnavailable     503  (with its Retry-After)
 └── JobFailure                 ends a job as `failed` with {code, message}
 """
 
 from __future__ import annotations
+
+# What a 503 tells callers to wait: an outage of Redis or the store is not over in a second, and
+# clients that retry at once only add to the load of the one that comes back.
+UNAVAILABLE_RETRY_AFTER_S = 5
 
 
 class PixhookError(Exception):
@@ -30,6 +34,8 @@ class PixhookError(Exception):
 
 class ApiError(PixhookError):
     status_code = 500
+    # Seconds after which trying again makes sense: answered as `Retry-After` when set.
+    retry_after_s: int | None = None
 
 
 class InvalidInput(ApiError):
@@ -86,6 +92,7 @@ class TooManyRequests(ApiError):
 class ServiceUnavailable(ApiError):
     status_code = 503
     code = "SERVICE_UNAVAILABLE"
+    retry_after_s = UNAVAILABLE_RETRY_AFTER_S
 
 
 class JobFailure(PixhookError):

@@ -17,7 +17,10 @@ endpoint's own copy is: a Redis dump shows neither. If the sealing keys have cha
 no longer opens, the retry is `409 IDEMPOTENCY_UNREADABLE`, never a second creation.
 
 A claim is written before the request runs and expires after `_CLAIM_TTL_S` unless the request
-finishes, so an API process that dies mid-request does not hold the key for a day.
+finishes, so an API process that dies mid-request does not hold the key for a day. If Redis dies
+mid-request instead, the API still settles the claim (releases it, or keeps the response of a
+request that did create something, which it answers) as soon as Redis is back: a retry is not
+held off for a minute.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ import time
 from collections.abc import Awaitable, Callable
 
 from python_multipart.multipart import parse_options_header
+from redis.commands.core import AsyncScript
+from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -47,6 +52,10 @@ MAX_KEY_CHARS = 255
 _CLAIM_TTL_S = 60.0
 _WAIT_S = 5.0
 _POLL_S = 0.025
+_SETTLE_RETRY_S = (0.1, 1.0)  # the first wait for Redis to come back, and the longest
+
+# Claims being settled in the background, held so that the event loop does not drop them.
+_settling: set[asyncio.Task[None]] = set()
 
 Create = Callable[[Request], Awaitable[Response]]
 
@@ -129,20 +138,51 @@ async def _create_once(
     create: Create,
     sealer: Sealer | None,
 ) -> Response:
+    release = runtime.redis.register_script(_RELEASE)
     try:
         response = await create(request)
     except Exception:
-        await runtime.redis.register_script(_RELEASE)(keys=[record], args=[token])
+        await _settle(release, record, [token])
         raise
     if not 200 <= response.status_code < 300:
-        await runtime.redis.register_script(_RELEASE)(keys=[record], args=[token])
+        await _settle(release, record, [token])
         return response
     ttl_ms = int(runtime.settings.idempotency_key_ttl_s * 1000)
     kept = bytes(response.body) if sealer is None else sealer.seal(bytes(response.body).decode())
     finish = runtime.redis.register_script(_FINISH)
-    if not await finish(keys=[record], args=[token, response.status_code, kept, ttl_ms]):
+    # Created: whatever Redis does now, the caller learns what was made.
+    if await _settle(finish, record, [token, response.status_code, kept, ttl_ms]) == 0:
         log.warning("an idempotency claim expired before its request finished: %s", record)
     return response
+
+
+async def _settle(script: AsyncScript, record: str, args: list[str | int | bytes]) -> int | None:
+    """Run `script` on the claim now: its answer. If Redis is gone, None, and the script runs
+    as soon as Redis is back; the key stays held until then."""
+    try:
+        answer: int = await script(keys=[record], args=args)
+    except RedisError as exc:
+        log.warning("Redis failed before the claim %s was settled; retrying: %s", record, exc)
+        task = asyncio.create_task(_settle_later(script, record, args))
+        _settling.add(task)
+        task.add_done_callback(_settling.discard)
+        return None
+    return answer
+
+
+async def _settle_later(script: AsyncScript, record: str, args: list[str | int | bytes]) -> None:
+    # Past the claim's lifetime there is nothing left to settle: it has expired.
+    deadline = time.monotonic() + _CLAIM_TTL_S
+    wait_s, longest_s = _SETTLE_RETRY_S
+    while time.monotonic() < deadline:
+        await asyncio.sleep(wait_s)
+        try:
+            await script(keys=[record], args=args)
+        except RedisError:
+            wait_s = min(wait_s * 2, longest_s)
+        else:
+            log.info("the claim %s is settled now that Redis is back", record)
+            return
 
 
 def _opened(stored: bytes, sealer: Sealer | None) -> bytes:

@@ -176,9 +176,15 @@ def _responses(operation: Operation) -> Schema:
             "content": {JSON: {"schema": error_schema(codes)}},
         }
         if status == 429:  # `app._api_error` adds it to every TooManyRequests
-            response["headers"] = {**rate_headers, "Retry-After": _header("seconds to wait")}
+            response["headers"] = {**rate_headers, "Retry-After": retry_after_header()}
+        elif status == 503:  # and to every ServiceUnavailable; no charge was made, so no RateLimit
+            response["headers"] = {"Retry-After": retry_after_header()}
         responses[str(status)] = response
     return responses
+
+
+def retry_after_header() -> Schema:
+    return _header("seconds to wait before trying again")
 
 
 def _rate_headers() -> Schema:

@@ -14,7 +14,11 @@ from service.config import Settings
 from service.errors import InvalidInput
 from service.events import SUBSCRIPTIONS
 from service.tasks import JOB_TYPES
+from service.unknown_fields import refuse_unknown_fields
 from webhooks.guard import FORBIDDEN_ADDRESS, GuardRefused
+
+_JOB_FIELDS = frozenset({"type", "input", "webhook_url", "webhook_events", "metadata"})
+_IMAGE_FIELDS = ("base64", "url")
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,7 @@ class Submission:
 def parse_submission(body: Any, upload: bytes | None, settings: Settings) -> Submission:
     if not isinstance(body, dict):
         raise InvalidInput("the request body must be a JSON object")
+    refuse_unknown_fields(body, _JOB_FIELDS)
     job_type = parse_job_type(body.get("type"))
     raw_input = body.get("input", {})
     if not isinstance(raw_input, dict):
@@ -66,6 +71,8 @@ def parse_submission(body: Any, upload: bytes | None, settings: Settings) -> Sub
 
 
 def _image(spec: Any, upload: bytes | None, settings: Settings) -> ImageInput:
+    if isinstance(spec, dict):
+        refuse_unknown_fields(spec, _IMAGE_FIELDS, "input.image")
     if isinstance(spec, dict) and spec.keys() == {"url"}:
         url = parse_url(spec["url"], "input.image.url", settings)
         return ImageInput(None, {"source": "url", "url": url})
@@ -151,7 +158,8 @@ def parse_url(value: Any, field: str, settings: Settings) -> str:
 
 
 def parse_job_type(value: Any) -> str:
-    if value not in JOB_TYPES:
+    # A str first: an object or a list cannot be looked up in a dict (TypeError, a 500).
+    if not isinstance(value, str) or value not in JOB_TYPES:
         raise InvalidInput(
             f"type must be one of: {', '.join(sorted(JOB_TYPES))}",
             code="UNKNOWN_JOB_TYPE",
@@ -168,7 +176,11 @@ def parse_webhook_url(value: Any, settings: Settings) -> str | None:
 def parse_webhook_events(value: Any) -> tuple[str, ...]:
     if value is None:
         return ("completed",)
-    if not isinstance(value, list) or not value or not set(value) <= SUBSCRIPTIONS:
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(event, str) and event in SUBSCRIPTIONS for event in value)
+    ):
         raise InvalidInput(
             "webhook_events must be a non-empty list drawn from: "
             + ", ".join(sorted(SUBSCRIPTIONS)),

@@ -249,6 +249,29 @@ def test_json_too_deep_too_long_or_too_wide_is_refused(api, body, code):
     assert error_of(response)["code"] == code
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v1/jobs", {"type": {}, "input": {}}, "type"),
+        ("/v1/jobs", transform_job(webhook_events=[{}]), "webhook_events"),
+        ("/v1/batches", {"type": [], "items": [{}]}, "type"),
+        (
+            "/v1/batches",
+            {"type": "image.transform", "items": [{}], "webhook_events": [[]]},
+            "webhook_events",
+        ),
+    ],
+    ids=["job type", "job events", "batch type", "batch events"],
+)
+def test_a_value_that_is_no_name_at_all_is_refused_not_a_500(api, path, body, field):
+    """Regression (issue 15, item 22): an object or a list where a name belongs reached a set or
+    dict lookup and answered 500 INTERNAL_ERROR (TypeError: unhashable type)."""
+    response = api.post(path, json=body)
+
+    assert response.status_code == 422, response.text
+    assert error_of(response)["field"] == field
+
+
 def test_the_offending_place_is_named(api):
     body = transform_job()
     body["metadata"] = {"note": "x" * 9000}

@@ -255,7 +255,7 @@ def test_progress_events_arrive_when_asked_for(api, make_receiver):
             "INVALID_INPUT",
             "item_webhooks",
         ),
-        ({"type": "image.transform", "items": [{}], "colour": 1}, "INVALID_INPUT", "colour"),
+        ({"type": "image.transform", "items": [{}], "colour": 1}, "UNKNOWN_FIELD", "colour"),
     ],
 )
 def test_a_bad_batch_is_refused_whole(api, body, code, field):

@@ -165,6 +165,25 @@ def test_bad_endpoints_are_refused_naming_the_field(tenant, body, code, field):
     assert api.get("/v1/endpoints").json()["data"] == []
 
 
+@pytest.mark.parametrize("method", ["POST", "PATCH"])
+def test_a_filter_job_type_that_is_not_a_name_is_refused_not_a_500(tenant, method):
+    """Regression (issue 15, item 22): the fuzzer's `{"job_types": [{}]}` reached a set lookup
+    and answered 500 INTERNAL_ERROR (TypeError: unhashable type: 'dict')."""
+    _, api = tenant
+    body = {"url": "https://0.com/h", "filter": {"job_types": [{}]}}
+    path = "/v1/endpoints"
+    if method == "PATCH":
+        path += "/" + add_endpoint(api, "https://0.com/h")["id"]
+
+    response = api.request(method, path, json=body)
+
+    assert response.status_code == 422, response.text
+    assert (error_of(response)["code"], error_of(response)["field"]) == (
+        "UNKNOWN_JOB_TYPE",
+        "filter.job_types[0]",
+    )
+
+
 def test_a_slack_webhook_url_makes_a_slack_endpoint(tenant):
     _, api = tenant
     endpoint = add_endpoint(api, "https://hooks.slack.com/services/T0/B0/xyz")

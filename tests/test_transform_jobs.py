@@ -89,7 +89,6 @@ def test_output_that_cannot_fit_max_bytes_fails_the_job(api):
         ({"variants": {"thumb": {"width": 0}}}, "input.variants.thumb.width"),
         ({"variants": {"thumb": {"format": "bmp"}}}, "input.variants.thumb.format"),
         ({"variants": {"thumb": {"mode": "fill", "width": 10}}}, "input.variants.thumb.height"),
-        ({"variants": {"thumb": {"colour": "red"}}}, "input.variants.thumb.colour"),
         (
             {
                 "variants": {

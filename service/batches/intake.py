@@ -17,9 +17,9 @@ from typing import Any
 from starlette.requests import Request
 
 from service.batches.store import REFUSED
-from service.bodies import parse_json, read_body, read_form
+from service.bodies import JSON, accepted_media_type, parse_json, read_body, read_form
 from service.config import Settings
-from service.errors import InvalidInput, UnsupportedMediaType
+from service.errors import InvalidInput
 from service.submission import (
     parse_job_type,
     parse_metadata,
@@ -27,6 +27,7 @@ from service.submission import (
     parse_webhook_events,
     parse_webhook_url,
 )
+from service.unknown_fields import refuse_unknown_fields
 
 _BATCH_FIELDS = frozenset(
     {"type", "items", "input", "webhook_url", "webhook_events", "item_webhooks"}
@@ -49,32 +50,28 @@ class BatchRequest:
 
 
 async def read_batch_request(request: Request, settings: Settings) -> BatchRequest:
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    media_type = accepted_media_type(request, multipart=True)
     body = await read_body(request, settings.max_batch_bytes)
-    if media_type in ("application/json", ""):
+    if media_type == JSON:
         spec = parse_json(body, settings.json_shape)
         _require_object(spec)
         items = spec.get("items")
         if not isinstance(items, list):
             raise InvalidInput("items must be a list of job bodies", field="items")
         return _batch(spec, items, settings, from_csv=False)
-    if media_type == "multipart/form-data":
-        form = await read_form(request, body, fields=("batch",), files=("csv",))
-        spec = parse_json(form["batch"], settings.json_shape)
-        _require_object(spec)
-        if "items" in spec:
-            raise InvalidInput("send items as JSON, or a CSV file, not both", field="items")
-        rows = _csv_rows(form["csv"], settings.max_batch_items)
-        return _batch(spec, rows, settings, from_csv=True)
-    raise UnsupportedMediaType(f"send application/json or multipart/form-data, not {media_type!r}")
+    form = await read_form(request, body, fields=("batch",), files=("csv",))
+    spec = parse_json(form["batch"], settings.json_shape)
+    _require_object(spec)
+    if "items" in spec:
+        raise InvalidInput("send items as JSON, or a CSV file, not both", field="items")
+    rows = _csv_rows(form["csv"], settings.max_batch_items)
+    return _batch(spec, rows, settings, from_csv=True)
 
 
 def _require_object(spec: Any) -> None:
     if not isinstance(spec, dict):
         raise InvalidInput("the batch must be a JSON object")
-    unknown = sorted(set(spec) - _BATCH_FIELDS)
-    if unknown:
-        raise InvalidInput(f"unknown batch field: {unknown[0]}", field=unknown[0])
+    refuse_unknown_fields(spec, _BATCH_FIELDS)
 
 
 def _batch(
@@ -133,10 +130,11 @@ def _batch(
 def _item_body(job_type: str, item: Any) -> dict[str, Any] | InvalidInput:
     if not isinstance(item, dict):
         return InvalidInput("an item must be a job body: an object with input")
-    unknown = sorted(set(item) - _ITEM_FIELDS)
-    if unknown:
+    try:
         # Webhooks belong to the batch (`webhook_url`, `item_webhooks`), not to one item.
-        return InvalidInput(f"unknown item field: {unknown[0]}", field=unknown[0])
+        refuse_unknown_fields(item, _ITEM_FIELDS)
+    except InvalidInput as exc:
+        return exc
     if item.get("type", job_type) != job_type:
         return InvalidInput(f"every item of this batch is a {job_type} job", field="type")
     return {"type": job_type, "input": item.get("input", {}), "metadata": item.get("metadata", {})}

@@ -13,14 +13,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from service.auth import authenticate, runtime
-from service.bodies import parse_json, read_body
+from service.bodies import read_json
 from service.errors import InvalidInput, NotFound
+from service.unknown_fields import refuse_unknown_fields
 from service.views import delivery_view, iso
 from webhooks.dlq import DlqFilter
 from webhooks.store import STATUSES, Delivery
 
 MAX_PAGE = 200
 FILTERS = ("host", "since", "until", "endpoint_id")
+_REPLAY_FIELDS = ("ids", "all", *FILTERS)
 _ENDPOINT_ID = re.compile(r"ep_[0-9a-z]{1,40}")
 
 
@@ -82,10 +84,10 @@ async def replay_dlq(request: Request) -> JSONResponse:
     {"all": true}."""
     client = await authenticate(request)
     rt = runtime(request)
-    body = parse_json(
-        await read_body(request, rt.settings.max_request_bytes), rt.settings.json_shape
-    )
-    if not isinstance(body, dict) or not body.keys() & {*FILTERS, "ids", "all"}:
+    body = await read_json(request, rt.settings.max_request_bytes, rt.settings.json_shape)
+    if isinstance(body, dict):
+        refuse_unknown_fields(body, _REPLAY_FIELDS)
+    if not isinstance(body, dict) or not body:
         raise InvalidInput(
             'say what to replay: {"ids": [...]}, a filter on host/since/until/endpoint_id, '
             'or {"all": true}'

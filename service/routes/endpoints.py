@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from service.auth import authenticate, runtime
-from service.bodies import parse_json, read_body
+from service.bodies import read_json
 from service.endpoint_input import EndpointFields, merged_headers, parse_endpoint_fields
 from service.endpoint_input import resolved_kind as kind_of
 from service.endpoint_views import endpoint_view, stats_view
@@ -245,9 +245,7 @@ def _or(value: Any, current: Any) -> Any:
 
 
 async def _body(request: Request, rt: Runtime) -> Any:
-    return parse_json(
-        await read_body(request, rt.settings.max_request_bytes), rt.settings.json_shape
-    )
+    return await read_json(request, rt.settings.max_request_bytes, rt.settings.json_shape)
 
 
 async def _own_endpoint(request: Request) -> Endpoint:

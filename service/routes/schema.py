@@ -45,7 +45,17 @@ from service.config import Settings
 from service.console.routes import console
 from service.endpoint_views import endpoint_schema, stats_schema
 from service.events import WEBHOOK_EVENT_TYPES
-from service.openapi import JSON, Endpoint, Operation, Param, Reply, Schema, build_document, closed
+from service.openapi import (
+    JSON,
+    Endpoint,
+    Operation,
+    Param,
+    Reply,
+    Schema,
+    build_document,
+    closed,
+    retry_after_header,
+)
 from service.routes import batches, deliveries, endpoints, events, files, jobs, metrics, system
 from service.tasks import JOB_TYPES
 from service.views import delivery_schema
@@ -60,8 +70,9 @@ ID_PATTERNS = {
     # An itsdangerous token; never starting with '.', so no client collapses it as `..`.
     "token": "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,1023}$",
 }
-_BODY = {400: ("INVALID_JSON",), 413: ("PAYLOAD_TOO_LARGE",)}
-_SHAPE = ("INVALID_INPUT", "JSON_TOO_DEEP", "STRING_TOO_LONG", "LIST_TOO_LONG")
+_BODY = {400: ("INVALID_JSON",), 413: ("PAYLOAD_TOO_LARGE",), 415: ("UNSUPPORTED_MEDIA_TYPE",)}
+# What any JSON body can be refused for, whatever the route: its shape and fields it does not take.
+_SHAPE = ("INVALID_INPUT", "UNKNOWN_FIELD", "JSON_TOO_DEEP", "STRING_TOO_LONG", "LIST_TOO_LONG")
 _URL = ("INVALID_URL", "URL_NOT_ALLOWED")
 _IMAGE = ("MISSING_IMAGE", "IMAGE_TOO_LARGE", "INVALID_IMAGE", "TOO_MANY_FRAMES")
 _IDEMPOTENCY = {409: ("IDEMPOTENCY_CONFLICT", "IDEMPOTENCY_IN_PROGRESS")}
@@ -100,7 +111,6 @@ def operations(settings: Settings) -> dict[Endpoint, Operation]:
             errors={
                 **_BODY,
                 **_IDEMPOTENCY,
-                415: ("UNSUPPORTED_MEDIA_TYPE",),
                 422: (*_SHAPE, *_URL, *_IMAGE, "INVALID_MULTIPART", "UNKNOWN_JOB_TYPE")
                 + ("METADATA_TOO_LARGE", "INVALID_IDEMPOTENCY_KEY"),
                 429: ("TOO_MANY_JOBS",),
@@ -129,7 +139,6 @@ def operations(settings: Settings) -> dict[Endpoint, Operation]:
             errors={
                 **_BODY,
                 **_IDEMPOTENCY,
-                415: ("UNSUPPORTED_MEDIA_TYPE",),
                 422: (*_SHAPE, *_URL, "INVALID_MULTIPART", "UNKNOWN_JOB_TYPE", "EMPTY_BATCH")
                 + ("BATCH_TOO_LARGE", "INVALID_CSV", "INVALID_TEMPLATE", "METADATA_TOO_LARGE")
                 + ("INVALID_IDEMPOTENCY_KEY",),
@@ -205,7 +214,12 @@ def operations(settings: Settings) -> dict[Endpoint, Operation]:
             "Readiness: Redis answers",
             (
                 Reply(200, "ready", {JSON: closed({"status": {"const": "ready"}})}),
-                Reply(503, "Redis is unreachable", {JSON: unready()}),
+                Reply(
+                    503,
+                    "Redis is unreachable",
+                    {JSON: unready()},
+                    {"Retry-After": retry_after_header()},
+                ),
             ),
             authenticated=False,
         ),
@@ -232,7 +246,7 @@ def _endpoint_operations(settings: Settings) -> dict[Endpoint, Operation]:
     endpoint = endpoint_schema(list(WEBHOOK_EVENT_TYPES), sorted(JOB_TYPES))
     secret = {"type": "string", "pattern": "^whsec_"}
     missing = {404: ("ENDPOINT_NOT_FOUND",)}
-    fields = (*_SHAPE, *_URL, "UNKNOWN_FIELD", "UNKNOWN_EVENT_TYPE", "UNKNOWN_JOB_TYPE") + (
+    fields = (*_SHAPE, *_URL, "UNKNOWN_EVENT_TYPE", "UNKNOWN_JOB_TYPE") + (
         "INVALID_HEADER",
         "INVALID_TEMPLATE",
     )

@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 from service import imaging
 from service.auth import runtime
+from service.errors import UNAVAILABLE_RETRY_AFTER_S
 from service.tasks import JOB_TYPES
 
 log = logging.getLogger("pixhook.api")
@@ -27,7 +28,11 @@ async def readyz(request: Request) -> JSONResponse:
     except (RedisError, OSError) as exc:
         # Unauthenticated: the reason goes to the log, not to whoever asks.
         log.warning("not ready: Redis does not answer: %s", exc)
-        return JSONResponse({"status": "unavailable", "redis": "unreachable"}, status_code=503)
+        return JSONResponse(
+            {"status": "unavailable", "redis": "unreachable"},
+            status_code=503,
+            headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)},
+        )
     return JSONResponse({"status": "ready"})
 
 

@@ -17,6 +17,7 @@ from service.jobs import Job
 from service.providers import vision
 from service.providers.openai import open_client
 from service.tasks.context import TaskContext
+from service.unknown_fields import refuse_unknown_fields
 
 NAME = "image.analyze"
 PROVIDERS = ("openai",)
@@ -29,9 +30,7 @@ DELTA_CHARS = 200
 
 
 def parse_input(raw: dict[str, Any], settings: Settings) -> dict[str, Any]:
-    unknown = sorted(set(raw) - _FIELDS)
-    if unknown:
-        raise InvalidInput(f"unknown input field: {unknown[0]}", field=f"input.{unknown[0]}")
+    refuse_unknown_fields(raw, _FIELDS, "input")
     provider = raw.get("provider")
     if provider is not None and provider not in PROVIDERS:
         raise InvalidInput(

@@ -14,14 +14,17 @@ from service.providers.openai import decode_b64_image, open_client
 from service.storage import Storage, job_file_key
 from service.tasks.context import TaskContext
 from service.tasks.transform import stored_image_schema
+from service.unknown_fields import refuse_unknown_fields
 
 NAME = "image.generate"
 MAX_STEPS = 150
 MAX_GUIDANCE = 30.0
 MAX_IMAGES = 4
+_FIELDS = frozenset("prompt negative_prompt model steps guidance_scale width height seed n".split())
 
 
 def parse_input(raw: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    refuse_unknown_fields(raw, _FIELDS, "input")
     prompt = raw.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
         raise InvalidInput("prompt must be a non-empty string", field="input.prompt")
@@ -57,20 +60,23 @@ def input_schema(settings: Settings) -> dict[str, Any]:
     """JSON Schema of what `parse_input` accepts; a side must also be a multiple of 8."""
     prompt = {"type": "string", "maxLength": settings.max_prompt_chars}
     side = {"type": "integer", "minimum": 64, "maximum": settings.max_generate_side}
+    properties = {
+        "prompt": {**prompt, "minLength": 1, "pattern": "\\S"},
+        "negative_prompt": {**prompt, "type": ["string", "null"]},
+        "steps": {"type": "integer", "minimum": 1, "maximum": MAX_STEPS, "default": 50},
+        "guidance_scale": {"type": "number", "minimum": 0, "maximum": MAX_GUIDANCE},
+        "width": {**side, "multipleOf": 8, "default": 1024},
+        "height": {**side, "multipleOf": 8, "default": 1024},
+        "seed": {"type": ["integer", "null"], "minimum": 0, "maximum": 2**32 - 1},
+        "n": {"type": "integer", "minimum": 1, "maximum": MAX_IMAGES, "default": 1},
+        "model": {"type": "string", "minLength": 1, "default": settings.openai_image_model},
+    }
+    assert properties.keys() == _FIELDS, "describe every input field"
     return {
         "type": "object",
-        "properties": {
-            "prompt": {**prompt, "minLength": 1, "pattern": "\\S"},
-            "negative_prompt": {**prompt, "type": ["string", "null"]},
-            "steps": {"type": "integer", "minimum": 1, "maximum": MAX_STEPS, "default": 50},
-            "guidance_scale": {"type": "number", "minimum": 0, "maximum": MAX_GUIDANCE},
-            "width": {**side, "multipleOf": 8, "default": 1024},
-            "height": {**side, "multipleOf": 8, "default": 1024},
-            "seed": {"type": ["integer", "null"], "minimum": 0, "maximum": 2**32 - 1},
-            "n": {"type": "integer", "minimum": 1, "maximum": MAX_IMAGES, "default": 1},
-            "model": {"type": "string", "minLength": 1, "default": settings.openai_image_model},
-        },
+        "properties": properties,
         "required": ["prompt"],
+        "additionalProperties": False,
     }
 
 

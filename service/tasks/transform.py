@@ -17,6 +17,7 @@ from service.errors import InvalidInput, JobFailure
 from service.jobs import Job
 from service.storage import Storage, job_file_key
 from service.tasks.context import TaskContext
+from service.unknown_fields import refuse_unknown_fields
 
 NAME = "image.transform"
 MAX_VARIANTS = 10
@@ -50,7 +51,7 @@ _MAX_BYTES_LIMIT = 1 << 30
 
 def parse_input(raw: dict[str, Any], settings: Settings) -> dict[str, Any]:
     defaults = {key: value for key, value in raw.items() if key != "variants"}
-    _reject_unknown_fields(defaults, "input")
+    refuse_unknown_fields(defaults, _OUTPUT_FIELDS, "input")
     parsed = _parse_output(defaults, settings, "input")
     if "variants" not in raw:
         return parsed
@@ -223,15 +224,9 @@ def _parse_variants(
             raise InvalidInput("variant names are 1-40 letters, digits, '-' or '_'", field=prefix)
         if not isinstance(variant, dict):
             raise InvalidInput("a variant is an object of output fields", field=prefix)
-        _reject_unknown_fields(variant, prefix)
+        refuse_unknown_fields(variant, _OUTPUT_FIELDS, prefix)
         parsed[name] = _parse_output({**defaults, **variant}, settings, prefix)
     return parsed
-
-
-def _reject_unknown_fields(raw: dict[str, Any], prefix: str) -> None:
-    for name in raw:
-        if name not in _OUTPUT_FIELDS:
-            raise InvalidInput(f"unknown field {name!r}", field=f"{prefix}.{name}")
 
 
 def _parse_output(raw: dict[str, Any], settings: Settings, prefix: str) -> dict[str, Any]:
@@ -320,6 +315,8 @@ def _flag(raw: dict[str, Any], name: str, prefix: str) -> bool:
 def _focal_point(value: Any, field: str) -> dict[str, float] | None:
     if value is None:
         return None
+    if isinstance(value, dict):
+        refuse_unknown_fields(value, ("x", "y"), field)
     if not isinstance(value, dict) or set(value) != {"x", "y"}:
         raise InvalidInput("focal_point must be {x, y}, each from 0 to 1", field=field)
     for axis in ("x", "y"):
@@ -332,6 +329,8 @@ def _focal_point(value: Any, field: str) -> dict[str, float] | None:
 def _box(value: Any, max_pixels: int, field: str) -> dict[str, int] | None:
     if value is None:
         return None
+    if isinstance(value, dict):
+        refuse_unknown_fields(value, _BOX_FIELDS, field)
     if not isinstance(value, dict) or set(value) != set(_BOX_FIELDS):
         raise InvalidInput("box must be {left, top, width, height} in pixels", field=field)
     return {
