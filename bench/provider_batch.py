@@ -442,8 +442,12 @@ def main() -> int:
     )
     images = [make_image(index) for index in range(args.items + WARM_UP_ITEMS)]
     # What the cache is keyed by: the photo as the service re-encodes it for the model.
+    defaults = Settings()
     prepared = {
-        hashlib.sha256(vision.prepare_image(i, Settings().vision_max_side)).digest() for i in images
+        hashlib.sha256(
+            vision.prepare_image(i, defaults.vision_max_side, defaults.max_image_pixels)
+        ).digest()
+        for i in images
     }
     if len(prepared) != len(images):
         raise BenchError(f"only {len(prepared)} distinct images of {len(images)}")

@@ -14,6 +14,7 @@ from service.fetch import fetch_image
 from service.job_metrics import JobMetrics
 from service.jobs import TERMINAL, Job
 from service.logs import bind
+from service.retrying_storage import RetryingStorage
 from service.runtime import Runtime
 from service.storage import StorageUnavailable
 from service.streams import append_event
@@ -87,12 +88,16 @@ async def _finish(runtime: Runtime, job: Job) -> None:
 
 
 async def _run(runtime: Runtime, job: Job) -> dict[str, object]:
+    # Outputs are written through storage outages until this much of the job's time has gone;
+    # the rest is left to record the failure (and for image.generate, keep what was paid for).
+    writes_until = asyncio.get_running_loop().time() + runtime.settings.job_timeout_s * 0.9
     job_type = JOB_TYPES[job.type]
     image = await _input_image(runtime, job) if job_type.takes_image else b""
     emit = partial(append_event, runtime.redis, job.id, ttl_s=runtime.settings.event_retention_s)
-    context = TaskContext(
-        runtime.storage, runtime.settings, runtime.redis, emit, runtime.provider_http
+    storage = RetryingStorage(
+        runtime.storage, writes_until, JobMetrics(runtime.redis).storage_failed
     )
+    context = TaskContext(storage, runtime.settings, runtime.redis, emit, runtime.provider_http)
     return await job_type.run(job, image, context)
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import mimetypes
 import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +22,8 @@ from service.errors import Forbidden, NotFound, ServiceUnavailable
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+
+log = logging.getLogger("pixhook.storage")
 
 # SigV4 presigned URLs are valid for at most seven days.
 MAX_PRESIGN_S = 7 * 86400
@@ -103,14 +108,16 @@ class LocalStorage:
 
     async def put(self, key: str, data: bytes, *, media_type: str | None = None) -> None:
         # The media type travels in each link instead (see `url`).
-        await asyncio.to_thread(self._write, self._path(key), data)
+        with _outage("put", key, OSError):
+            await asyncio.to_thread(self._write, self._path(key), data)
 
     async def get(self, key: str) -> bytes:
         path = self._path(key)
-        try:
-            return await asyncio.to_thread(path.read_bytes)
-        except FileNotFoundError as exc:
-            raise NotFound("stored file is gone", code="FILE_NOT_FOUND") from exc
+        with _outage("get", key, OSError):
+            try:
+                return await asyncio.to_thread(path.read_bytes)
+            except FileNotFoundError as exc:
+                raise NotFound("stored file is gone", code="FILE_NOT_FOUND") from exc
 
     def url(self, key: str, media_type: str) -> str:
         return f"{self._public_url}/files/{self._links.token(key, media_type)}"
@@ -202,9 +209,7 @@ class S3Storage:
         return await asyncio.to_thread(self._read, self.object_key(key))
 
     def _write(self, key: str, data: bytes, media_type: str) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
+        with _outage("put", key, *_boto_errors()):
             self._client.put_object(
                 Bucket=self.bucket,
                 Key=self.object_key(key),
@@ -212,22 +217,19 @@ class S3Storage:
                 ContentType=media_type,
                 CacheControl=f"private, max-age={self.expires_s}",
             )
-        except (BotoCoreError, ClientError) as exc:
-            raise _unavailable(exc, "put") from exc
 
     def _read(self, object_key: str) -> bytes:
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import ClientError
 
-        try:
-            response = self._client.get_object(Bucket=self.bucket, Key=object_key)
-            with response["Body"] as body:
-                return body.read()
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
-                raise NotFound("stored file is gone", code="FILE_NOT_FOUND") from exc
-            raise _unavailable(exc, "get") from exc
-        except BotoCoreError as exc:
-            raise _unavailable(exc, "get") from exc
+        with _outage("get", object_key, *_boto_errors()):
+            try:
+                response = self._client.get_object(Bucket=self.bucket, Key=object_key)
+                with response["Body"] as body:
+                    return body.read()
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+                    raise NotFound("stored file is gone", code="FILE_NOT_FOUND") from exc
+                raise
 
     async def start_parts(self, key: str, *, media_type: str) -> str:
         return await asyncio.to_thread(self._start_parts, key, media_type)
@@ -239,23 +241,17 @@ class S3Storage:
         await asyncio.to_thread(self._finish_parts, key, upload_id, count)
 
     def _start_parts(self, key: str, media_type: str) -> str:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
+        with _outage("parts", key, *_boto_errors()):
             upload = self._client.create_multipart_upload(
                 Bucket=self.bucket,
                 Key=self.object_key(key),
                 ContentType=media_type,
                 CacheControl=f"private, max-age={self.expires_s}",
             )
-        except (BotoCoreError, ClientError) as exc:
-            raise _unavailable(exc, "parts") from exc
         return upload["UploadId"]
 
     def _put_part(self, key: str, upload_id: str, number: int, data: bytes) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
+        with _outage("parts", key, *_boto_errors()):
             self._client.upload_part(
                 Bucket=self.bucket,
                 Key=self.object_key(key),
@@ -263,33 +259,32 @@ class S3Storage:
                 PartNumber=number,
                 Body=data,
             )
-        except (BotoCoreError, ClientError) as exc:
-            raise _unavailable(exc, "parts") from exc
 
     def _finish_parts(self, key: str, upload_id: str, count: int) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import ClientError
 
         object_key = self.object_key(key)
-        try:
-            # S3 wants each part's ETag back; asking for them keeps them out of Redis.
-            pages = self._client.get_paginator("list_parts").paginate(
-                Bucket=self.bucket, Key=object_key, UploadId=upload_id
-            )
-            etags = {p["PartNumber"]: p["ETag"] for page in pages for p in page.get("Parts", [])}
-            self._client.complete_multipart_upload(
-                Bucket=self.bucket,
-                Key=object_key,
-                UploadId=upload_id,
-                MultipartUpload={
-                    "Parts": [{"PartNumber": n, "ETag": etags[n]} for n in range(1, count + 1)]
-                },
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "NoSuchUpload":
-                return  # completed already, by us or by a worker that died right after
-            raise _unavailable(exc, "parts") from exc
-        except BotoCoreError as exc:
-            raise _unavailable(exc, "parts") from exc
+        with _outage("parts", key, *_boto_errors()):
+            try:
+                # S3 wants each part's ETag back; asking for them keeps them out of Redis.
+                pages = self._client.get_paginator("list_parts").paginate(
+                    Bucket=self.bucket, Key=object_key, UploadId=upload_id
+                )
+                etags = {
+                    p["PartNumber"]: p["ETag"] for page in pages for p in page.get("Parts", [])
+                }
+                self._client.complete_multipart_upload(
+                    Bucket=self.bucket,
+                    Key=object_key,
+                    UploadId=upload_id,
+                    MultipartUpload={
+                        "Parts": [{"PartNumber": n, "ETag": etags[n]} for n in range(1, count + 1)]
+                    },
+                )
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") == "NoSuchUpload":
+                    return  # completed already, by us or by a worker that died right after
+                raise
 
     def url(self, key: str, media_type: str) -> str:
         # Signed locally with the client's credentials: no request to S3.
@@ -338,8 +333,22 @@ class StorageUnavailable(ServiceUnavailable):
         self.operation = operation
 
 
-def _unavailable(exc: Exception, operation: str) -> StorageUnavailable:
-    return StorageUnavailable(f"storage is unavailable: {exc}", operation=operation)
+@contextmanager
+def _outage(operation: str, key: str, *errors: type[Exception]) -> Iterator[None]:
+    """`errors` become StorageUnavailable. Callers see what failed, never the store's endpoint,
+    bucket, key or path (boto's and the OS's messages carry them): those go to the log."""
+    try:
+        yield
+    except errors as exc:
+        log.warning("storage %s of %s failed: %s", operation, key, exc)
+        message = f"storage is unavailable ({operation} failed); try again shortly"
+        raise StorageUnavailable(message, operation=operation) from exc
+
+
+def _boto_errors() -> tuple[type[Exception], ...]:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    return BotoCoreError, ClientError
 
 
 def s3_client(endpoint_url: str, region: str) -> S3Client:

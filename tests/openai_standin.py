@@ -4,7 +4,8 @@ and can be scripted to answer 401, 429 with Retry-After, 500, slowly, with malfo
 a stream that stalls, breaks off or garbles: the outside world pixhook cannot reach in tests.
 
 It counts requests per fixed time window and, like OpenAI, can enforce a requests-per-minute limit
-in per-window slices, answering 429 with Retry-After and OpenAI's error body beyond it.
+in per-window slices, answering 429 with Retry-After and OpenAI's error body beyond it. It also
+counts, per model, the calls a real provider would bill: those it answered with images or text.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 import math
 import threading
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -102,6 +104,7 @@ class OpenAIStandIn:
         self.requests: list[dict[str, Any]] = []
         self._script: list[Answer] = []
         self._generated_images: list[bytes] = []
+        self._paid: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._windows: dict[int, Window] = {}
         self._window_s = 1.0
@@ -149,6 +152,15 @@ class OpenAIStandIn:
             if requests_per_minute is not None:
                 self._per_window = max(1, math.floor(requests_per_minute * window_s / 60))
             self._counting_since = time.monotonic()
+
+    def paid_calls(self, model: str) -> int:
+        """How many calls naming `model` were answered with images or text: what a bill counts."""
+        with self._lock:
+            return self._paid[model]
+
+    def _bill(self, body: dict[str, Any]) -> None:
+        with self._lock:
+            self._paid[str(body.get("model"))] += 1
 
     def window_counts(self) -> list[Window]:
         """Every window from the first request counted to the last, empty ones included."""
@@ -222,6 +234,7 @@ class OpenAIStandIn:
         if not any(p.get("type") == "image_url" for p in parts):
             return _error(400, "this model needs an image", "invalid_request_error")
         content = answer.content if answer.content is not None else json.dumps(PRODUCT)
+        self._bill(body)
         if body.get("stream"):
             with_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             chunks = _chunks(str(body.get("model")), content, answer, with_usage)
@@ -238,6 +251,7 @@ class OpenAIStandIn:
             return _error(400, "prompt is required", "invalid_request_error")
         width, height = (int(side) for side in str(body.get("size", "1024x1024")).split("x"))
         images = [_png(width, height, body.get("seed")) for _ in range(int(body.get("n", 1)))]
+        self._bill(body)
         if answer.as_urls:
             data = [{"url": self._link(base64.b64decode(image))} for image in images]
         else:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import io
 import json
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -350,3 +352,60 @@ def test_a_server_that_ignores_stream_is_read_in_one_piece(stack):
 
     assert asyncio.run(main())["usage"] == USAGE
     assert pieces == ["one piece"]
+
+
+def cutout(seed: int) -> bytes:
+    """A product cut out of its background: an opaque square on fully transparent pixels."""
+    image = Image.new("RGBA", (300, 200), (0, 0, 0, 0))
+    image.paste((seed % 256, 40, 40, 255), (100, 50, 200, 150))
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_a_transparent_photo_reaches_the_model_on_white(api, openai_standin):
+    """Issue 15 item 7: transparent pixels were sent black, so the model judged a product on a
+    black backdrop (and the answer was cached for 30 days)."""
+    openai_standin.script([])
+
+    analyze(api, cutout(11))
+
+    image = sent_image(openai_standin.requests[0]).convert("RGB")
+    background, product = image.getpixel((5, 5)), image.getpixel((150, 100))
+    assert isinstance(background, tuple) and isinstance(product, tuple)
+    assert min(background) >= 250
+    assert product[1] < 80  # the product itself is untouched
+
+
+def test_answers_cached_from_a_black_background_are_not_served(api, stack, openai_standin):
+    """Issue 15 item 7: an answer cached from the black-background upload of old must never be
+    served again, though the photo and the prompt are the same."""
+    photo = cutout(12)
+    black = io.BytesIO()
+    Image.open(io.BytesIO(photo)).convert("RGB").save(black, "JPEG", quality=85)
+    digest, no_brands = hashlib.sha256(black.getvalue()).hexdigest(), hashlib.sha256(b"")
+    old_key = f"pixhook:vision:{digest}:ecommerce-v1:gpt-4o-mini:{no_brands.hexdigest()[:16]}"
+    wrong = {"attributes": PRODUCT | {"description": "A product on black."}, "provider": {}}
+    with redis.Redis.from_url(stack.redis_url) as connection:
+        connection.set(old_key, json.dumps(wrong), ex=600)
+    openai_standin.script([])
+
+    job = analyze(api, photo)
+
+    assert job["output"]["provider"]["cached"] is False
+    assert job["output"]["attributes"] == PRODUCT
+
+
+def test_the_upload_stays_within_5_mb_whatever_the_max_side(run_analyze, openai_standin):
+    """Issue 15 item 7: the preparation promises at most 5 MB to the provider, but with a large
+    PIXHOOK_VISION_MAX_SIDE a detailed photo went up at whatever size it encoded to."""
+    size = (3200, 2400)  # of pure noise: about 5.8 MB as a JPEG of quality 85
+    buffer = io.BytesIO()
+    Image.frombytes("RGB", size, os.urandom(size[0] * size[1] * 3)).save(buffer, "BMP")
+    openai_standin.script([])
+
+    run_analyze(buffer.getvalue(), vision_max_side=8192)
+
+    url = openai_standin.requests[0]["body"]["messages"][0]["content"][1]["image_url"]["url"]
+    uploaded_bytes = len(base64.b64decode(url.split(",", 1)[1]))
+    assert uploaded_bytes <= 5_000_000

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import struct
 from typing import Any
 
 import httpx
@@ -91,3 +93,79 @@ def test_forbidden_image_url_is_refused_at_submission(api, url, code):
 
     assert response.status_code == 422
     assert (error_of(response)["code"], error_of(response)["field"]) == (code, "input.image.url")
+
+
+def photo() -> Response:
+    return Response(200, {"content-type": "image/jpeg"}, image_bytes())
+
+
+def test_an_image_url_answering_503_is_fetched_again(api, serve):
+    """Issue 15 item 10: an image host answering 503 once failed the job at once."""
+    server = serve(Scripted(lambda n: Response(503) if n == 0 else photo()))
+
+    job = run(api, server.url("/busy.jpg"))
+
+    assert job["status"] == "succeeded", job["error"]
+    assert len(server.requests) == 2
+
+
+def test_an_image_url_answering_429_is_fetched_again_after_its_retry_after(api, serve):
+    """Issue 15 item 10: a 429 is transient, and its Retry-After says when to ask again."""
+    server = serve(Scripted(lambda n: Response(429, {"retry-after": "1"}) if n == 0 else photo()))
+
+    job = run(api, server.url("/throttled.jpg"))
+
+    assert job["status"] == "succeeded", job["error"]
+    first, second = server.requests
+    assert second.arrived_at - first.arrived_at >= 1.0
+
+
+class ResetsFirst(Scripted):
+    """Resets the first connection after reading its request; answers a photo afterwards."""
+
+    def handle(self, conn: socket.socket) -> None:
+        self.read_request(conn)
+        if len(self.requests) == 1:
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            return
+        self.send(conn, photo().encode())
+
+
+def test_an_image_download_cut_by_a_reset_is_fetched_again(api, serve):
+    """Issue 15 item 10: a connection reset is transient."""
+    server = serve(ResetsFirst())
+
+    job = run(api, server.url("/flaky.jpg"))
+
+    assert job["status"] == "succeeded", job["error"]
+    assert len(server.requests) == 2
+
+
+def test_an_image_url_that_keeps_failing_is_given_up_after_three_tries(api, serve):
+    """Retries are bounded: the job fails with the last status, saying how often it tried."""
+    server = serve(Scripted(lambda n: Response(502)))
+
+    job = run(api, server.url("/down.jpg"))
+
+    assert (job["status"], job["error"]["code"]) == ("failed", "IMAGE_FETCH_FAILED")
+    assert "502" in job["error"]["message"] and "3 attempts" in job["error"]["message"]
+    assert len(server.requests) == 3
+
+
+def test_a_missing_image_is_fetched_only_once(api, serve):
+    """A 404 is final: asking again would not make the image appear."""
+    server = serve(Scripted(lambda n: Response(404)))
+
+    run(api, server.url("/gone.jpg"))
+
+    assert len(server.requests) == 1
+
+
+def test_an_image_host_that_does_not_resolve_is_a_dns_failure(api):
+    """Issue 15 item 10: a name that does not resolve was reported as "the image URL is not
+    allowed", sending callers to look for an SSRF rule instead of a typo."""
+    job = run(api, "http://no-such-host.invalid/photo.jpg")
+
+    assert (job["status"], job["error"]["code"]) == ("failed", "IMAGE_DNS_FAILURE")
+    assert "no-such-host.invalid" in job["error"]["message"]
+    assert "not allowed" not in job["error"]["message"]

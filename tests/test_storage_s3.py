@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,12 +18,15 @@ from typing import Any
 import httpx
 import pytest
 from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
 
 from service.config import ConfigError, Settings
 from service.devstack import RunningStack, free_port, local_stack, stop_process, wait_for
 from service.errors import NotFound, ServiceUnavailable
 from service.storage import MAX_PRESIGN_S, S3Storage, job_file_key, open_storage, s3_client
 from tests.helpers import error_of, image_bytes, transform_job, wait_for_status
+from tests.openai_standin import API_KEY, OpenAIStandIn
+from tests.tcp_switch import TcpSwitch
 
 BUCKET = "pixhook-test"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
@@ -192,23 +195,27 @@ def test_s3_settings_are_read():
     assert Settings().s3_region == "us-east-1"
 
 
+def stack_on_s3(workdir: Path, endpoint: str, prefix: str, **env: str) -> Iterator[RunningStack]:
+    storage = {"PIXHOOK_STORAGE": f"s3://{BUCKET}/{prefix}", "PIXHOOK_S3_ENDPOINT_URL": endpoint}
+    with local_stack(workdir, storage | CREDENTIALS | env) as running:
+        yield running
+
+
 @pytest.fixture(scope="module")
 def s3_stack(
     tmp_path_factory: pytest.TempPathFactory, moto_url: str, s3: Any
 ) -> Iterator[RunningStack]:
-    env = {
-        "PIXHOOK_STORAGE": f"s3://{BUCKET}/pixhook",
-        "PIXHOOK_S3_ENDPOINT_URL": moto_url,
-        **CREDENTIALS,
-    }
-    with local_stack(tmp_path_factory.mktemp("s3-stack"), env) as running:
-        yield running
+    yield from stack_on_s3(tmp_path_factory.mktemp("s3-stack"), moto_url, "pixhook")
+
+
+def api_of(stack: RunningStack) -> httpx.Client:
+    headers = {"authorization": f"Bearer {stack.client.api_key}"}
+    return httpx.Client(base_url=stack.api_url, headers=headers, timeout=30)
 
 
 @pytest.fixture
 def s3_api(s3_stack: RunningStack) -> Iterator[httpx.Client]:
-    headers = {"authorization": f"Bearer {s3_stack.client.api_key}"}
-    with httpx.Client(base_url=s3_stack.api_url, headers=headers, timeout=30) as client:
+    with api_of(s3_stack) as client:
         yield client
 
 
@@ -276,3 +283,114 @@ def test_batch_results_are_written_to_s3(s3_stack, s3_api, s3, moto_url):
     assert url.startswith(f"{moto_url}/{BUCKET}/pixhook/")
     lines = httpx.get(url).text.splitlines()
     assert sorted(json.loads(line)["index"] for line in lines) == [0, 1, 2]
+
+
+# Issue 15 item 9: S3 going down while jobs run. The stack reaches moto through a switch the
+# tests turn off and on; the bucket itself stays.
+OUTAGE_PREFIX = "outage"
+
+
+@pytest.fixture(scope="module")
+def s3_switch(moto_url: str, s3: Any) -> Iterator[TcpSwitch]:
+    switch = TcpSwitch(int(moto_url.rsplit(":", 1)[1])).on()
+    yield switch
+    switch.off()
+
+
+@pytest.fixture(scope="module")
+def outage_stack(
+    tmp_path_factory: pytest.TempPathFactory, s3_switch: TcpSwitch, openai_standin: OpenAIStandIn
+) -> Iterator[RunningStack]:
+    yield from stack_on_s3(
+        tmp_path_factory.mktemp("outage-stack"),
+        s3_switch.url,
+        OUTAGE_PREFIX,
+        PIXHOOK_OPENAI_BASE_URL=openai_standin.base_url,
+        PIXHOOK_OPENAI_API_KEY=API_KEY,
+        # Short, so that a job outlasting the outage is quick to see.
+        PIXHOOK_JOB_TIMEOUT="4s",
+    )
+
+
+@pytest.fixture
+def outage_api(outage_stack: RunningStack, s3_switch: TcpSwitch) -> Iterator[httpx.Client]:
+    with api_of(outage_stack) as client:
+        yield client
+    s3_switch.on()  # whatever the test left it at
+
+
+def generate(api: httpx.Client, model: str) -> str:
+    prompt = {"prompt": "a red shoe", "model": model, "width": 64, "height": 64, "seed": 7}
+    response = api.post("/v1/jobs", json={"type": "image.generate", "input": prompt})
+    assert response.status_code == 202, response.text
+    job_id: str = response.json()["id"]
+    return job_id
+
+
+def failed_puts(api: httpx.Client) -> float:
+    text = api.get("/metrics").text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "pixhook_storage_errors_total" and sample.labels == {"operation": "put"}
+    )
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} did not happen within {timeout_s}s"
+        time.sleep(0.02)
+
+
+def test_a_storage_outage_answers_503_without_internal_endpoints_or_keys(
+    outage_api, s3_switch, moto_url
+):
+    """Issue 15 item 9: the 503 for an upload during an S3 outage quoted boto's error, with the
+    internal S3 endpoint URL and the object key in it."""
+    s3_switch.off()
+
+    response = outage_api.post("/v1/jobs", json=transform_job())
+
+    assert response.status_code == 503
+    error = error_of(response)
+    assert error["code"] == "STORAGE_UNAVAILABLE"
+    for internal in (s3_switch.url, str(s3_switch.port), BUCKET, OUTAGE_PREFIX, "/input"):
+        assert internal not in error["message"]
+
+
+def test_a_generate_job_rides_out_a_storage_blip_and_pays_once(
+    outage_api, s3_switch, openai_standin
+):
+    """Issue 15 item 9: with S3 down, image.generate failed STORAGE_UNAVAILABLE at once and the
+    paid-for image was thrown away; the write is tried again inside the job."""
+    s3_switch.off()
+    before = failed_puts(outage_api)
+
+    job_id = generate(outage_api, "standin-blip")
+    wait_until(lambda: failed_puts(outage_api) > before, "a failed write")
+    s3_switch.on()
+    job = wait_for_status(outage_api, job_id)
+
+    assert job["status"] == "succeeded", job["error"]
+    assert openai_standin.paid_calls("standin-blip") == 1
+
+
+def test_a_generate_job_failed_by_storage_is_not_paid_for_again(
+    outage_api, outage_stack, s3_switch, openai_standin
+):
+    """Issue 15 item 9: a job that outlasted the outage had its paid-for image thrown away, so
+    submitting it again paid the provider a second time; and its error quoted boto, with the
+    internal S3 endpoint and the object key."""
+    s3_switch.off()
+    failed = wait_for_status(outage_api, generate(outage_api, "standin-outage"))
+    assert (failed["status"], failed["error"]["code"]) == ("failed", "STORAGE_UNAVAILABLE")
+
+    s3_switch.on()
+    again = wait_for_status(outage_api, generate(outage_api, "standin-outage"))
+
+    assert again["status"] == "succeeded", again["error"]
+    assert openai_standin.paid_calls("standin-outage") == 1
+    for internal in (s3_switch.url, BUCKET, failed["id"]):
+        assert internal not in failed["error"]["message"]

@@ -85,7 +85,7 @@ def test_image_is_downscaled_and_reencoded_before_upload():
     buffer = io.BytesIO()
     Image.new("RGBA", (4000, 1000), (255, 0, 0, 255)).save(buffer, "PNG")
 
-    prepared = prepare_image(buffer.getvalue(), 2048)
+    prepared = prepare_image(buffer.getvalue(), 2048, 30_000_000)
 
     with Image.open(io.BytesIO(prepared)) as image:
         assert (image.format, image.size) == ("JPEG", (2048, 512))

@@ -98,7 +98,9 @@ async def run(job: Job, image: bytes, ctx: TaskContext) -> dict[str, Any]:
 
 async def _attributes(image: bytes, params: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
     settings, model, brands = ctx.settings, params["model"], params["known_brands"]
-    jpeg = await asyncio.to_thread(vision.prepare_image, image, settings.vision_max_side)
+    jpeg = await asyncio.to_thread(
+        vision.prepare_image, image, settings.vision_max_side, settings.max_image_pixels
+    )
     key = _cache_key(jpeg, model, brands)
     cached = await ctx.redis.get(key)
     if cached is not None:
@@ -161,7 +163,8 @@ def _cache_key(jpeg: bytes, model: str, brands: list[str]) -> str:
     # The same photo, asked the same way of the same model, is not paid for twice.
     digest = hashlib.sha256(jpeg).hexdigest()
     brands_digest = hashlib.sha256("\n".join(brands).encode()).hexdigest()[:16]
-    return f"pixhook:vision:{digest}:{vision.PROMPT_VERSION}:{model}:{brands_digest}"
+    versions = f"{vision.PROMPT_VERSION}:{vision.PREPARATION_VERSION}"
+    return f"pixhook:vision:{digest}:{versions}:{model}:{brands_digest}"
 
 
 def _brands(value: Any) -> list[str]:

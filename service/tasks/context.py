@@ -15,6 +15,7 @@ from service.storage import Storage
 
 @dataclass(frozen=True)
 class TaskContext:
+    # For a job the runner makes: its writes ride out storage outages (service/retrying_storage.py).
     storage: Storage
     settings: Settings
     redis: Redis

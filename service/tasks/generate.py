@@ -11,8 +11,9 @@ from service.fetch import fetch_image
 from service.jobs import Job
 from service.providers.errors import PROVIDER_BAD_RESPONSE, ProviderError
 from service.providers.openai import decode_b64_image, open_client
-from service.storage import Storage, job_file_key
+from service.storage import Storage, StorageUnavailable, job_file_key
 from service.tasks.context import TaskContext
+from service.tasks.kept_images import KEEP_S, Generation, KeptImages
 from service.tasks.transform import stored_image_schema
 from service.unknown_fields import refuse_unknown_fields
 
@@ -105,18 +106,35 @@ def output_schema() -> dict[str, Any]:
 
 async def run(job: Job, image: bytes, ctx: TaskContext) -> dict[str, Any]:
     """`image` is empty: this job type takes none."""
-    settings, params = ctx.settings, job.input
-    async with open_client(settings, ctx.redis, params["model"], ctx.http) as client:
-        reply, usage = await client.post_json("/v1/images/generations", _request(params))
-    outputs = [
-        await _store(job, i, item, ctx.storage, settings) for i, item in enumerate(_data(reply))
-    ]
+    request = _request(job.input)
+    kept = KeptImages(ctx.redis, job.client_id, request)
+    generation = await kept.find() or await _generate(job.input, request, ctx)
+    try:
+        outputs = [
+            await _store(job, i, data, ctx.storage, ctx.settings)
+            for i, data in enumerate(generation.images)
+        ]
+    except StorageUnavailable as exc:
+        await kept.keep(generation)
+        message = f"{exc.message}; the generated images are kept for {KEEP_S // 3600} h, so the "
+        message += "same job submitted again stores them without generating them again"
+        raise StorageUnavailable(message, operation=exc.operation) from exc
+    await kept.forget()
+    return {"images": outputs, "provider": generation.provider}
+
+
+async def _generate(
+    params: dict[str, Any], request: dict[str, Any], ctx: TaskContext
+) -> Generation:
+    async with open_client(ctx.settings, ctx.redis, params["model"], ctx.http) as client:
+        reply, usage = await client.post_json("/v1/images/generations", request)
+    images = [await _image(item, ctx.settings) for item in _data(reply)]
     provider = {
         "model": params["model"],
         "latency_ms": round(usage.latency_ms, 1),
         "attempts": usage.attempts,
     }
-    return {"images": outputs, "provider": provider}
+    return Generation(images, provider)
 
 
 def _request(params: dict[str, Any]) -> dict[str, Any]:
@@ -146,19 +164,21 @@ def _data(reply: dict[str, Any]) -> list[dict[str, Any]]:
     return data
 
 
-async def _store(
-    job: Job, index: int, item: dict[str, Any], storage: Storage, settings: Settings
-) -> dict[str, Any]:
+async def _image(item: dict[str, Any], settings: Settings) -> bytes:
     if "url" in item and "b64_json" not in item:
-        data = await fetch_image(
+        return await fetch_image(
             str(item["url"]),
             settings.allow_private_networks,
             max_bytes=settings.max_image_bytes,
             connect_timeout_s=settings.webhook_connect_timeout_s,
             deadline_s=settings.image_fetch_timeout_s,
         )
-    else:
-        data = decode_b64_image(item.get("b64_json"))
+    return decode_b64_image(item.get("b64_json"))
+
+
+async def _store(
+    job: Job, index: int, data: bytes, storage: Storage, settings: Settings
+) -> dict[str, Any]:
     try:
         info = imaging.inspect(data, settings.max_image_pixels)
     except imaging.ImageRejected as exc:
