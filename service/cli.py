@@ -11,9 +11,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from service import client_commands
 from service.config import ConfigError, Settings
 from service.logs import LogFormat, setup_logging
+from service.redis_url import check_redis, redis_problem
 from webhooks.schedule import parse_duration
 
 
@@ -26,6 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"pixhook: configuration error: {exc}", file=sys.stderr)
         return 2
+    except RedisError as exc:
+        # Settings were read (and checked) before any command reached Redis.
+        redis_url = Settings.from_env(os.environ).redis_url
+        print(f"pixhook: {redis_problem(exc, redis_url)}", file=sys.stderr)
+        return 1
 
 
 def _log_format(args: argparse.Namespace) -> LogFormat:
@@ -122,8 +130,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serving_settings() -> Settings:
+    """Settings for the API and the workers, which start only on a Redis they can reach (once
+    running, a worker waits for a lost Redis to come back; the API answers 503)."""
     settings = Settings.from_env(os.environ)
     settings.require_secret_key()
+    check_redis(settings.redis_url)
     return settings
 
 

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 from service.imaging.formats import DEFAULT_WEBP_EFFORT, WEBP_EFFORTS
 from service.json_shape import JsonShape
+from service.redis_url import parse_redis_url
 from service.storage import parse_s3_spec
 from webhooks.circuit import CircuitPolicy
 from webhooks.dispatcher import DeliveryPolicy
@@ -302,7 +303,7 @@ def _fraction(raw: str) -> float:
 
 
 _PARSERS: dict[str, Callable[[str], Any]] = {
-    "redis_url": _text,
+    "redis_url": parse_redis_url,
     "storage": _text,
     "s3_endpoint_url": lambda raw: raw.rstrip("/"),
     "s3_region": _text,
