@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
-import tempfile
-import time
-from pathlib import Path
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -167,47 +163,9 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _dev(args: argparse.Namespace) -> int:
-    from service.devstack import StackError, local_stack
+    from service.dev import run_dev
 
-    workdir = Path(tempfile.mkdtemp(prefix="pixhook-dev-"))
-    try:
-        # The children log as text, for a person reading them, unless told otherwise.
-        log_format = {"PIXHOOK_LOG_FORMAT": os.environ.get("PIXHOOK_LOG_FORMAT", "text")}
-        with local_stack(workdir, log_format, port=args.port) as stack:
-            print(f"pixhook dev is running (logs in {workdir / 'logs'})")
-            print(f"  API             {stack.api_url}")
-            print(f"  Redis           {stack.redis_url}")
-            print(f"  API key         {stack.client.api_key}")
-            print(f"  webhook secret  {stack.client.webhook_secret}")
-            print(f"  console         {stack.api_url}/console (sign in with the API key)")
-            print("Submit a job:")
-            print(
-                f"  curl -H 'Authorization: Bearer {stack.client.api_key}' \\\n"
-                """    -F job='{"type":"image.transform","input":{"width":256}}' \\\n"""
-                f"    -F image=@photo.jpg {stack.api_url}/v1/jobs"
-            )
-            print("Press Ctrl-C to stop.", flush=True)
-            return _wait_until_stopped(stack.processes.exited)
-    except StackError as exc:
-        print(f"pixhook dev: {exc} (logs in {workdir / 'logs'})", file=sys.stderr)
-        return 1
-
-
-def _wait_until_stopped(exited: Any) -> int:
-    stop = False
-
-    def request_stop(signum: int, frame: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
-    while not stop:
-        if gone := exited():
-            print(f"pixhook dev: stopping, a process exited: {gone}", file=sys.stderr)
-            return 1
-        time.sleep(0.2)
-    return 0
+    return run_dev(args.port)
 
 
 def _demo(args: argparse.Namespace) -> int:

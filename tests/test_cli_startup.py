@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -67,3 +70,101 @@ def test_a_redis_url_without_a_scheme_names_the_setting():
     assert result.returncode == 2
     [line] = result.stderr.splitlines()
     assert "PIXHOOK_REDIS_URL" in line and "redis://" in line and address in line
+
+
+def dev_env(tmp_path: Path, **variables: str) -> dict[str, str]:
+    """`pixhook dev`'s environment: its temp dirs under `tmp_path`, logs as text."""
+    return {"TMPDIR": str(tmp_path), "PIXHOOK_LOG_FORMAT": "text", **variables}
+
+
+def test_dev_on_a_busy_port_says_the_port_is_in_use(tmp_path: Path):
+    """Issue 15 item 13: it started everything, printed "pixhook dev is running" with a fresh
+    key, then stopped with `a process exited: {'api': 3}`."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        result = run(dev_env(tmp_path), "dev", "--port", str(port))
+
+    assert result.returncode == 1
+    assert f"port {port} is in use" in result.stderr
+    assert "is running" not in result.stdout
+
+
+def test_dev_prints_the_end_of_the_log_of_a_process_that_did_not_start(tmp_path: Path):
+    """Issue 15 item 13: the cause sat in a log file in a temp dir."""
+    result = run(dev_env(tmp_path, PIXHOOK_MAX_FRAMES="0"), "dev")
+
+    assert result.returncode == 1
+    assert "the API exited with code 2" in result.stderr
+    assert "PIXHOOK_MAX_FRAMES: '0' must be greater than 0" in result.stderr
+
+
+def start_dev(tmp_path: Path) -> subprocess.Popen[str]:
+    """`pixhook dev`, once it says it is running."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("PIXHOOK_")}
+    dev = subprocess.Popen(
+        [sys.executable, "-m", "service", "dev"],
+        env={**base, **dev_env(tmp_path)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert dev.stdout is not None
+    for line in dev.stdout:  # the pipe ends if dev exits: the test fails below, not hangs
+        if line.startswith("Press Ctrl-C"):
+            return dev
+    dev.kill()
+    raise AssertionError(f"pixhook dev did not start: {dev.communicate()}")
+
+
+def test_dev_removes_its_temp_dir_when_stopped(tmp_path: Path):
+    """Issue 15 item 13: each run left a pixhook-dev-* dir (Redis data, logs, files) behind."""
+    dev = start_dev(tmp_path)
+    assert [p.name[:12] for p in tmp_path.iterdir()] == ["pixhook-dev-"]
+
+    dev.send_signal(signal.SIGINT)
+    dev.communicate(timeout=30)
+
+    assert dev.returncode == 0
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_dev_prints_the_end_of_the_log_of_a_process_that_stopped(tmp_path: Path):
+    """Issue 15 item 13: it said only `a process exited: {'api': 3}`."""
+    dev = start_dev(tmp_path)
+    api = next(pid for pid, argv in children(dev.pid) if argv[1:4] == ["-m", "service", "api"])
+
+    os.kill(api, signal.SIGKILL)
+    _, stderr = dev.communicate(timeout=30)
+
+    assert dev.returncode == 1
+    assert "api exited with code -9" in stderr
+    assert "Uvicorn running on http://127.0.0.1:" in stderr  # the log's last lines
+    assert list(tmp_path.iterdir()) == []
+
+
+def children(pid: int) -> list[tuple[int, list[str]]]:
+    """The child processes of `pid` with their command lines (Linux /proc)."""
+    listed = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [
+        (int(child), Path(f"/proc/{child}/cmdline").read_text().split("\0")[:-1])
+        for child in listed
+    ]
+
+
+def test_a_failed_demo_prints_the_end_of_the_log_of_the_process_that_failed(tmp_path: Path):
+    """Issue 15 item 13: a failed demo pointed at logs in a temp dir."""
+    result = run(dev_env(tmp_path, PIXHOOK_MAX_FRAMES="0"), "demo")
+
+    assert result.returncode == 1
+    assert "PIXHOOK_MAX_FRAMES: '0' must be greater than 0" in result.stdout
+
+
+def test_demo_removes_its_temp_dir(tmp_path: Path):
+    """Issue 15 item 13: each run left a pixhook-demo-* dir behind (here, a run that failed)."""
+    result = run(dev_env(tmp_path, PIXHOOK_MAX_FRAMES="0"), "demo")
+
+    assert result.returncode == 1
+    assert list(tmp_path.iterdir()) == []
