@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
+from importlib.metadata import version
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -12,8 +14,8 @@ from redis.exceptions import RedisError
 from service import client_commands
 from service.config import ConfigError, Settings
 from service.logs import LogFormat, setup_logging
+from service.moments import MOMENT_FORMS, parse_moment, parse_seconds
 from service.redis_url import check_redis, redis_problem
-from webhooks.schedule import parse_duration
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
         help="log lines as JSON objects or text (PIXHOOK_LOG_FORMAT; default: json for api "
         "and worker, text otherwise)",
     )
+    parser.add_argument("--version", action="version", version=f"pixhook {version('pixhook')}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     api = commands.add_parser("api", help="serve the HTTP API (uvicorn)")
@@ -90,7 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     rotate_key.add_argument("client_id")
     rotate_key.add_argument(
-        "--overlap", type=parse_duration, default=0.0, help="keep the old key working, e.g. 1h"
+        "--overlap", type=_seconds, default=0.0, help="keep the old key working, e.g. 1h or 600"
     )
     rotate_key.set_defaults(run=client_commands.rotate_key)
     rotate = client_parsers.add_parser(
@@ -99,30 +102,41 @@ def _parser() -> argparse.ArgumentParser:
     rotate.add_argument("client_id")
     rotate.add_argument(
         "--overlap",
-        type=parse_duration,
+        type=_seconds,
         default=None,
         help="e.g. 24h (PIXHOOK_SECRET_ROTATION_OVERLAP)",
     )
     rotate.set_defaults(run=client_commands.rotate_secret)
 
+    _add_dlq_commands(commands)
+    return parser
+
+
+def _add_dlq_commands(commands: Any) -> None:
     dlq = commands.add_parser("dlq", help="inspect and replay the dead-letter queue")
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
-    for name, run, help_text in (
-        ("list", _dlq_list, "list dead deliveries, newest first"),
-        ("replay", _dlq_replay, "re-queue dead deliveries (same webhook-id)"),
-    ):
-        sub = dlq_commands.add_parser(name, help=help_text)
-        sub.add_argument("ids", nargs="*", help="delivery ids (default: all that match)")
-        sub.add_argument("--client", help="only this client's deliveries")
-        sub.add_argument("--host", help="only deliveries to this host")
-        sub.add_argument("--since", type=float, help="died at or after (Unix seconds)")
-        sub.add_argument("--until", type=float, help="died at or before (Unix seconds)")
-        sub.add_argument("--json", action="store_true", help="print JSON")
-        sub.set_defaults(run=run)
+    listing = dlq_commands.add_parser("list", help="list dead deliveries, newest first")
+    _add_dlq_selection(listing)
+    listing.set_defaults(run=_dlq_list)
+    replay = dlq_commands.add_parser("replay", help="re-queue dead deliveries (same webhook-id)")
+    _add_dlq_selection(replay)
+    replay.add_argument(
+        "--all", action="store_true", help="every dead delivery (of --client, if given)"
+    )
+    replay.set_defaults(run=_dlq_replay, usage_error=replay.error)
     purge = dlq_commands.add_parser("purge", help="delete dead deliveries for good")
     purge.add_argument("ids", nargs="+", help="delivery ids")
     purge.set_defaults(run=_dlq_purge)
-    return parser
+
+
+def _add_dlq_selection(parser: argparse.ArgumentParser) -> None:
+    moment = "Unix seconds, a duration ago (1h) or ISO 8601"
+    parser.add_argument("ids", nargs="*", help="delivery ids")
+    parser.add_argument("--client", help="only this client's deliveries")
+    parser.add_argument("--host", help="only deliveries to this host")
+    parser.add_argument("--since", type=_moment, help=f"died at or after: {moment}")
+    parser.add_argument("--until", type=_moment, help=f"died at or before: {moment}")
+    parser.add_argument("--json", action="store_true", help="print JSON")
 
 
 def _serving_settings() -> Settings:
@@ -193,8 +207,35 @@ def _dlq_list(args: argparse.Namespace) -> int:
     return dlq_list(Settings.from_env(os.environ), args)
 
 
+def _seconds(raw: str) -> float:
+    """A length of time as environment variables take it: seconds (600) or a duration (10m)."""
+    try:
+        seconds = parse_seconds(raw)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if seconds < 0:
+        raise argparse.ArgumentTypeError(f"{raw!r} is negative")
+    return seconds
+
+
+def _moment(raw: str) -> float:
+    """A moment as the API takes it, in Unix seconds."""
+    try:
+        return parse_moment(raw, time.time())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is none of {MOMENT_FORMS}") from None
+
+
 def _dlq_replay(args: argparse.Namespace) -> int:
     from service.operator import dlq_replay
+
+    selected = args.ids or args.host or args.since is not None or args.until is not None
+    if not (selected or args.all):
+        # As the API asks for {"all": true}: replaying everything is never a default.
+        args.usage_error(
+            "say what to replay: delivery ids, --host, --since or --until, or --all for every "
+            "dead delivery (of --client, if given)"
+        )
 
     return dlq_replay(Settings.from_env(os.environ), args)
 
