@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import re
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -15,6 +14,7 @@ from starlette.routing import Route
 from service.auth import authenticate, runtime
 from service.bodies import parse_json, read_body
 from service.errors import InvalidInput, NotFound
+from service.moments import MOMENT_FORMS, parse_moment
 from service.views import delivery_view, iso
 from webhooks.dlq import DlqFilter
 from webhooks.store import STATUSES, Delivery
@@ -146,7 +146,7 @@ def _filter(source: Any) -> DlqFilter:
 
 
 def _moment(source: Any, name: str) -> float | None:
-    """Unix seconds or an ISO 8601 time (UTC when it names no zone)."""
+    """A JSON number of Unix seconds, or text as `pixhook dlq --since` reads it."""
     value = source.get(name)
     if value is None:
         return None
@@ -155,19 +155,10 @@ def _moment(source: Any, name: str) -> float | None:
         return float(value)
     if isinstance(value, str):
         try:
-            seconds = float(value)
+            return parse_moment(value, time.time())
         except ValueError:
             pass
-        else:
-            if math.isfinite(seconds):
-                return seconds
-        try:
-            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            pass
-        else:
-            return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
-    raise InvalidInput(f"{name} must be Unix seconds or an ISO 8601 time", field=name)
+    raise InvalidInput(f"{name} must be {MOMENT_FORMS}", field=name)
 
 
 routes = [
