@@ -99,11 +99,17 @@ def wait_for(
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            raise StackError(f"{what} exited with code {process.returncode} while starting", log)
+            raise StackError(f"{what} {_ended(process.returncode)} while starting", log)
         if check():
             return
         time.sleep(0.05)
     raise StackError(f"{what} did not become ready within {timeout_s:g}s", log)
+
+
+def _ended(returncode: int) -> str:
+    if returncode < 0:
+        return f"was killed by {signal.Signals(-returncode).name}"
+    return f"exited with code {returncode}"
 
 
 class EmbeddedRedis:
@@ -206,7 +212,7 @@ class ServiceProcesses:
     def check_running(self) -> None:
         """Raise a StackError, with its log, for a child that has stopped."""
         for name, code in self.exited().items():
-            raise StackError(f"{name} exited with code {code}", self.log_path(name))
+            raise StackError(f"{name} {_ended(code)}", self.log_path(name))
 
     def stop(self) -> None:
         for process in self.processes.values():
