@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 from service import client_commands
 from service.config import ConfigError, Settings
 from service.logs import LogFormat, setup_logging
-from service.moments import MOMENT_FORMS, parse_moment, parse_seconds
+from service.moments import parse_moment, parse_seconds
 from service.redis_url import check_redis, redis_problem
 
 
@@ -201,12 +201,6 @@ def _positive(kind: type[float] | type[int]) -> Any:
     return parse
 
 
-def _dlq_list(args: argparse.Namespace) -> int:
-    from service.operator import dlq_list
-
-    return dlq_list(Settings.from_env(os.environ), args)
-
-
 def _seconds(raw: str) -> float:
     """A length of time as environment variables take it: seconds (600) or a duration (10m)."""
     try:
@@ -222,8 +216,14 @@ def _moment(raw: str) -> float:
     """A moment as the API takes it, in Unix seconds."""
     try:
         return parse_moment(raw, time.time())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{raw!r} is none of {MOMENT_FORMS}") from None
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _dlq_list(args: argparse.Namespace) -> int:
+    from service.operator import dlq_list
+
+    return dlq_list(Settings.from_env(os.environ), args)
 
 
 def _dlq_replay(args: argparse.Namespace) -> int:
@@ -236,7 +236,6 @@ def _dlq_replay(args: argparse.Namespace) -> int:
             "say what to replay: delivery ids, --host, --since or --until, or --all for every "
             "dead delivery (of --client, if given)"
         )
-
     return dlq_replay(Settings.from_env(os.environ), args)
 
 

@@ -17,10 +17,13 @@ def parse_seconds(raw: str) -> float:
     try:
         seconds = float(raw)
     except ValueError:
+        seconds = math.nan
+    if math.isfinite(seconds):
+        return seconds
+    try:
         return parse_duration(raw)
-    if not math.isfinite(seconds):
-        raise ValueError(f"{raw!r} is not a number of seconds")
-    return seconds
+    except ValueError:
+        raise ValueError(f"{raw!r} is neither seconds nor a duration like 5s, 30m or 2h") from None
 
 
 def parse_moment(raw: str, now: float) -> float:
