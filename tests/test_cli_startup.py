@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -101,27 +102,42 @@ def test_dev_prints_the_end_of_the_log_of_a_process_that_did_not_start(tmp_path:
     assert "PIXHOOK_MAX_FRAMES: '0' must be greater than 0" in result.stderr
 
 
-def start_dev(tmp_path: Path) -> subprocess.Popen[str]:
-    """`pixhook dev`, once it says it is running."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith("PIXHOOK_")}
-    dev = subprocess.Popen(
-        [sys.executable, "-m", "service", "dev"],
-        env={**base, **dev_env(tmp_path)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert dev.stdout is not None
-    for line in dev.stdout:  # the pipe ends if dev exits: the test fails below, not hangs
-        if line.startswith("Press Ctrl-C"):
-            return dev
-    dev.kill()
-    raise AssertionError(f"pixhook dev did not start: {dev.communicate()}")
+@pytest.fixture
+def start_dev(tmp_path: Path) -> Iterator[Callable[[], subprocess.Popen[str]]]:
+    """Starts `pixhook dev` and returns once it says it is running; whatever the test does, the
+    command is stopped afterwards (with Ctrl-C, so that it stops its children too)."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start() -> subprocess.Popen[str]:
+        base = {k: v for k, v in os.environ.items() if not k.startswith("PIXHOOK_")}
+        dev = subprocess.Popen(
+            [sys.executable, "-m", "service", "dev"],
+            env={**base, **dev_env(tmp_path)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        started.append(dev)
+        assert dev.stdout is not None
+        for line in dev.stdout:  # the pipe ends if dev exits: the test fails, not hangs
+            if line.startswith("Press Ctrl-C"):
+                return dev
+        raise AssertionError(f"pixhook dev did not start: {dev.communicate()}")
+
+    yield start
+    for dev in started:
+        if dev.poll() is None:
+            dev.send_signal(signal.SIGINT)
+            try:
+                dev.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                dev.kill()
+                dev.communicate()
 
 
-def test_dev_removes_its_temp_dir_when_stopped(tmp_path: Path):
+def test_dev_removes_its_temp_dir_when_stopped(tmp_path: Path, start_dev):
     """Issue 15 item 13: each run left a pixhook-dev-* dir (Redis data, logs, files) behind."""
-    dev = start_dev(tmp_path)
+    dev = start_dev()
     assert [p.name[:12] for p in tmp_path.iterdir()] == ["pixhook-dev-"]
 
     dev.send_signal(signal.SIGINT)
@@ -131,9 +147,9 @@ def test_dev_removes_its_temp_dir_when_stopped(tmp_path: Path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_dev_prints_the_end_of_the_log_of_a_process_that_stopped(tmp_path: Path):
+def test_dev_prints_the_end_of_the_log_of_a_process_that_stopped(tmp_path: Path, start_dev):
     """Issue 15 item 13: it said only `a process exited: {'api': 3}`."""
-    dev = start_dev(tmp_path)
+    dev = start_dev()
     api = next(pid for pid, argv in children(dev.pid) if argv[1:4] == ["-m", "service", "api"])
 
     os.kill(api, signal.SIGKILL)
