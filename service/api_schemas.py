@@ -241,7 +241,6 @@ def unready() -> Schema:
 def info(settings: Settings) -> Schema:
     """`system.info`: the limits are `Settings.limits()`, whatever they become."""
     number = {"type": "number"}
-    strings = {"type": "array", "items": {"type": "string"}}
     return closed(
         {
             "name": {"const": "pixhook"},
@@ -249,7 +248,7 @@ def info(settings: Settings) -> Schema:
             "job_types": {"type": "array", "items": {"enum": sorted(JOB_TYPES)}},
             "output_formats": {"type": "array", "items": {"enum": sorted(imaging.OUTPUT_FORMATS)}},
             "input_formats": {"type": "array", "items": {"enum": sorted(imaging.INPUT_FORMATS)}},
-            "providers": strings,
+            "providers": {"type": "array", "items": _provider()},
             "limits": closed({name: number for name in settings.limits()}),
             "webhooks": closed(
                 {
@@ -257,6 +256,19 @@ def info(settings: Settings) -> Schema:
                     "signature": {"type": "string"},
                 }
             ),
+        }
+    )
+
+
+def _provider() -> Schema:
+    """`system.providers`: one configured provider, its key never shown."""
+    models = {"image.analyze": {"type": "string"}, "image.generate": {"type": "string"}}
+    return closed(
+        {
+            "name": {"const": "openai"},
+            "host": {"type": "string"},
+            "models": closed(models),
+            "api_key_set": {"type": "boolean"},
         }
     )
 

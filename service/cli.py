@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
-import tempfile
 import time
-from pathlib import Path
+from importlib.metadata import version
 from typing import Any
+
+from redis.exceptions import RedisError
 
 from service import client_commands
 from service.config import ConfigError, Settings
 from service.logs import LogFormat, setup_logging
-from webhooks.schedule import parse_duration
+from service.moments import parse_moment, parse_seconds
+from service.redis_url import check_redis, redis_problem
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,6 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"pixhook: configuration error: {exc}", file=sys.stderr)
         return 2
+    except RedisError as exc:
+        # Settings were read (and checked) before any command reached Redis.
+        redis_url = Settings.from_env(os.environ).redis_url
+        print(f"pixhook: {redis_problem(exc, redis_url)}", file=sys.stderr)
+        return 1
 
 
 def _log_format(args: argparse.Namespace) -> LogFormat:
@@ -48,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
         help="log lines as JSON objects or text (PIXHOOK_LOG_FORMAT; default: json for api "
         "and worker, text otherwise)",
     )
+    parser.add_argument("--version", action="version", version=f"pixhook {version('pixhook')}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     api = commands.add_parser("api", help="serve the HTTP API (uvicorn)")
@@ -86,7 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     rotate_key.add_argument("client_id")
     rotate_key.add_argument(
-        "--overlap", type=parse_duration, default=0.0, help="keep the old key working, e.g. 1h"
+        "--overlap", type=_seconds, default=0.0, help="keep the old key working, e.g. 1h or 600"
     )
     rotate_key.set_defaults(run=client_commands.rotate_key)
     rotate = client_parsers.add_parser(
@@ -95,35 +102,49 @@ def _parser() -> argparse.ArgumentParser:
     rotate.add_argument("client_id")
     rotate.add_argument(
         "--overlap",
-        type=parse_duration,
+        type=_seconds,
         default=None,
         help="e.g. 24h (PIXHOOK_SECRET_ROTATION_OVERLAP)",
     )
     rotate.set_defaults(run=client_commands.rotate_secret)
 
-    dlq = commands.add_parser("dlq", help="inspect and replay the dead-letter queue")
-    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
-    for name, run, help_text in (
-        ("list", _dlq_list, "list dead deliveries, newest first"),
-        ("replay", _dlq_replay, "re-queue dead deliveries (same webhook-id)"),
-    ):
-        sub = dlq_commands.add_parser(name, help=help_text)
-        sub.add_argument("ids", nargs="*", help="delivery ids (default: all that match)")
-        sub.add_argument("--client", help="only this client's deliveries")
-        sub.add_argument("--host", help="only deliveries to this host")
-        sub.add_argument("--since", type=float, help="died at or after (Unix seconds)")
-        sub.add_argument("--until", type=float, help="died at or before (Unix seconds)")
-        sub.add_argument("--json", action="store_true", help="print JSON")
-        sub.set_defaults(run=run)
-    purge = dlq_commands.add_parser("purge", help="delete dead deliveries for good")
-    purge.add_argument("ids", nargs="+", help="delivery ids")
-    purge.set_defaults(run=_dlq_purge)
+    _add_dlq_commands(commands)
     return parser
 
 
+def _add_dlq_commands(commands: Any) -> None:
+    dlq = commands.add_parser("dlq", help="inspect and replay the dead-letter queue")
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
+    listing = dlq_commands.add_parser("list", help="list dead deliveries, newest first")
+    _add_dlq_selection(listing)
+    listing.set_defaults(run=_dlq_list)
+    replay = dlq_commands.add_parser("replay", help="re-queue dead deliveries (same webhook-id)")
+    _add_dlq_selection(replay)
+    replay.add_argument(
+        "--all", action="store_true", help="every dead delivery (of --client, if given)"
+    )
+    replay.set_defaults(run=_dlq_replay, usage_error=replay.error)
+    purge = dlq_commands.add_parser("purge", help="delete dead deliveries for good")
+    purge.add_argument("ids", nargs="+", help="delivery ids")
+    purge.set_defaults(run=_dlq_purge)
+
+
+def _add_dlq_selection(parser: argparse.ArgumentParser) -> None:
+    moment = "Unix seconds, a duration ago (1h) or ISO 8601"
+    parser.add_argument("ids", nargs="*", help="delivery ids")
+    parser.add_argument("--client", help="only this client's deliveries")
+    parser.add_argument("--host", help="only deliveries to this host")
+    parser.add_argument("--since", type=_moment, help=f"died at or after: {moment}")
+    parser.add_argument("--until", type=_moment, help=f"died at or before: {moment}")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
 def _serving_settings() -> Settings:
+    """Settings for the API and the workers, which start only on a Redis they can reach (once
+    running, a worker waits for a lost Redis to come back; the API answers 503)."""
     settings = Settings.from_env(os.environ)
     settings.require_secret_key()
+    check_redis(settings.redis_url)
     return settings
 
 
@@ -156,47 +177,9 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _dev(args: argparse.Namespace) -> int:
-    from service.devstack import StackError, local_stack
+    from service.dev import run_dev
 
-    workdir = Path(tempfile.mkdtemp(prefix="pixhook-dev-"))
-    try:
-        # The children log as text, for a person reading them, unless told otherwise.
-        log_format = {"PIXHOOK_LOG_FORMAT": os.environ.get("PIXHOOK_LOG_FORMAT", "text")}
-        with local_stack(workdir, log_format, port=args.port) as stack:
-            print(f"pixhook dev is running (logs in {workdir / 'logs'})")
-            print(f"  API             {stack.api_url}")
-            print(f"  Redis           {stack.redis_url}")
-            print(f"  API key         {stack.client.api_key}")
-            print(f"  webhook secret  {stack.client.webhook_secret}")
-            print(f"  console         {stack.api_url}/console (sign in with the API key)")
-            print("Submit a job:")
-            print(
-                f"  curl -H 'Authorization: Bearer {stack.client.api_key}' \\\n"
-                """    -F job='{"type":"image.transform","input":{"width":256}}' \\\n"""
-                f"    -F image=@photo.jpg {stack.api_url}/v1/jobs"
-            )
-            print("Press Ctrl-C to stop.", flush=True)
-            return _wait_until_stopped(stack.processes.exited)
-    except StackError as exc:
-        print(f"pixhook dev: {exc} (logs in {workdir / 'logs'})", file=sys.stderr)
-        return 1
-
-
-def _wait_until_stopped(exited: Any) -> int:
-    stop = False
-
-    def request_stop(signum: int, frame: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
-    while not stop:
-        if gone := exited():
-            print(f"pixhook dev: stopping, a process exited: {gone}", file=sys.stderr)
-            return 1
-        time.sleep(0.2)
-    return 0
+    return run_dev(args.port)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -218,6 +201,25 @@ def _positive(kind: type[float] | type[int]) -> Any:
     return parse
 
 
+def _seconds(raw: str) -> float:
+    """A length of time as environment variables take it: seconds (600) or a duration (10m)."""
+    try:
+        seconds = parse_seconds(raw)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if seconds < 0:
+        raise argparse.ArgumentTypeError(f"{raw!r} is negative")
+    return seconds
+
+
+def _moment(raw: str) -> float:
+    """A moment as the API takes it, in Unix seconds."""
+    try:
+        return parse_moment(raw, time.time())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _dlq_list(args: argparse.Namespace) -> int:
     from service.operator import dlq_list
 
@@ -227,6 +229,13 @@ def _dlq_list(args: argparse.Namespace) -> int:
 def _dlq_replay(args: argparse.Namespace) -> int:
     from service.operator import dlq_replay
 
+    selected = args.ids or args.host or args.since is not None or args.until is not None
+    if not (selected or args.all):
+        # As the API asks for {"all": true}: replaying everything is never a default.
+        args.usage_error(
+            "say what to replay: delivery ids, --host, --since or --until, or --all for every "
+            "dead delivery (of --client, if given)"
+        )
     return dlq_replay(Settings.from_env(os.environ), args)
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from service.clients import Client, ClientLimits, ClientRevoked, NewClient, client_store
 from service.config import Settings
+from service.tables import print_table
 
 
 def redis_url() -> str:
@@ -56,9 +57,11 @@ def list_clients(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([_client_row(c) for c in clients]))
         return 0
-    for c in clients:
-        state = "active" if c.revoked_at is None else "revoked"
-        print(f"{c.id}  {state:7}  {c.name}  limits: {_limits_text(c.limits)}")
+    rows = [
+        (c.id, "active" if c.revoked_at is None else "revoked", c.name, _limits_text(c.limits))
+        for c in clients
+    ]
+    print_table(("ID", "STATE", "NAME", "LIMITS"), rows)
     return 0
 
 

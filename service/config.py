@@ -8,12 +8,14 @@ from typing import Any, TypeVar
 
 from service.imaging.formats import DEFAULT_WEBP_EFFORT, WEBP_EFFORTS
 from service.json_shape import JsonShape
+from service.moments import parse_seconds
+from service.redis_url import parse_redis_url
 from service.storage import parse_s3_spec
 from webhooks.circuit import CircuitPolicy
 from webhooks.dispatcher import DeliveryPolicy
 from webhooks.dlq import DlqPolicy
 from webhooks.guard import UrlPolicy
-from webhooks.schedule import RetrySchedule, parse_duration
+from webhooks.schedule import RetrySchedule
 from webhooks.sealing import InvalidSealKey, Sealer
 
 T = TypeVar("T")
@@ -275,14 +277,6 @@ def _within(allowed: range) -> Callable[[str], int]:
     return parse
 
 
-def _seconds(raw: str) -> float:
-    """Plain seconds (`"30"`) or a duration (`"30s"`, `"5m"`)."""
-    try:
-        return float(raw)
-    except ValueError:
-        return parse_duration(raw)
-
-
 def _text(raw: str) -> str:
     return raw
 
@@ -302,7 +296,7 @@ def _fraction(raw: str) -> float:
 
 
 _PARSERS: dict[str, Callable[[str], Any]] = {
-    "redis_url": _text,
+    "redis_url": parse_redis_url,
     "storage": _text,
     "s3_endpoint_url": lambda raw: raw.rstrip("/"),
     "s3_region": _text,
@@ -359,7 +353,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
         )
     },
     **{
-        name: _positive(_seconds)
+        name: _positive(parse_seconds)
         for name in (
             "file_url_ttl_s",
             "job_timeout_s",

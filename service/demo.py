@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import queue
-import tempfile
 import threading
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,7 +21,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from service.devstack import RunningStack, StackError, free_port, local_stack, wait_for
+from service.devstack import (
+    RunningStack,
+    StackError,
+    failure_report,
+    free_port,
+    local_stack,
+    log_tail,
+    scratch_dir,
+    wait_for,
+)
 from webhooks.receiver import InvalidWebhook, verify
 
 WEBHOOK_TIMEOUT_S = 60
@@ -74,16 +82,25 @@ class Receiver:
 
 
 def run_demo() -> int:
-    workdir = Path(tempfile.mkdtemp(prefix="pixhook-demo-"))
     print("pixhook demo: starting an embedded Redis, the API and both workers ...", flush=True)
-    try:
-        with local_stack(workdir) as stack, Receiver(stack.client.webhook_secret) as receiver:
-            _run(stack, receiver)
-    except (StackError, DemoFailed) as exc:
-        print(f"pixhook demo FAILED: {exc}\n  logs: {workdir / 'logs'}", flush=True)
-        return 1
+    with scratch_dir("pixhook-demo-") as workdir:
+        try:
+            with local_stack(workdir) as stack, Receiver(stack.client.webhook_secret) as receiver:
+                _run(stack, receiver)
+        except StackError as exc:
+            print(f"pixhook demo FAILED: {failure_report(exc)}", flush=True)
+            return 1
+        except DemoFailed as exc:
+            # No one piece is to blame: show the end of every log before the dir goes.
+            tails = [f"The end of {log.name}:\n{log_tail(log)}" for log in _logs(workdir)]
+            print("\n".join([f"pixhook demo FAILED: {exc}", *tails]), flush=True)
+            return 1
     print("pixhook demo: OK", flush=True)
     return 0
+
+
+def _logs(workdir: Path) -> list[Path]:
+    return sorted((workdir / "logs").glob("*.log"))
 
 
 def _run(stack: RunningStack, receiver: Receiver) -> None:

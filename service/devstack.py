@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -25,7 +26,36 @@ from service.clients import NewClient, client_store
 
 
 class StackError(RuntimeError):
-    """A piece of the local stack did not start or stopped unexpectedly."""
+    """A piece of the local stack did not start or stopped unexpectedly; `log` is its log file."""
+
+    def __init__(self, message: str, log: Path | None = None) -> None:
+        super().__init__(message)
+        self.log = log
+
+
+def log_tail(path: Path, lines: int = 20) -> str:
+    """The last `lines` lines of a log file, indented: the logs go with the stack's temp dir."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return f"  ({path.name} could not be read)"
+    return "\n".join(f"  {line}" for line in text.splitlines()[-lines:]) or "  (empty)"
+
+
+def failure_report(exc: StackError) -> str:
+    """What went wrong, and the end of the failed piece's log when there is one."""
+    if exc.log is None:
+        return str(exc)
+    return f"{exc}; the end of {exc.log.name}:\n{log_tail(exc.log)}"
+
+
+@contextmanager
+def scratch_dir(prefix: str) -> Iterator[Path]:
+    """A temp dir for a command's stack, removed when the command ends: SIGTERM unwinds like
+    Ctrl-C (KeyboardInterrupt), so the children are stopped and the dir goes either way."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    with tempfile.TemporaryDirectory(prefix=prefix, ignore_cleanup_errors=True) as tmp:
+        yield Path(tmp)
 
 
 def redis_server_binary() -> str:
@@ -48,20 +78,38 @@ def free_port() -> int:
         return port
 
 
+def port_is_free(port: int) -> bool:
+    """Whether the API could listen on `port` of 127.0.0.1 (uvicorn, too, reuses the address)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def wait_for(
     check: Callable[[], bool],
     what: str,
     timeout_s: float,
     process: subprocess.Popen[bytes] | None = None,
+    log: Path | None = None,
 ) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            raise StackError(f"{what} exited with code {process.returncode} while starting")
+            raise StackError(f"{what} {_ended(process.returncode)} while starting", log)
         if check():
             return
         time.sleep(0.05)
-    raise StackError(f"{what} did not become ready within {timeout_s:g}s")
+    raise StackError(f"{what} did not become ready within {timeout_s:g}s", log)
+
+
+def _ended(returncode: int) -> str:
+    if returncode < 0:
+        return f"was killed by {signal.Signals(-returncode).name}"
+    return f"exited with code {returncode}"
 
 
 class EmbeddedRedis:
@@ -83,10 +131,11 @@ class EmbeddedRedis:
             *("--port", str(self.port), "--bind", "127.0.0.1"),
             *("--save", "", "--appendonly", appendonly, "--dir", str(self._workdir)),
         ]
+        log_path = self._workdir / "redis.log"
         # The child keeps its own copy of the log file descriptor.
-        with open(self._workdir / "redis.log", "ab") as log:
+        with open(log_path, "ab") as log:
             self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        wait_for(self._pong, "redis-server", 10, self._process)
+        wait_for(self._pong, "redis-server", 10, self._process, log_path)
         return self
 
     def _pong(self) -> bool:
@@ -129,7 +178,7 @@ class ServiceProcesses:
     def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
         self._logdir.mkdir(parents=True, exist_ok=True)
         # Appended: a process started again under the same name keeps its predecessor's log.
-        with open(self._logdir / f"{name}.log", "ab") as log:
+        with open(self.log_path(name), "ab") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", "service", *args],
                 env=self.env,
@@ -139,9 +188,13 @@ class ServiceProcesses:
         self.processes[name] = process
         return process
 
+    def log_path(self, name: str) -> Path:
+        return self._logdir / f"{name}.log"
+
     def start_api(self, port: int) -> None:
         process = self.start("api", "api", "--host", "127.0.0.1", "--port", str(port))
-        wait_for(lambda: _ready(f"http://127.0.0.1:{port}/readyz"), "the API", 30, process)
+        url = f"http://127.0.0.1:{port}/readyz"
+        wait_for(lambda: _ready(url), "the API", 30, process, self.log_path("api"))
 
     def start_worker(self, queue: str) -> str:
         """Start a worker; a second one alongside a live first is `worker-<queue>-2`, and so on."""
@@ -155,6 +208,11 @@ class ServiceProcesses:
     def exited(self) -> dict[str, int]:
         """Children that have stopped, with their exit codes."""
         return {name: p.returncode for name, p in self.processes.items() if p.poll() is not None}
+
+    def check_running(self) -> None:
+        """Raise a StackError, with its log, for a child that has stopped."""
+        for name, code in self.exited().items():
+            raise StackError(f"{name} {_ended(code)}", self.log_path(name))
 
     def stop(self) -> None:
         for process in self.processes.values():

@@ -7,14 +7,15 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 
 from service.config import Settings
+from service.tables import print_table
 from service.views import iso
 from webhooks.dlq import DeadLetters, DlqFilter
-from webhooks.store import DeliveryStore
+from webhooks.store import Delivery, DeliveryStore
 
 T = TypeVar("T")
 
@@ -42,27 +43,27 @@ def _filter(args: argparse.Namespace) -> DlqFilter:
 
 def dlq_list(settings: Settings, args: argparse.Namespace) -> int:
     page = _run(settings, lambda d: d.page(args.client, _filter(args), limit=200))
-    rows = [
-        {
-            "id": d.id,
-            "client": d.owner,
-            "event_id": d.event_id,
-            "event_type": d.event_type,
-            "url": d.url,
-            "attempts": d.attempts,
-            "last_error": d.last_error,
-            "dead_at": iso(d.dead_at),
-        }
-        for d in page.deliveries
-        if not args.ids or d.id in args.ids
-    ]
+    listed = [d for d in page.deliveries if not args.ids or d.id in args.ids]
     if args.json:
-        print(json.dumps(rows))
-    else:
-        for row in rows:
-            print(f"{row['id']}  {row['dead_at']}  {row['last_error']:<14} {row['url']}")
-        print(f"{len(rows)} dead deliveries" + (" (first 200)" if page.next_cursor else ""))
+        print(json.dumps([_dead_row(d) for d in listed]))
+        return 0
+    cells = [(d.id, iso(d.dead_at) or "", d.last_error or "", d.url) for d in listed]
+    print_table(("ID", "DEAD AT", "LAST ERROR", "URL"), cells)
+    print(f"{len(listed)} dead deliveries" + (" (first 200)" if page.next_cursor else ""))
     return 0
+
+
+def _dead_row(d: Delivery) -> dict[str, Any]:
+    return {
+        "id": d.id,
+        "client": d.owner,
+        "event_id": d.event_id,
+        "event_type": d.event_type,
+        "url": d.url,
+        "attempts": d.attempts,
+        "last_error": d.last_error,
+        "dead_at": iso(d.dead_at),
+    }
 
 
 def dlq_replay(settings: Settings, args: argparse.Namespace) -> int:

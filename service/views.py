@@ -37,6 +37,9 @@ def job_view(job: Job, storage: Storage, public_url: str) -> dict[str, Any]:
             "self": f"{public_url}/v1/jobs/{job.id}",
             "events": f"{public_url}/v1/jobs/{job.id}/events",
             "cancel": f"{public_url}/v1/jobs/{job.id}/cancel",
+            # For people (a Slack message links it): the console asks them to sign in, where
+            # the API would answer 401.
+            "console": f"{public_url}/console/jobs/{job.id}",
         },
     }
 
@@ -118,7 +121,7 @@ def job_schema(
             "batch": _nullable(
                 _closed({"id": {"type": "string"}, "index": {"type": ["integer", "null"]}})
             ),
-            "urls": _closed({"self": url, "events": url, "cancel": url}),
+            "urls": _closed({"self": url, "events": url, "cancel": url, "console": url}),
         }
     )
 

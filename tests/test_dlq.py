@@ -85,6 +85,16 @@ def test_dlq_filters_by_host_and_time(api, make_receiver):
     assert delivery["id"] in dlq_ids(api, since="2020-01-01T00:00:00Z")
 
 
+def test_dlq_times_may_be_durations_as_in_the_cli(api, make_receiver):
+    """Issue 15 item 14: the API and `pixhook dlq` read times with one parser; `1h` is an hour
+    ago in both (the API refused it)."""
+    receiver = make_receiver(respond=lambda n: 500)
+    delivery = dead_delivery(api, receiver.url)
+
+    assert delivery["id"] in dlq_ids(api, since="1h")
+    assert delivery["id"] not in dlq_ids(api, until="1h")
+
+
 def test_dlq_pages_with_a_cursor(api, make_receiver):
     receiver = make_receiver(respond=lambda n: 500)
     for _ in range(3):

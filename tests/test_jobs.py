@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import io
 import json
+from urllib.parse import urlsplit
 
 import httpx
 from PIL import Image
 
 from service.devstack import RunningStack
 from tests.helpers import image_bytes, transform_job, truncated_jpeg, wait_for_status
+from tests.openai_standin import API_KEY, OpenAIStandIn
 
 
 def test_completed_job_arrives_as_a_verified_webhook(api, make_receiver):
@@ -130,6 +132,23 @@ def test_info_lists_job_types_and_limits(stack: RunningStack):
     assert info["job_types"] == ["image.analyze", "image.generate", "image.transform"]
     assert info["limits"]["max_request_bytes"] == 2_000_000
     assert "webp" in info["output_formats"]
+
+
+def test_info_lists_the_configured_provider_but_never_its_key(
+    stack: RunningStack, openai_standin: OpenAIStandIn
+):
+    """Issue 15 item 8: /info said `"providers": []` whatever was configured."""
+    response = httpx.get(f"{stack.api_url}/info")
+
+    assert response.json()["providers"] == [
+        {
+            "name": "openai",
+            "host": urlsplit(openai_standin.base_url).netloc,
+            "models": {"image.analyze": "gpt-4o-mini", "image.generate": "gpt-image-1"},
+            "api_key_set": True,
+        }
+    ]
+    assert API_KEY not in response.text
 
 
 def test_health_and_readiness(stack: RunningStack):

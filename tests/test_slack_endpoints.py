@@ -114,7 +114,25 @@ def test_a_template_replaces_the_default_message(tenant, slack: SlackStandIn):
     job = tenant.post("/v1/jobs", json=transform_job(metadata={"sku": "B&Q-7"})).json()
     [message] = slack.wait_for_accepted(url, 1, timeout_s=15)
 
-    assert message.json["text"] == (f"B&amp;Q-7 is ready: 100px <{job['urls']['self']}|open>")
+    assert message.json["text"] == (f"B&amp;Q-7 is ready: 100px <{job['urls']['console']}|open>")
+
+
+def test_the_view_job_link_opens_the_consoles_job_page(
+    stack: RunningStack, tenant, slack: SlackStandIn
+):
+    """Issue 15 item 16: "View job" linked the API, which answers a Slack reader 401."""
+    url = channel(slack)
+    add_slack(tenant, url, event_types=["job.completed"])
+    job = tenant.post("/v1/jobs", json=transform_job()).json()
+    [message] = slack.wait_for_accepted(url, 1, timeout_s=15)
+
+    [link] = [e["text"] for e in message.json["blocks"][-1]["elements"] if "View job" in e["text"]]
+    target = link.removeprefix("<").partition("|")[0]
+    opened = httpx.get(target)
+
+    assert target == f"{stack.api_url}/console/jobs/{job['id']}"
+    assert opened.status_code == 303
+    assert opened.headers["location"].startswith("/console/login?")
 
 
 def test_a_slack_endpoints_test_send_is_a_slack_message(tenant, slack: SlackStandIn):

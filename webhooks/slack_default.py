@@ -197,7 +197,7 @@ def _context_elements(
     event: Mapping[str, Any], event_type: str, data: Mapping[str, Any]
 ) -> list[dict[str, str]]:
     noun = event_type.partition(".")[0] if event_type.startswith(("job.", "batch.")) else ""
-    links = [_link(_dig(data, "urls", "self"), f"View {noun}".strip())]
+    links = [_link(_page_url(data), f"View {noun}".strip())]
     if event_type.startswith("batch."):
         lines = _text(_dig(data, "results", "lines"), 20)
         links.append(_link(_dig(data, "results", "url"), f"Results ({lines} lines)"))
@@ -216,7 +216,7 @@ def template_context(
         "data": data,
         "summary": Mrkdwn(summary),
         "duration": _duration(data),
-        "link": _safe_url(_dig(data, "urls", "self")) or "",
+        "link": _safe_url(_page_url(data)) or "",
         "thumbnail_url": thumbnail,
         "output_url": thumbnail or _safe_url(_dig(data, "results", "url")) or "",
     }
@@ -267,6 +267,12 @@ def _safe_url(url: object) -> str | None:
     if len(url) > _URL_CHARS or any(c in "|<>" or c.isspace() for c in url):
         return None
     return url
+
+
+def _page_url(data: Mapping[str, Any]) -> object:
+    """Where a reader can look at the job or batch: its console page when the event names one
+    (the API's own URL needs a key that a Slack reader does not have), else its API URL."""
+    return _dig(data, "urls", "console") or _dig(data, "urls", "self")
 
 
 def _dig(value: Any, *keys: str) -> Any:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import re
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -16,6 +15,7 @@ from service.auth import authenticate, runtime
 from service.bodies import read_json
 from service.errors import InvalidInput, NotFound
 from service.unknown_fields import refuse_unknown_fields
+from service.moments import MOMENT_FORMS, parse_moment
 from service.views import delivery_view, iso
 from webhooks.dlq import DlqFilter
 from webhooks.store import STATUSES, Delivery
@@ -148,7 +148,7 @@ def _filter(source: Any) -> DlqFilter:
 
 
 def _moment(source: Any, name: str) -> float | None:
-    """Unix seconds or an ISO 8601 time (UTC when it names no zone)."""
+    """A JSON number of Unix seconds, or text as `pixhook dlq --since` reads it."""
     value = source.get(name)
     if value is None:
         return None
@@ -157,19 +157,10 @@ def _moment(source: Any, name: str) -> float | None:
         return float(value)
     if isinstance(value, str):
         try:
-            seconds = float(value)
+            return parse_moment(value, time.time())
         except ValueError:
             pass
-        else:
-            if math.isfinite(seconds):
-                return seconds
-        try:
-            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            pass
-        else:
-            return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
-    raise InvalidInput(f"{name} must be Unix seconds or an ISO 8601 time", field=name)
+    raise InvalidInput(f"{name} must be {MOMENT_FORMS}", field=name)
 
 
 routes = [

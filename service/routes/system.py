@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 from importlib.metadata import version
+from typing import Any
+from urllib.parse import urlsplit
 
 from redis.exceptions import RedisError
 from starlette.requests import Request
@@ -13,6 +15,7 @@ from starlette.routing import Route
 from service import imaging
 from service.auth import runtime
 from service.errors import UNAVAILABLE_RETRY_AFTER_S
+from service.config import Settings
 from service.tasks import JOB_TYPES
 
 log = logging.getLogger("pixhook.api")
@@ -45,7 +48,7 @@ async def info(request: Request) -> JSONResponse:
             "job_types": sorted(JOB_TYPES),
             "output_formats": sorted(imaging.OUTPUT_FORMATS),
             "input_formats": sorted(imaging.INPUT_FORMATS),
-            "providers": [],
+            "providers": providers(settings),
             "limits": settings.limits(),
             "webhooks": {
                 "retry_schedule_s": list(settings.webhook_retry_schedule.delays_s),
@@ -53,6 +56,32 @@ async def info(request: Request) -> JSONResponse:
             },
         }
     )
+
+
+def providers(settings: Settings) -> list[dict[str, Any]]:
+    """The configured providers: where they are and which models the job types use by default,
+    and whether a key is set, never the key (/info answers anyone)."""
+    if not settings.openai_base_url:
+        return []
+    return [
+        {
+            "name": "openai",
+            "host": _host(settings.openai_base_url),
+            "models": {
+                "image.analyze": settings.openai_vision_model,
+                "image.generate": settings.openai_image_model,
+            },
+            "api_key_set": bool(settings.openai_api_key),
+        }
+    ]
+
+
+def _host(url: str) -> str:
+    """The host and port of `url`, without any user name or password it carries."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    return host if parts.port is None else f"{host}:{parts.port}"
 
 
 routes = [
