@@ -9,14 +9,14 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
 from redis.asyncio import Redis
 
 from service.devstack import RunningStack, local_stack
-from tests.helpers import transform_job
+from tests.helpers import transform_job, wait_until
 from tests.test_deliveries import deliveries_of
 from webhooks.events import event_body
 from webhooks.outbox import submit
@@ -59,14 +59,6 @@ def submit_events(stack: RunningStack, url: str, count: int) -> set[str]:
         return event_ids
 
     return asyncio.run(main())
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def test_worker_killed_mid_batch_loses_no_event(stack, make_receiver):
