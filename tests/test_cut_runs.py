@@ -8,6 +8,7 @@ jobs worker runs one job at a time, so that a second job waits while the first i
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,8 +16,10 @@ from typing import Any
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 
 from service.devstack import RunningStack, local_stack, wait_for
+from service.jobs import JobStore
 from tests.conftest import STACK_ENV
 from tests.helpers import image_bytes, transform_job, wait_for_status, wait_until
 from tests.servers import Response, Scripted
@@ -109,3 +112,31 @@ def test_the_wait_before_reconnecting_starts_over_after_each_outage(stack):
     waits = [line for line in worker_log(stack)[before:].splitlines() if "lost Redis" in line]
     assert len(waits) == 2
     assert all("starting again in 1 s" in line for line in waits), waits
+
+
+def test_a_rerun_of_a_job_cut_before_its_started_event_sends_it(stack, api, make_receiver, held):
+    """Issue #15 item 18: a run cut between the `running` transition and its fan-out (a Redis
+    restart mid-`publish_status`) left `job.started` unsent, and the rerun, finding the job
+    `running` already, never sent it."""
+    receiver = make_receiver()
+    api.post("/v1/jobs", json=held.job())  # keeps the only job slot busy until released
+    wait_until(lambda: len(held.server.requests) == 1, 10, "the first job to fetch its image")
+    events = ["started", "completed"]
+    cut = api.post("/v1/jobs", json=transform_job(webhook_url=receiver.url, webhook_events=events))
+    job_id = cut.json()["id"]
+
+    # What the cut run left behind: the job `running`, nothing published for it.
+    asyncio.run(mark_running(stack, job_id))
+    held.release.set()
+
+    assert wait_for_status(api, job_id)["status"] == "succeeded"
+    webhooks = receiver.wait_for(2)
+    assert sorted(w.payload["type"] for w in webhooks) == ["job.completed", "job.started"]
+
+
+async def mark_running(stack: RunningStack, job_id: str) -> None:
+    redis = Redis.from_url(stack.redis_url)
+    try:
+        assert await JobStore(redis, retention_s=3600).transition(job_id, "running") is not None
+    finally:
+        await redis.aclose()
