@@ -83,6 +83,14 @@ class JobIndex:
         if after.status in INDEXED_STATUSES:
             pipe.zadd(self.key("status", after.status), {after.id: score_of(after)})
 
+    async def count(self, statuses: Sequence[str]) -> int:
+        """How many jobs of every client are in one of `statuses` (indexed ones)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for status in statuses:
+                pipe.zcard(self.key("status", status))
+            sizes = await pipe.execute()
+        return sum(sizes)
+
     def _keys_for(self, where: JobFilter) -> tuple[list[str], bool]:
         """The indexes that hold every match, and whether every entry of any of them matches."""
         keys, unchecked = [], where.type is not None

@@ -28,6 +28,9 @@ DURATION_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120
 # Only models the provider answered for become labels; a name is cut so none can grow the hash.
 _MAX_LABEL_CHARS = 64
 
+# arq queues a worker's cron jobs in the queue the worker serves, under ids of this prefix.
+_CRON_PREFIX = b"cron:"
+
 # ARGV holds (field, amount) pairs: one script call per observation, as in webhooks/metrics.py.
 _ADD = """
 for i = 1, #ARGV, 2 do redis.call('HINCRBYFLOAT', KEYS[1], ARGV[i], ARGV[i + 1]) end
@@ -95,7 +98,8 @@ def _label(value: str) -> str:
 
 async def oldest_queued_age_s(redis: Redis, queue: str, in_progress_prefix: str) -> float:
     """Seconds the oldest job still waiting has waited. arq keeps a job in its queue's sorted set
-    (score: enqueue time in ms) while it runs, so jobs with an in-progress claim are skipped."""
+    (score: enqueue time in ms) while it runs, so jobs with an in-progress claim are skipped, and
+    so are the worker's cron entries."""
     now_ms = time.time() * 1000
     start, page = 0, 100
     while entries := await redis.zrange(queue, start, start + page - 1, withscores=True):
@@ -103,8 +107,8 @@ async def oldest_queued_age_s(redis: Redis, queue: str, in_progress_prefix: str)
             for job_id, _ in entries:
                 pipe.exists(in_progress_prefix + job_id.decode())
             claimed = await pipe.execute()
-        for (_, score), running in zip(entries, claimed, strict=True):
-            if not running:
+        for (job_id, score), running in zip(entries, claimed, strict=True):
+            if not running and not job_id.startswith(_CRON_PREFIX):
                 # A deferred job's score is in the future: it is not late yet.
                 return max(0.0, (now_ms - float(score)) / 1000)
         start += page

@@ -55,6 +55,12 @@ class WorkerPresence:
         await self._redis.set(_runner_key(job_id), self.worker_id, px=int(self._claim_ttl_s * 1000))
 
 
+async def forget_worker(redis: Redis, worker_id: str) -> None:
+    """Declare a worker gone now rather than when its presence lapses: this process ran it until
+    Redis went away. The next reaping hands its jobs back."""
+    await redis.delete(_presence_key(worker_id))
+
+
 async def reap_orphans(redis: Redis, claim_ttl_s: float) -> list[str]:
     """Delete the claims of jobs whose worker is gone; the ids of the jobs handed back."""
     orphans = []

@@ -49,8 +49,10 @@ async def _resume(runtime: Runtime, job: Job) -> None:
         if started is None:
             await _publish_latest(runtime, job_id)
             return
-        await publish_status(runtime, started)
         job = started
+    # Also on a rerun of a job left `running`: the run cut short may have ended before its
+    # `job.started` was queued. Published again, it is the same event and the same deliveries.
+    await publish_status(runtime, job)
     log.info("running %s job %s", job.type, job.id)
     await _finish(runtime, job)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import time
+from contextlib import AsyncExitStack
 from typing import Any, Literal
 
 from arq.connections import RedisSettings
@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 from service.batches.engine import reconcile
 from service.config import Settings
 from service.queue import DELIVERY_QUEUE, JOB_QUEUE, RUN_JOB, deserialize, serialize
-from service.reaper import WorkerPresence, reap_orphans
+from service.reaper import WorkerPresence, forget_worker, reap_orphans
 from service.runner import execute
 from service.runtime import Runtime
 from webhooks.connector import open_session
@@ -32,6 +32,7 @@ log = logging.getLogger("pixhook.worker")
 QueueName = Literal["jobs", "deliveries"]
 # Slack for arq's own timeout beyond ours, so our handler records the failure first.
 _TIMEOUT_SLACK_S = 30
+_FIRST_RECONNECT_DELAY_S = 1.0
 _MAX_RECONNECT_DELAY_S = 30.0
 
 
@@ -66,23 +67,60 @@ def run_worker(settings: Settings, queue: QueueName) -> None:
     """Run until SIGTERM or SIGINT. When Redis goes away (a restart, a failover), start again once
     it is back instead of exiting: a worker that exits is restarted by Kubernetes with a growing
     back-off, and would stay down for minutes after a blip of seconds."""
-    delay_s = 1.0
+    delay_s = _FIRST_RECONNECT_DELAY_S
+    replacing: str | None = None
     while True:
-        worker = create_worker(settings, queue)
+        # A loop of its own per start, closed with what the worker left on it: arq gives up
+        # shutting down when Redis is gone, and a heartbeat left beating on a shared loop kept
+        # the lost worker "present", so its jobs waited out arq's claim (340 s).
+        asyncio.set_event_loop(asyncio.new_event_loop())
+        worker = create_worker(settings, queue, replacing=replacing)
         try:
             worker.run()
             return  # stopped by a signal
         except (RedisError, OSError) as exc:
-            # Until the next worker runs, a signal must stop the process, not wait in the loop.
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                worker.loop.remove_signal_handler(signum)
-            log.warning("lost Redis (%s); starting again in %.0f s", exc, delay_s)
-            time.sleep(delay_s)
-            delay_s = min(delay_s * 2, _MAX_RECONNECT_DELAY_S)
+            lost = exc
+        if "runtime" in worker.ctx:  # it had started: a new outage, not the last one going on
+            delay_s = _FIRST_RECONNECT_DELAY_S
+        if "presence" in worker.ctx:
+            replacing = worker.ctx["presence"].worker_id
+        log.warning("lost Redis (%s); starting again in %.0f s", lost, delay_s)
+        _abandon(worker)
+        time.sleep(delay_s)
+        delay_s = min(delay_s * 2, _MAX_RECONNECT_DELAY_S)
 
 
-def create_worker(settings: Settings, queue: QueueName, **overrides: Any) -> Worker:
-    """An arq worker for one queue; `overrides` are passed to arq."""
+def _abandon(worker: Worker) -> None:
+    """Cancel what the worker left running (its heartbeat, jobs cut short, the dispatcher), close
+    what it opened, and close its loop. Signal handlers go with the loop, so that a signal while
+    waiting to start again stops the process."""
+    loop = worker.loop
+    # A cancelled arq job shields its last write to Redis in a task of its own: another round.
+    for _ in range(3):
+        leftovers = asyncio.all_tasks(loop)
+        if not leftovers:
+            break
+        for task in leftovers:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
+    loop.run_until_complete(_opened(worker.ctx).aclose())
+    if "redis" in worker.ctx:  # arq's own pool: its close failed on Redis before reaching it
+        loop.run_until_complete(worker.ctx["redis"].aclose())
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    loop.close()
+
+
+def _opened(ctx: dict[str, Any]) -> AsyncExitStack:
+    """What a worker opened (connections, sessions), closed once however the worker ends."""
+    opened: AsyncExitStack = ctx.setdefault("opened", AsyncExitStack())
+    return opened
+
+
+def create_worker(
+    settings: Settings, queue: QueueName, *, replacing: str | None = None, **overrides: Any
+) -> Worker:
+    """An arq worker for one queue; `overrides` are passed to arq. `replacing` is the id of this
+    process's jobs worker that Redis took away: its jobs are handed back as this one starts."""
     common: dict[str, Any] = {
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),
         "keep_result": 0,
@@ -94,16 +132,20 @@ def create_worker(settings: Settings, queue: QueueName, **overrides: Any) -> Wor
         "job_deserializer": deserialize,
     }
     if queue == "jobs":
-        return _jobs_worker(settings, common | overrides)
+        return _jobs_worker(settings, common | overrides, replacing)
     return _deliveries_worker(settings, common | overrides)
 
 
-def _jobs_worker(settings: Settings, options: dict[str, Any]) -> Worker:
+def _jobs_worker(settings: Settings, options: dict[str, Any], replacing: str | None) -> Worker:
     timeout = settings.job_timeout_s + _TIMEOUT_SLACK_S
     claim_ttl_s = timeout + 10  # arq's in-progress claim: the longest timeout plus 10 s
 
     async def startup(ctx: dict[str, Any]) -> None:
         runtime = await Runtime.open(settings)
+        _opened(ctx).push_async_callback(runtime.close)
+        if replacing is not None:
+            # Gone for good: the reaper, first run at startup, hands its jobs back at once.
+            await forget_worker(runtime.redis, replacing)
         presence = WorkerPresence(runtime.redis, claim_ttl_s)
         ctx.update(runtime=runtime, presence=presence, claim_ttl_s=claim_ttl_s, cut_short=set())
         ctx["heartbeat"] = asyncio.create_task(presence.beat())
@@ -120,7 +162,7 @@ def _jobs_worker(settings: Settings, options: dict[str, Any]) -> Worker:
             log.info("handed back %d jobs cut short by the shutdown", len(claims))
         ctx["heartbeat"].cancel()
         await asyncio.gather(ctx["heartbeat"], return_exceptions=True)
-        await ctx["runtime"].close()
+        await _opened(ctx).aclose()
 
     return Worker(
         [func(_run_job, name=RUN_JOB, timeout=timeout)],
@@ -148,12 +190,14 @@ def _deliveries_worker(settings: Settings, options: dict[str, Any]) -> Worker:
 
     async def startup(ctx: dict[str, Any]) -> None:
         runtime = await Runtime.open(settings)
+        _opened(ctx).push_async_callback(runtime.close)
         session = open_session(
             settings.allow_private_networks,
             connect_timeout_s=settings.webhook_connect_timeout_s,
             max_connections=settings.delivery_concurrency,
             per_host=settings.webhook_per_host_concurrency,
         )
+        _opened(ctx).push_async_callback(session.close)
         targets = Targets(
             runtime.clients.signing_secrets,
             runtime.endpoints,
@@ -178,9 +222,7 @@ def _deliveries_worker(settings: Settings, options: dict[str, Any]) -> Worker:
         if "dispatcher" in ctx:
             await ctx["dispatcher"].stop(settings.shutdown_grace_s)
             await ctx["dispatching"]
-            await ctx["session"].close()
-        if "runtime" in ctx:
-            await ctx["runtime"].close()
+        await _opened(ctx).aclose()
 
     return Worker(
         cron_jobs=[cron(_expire_dead_letters, second=0, run_at_startup=True)],

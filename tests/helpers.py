@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -88,6 +89,14 @@ def wait_for_status(api: httpx.Client, job_id: str, timeout_s: float = 20) -> di
             return job
         time.sleep(0.05)
     raise AssertionError(f"job {job_id} did not finish within {timeout_s}s")
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
 
 
 def error_of(response: httpx.Response) -> dict[str, Any]:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from redis import Redis
 
 from service.devstack import RunningStack, free_port, local_stack
+from service.queue import JOB_QUEUE
 from service.storage import S3Storage, StorageUnavailable, s3_client
 from tests.conftest import STACK_ENV
 from tests.helpers import transform_job, wait_for_status
@@ -90,13 +92,18 @@ def test_run_and_wait_histograms_count_every_job(api):
         assert value(after, f"{name}_bucket", le="300.0", **labels) == count
 
 
-def test_oldest_queued_job_age_grows_while_the_worker_is_busy(api, held_image):
-    url, release = held_image
+def start_held_job(api: httpx.Client, url: str) -> None:
+    """A job fetching `url`, returning once it runs: it keeps this stack's one job slot busy."""
     busy = transform_job()
     busy["input"]["image"] = {"url": url}
-    first = api.post("/v1/jobs", json=busy).json()["id"]
-    while api.get(f"/v1/jobs/{first}").json()["status"] != "running":
+    job_id = api.post("/v1/jobs", json=busy).json()["id"]
+    while api.get(f"/v1/jobs/{job_id}").json()["status"] != "running":
         time.sleep(0.05)
+
+
+def test_oldest_queued_job_age_grows_while_the_worker_is_busy(api, held_image):
+    url, release = held_image
+    start_held_job(api, url)
     waiting = api.post("/v1/jobs", json=transform_job()).json()["id"]
     time.sleep(0.5)
 
@@ -106,6 +113,32 @@ def test_oldest_queued_job_age_grows_while_the_worker_is_busy(api, held_image):
     assert age >= 0.4
     assert wait_for_status(api, waiting)["status"] == "succeeded"
     assert value(samples(api), "pixhook_jobs_oldest_queued_age_seconds") == 0
+
+
+def test_the_job_gauges_leave_out_the_workers_own_cron_entries(api, stack, held_image):
+    """Issue #15 item 23: arq queues the jobs worker's housekeeping in the jobs queue, and
+    `pixhook_jobs_queued` counted it as a job (KEDA scaled on it); a busy worker's housekeeping,
+    waiting its turn, also read as the oldest job waiting."""
+    url, release = held_image
+    start_held_job(api, url)
+    redis = Redis.from_url(stack.redis_url)
+    deadline = time.monotonic() + 10
+    while not overdue_cron_entries(redis, by_s=0.5):  # behind the one job the worker takes
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+    read = samples(api)
+    release.set()
+    redis.close()
+
+    assert value(read, "pixhook_jobs_queued") == 1
+    assert value(read, "pixhook_jobs_oldest_queued_age_seconds") == 0
+
+
+def overdue_cron_entries(redis: Redis, by_s: float) -> list[bytes]:
+    overdue_at = (time.time() - by_s) * 1000
+    entries = cast(list[bytes], redis.zrangebyscore(JOB_QUEUE, "-inf", overdue_at))
+    return [entry for entry in entries if entry.startswith(b"cron:")]
 
 
 def test_provider_429_and_latency_are_counted_by_model(api, openai_standin):

@@ -10,14 +10,14 @@ import asyncio
 import secrets
 import signal
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import httpx
 import pytest
 from redis.asyncio import Redis
 
 from service.devstack import RunningStack, local_stack
-from tests.helpers import transform_job
+from tests.helpers import transform_job, wait_until
 from tests.receiver import Receiver
 from tests.servers import Response, Scripted
 from tests.test_deliveries import deliveries_of
@@ -73,14 +73,6 @@ def redriven(api: httpx.Client, delivery_id: str) -> bool:
     """Whether a dead delivery was re-queued once, without anyone asking, and then arrived."""
     delivery = api.get(f"/v1/deliveries/{delivery_id}").json()
     return bool(delivery["status"] == "succeeded" and delivery["replays"] == 1)
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def test_worker_killed_mid_batch_loses_no_event(stack, make_receiver):

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from service.clients import Client
-from service.queue import JOB_QUEUE
 from service.runtime import Runtime
 from webhooks.dlq import DlqFilter
 from webhooks.endpoints import Endpoint
@@ -74,14 +73,16 @@ async def overview(rt: Runtime, client_id: str | None) -> Overview:
     keys = rt.deliveries.keys
     async with rt.redis.pipeline(transaction=False) as pipe:
         pipe.zcard(keys.dlq if client_id is None else keys.dlq_owner(client_id))
-        if client_id is None:
-            pipe.zcard(JOB_QUEUE)
-        else:
-            pipe.zcard(rt.jobs.unfinished_key(client_id))
         if client_id is not None:
+            pipe.zcard(rt.jobs.unfinished_key(client_id))
             pipe.zcard(keys.by_status(client_id, "pending"))
-        dlq_size, jobs_queued, *owner_pending = await pipe.execute()
+        dlq_size, *owner_counts = await pipe.execute()
     due, pending = await rt.deliveries.due_count()
+    if client_id is None:
+        # As `pixhook_jobs_queued` counts them: arq's queue also holds the worker's cron entries.
+        jobs_queued = await rt.jobs.index.count(("queued", "running"))
+    else:
+        (jobs_queued, pending), due = owner_counts, 0
     return Overview(
         minutes=minutes,
         jobs_per_s=sum(m.jobs_ended for m in recent) / window_s,
@@ -89,8 +90,8 @@ async def overview(rt: Runtime, client_id: str | None) -> Overview:
         success_rate=sum(m.attempts_ok for m in minutes) / attempts if attempts else None,
         dlq_size=int(dlq_size),
         jobs_queued=int(jobs_queued),
-        deliveries_due=due if client_id is None else 0,
-        deliveries_pending=pending if client_id is None else int(owner_pending[0]),
+        deliveries_due=due,
+        deliveries_pending=int(pending),
         open_circuits=await rt.circuits.open_count(),
     )
 

@@ -14,8 +14,8 @@ from starlette.routing import Route
 from service.auth import authenticate, runtime
 from service.bodies import read_json
 from service.errors import InvalidInput, NotFound
-from service.unknown_fields import refuse_unknown_fields
 from service.moments import MOMENT_FORMS, parse_moment
+from service.unknown_fields import refuse_unknown_fields
 from service.views import delivery_view, iso
 from webhooks.dlq import DlqFilter
 from webhooks.store import STATUSES, Delivery

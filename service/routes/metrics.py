@@ -37,7 +37,8 @@ async def metrics(request: Request) -> Response:
     )
     families = list(delivery_metric_families(await rt.delivery_metrics.snapshot(), gauges))
     job_gauges = JobGauges(
-        queued=await rt.redis.zcard(JOB_QUEUE),
+        # The jobs' own statuses, not arq's queue, which also holds the worker's cron entries.
+        queued=await rt.jobs.index.count(("queued", "running")),
         oldest_queued_age_s=await oldest_queued_age_s(rt.redis, JOB_QUEUE, in_progress_key_prefix),
         batches_running=len(await rt.batches.running()),
     )

@@ -14,8 +14,8 @@ from starlette.routing import Route
 
 from service import imaging
 from service.auth import runtime
-from service.errors import UNAVAILABLE_RETRY_AFTER_S
 from service.config import Settings
+from service.errors import UNAVAILABLE_RETRY_AFTER_S
 from service.tasks import JOB_TYPES
 
 log = logging.getLogger("pixhook.api")
