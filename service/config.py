@@ -42,6 +42,8 @@ class Settings:
     max_image_pixels: int = 50_000_000
     # Only the first frame is used, but counting a huge animation is still work worth refusing.
     max_frames: int = 1000
+    # Reading an image's headers and counting its frames, in a thread: past this it is refused.
+    image_check_timeout_s: float = 2.0
     max_output_side: int = 8192
     # For WebP outputs that name no `effort` of their own.
     webp_effort: int = DEFAULT_WEBP_EFFORT
@@ -369,6 +371,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
             "batch_progress_interval_s",
             "webhook_connect_timeout_s",
             "image_fetch_timeout_s",
+            "image_check_timeout_s",
             "provider_timeout_s",
             "provider_backoff_s",
             "provider_rate_recovery_s",

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 import math
+import time
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
@@ -19,6 +21,7 @@ from service.imaging.formats import (
     OutputSpec,
     format_list,
 )
+from service.imaging.frames import count_frames
 from service.imaging.geometry import Plan, plan
 
 # Integer box reduction first, LANCZOS only for the last factor of three: as sharp as a full
@@ -27,15 +30,23 @@ _REDUCING_GAP = 3.0
 _ORIENTATION_TAG = 0x0112
 
 
-def inspect(data: bytes, max_pixels: int, max_frames: int | None = None) -> ImageInfo:
-    """Read only the headers: format, size and frames, with the pixel and frame limits applied."""
+def inspect(
+    data: bytes,
+    max_pixels: int,
+    max_frames: int | None = None,
+    time_limit_s: float | None = None,
+) -> ImageInfo:
+    """Read only the headers: format, size and frames, with the pixel and frame limits applied;
+    counting frames stops at `max_frames` and after `time_limit_s`."""
+    deadline = None if time_limit_s is None else time.monotonic() + time_limit_s
     with open_image(data, max_pixels) as image:
-        frames = int(getattr(image, "n_frames", 1))
-        if max_frames is not None and frames > max_frames:
-            raise ImageRejected(
-                "TOO_MANY_FRAMES", f"image has {frames} frames; the limit is {max_frames}"
-            )
-        return ImageInfo(image.format or "", image.width, image.height, image.mode, frames)
+        info = ImageInfo(image.format or "", image.width, image.height, image.mode)
+        frames = count_frames(image, max_frames, deadline)
+    if max_frames is not None and frames > max_frames:
+        raise ImageRejected(
+            "TOO_MANY_FRAMES", f"image has more than {max_frames} frames, the most allowed"
+        )
+    return replace(info, frames=frames)
 
 
 def transform(data: bytes, spec: OutputSpec, max_pixels: int) -> EncodedImage:
