@@ -294,6 +294,24 @@ def test_max_bytes_that_nothing_fits_fails_the_output(fmt):
     assert caught.value.code == "OUTPUT_TOO_LARGE"
 
 
+@pytest.mark.parametrize(
+    ("size", "fmt", "limit"), [((20_000, 1), "webp", 16_383), ((1, 65_535), "jpeg", 65_500)]
+)
+def test_an_output_larger_than_its_format_allows_is_refused_before_decoding(
+    decoded_sizes, size, fmt, limit
+):
+    """Issue 15, item 21: the encoder refused these after the whole decode, as INTERNAL_ERROR."""
+    buffer = io.BytesIO()
+    Image.new("L", size).save(buffer, "PNG")
+
+    with pytest.raises(imaging.ImageRejected) as caught:
+        imaging.transform(buffer.getvalue(), imaging.OutputSpec(format=fmt), LIMIT, max_side=10**5)
+
+    assert caught.value.code == "OUTPUT_SIDE_TOO_LARGE"
+    assert f"{fmt} images are at most {limit} pixels a side" in str(caught.value)
+    assert decoded_sizes == []
+
+
 def test_progressive_jpeg_is_flagged():
     encoded = imaging.transform(noise_png(), imaging.OutputSpec(progressive=True), LIMIT)
 

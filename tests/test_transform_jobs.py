@@ -83,6 +83,19 @@ def test_output_that_cannot_fit_max_bytes_fails_the_job(api):
     assert job["error"]["code"] == "OUTPUT_TOO_LARGE"
 
 
+def test_an_output_beyond_the_largest_side_fails_with_its_own_code(api):
+    """Issue 15, item 21: a 1x65535 PNG with `width: 32` keeps its shape, which JPEG cannot
+    encode, and the job ended INTERNAL_ERROR. Each output's size is checked before decoding."""
+    tall = io.BytesIO()
+    Image.new("L", (1, 65_535)).save(tall, "PNG")
+    body = transform_body(tall.getvalue(), width=32, format="jpeg")
+
+    job = wait_for_status(api, api.post("/v1/jobs", json=body).json()["id"])
+
+    assert (job["status"], job["error"]["code"]) == ("failed", "OUTPUT_SIDE_TOO_LARGE")
+    assert "1x65535" in job["error"]["message"]
+
+
 @pytest.mark.parametrize(
     ("input_fields", "field"),
     [

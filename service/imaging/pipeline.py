@@ -10,11 +10,12 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 
-from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, UnidentifiedImageError
 
 from service.imaging.encoding import encode
 from service.imaging.formats import (
     INPUT_FORMATS,
+    OUTPUT_FORMATS,
     EncodedImage,
     ImageInfo,
     ImageRejected,
@@ -28,6 +29,16 @@ from service.imaging.geometry import Plan, plan
 # LANCZOS resample to the eye, at a fraction of the work.
 _REDUCING_GAP = 3.0
 _ORIENTATION_TAG = 0x0112
+# What makes each EXIF orientation upright (as ImageOps.exif_transpose does).
+_TRANSPOSITIONS = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 def inspect(
@@ -49,25 +60,49 @@ def inspect(
     return replace(info, frames=frames)
 
 
-def transform(data: bytes, spec: OutputSpec, max_pixels: int) -> EncodedImage:
+def transform(
+    data: bytes, spec: OutputSpec, max_pixels: int, *, max_side: int | None = None
+) -> EncodedImage:
     """One output from one image."""
-    return render(data, {"default": spec}, max_pixels)["default"]
+    return render(data, {"default": spec}, max_pixels, max_side=max_side)["default"]
 
 
 def render(
-    data: bytes, specs: Mapping[str, OutputSpec], max_pixels: int
+    data: bytes, specs: Mapping[str, OutputSpec], max_pixels: int, *, max_side: int | None = None
 ) -> dict[str, EncodedImage]:
-    """Decode once, at the resolution the most detailed output needs, then derive every output."""
+    """Decode once, at the resolution the most detailed output needs, then derive every output.
+    No output may be larger than `max_side` or its format allows a side."""
     with open_image(data, max_pixels) as image, _damage_rejected():
-        width, height = _oriented_size(image)
+        orientation = _orientation(image)
+        width, height = _oriented_size(image, orientation)
         plans = {name: plan(spec, width, height) for name, spec in specs.items()}
-        source = _decode(image, max(plan.detail for plan in plans.values()))
+        for name, spec in specs.items():
+            _check_sides(name, plans[name], spec, max_side)
+        source = _decode(image, max(plan.detail for plan in plans.values()), orientation)
     scale = source.width / width
     icc_profile = _rgb_profile(source)
     return {
         name: encode(_derive(source, plans[name], scale, spec), spec, icc_profile)
         for name, spec in specs.items()
     }
+
+
+def _check_sides(name: str, plan: Plan, spec: OutputSpec, max_side: int | None) -> None:
+    # Before decoding: an encoder's refusal would come after all the work, as a bare OSError.
+    format_side = OUTPUT_FORMATS[spec.format].max_side
+    if max_side is not None and max_side < format_side:
+        limit, what = max_side, "outputs"
+    else:
+        limit, what = format_side, f"{spec.format} images"
+    width, height = plan.output_size
+    if max(width, height) <= limit:
+        return
+    which = "the output" if name == "default" else f"output {name!r}"
+    raise ImageRejected(
+        "OUTPUT_SIDE_TOO_LARGE",
+        f"{which} would be {width}x{height} pixels, and {what} are at most {limit} pixels a "
+        "side: set a smaller width, height or max_side",
+    )
 
 
 def open_image(data: bytes, max_pixels: int) -> Image.Image:
@@ -105,9 +140,16 @@ def _damage_rejected() -> Iterator[None]:
         raise ImageRejected("INVALID_IMAGE", f"image data is damaged: {exc}") from exc
 
 
-def _oriented_size(image: Image.Image) -> tuple[int, int]:
+def _orientation(image: Image.Image) -> int:
+    # Image.getexif, not the file's own: PNG's decodes every pixel in search of an eXIf chunk
+    # after them (the spec puts it before, where opening the file has read it already), and
+    # sizes are planned and checked before anything is decoded.
+    return int(Image.Image.getexif(image).get(_ORIENTATION_TAG, 1))
+
+
+def _oriented_size(image: Image.Image, orientation: int) -> tuple[int, int]:
     # Orientations 5-8 turn the picture a quarter: the caller's width is the stored height.
-    if image.getexif().get(_ORIENTATION_TAG, 1) in (5, 6, 7, 8):
+    if orientation in (5, 6, 7, 8):
         return image.height, image.width
     return image.width, image.height
 
@@ -115,14 +157,16 @@ def _oriented_size(image: Image.Image) -> tuple[int, int]:
 # Decoding: once, as small as the most detailed output allows.
 
 
-def _decode(image: Image.Image, detail: float) -> Image.Image:
+def _decode(image: Image.Image, detail: float, orientation: int) -> Image.Image:
     full_width = image.width
     # JPEG draft mode decodes at 1/2, 1/4 or 1/8 scale, never below the size asked for: a 24 MP
     # photo is never fully decoded to make a thumbnail. Other formats ignore it.
     image.draft("RGB", (math.ceil(image.width * detail), math.ceil(image.height * detail)))
     image.load()  # the file closes with the caller's `with`; a damaged one fails here
     surplus = image.width / full_width / detail
-    ImageOps.exif_transpose(image, in_place=True)
+    method = _TRANSPOSITIONS.get(orientation)
+    if method is not None:
+        image = image.transpose(method)
     normalised = _normalise_mode(image)
     # Whatever the decoder gave beyond what the most detailed output needs goes in one cheap
     # integer reduction here, rather than in every output's own resample.

@@ -149,7 +149,11 @@ async def run(job: Job, image: bytes, ctx: TaskContext) -> dict[str, Any]:
     try:
         # Pillow releases the GIL while decoding and resampling; the event loop stays free.
         encoded = await asyncio.to_thread(
-            imaging.render, image, specs, ctx.settings.max_image_pixels
+            imaging.render,
+            image,
+            specs,
+            ctx.settings.max_image_pixels,
+            max_side=ctx.settings.max_output_side,
         )
     except imaging.ImageRejected as exc:
         raise JobFailure(str(exc), code=exc.code) from exc
