@@ -376,6 +376,22 @@ def test_exif_is_stripped_and_the_icc_profile_kept(fmt):
     assert output.info.get("icc_profile") == srgb_profile()
 
 
+@pytest.mark.parametrize("mode", ["RGB", "RGBA"])
+def test_a_large_profile_is_converted_to_srgb_and_replaced(mode):
+    """Issue 15, item 23: a 1 MB profile was copied into every output. With this one's primaries
+    swapped, red pixels are blue: converted, they stay blue under the 588-byte sRGB profile."""
+    swapped = icc_profiles.SRGB_PRIMARIES[::-1]
+    large = icc_profiles.rgb_profile(swapped, private_bytes=500_000)  # PNG's iCCP takes < 1 MB
+    buffer = io.BytesIO()
+    Image.new(mode, (80, 60), "red").save(buffer, "PNG", icc_profile=large)
+
+    output = decode(imaging.transform(buffer.getvalue(), imaging.OutputSpec(format="png"), LIMIT))
+
+    assert output.mode == mode
+    assert is_near(output.convert("RGB").getpixel((40, 30)), BLUE, tolerance=10)
+    assert output.info["icc_profile"] == srgb_profile()
+
+
 def test_cmyk_input_comes_out_rgb():
     buffer = io.BytesIO()
     Image.new("CMYK", (60, 40), (0, 255, 255, 0)).save(buffer, "JPEG")

@@ -1,7 +1,8 @@
 """Pure Pillow functions: bytes in, bytes out. No Redis, no HTTP.
 
-formats.py names what they speak, geometry.py plans each output, pipeline.py decodes once and
-derives every output, encoding.py writes each one.
+formats.py names what they speak, frames.py counts frames up to a limit, geometry.py plans each
+output, pipeline.py decodes once and derives every output, colour.py says which profile each
+carries, encoding.py writes each one.
 """
 
 from service.imaging.formats import BUDGET_WEBP_EFFORT as BUDGET_WEBP_EFFORT

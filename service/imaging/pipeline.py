@@ -10,8 +10,9 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 
-from PIL import Image, ImageCms, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
+from service.imaging.colour import cmyk_to_srgb, output_colour
 from service.imaging.encoding import encode
 from service.imaging.formats import (
     INPUT_FORMATS,
@@ -80,11 +81,14 @@ def render(
             _check_sides(name, plans[name], spec, max_side)
         source = _decode(image, max(plan.detail for plan in plans.values()), orientation)
     scale = source.width / width
-    icc_profile = _rgb_profile(source)
-    return {
-        name: encode(_derive(source, plans[name], scale, spec), spec, icc_profile)
-        for name, spec in specs.items()
-    }
+    colour = output_colour(source.info.get("icc_profile"), source.mode)
+    outputs = {}
+    for name, spec in specs.items():
+        derived = _derive(source, plans[name], scale, spec)
+        if colour.convert is not None:
+            derived = colour.convert(derived)
+        outputs[name] = encode(derived, spec, colour.icc_profile)
+    return outputs
 
 
 def _check_sides(name: str, plan: Plan, spec: OutputSpec, max_side: int | None) -> None:
@@ -177,32 +181,10 @@ def _decode(image: Image.Image, detail: float, orientation: int) -> Image.Image:
 def _normalise_mode(image: Image.Image) -> Image.Image:
     # Resampling works in RGB(A): palette images would otherwise be resized by nearest neighbour.
     if image.mode == "CMYK":
-        return _cmyk_to_srgb(image)
+        return cmyk_to_srgb(image)
     has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
     target = "RGBA" if has_alpha else "RGB"
     return image if image.mode == target else image.convert(target)
-
-
-def _cmyk_to_srgb(image: Image.Image) -> Image.Image:
-    icc_profile = image.info.get("icc_profile")
-    if not icc_profile:
-        converted = image.convert("RGB")
-    else:
-        # The embedded profile says what the inks look like; a plain convert guesses, badly.
-        source_profile = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
-        srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
-        transformed = ImageCms.profileToProfile(image, source_profile, srgb, outputMode="RGB")
-        converted = transformed if transformed is not None else image.convert("RGB")
-    converted.info.pop("icc_profile", None)  # a CMYK profile would misdescribe RGB pixels
-    return converted
-
-
-def _rgb_profile(image: Image.Image) -> bytes | None:
-    # Outputs are RGB(A): a grey or CMYK profile would misdescribe them, so only RGB ones are kept.
-    icc_profile = image.info.get("icc_profile")
-    if isinstance(icc_profile, bytes) and icc_profile[16:20] == b"RGB ":
-        return icc_profile
-    return None
 
 
 # Deriving and encoding each output.
