@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from PIL import Image, ImageChops, ImageFilter, ImageOps, ImageStat
+from PIL import Image, ImageChops, ImageFilter, ImageStat
 
 from service import imaging
 
@@ -89,6 +89,12 @@ def analyze(data: bytes, max_pixels: int) -> dict[str, Any]:
     }
 
 
+def decode_bytes(data: bytes, max_pixels: int) -> int:
+    """The most memory `analyze` holds at once for this image, from its headers alone."""
+    with open_image(data, max_pixels) as image:
+        return imaging.Decode.within(image, ANALYSIS_SIDE).bytes
+
+
 def open_image(data: bytes, max_pixels: int) -> Image.Image:
     """Open lazily (header only) with the same format list and pixel limit as every job."""
     return imaging.open_image(data, max_pixels)
@@ -105,17 +111,14 @@ def _has_alpha(image: Image.Image) -> bool:
 
 def _decode_small(image: Image.Image) -> tuple[Image.Image, Image.Image | None]:
     """The first frame, upright, at most ANALYSIS_SIDE: RGB on white, plus an opacity mask."""
-    has_alpha = _has_alpha(image)
-    # JPEG draft decodes at 1/2..1/8 scale, never below the requested size: a 24 MP photo is
-    # decoded at 1500x1000 at most. Other formats ignore it.
-    scale = ANALYSIS_SIDE / max(image.width, image.height)
-    image.draft("RGB", (math.ceil(image.width * scale), math.ceil(image.height * scale)))
     try:
-        upright = ImageOps.exif_transpose(image)
+        # As image.transform decodes: a 24 MP JPEG at 1500x1000 at most (draft mode), anything
+        # else reduced a band at a time, never a second full-size copy.
+        upright = imaging.Decode.within(image, ANALYSIS_SIDE).run()
         upright.thumbnail((ANALYSIS_SIDE, ANALYSIS_SIDE), Image.Resampling.LANCZOS, 2.0)
-        if not has_alpha:
-            return upright.convert("RGB"), None
-        rgba = upright.convert("RGBA")
+        if upright.mode == "RGB":
+            return upright, None
+        rgba = upright
     except (OSError, SyntaxError) as exc:
         raise imaging.ImageRejected("INVALID_IMAGE", f"image data is damaged: {exc}") from exc
     except ValueError as exc:

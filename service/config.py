@@ -77,6 +77,9 @@ class Settings:
     max_prompt_chars: int = 4000
     job_timeout_s: float = 300.0
     job_concurrency: int = 4
+    # What one jobs worker's image decodes may hold together (service/decode_budget.py): a
+    # 49 MP PNG's thumbnail takes ~210 MiB, a 49 MP WebP's ~790 MiB, a 24 MP JPEG's ~10 MiB.
+    decode_budget_bytes: int = 800 * MiB
     job_retention_s: float = 7 * 86400.0
     # Live event streams are for watching and resuming, not for history (the job record keeps
     # its final state): an hour after their last event they go, about 5 KB per job.
@@ -347,6 +350,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
             "vision_max_side",
             "max_prompt_chars",
             "job_concurrency",
+            "decode_budget_bytes",
             "max_batch_items",
             "max_batch_bytes",
             "batch_concurrency",

@@ -91,7 +91,12 @@ async def _run(runtime: Runtime, job: Job) -> dict[str, object]:
     image = await _input_image(runtime, job) if job_type.takes_image else b""
     emit = partial(append_event, runtime.redis, job.id, ttl_s=runtime.settings.event_retention_s)
     context = TaskContext(
-        runtime.storage, runtime.settings, runtime.redis, emit, runtime.provider_http
+        runtime.storage,
+        runtime.settings,
+        runtime.redis,
+        emit,
+        runtime.provider_http,
+        runtime.decode_budget,
     )
     return await job_type.run(job, image, context)
 

@@ -462,6 +462,24 @@ def test_decode_is_only_as_large_as_the_most_detailed_variant_needs(decoded_size
     assert decoded_sizes == [(1000, 750)]  # libjpeg's 1/4 scale, enough for 900 px wide
 
 
+@pytest.mark.parametrize("mode", ["RGBA", "P", "L"])
+def test_a_decode_band_by_band_gives_the_pixels_of_a_whole_one(mode):
+    """Converting and reducing a band of rows at a time (so the decoded image is never copied
+    whole) gives what converting and reducing the whole image gives, partial blocks included."""
+    noise = Image.effect_noise((1203, 3001), 80)  # rows and columns not multiples of the factor
+    image = Image.merge("RGBA", [noise, noise.rotate(90), noise.rotate(180), noise]).convert(mode)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+
+    with Image.open(buffer) as opened:
+        decode = imaging.Decode.within(opened, 150)
+        decoded = decode.run()
+
+    assert decode.factor == 6
+    whole = image.convert(decoded.mode).reduce(decode.factor)
+    assert decoded.tobytes() == whole.tobytes()
+
+
 # CMYK with an embedded profile. The profile from tests/icc_profiles.py prints blank paper as
 # saturated blue, so only a conversion that honours it turns zero ink into blue rather than white.
 

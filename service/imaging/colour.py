@@ -39,17 +39,16 @@ def output_colour(icc_profile: object, mode: str) -> OutputColour:
     return OutputColour(_srgb().tobytes(), transform.apply)
 
 
-def cmyk_to_srgb(image: Image.Image) -> Image.Image:
-    icc_profile = image.info.get("icc_profile")
-    if not icc_profile:
-        converted = image.convert("RGB")
-    else:
-        # The embedded profile says what the inks look like; a plain convert guesses, badly.
-        source = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
-        transformed = ImageCms.profileToProfile(image, source, _srgb(), outputMode="RGB")
-        converted = transformed if transformed is not None else image.convert("RGB")
-    converted.info.pop("icc_profile", None)  # a CMYK profile would misdescribe RGB pixels
-    return converted
+def cmyk_converter(icc_profile: object) -> Callable[[Image.Image], Image.Image]:
+    """CMYK pixels to sRGB, through the input's profile when it has one littleCMS reads."""
+    if isinstance(icc_profile, bytes) and icc_profile:
+        try:
+            source = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
+            # The embedded profile says what the inks look like; a plain convert guesses, badly.
+            return ImageCms.buildTransform(source, _srgb(), "CMYK", "RGB").apply
+        except (ImageCms.PyCMSError, OSError, ValueError):
+            pass
+    return lambda image: image.convert("RGB")
 
 
 @cache

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import math
 import time
 import warnings
 from collections.abc import Iterator, Mapping
@@ -12,7 +11,8 @@ from dataclasses import replace
 
 from PIL import Image, UnidentifiedImageError
 
-from service.imaging.colour import cmyk_to_srgb, output_colour
+from service.imaging.colour import OutputColour, output_colour
+from service.imaging.decoding import REDUCING_GAP, Decode, orientation, oriented_size
 from service.imaging.encoding import encode
 from service.imaging.formats import (
     INPUT_FORMATS,
@@ -25,21 +25,7 @@ from service.imaging.formats import (
 )
 from service.imaging.frames import count_frames
 from service.imaging.geometry import Plan, plan
-
-# Integer box reduction first, LANCZOS only for the last factor of three: as sharp as a full
-# LANCZOS resample to the eye, at a fraction of the work.
-_REDUCING_GAP = 3.0
-_ORIENTATION_TAG = 0x0112
-# What makes each EXIF orientation upright (as ImageOps.exif_transpose does).
-_TRANSPOSITIONS = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
-}
+from service.imaging.memory import peak_bytes
 
 
 def inspect(
@@ -73,15 +59,8 @@ def render(
 ) -> dict[str, EncodedImage]:
     """Decode once, at the resolution the most detailed output needs, then derive every output.
     No output may be larger than `max_side` or its format allows a side."""
-    with open_image(data, max_pixels) as image, _damage_rejected():
-        orientation = _orientation(image)
-        width, height = _oriented_size(image, orientation)
-        plans = {name: plan(spec, width, height) for name, spec in specs.items()}
-        for name, spec in specs.items():
-            _check_sides(name, plans[name], spec, max_side)
-        source = _decode(image, max(plan.detail for plan in plans.values()), orientation)
+    source, plans, width, colour = _decoded(data, specs, max_pixels, max_side)
     scale = source.width / width
-    colour = output_colour(source.info.get("icc_profile"), source.mode)
     outputs = {}
     for name, spec in specs.items():
         derived = _derive(source, plans[name], scale, spec)
@@ -89,6 +68,41 @@ def render(
             derived = colour.convert(derived)
         outputs[name] = encode(derived, spec, colour.icc_profile)
     return outputs
+
+
+def render_bytes(
+    data: bytes, specs: Mapping[str, OutputSpec], max_pixels: int, *, max_side: int | None = None
+) -> int:
+    """The most memory `render` holds at once for these outputs, from the headers alone."""
+    with _planned(data, specs, max_pixels, max_side) as (decode, plans, width):
+        converts = output_colour(decode.image.info.get("icc_profile"), "RGB").convert is not None
+        return peak_bytes(
+            decode, [(plans[name], spec) for name, spec in specs.items()], width, converts
+        )
+
+
+def _decoded(
+    data: bytes, specs: Mapping[str, OutputSpec], max_pixels: int, max_side: int | None
+) -> tuple[Image.Image, dict[str, Plan], int, OutputColour]:
+    # Returning drops the decoded image: only the (smaller) source outlives this function.
+    with _planned(data, specs, max_pixels, max_side) as (decode, plans, width):
+        icc_profile = decode.image.info.get("icc_profile")
+        source = decode.run()
+    return source, plans, width, output_colour(icc_profile, source.mode)
+
+
+@contextmanager
+def _planned(
+    data: bytes, specs: Mapping[str, OutputSpec], max_pixels: int, max_side: int | None
+) -> Iterator[tuple[Decode, dict[str, Plan], int]]:
+    """The image opened, each output planned and checked, the decode planned: nothing decoded."""
+    with open_image(data, max_pixels) as image, _damage_rejected():
+        turn = orientation(image)
+        width, height = oriented_size(image, turn)
+        plans = {name: plan(spec, width, height) for name, spec in specs.items()}
+        for name, spec in specs.items():
+            _check_sides(name, plans[name], spec, max_side)
+        yield Decode.plan(image, max(plan.detail for plan in plans.values()), turn), plans, width
 
 
 def _check_sides(name: str, plan: Plan, spec: OutputSpec, max_side: int | None) -> None:
@@ -144,49 +158,6 @@ def _damage_rejected() -> Iterator[None]:
         raise ImageRejected("INVALID_IMAGE", f"image data is damaged: {exc}") from exc
 
 
-def _orientation(image: Image.Image) -> int:
-    # Image.getexif, not the file's own: PNG's decodes every pixel in search of an eXIf chunk
-    # after them (the spec puts it before, where opening the file has read it already), and
-    # sizes are planned and checked before anything is decoded.
-    return int(Image.Image.getexif(image).get(_ORIENTATION_TAG, 1))
-
-
-def _oriented_size(image: Image.Image, orientation: int) -> tuple[int, int]:
-    # Orientations 5-8 turn the picture a quarter: the caller's width is the stored height.
-    if orientation in (5, 6, 7, 8):
-        return image.height, image.width
-    return image.width, image.height
-
-
-# Decoding: once, as small as the most detailed output allows.
-
-
-def _decode(image: Image.Image, detail: float, orientation: int) -> Image.Image:
-    full_width = image.width
-    # JPEG draft mode decodes at 1/2, 1/4 or 1/8 scale, never below the size asked for: a 24 MP
-    # photo is never fully decoded to make a thumbnail. Other formats ignore it.
-    image.draft("RGB", (math.ceil(image.width * detail), math.ceil(image.height * detail)))
-    image.load()  # the file closes with the caller's `with`; a damaged one fails here
-    surplus = image.width / full_width / detail
-    method = _TRANSPOSITIONS.get(orientation)
-    if method is not None:
-        image = image.transpose(method)
-    normalised = _normalise_mode(image)
-    # Whatever the decoder gave beyond what the most detailed output needs goes in one cheap
-    # integer reduction here, rather than in every output's own resample.
-    factor = int(surplus / _REDUCING_GAP)
-    return normalised.reduce(factor) if factor > 1 else normalised
-
-
-def _normalise_mode(image: Image.Image) -> Image.Image:
-    # Resampling works in RGB(A): palette images would otherwise be resized by nearest neighbour.
-    if image.mode == "CMYK":
-        return cmyk_to_srgb(image)
-    has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
-    target = "RGBA" if has_alpha else "RGB"
-    return image if image.mode == target else image.convert(target)
-
-
 # Deriving and encoding each output.
 
 
@@ -198,7 +169,7 @@ def _derive(source: Image.Image, plan: Plan, scale: float, spec: OutputSpec) -> 
         min(right * scale, source.width),
         min(bottom * scale, source.height),
     )
-    resized = source.resize(plan.size, Image.Resampling.LANCZOS, box, _REDUCING_GAP)
+    resized = source.resize(plan.size, Image.Resampling.LANCZOS, box, REDUCING_GAP)
     if plan.canvas is None:
         return resized
     canvas = Image.new(resized.mode, plan.canvas, (*spec.background, 255))
