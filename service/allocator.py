@@ -1,25 +1,34 @@
-"""glibc's allocator, told to give large blocks back to the system as soon as they are freed."""
+"""glibc's allocator, told to give decoded pixels back to the system once they are freed."""
 
 from __future__ import annotations
 
 import ctypes
 
-# mallopt's parameter number (malloc.h) and the size from which blocks get a mapping of their own.
+# mallopt's parameter numbers (malloc.h).
+_M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
-_LARGE_BLOCK_BYTES = 1 << 20
+# Pillow keeps pixels in blocks of up to 16 MiB: every full one gets a mapping of its own.
+_MMAP_FROM_BYTES = 8 << 20
+# Free heap kept for reuse: a decode's bands (a few MiB each) come and go without page faults.
+_KEEP_FREE_BYTES = 32 << 20
 
 
 def return_large_blocks() -> bool:
-    """Serve every allocation of 1 MiB or more from its own mapping, unmapped when
-    freed; False where the C library is not glibc (musl, macOS), which leaves it as it was.
+    """Serve allocations of 8 MiB or more from mappings of their own, unmapped when freed, and
+    keep at most 32 MiB of free heap; False where the C library is not glibc (musl, macOS),
+    which leaves it as it was.
 
-    glibc raises this threshold on its own to the largest block freed so far (up to 32 MiB).
-    After one large decode, Pillow's 16 MiB blocks of pixels then come from the heap instead,
-    and stay resident once freed: a jobs worker's RSS stayed at 1.2-1.5 GB after four 49 MP
-    PNGs. Setting the threshold turns that adjustment off."""
+    glibc raises its mmap threshold on its own to the largest block freed so far (up to 32 MiB):
+    after one large decode, Pillow's 16 MiB blocks came from the heap instead and stayed
+    resident once freed, and a jobs worker's RSS stayed at 1.2-1.5 GB after four 49 MP PNGs.
+    Setting both thresholds turns that adjustment off."""
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
         return False
     mallopt = getattr(libc, "mallopt", None)
-    return mallopt is not None and bool(mallopt(_M_MMAP_THRESHOLD, _LARGE_BLOCK_BYTES))
+    if mallopt is None:
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_FROM_BYTES)) and bool(
+        mallopt(_M_TRIM_THRESHOLD, _KEEP_FREE_BYTES)
+    )
