@@ -8,18 +8,18 @@ import ctypes
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
-# Pillow keeps pixels in blocks of up to 16 MiB: every full one gets a mapping of its own.
-_MMAP_FROM_BYTES = 8 << 20
-# Free heap kept for reuse: a decode's bands (a few MiB each) come and go without page faults.
-_KEEP_FREE_BYTES = 32 << 20
+# Pillow keeps pixels in blocks of up to 16 MiB: any image above 2 MiB gets mappings of its own.
+_MMAP_FROM_BYTES = 2 << 20
+# Free heap kept for reuse: a decode's bands (1 MiB each) come and go without page faults.
+_KEEP_FREE_BYTES = 8 << 20
 # Each heap keeps its own free memory, and glibc gives threads up to 8 heaps a core: decoding
-# threads share two, so what is kept stays under 2 x 32 MiB however many cores there are.
+# threads share two, so what is kept stays under 2 x 8 MiB however many cores there are.
 _HEAPS = 2
 
 
 def return_large_blocks() -> bool:
-    """Serve allocations of 8 MiB or more from mappings of their own, unmapped when freed, and
-    keep at most 32 MiB of free memory in each of two heaps; False where the C library is not
+    """Serve allocations of 2 MiB or more from mappings of their own, unmapped when freed, and
+    keep at most 8 MiB of free memory in each of two heaps; False where the C library is not
     glibc (musl, macOS), which leaves it as it was.
 
     glibc raises its mmap threshold on its own to the largest block freed so far (up to 32 MiB):

@@ -29,8 +29,9 @@ _TRANSPOSITIONS = {
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
-# Rows are converted and reduced this many pixels at a time: a few MiB of working copies.
-_BAND_PIXELS = 1 << 20
+# Rows are converted and reduced this many pixels at a time: 1 MiB of RGBA, under the size from
+# which the jobs worker maps memory afresh (service/allocator.py), so bands reuse the heap.
+_BAND_PIXELS = 1 << 18
 # A band is held three times: cut out (up to 4 bytes a pixel), converted (4), premultiplied (4).
 _BAND_BYTES_PER_PIXEL = 12
 # Pillow keeps 1, L and P in a byte a pixel, I;16 in two, every other mode (RGB too) in four.
