@@ -6,6 +6,8 @@ Pure Pillow, bytes in, a JSON-ready dict out; every measure runs on a small deco
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from PIL import Image, ImageChops, ImageFilter, ImageStat
@@ -91,7 +93,7 @@ def analyze(data: bytes, max_pixels: int) -> dict[str, Any]:
 
 def decode_bytes(data: bytes, max_pixels: int) -> int:
     """The most memory `analyze` holds at once for this image, from its headers alone."""
-    with open_image(data, max_pixels) as image:
+    with open_image(data, max_pixels) as image, _damage_rejected():
         return imaging.Decode.within(image, ANALYSIS_SIDE).bytes
 
 
@@ -105,24 +107,33 @@ def hash_distance(a: str, b: str) -> int:
     return (int(a, 16) ^ int(b, 16)).bit_count()
 
 
+@contextmanager
+def _damage_rejected() -> Iterator[None]:
+    # Pillow reports damage past the header with several exception types.
+    try:
+        yield
+    except imaging.ImageRejected:
+        raise
+    except (OSError, SyntaxError) as exc:
+        raise imaging.ImageRejected("INVALID_IMAGE", f"image data is damaged: {exc}") from exc
+    except ValueError as exc:
+        raise imaging.ImageRejected("INVALID_IMAGE", f"cannot analyse this image: {exc}") from exc
+
+
 def _has_alpha(image: Image.Image) -> bool:
     return image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
 
 
 def _decode_small(image: Image.Image) -> tuple[Image.Image, Image.Image | None]:
     """The first frame, upright, at most ANALYSIS_SIDE: RGB on white, plus an opacity mask."""
-    try:
+    with _damage_rejected():
         # As image.transform decodes: a 24 MP JPEG at 1500x1000 at most (draft mode), anything
         # else reduced a band at a time, never a second full-size copy.
         upright = imaging.Decode.within(image, ANALYSIS_SIDE).run()
         upright.thumbnail((ANALYSIS_SIDE, ANALYSIS_SIDE), Image.Resampling.LANCZOS, 2.0)
-        if upright.mode == "RGB":
-            return upright, None
-        rgba = upright
-    except (OSError, SyntaxError) as exc:
-        raise imaging.ImageRejected("INVALID_IMAGE", f"image data is damaged: {exc}") from exc
-    except ValueError as exc:
-        raise imaging.ImageRejected("INVALID_IMAGE", f"cannot analyse this image: {exc}") from exc
+    if upright.mode == "RGB":
+        return upright, None
+    rgba = upright
     alpha = rgba.getchannel("A")
     flat = Image.new("RGB", rgba.size, (255, 255, 255))
     flat.paste(rgba, mask=alpha)
