@@ -1,19 +1,22 @@
 """Bounded memory under bad input: the jobs worker's and API's RSS, fed bad images repeatedly.
 
     .venv/bin/python -m bench.bad_inputs [--rounds 20] [--together] [--no-photo] [--timeout 60]
+        [--only NAME] [--copies N] [--route url|base64|both]
 
-Starts the whole stack (`service.devstack.local_stack`, default limits) and serves a set of bad
-files, plus one valid 24 MP photo as the reference for a normal decode's peak, from an HTTP server
-on 127.0.0.1. Each file goes in as an `image.transform` job by URL (the jobs worker downloads,
-sniffs and decodes it) and by base64 (the API checks it first). A warm-up round, then R measured
-rounds of the whole set; every job is awaited by polling `GET /v1/jobs/{id}`, and a thread samples
-both processes' RSS every 50 ms. bench/README.md defines the figures.
+Starts the whole stack (`service.devstack.local_stack`, default limits) and serves the bad-image
+set of bench/bad_files.py (hostile files, and valid ones just under the limits), plus one valid
+24 MP photo, from an HTTP server on 127.0.0.1. Each file goes in as an `image.transform` job by
+URL (the jobs worker downloads, sniffs and decodes it) and by base64 (the API checks it first).
+A warm-up round, then R measured rounds of the whole set; every job is awaited by polling
+`GET /v1/jobs/{id}`, and a thread samples both processes' RSS every 50 ms. bench/README.md
+defines the figures.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import json
 import os
 import statistics
 import sys
@@ -28,78 +31,20 @@ import httpx
 import psutil  # type: ignore[import-untyped]
 
 from bench.api import unix_seconds
+from bench.bad_files import SUCCEEDED, Kind, make_kinds
 from bench.errors import BenchError
 from bench.figures import MiB, mib
 from bench.processes import Sampler, high_water_mark, watch
 from bench.receivers import File, LocalServer
 from bench.stack import check_alive, print_log_tails
-from bench.transform import job_body, photo_paths
+from bench.transform import job_body
 from service.config import Settings
 from service.devstack import RunningStack, local_stack
-from tests.helpers import png_bomb, truncated_jpeg
 
 WATCHED = {"jobs worker": "worker-jobs", "api": "api"}  # label -> the stack's process name
 POLL_EVERY_S = 0.02
 TERMINAL = ("succeeded", "failed", "canceled")
 ROUTES = ("url", "base64")
-
-
-# The inputs. Each is served under its own name with the media type its name claims.
-
-
-@dataclass(frozen=True)
-class Kind:
-    name: str
-    file: str
-    media_type: str
-    data: bytes
-    valid: bool = False  # the reference photo must succeed; every other kind must not
-
-
-def many_frames_gif(frames: int = 10_000, side: int = 64) -> bytes:
-    """An animated GIF of `frames` 1x1 frames, each at its own spot of a side x side screen."""
-
-    def le(number: int) -> bytes:
-        return number.to_bytes(2, "little")
-
-    parts = [b"GIF89a", le(side), le(side), b"\x80\x00\x00", b"\x00\x00\x00\xff\xff\xff"]
-    parts.append(b"\x21\xff\x0bNETSCAPE2.0\x03\x01\x00\x00\x00")  # loop forever
-    for number in range(frames):
-        position = le(number % side) + le(number // side % side)
-        parts.append(b"\x21\xf9\x04\x00\x02\x00\x00\x00")  # 20 ms per frame
-        parts.append(b"\x2c" + position + le(1) + le(1) + b"\x00\x02\x02\x44\x01\x00")
-    return b"".join([*parts, b"\x3b"])
-
-
-SVG = (
-    b'<svg xmlns="http://www.w3.org/2000/svg" width="20000" height="20000">'
-    b'<rect width="100%" height="100%" fill="red"/></svg>'
-)
-TEXT = b"hello, I am a text file named photo.jpg\n" * 20
-
-
-def photo() -> bytes:
-    """bench/transform.py's first test photo (6000x4000, ~6.5 MB), made by it when missing."""
-    return photo_paths(1)[0].read_bytes()
-
-
-def make_kinds(with_photo: bool) -> list[Kind]:
-    kinds = [
-        Kind(
-            "PNG 20000x20000 (pixel bomb)",
-            "bomb.png",
-            "image/png",
-            png_bomb(20_000, 20_000, 4 * MiB),
-        ),
-        Kind("truncated JPEG", "truncated.jpg", "image/jpeg", truncated_jpeg()),
-        Kind("GIF, 10,000 1x1 frames", "frames.gif", "image/gif", many_frames_gif()),
-        Kind("SVG", "drawing.svg", "image/svg+xml", SVG),
-        Kind("text named .jpg", "text.jpg", "image/jpeg", TEXT),
-        Kind("empty body", "empty.jpg", "image/jpeg", b""),
-    ]
-    if with_photo:
-        kinds.append(Kind("24 MP JPEG (valid)", "photo.jpg", "image/jpeg", photo(), valid=True))
-    return kinds
 
 
 def files_of(kinds: list[Kind]) -> dict[str, File]:
@@ -108,10 +53,19 @@ def files_of(kinds: list[Kind]) -> dict[str, File]:
 
 
 def kind_job(kind: Kind, route: str, files_url: str) -> bytes:
-    """bench/transform.py's job, the image by URL or base64."""
+    """bench/transform.py's job (or the kind's own output), the image by URL or base64."""
     if route == "url":
-        return job_body({"url": f"{files_url}/{kind.file}"})
-    return job_body({"base64": base64.b64encode(kind.data).decode()})
+        image = {"url": f"{files_url}/{kind.file}"}
+    else:
+        image = {"base64": base64.b64encode(kind.data).decode()}
+    if not kind.spec:
+        return job_body(image)
+    return json.dumps({"type": "image.transform", "input": {"image": image, **kind.spec}}).encode()
+
+
+def as_expected(kind: Kind, result: str) -> bool:
+    """`succeeded`, or the expected code whether the API refused it or the job failed with it."""
+    return result == kind.expect if kind.expect == SUCCEEDED else result.endswith(f" {kind.expect}")
 
 
 # Submitting and waiting.
@@ -179,7 +133,11 @@ def run_group(
     while pending and time.monotonic() < deadline:
         check_alive(stack)
         for job_id, outcome in list(pending.items()):
-            job = api.get(f"/v1/jobs/{job_id}").json()
+            response = api.get(f"/v1/jobs/{job_id}")
+            if response.status_code == 429:  # dozens of jobs polled every 20 ms pass the rate
+                time.sleep(float(response.headers.get("retry-after", "1")))
+                break
+            job = response.json()
             status[job_id] = job["status"]
             if job["status"] in TERMINAL:
                 ok = job["status"] == "succeeded"
@@ -199,7 +157,7 @@ def run_group(
 
 
 def run_stack(
-    kinds: list[Kind], rounds: int, together: bool, timeout_s: float
+    kinds: list[Kind], routes: list[str], copies: int, rounds: int, together: bool, timeout_s: float
 ) -> tuple[list[Round], dict[str, dict[str, int]], Sampler]:
     """Warm-up round 0 and rounds 1..R against a fresh stack; RSS readings and the sampler."""
     with (
@@ -207,7 +165,12 @@ def run_stack(
         tempfile.TemporaryDirectory(prefix="pixhook-bench-bad-inputs-") as workdir,
         local_stack(Path(workdir)) as stack,
     ):
-        items = [(k, route, kind_job(k, route, server.url)) for k in kinds for route in ROUTES]
+        items = [
+            (kind, route, kind_job(kind, route, server.url))
+            for kind in kinds
+            for route in routes
+            for _ in range(copies)
+        ]
         groups = [items] if together else [[item] for item in items]
         processes = watch(stack, WATCHED)
         sampler = Sampler(processes)
@@ -250,6 +213,7 @@ def run_stack(
 
 def report(
     kinds: list[Kind],
+    routes: list[str],
     rounds: list[Round],
     readings: dict[str, dict[str, int]],
     sampler: Sampler,
@@ -260,26 +224,25 @@ def report(
     measured = rounds[1:]
     first, last = measured[0], measured[-1]
     problems = []
-    worker_rise: dict[str, tuple[int, bool]] = {}  # input and route -> (largest rise, valid)
+    worker_rise: dict[str, tuple[int, bool]] = {}  # input and route -> (largest rise, accepted)
     # The stack's processes inherit this environment: these are the limits they ran with.
     limits = Settings.from_env(os.environ)
     print(
         f"{len(measured)} rounds after 1 warm-up, "
         + ("each round's set submitted at once" if together else "one job at a time")
         + f"; job concurrency {limits.job_concurrency}, max pixels {limits.max_image_pixels:,}, "
-        f"max frames {limits.max_frames}, max image bytes {limits.max_image_bytes:,}"
+        f"max frames {limits.max_frames}, max image bytes {limits.max_image_bytes:,}, "
+        f"decode budget {mib(limits.decode_budget_bytes)} MiB"
     )
-    header = f"{'input':<30}{'route':<8}{'bytes':>11}  {'outcome (every round)':<31}"
+    header = f"{'input':<34}{'route':<8}{'bytes':>11}  {'outcome (every round)':<36}"
     print(header + f"{'POST ms':>8}{'worker ms':>10}{'worker rise':>13}{'api rise':>10}")
     for kind in kinds:
-        for route in ROUTES:
+        for route in routes:
             mine = [o for r in rounds for o in r.outcomes if (o.kind, o.route) == (kind, route)]
             results = Counter(o.result for o in mine)
             text = ", ".join(f"{result} x{count}" for result, count in results.items())
-            if any(r.startswith("NOT ENDED") for r in results) or any(
-                (r == "succeeded") != kind.valid for r in results
-            ):
-                problems.append(f"{kind.name} by {route}: {text}")
+            if not all(as_expected(kind, result) for result in results):
+                problems.append(f"{kind.name} by {route}: {text}, expected {kind.expect}")
             post_ms = statistics.median(o.post_ms for o in mine)
             worker = [o.worker_ms for o in mine if o.worker_ms is not None]
             worker_ms = f"{statistics.median(worker):.0f}" if worker else "-"
@@ -290,9 +253,10 @@ def report(
                     peaks = [sampler.peak(name, s.start, s.end) - s.start_rss[name] for s in spans]
                     rises[name] = mib(max(peaks))
                     if name == "jobs worker":
-                        worker_rise[f"{kind.name} by {route}"] = (max(peaks), kind.valid)
+                        accepted = kind.expect == SUCCEEDED
+                        worker_rise[f"{kind.name} by {route}"] = (max(peaks), accepted)
             print(
-                f"{kind.name:<30}{route:<8}{len(kind.data):>11,}  {text:<31}"
+                f"{kind.name:<34}{route:<8}{len(kind.data):>11,}  {text:<36}"
                 f"{post_ms:>8.0f}{worker_ms:>10}{rises['jobs worker']:>13}{rises['api']:>10}"
             )
     print()
@@ -331,12 +295,13 @@ def report(
         f"range {mib(min(round_ends))}-{mib(max(round_ends))} MiB), "
         f"peak {mib(sampler.peak('jobs worker', first.start, last.end))} MiB"
     )
-    if worker_rise:
-        bad = max((rise, name) for name, (rise, valid) in worker_rise.items() if not valid)
-        headline += f"; largest rise for a bad input {mib(bad[0])} MiB ({bad[1]})"
-        valid = [rise for rise, is_valid in worker_rise.values() if is_valid]
-        if valid:
-            headline += f", for the valid 24 MP photo {mib(max(valid))} MiB"
+    for accepted, what in ((False, "a refused input"), (True, "an accepted one")):
+        largest = max(
+            ((rise, name) for name, (rise, ok) in worker_rise.items() if ok == accepted),
+            default=None,
+        )
+        if largest is not None:
+            headline += f"; largest rise for {what} {mib(largest[0])} MiB ({largest[1]})"
     print(f"\n{headline}")
     jobs = [o for r in rounds for o in r.outcomes if o.job_id]
     late = [o for o in jobs if o.status_after_run]
@@ -366,12 +331,20 @@ def main() -> int:
     parser.add_argument(
         "--timeout", type=float, default=60.0, help="how long a job may take to end (default 60 s)"
     )
+    parser.add_argument("--only", help="only the inputs whose name starts with this text")
+    parser.add_argument("--copies", type=int, default=1, help="jobs per input and route (1)")
+    parser.add_argument("--route", choices=[*ROUTES, "both"], default="both", help="(both)")
     args = parser.parse_args()
-    if args.rounds < 1:
-        parser.error("--rounds must be at least 1")
-    kinds = make_kinds(with_photo=not args.no_photo)
-    rounds, readings, sampler = run_stack(kinds, args.rounds, args.together, args.timeout)
-    return report(kinds, rounds, readings, sampler, args.together, args.timeout)
+    if args.rounds < 1 or args.copies < 1:
+        parser.error("--rounds and --copies must be at least 1")
+    kinds = [k for k in make_kinds(not args.no_photo) if k.name.startswith(args.only or "")]
+    if not kinds:
+        parser.error(f"no input's name starts with {args.only!r}")
+    routes = list(ROUTES) if args.route == "both" else [args.route]
+    rounds, readings, sampler = run_stack(
+        kinds, routes, args.copies, args.rounds, args.together, args.timeout
+    )
+    return report(kinds, routes, rounds, readings, sampler, args.together, args.timeout)
 
 
 if __name__ == "__main__":

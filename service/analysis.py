@@ -6,9 +6,11 @@ Pure Pillow, bytes in, a JSON-ready dict out; every measure runs on a small deco
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from PIL import Image, ImageChops, ImageFilter, ImageOps, ImageStat
+from PIL import Image, ImageChops, ImageFilter, ImageStat
 
 from service import imaging
 
@@ -89,6 +91,12 @@ def analyze(data: bytes, max_pixels: int) -> dict[str, Any]:
     }
 
 
+def decode_bytes(data: bytes, max_pixels: int) -> int:
+    """The most memory `analyze` holds at once for this image, from its headers alone."""
+    with open_image(data, max_pixels) as image, _damage_rejected():
+        return imaging.Decode.within(image, ANALYSIS_SIDE).bytes
+
+
 def open_image(data: bytes, max_pixels: int) -> Image.Image:
     """Open lazily (header only) with the same format list and pixel limit as every job."""
     return imaging.open_image(data, max_pixels)
@@ -99,27 +107,33 @@ def hash_distance(a: str, b: str) -> int:
     return (int(a, 16) ^ int(b, 16)).bit_count()
 
 
+@contextmanager
+def _damage_rejected() -> Iterator[None]:
+    # Pillow reports damage past the header with several exception types.
+    try:
+        yield
+    except imaging.ImageRejected:
+        raise
+    except (OSError, SyntaxError) as exc:
+        raise imaging.ImageRejected("INVALID_IMAGE", f"image data is damaged: {exc}") from exc
+    except ValueError as exc:
+        raise imaging.ImageRejected("INVALID_IMAGE", f"cannot analyse this image: {exc}") from exc
+
+
 def _has_alpha(image: Image.Image) -> bool:
     return image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
 
 
 def _decode_small(image: Image.Image) -> tuple[Image.Image, Image.Image | None]:
     """The first frame, upright, at most ANALYSIS_SIDE: RGB on white, plus an opacity mask."""
-    has_alpha = _has_alpha(image)
-    # JPEG draft decodes at 1/2..1/8 scale, never below the requested size: a 24 MP photo is
-    # decoded at 1500x1000 at most. Other formats ignore it.
-    scale = ANALYSIS_SIDE / max(image.width, image.height)
-    image.draft("RGB", (math.ceil(image.width * scale), math.ceil(image.height * scale)))
-    try:
-        upright = ImageOps.exif_transpose(image)
+    with _damage_rejected():
+        # As image.transform decodes: a 24 MP JPEG at 1500x1000 at most (draft mode), anything
+        # else reduced a band at a time, never a second full-size copy.
+        upright = imaging.Decode.within(image, ANALYSIS_SIDE).run()
         upright.thumbnail((ANALYSIS_SIDE, ANALYSIS_SIDE), Image.Resampling.LANCZOS, 2.0)
-        if not has_alpha:
-            return upright.convert("RGB"), None
-        rgba = upright.convert("RGBA")
-    except (OSError, SyntaxError) as exc:
-        raise imaging.ImageRejected("INVALID_IMAGE", f"image data is damaged: {exc}") from exc
-    except ValueError as exc:
-        raise imaging.ImageRejected("INVALID_IMAGE", f"cannot analyse this image: {exc}") from exc
+    if upright.mode == "RGB":
+        return upright, None
+    rgba = upright
     alpha = rgba.getchannel("A")
     flat = Image.new("RGB", rgba.size, (255, 255, 255))
     flat.paste(rgba, mask=alpha)

@@ -44,6 +44,8 @@ class Settings:
     max_image_pixels: int = 50_000_000
     # Only the first frame is used, but counting a huge animation is still work worth refusing.
     max_frames: int = 1000
+    # Reading an image's headers and counting its frames, in a thread: past this it is refused.
+    image_check_timeout_s: float = 2.0
     max_output_side: int = 8192
     # For WebP outputs that name no `effort` of their own.
     webp_effort: int = DEFAULT_WEBP_EFFORT
@@ -77,6 +79,9 @@ class Settings:
     max_prompt_chars: int = 4000
     job_timeout_s: float = 300.0
     job_concurrency: int = 4
+    # What one jobs worker's image decodes may hold together (service/decode_budget.py): a
+    # 49 MP PNG's thumbnail takes ~210 MiB, a 49 MP WebP's ~790 MiB, a 24 MP JPEG's ~10 MiB.
+    decode_budget_bytes: int = 800 * MiB
     job_retention_s: float = 7 * 86400.0
     # Live event streams are for watching and resuming, not for history (the job record keeps
     # its final state): an hour after their last event they go, about 5 KB per job.
@@ -339,6 +344,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
             "vision_max_side",
             "max_prompt_chars",
             "job_concurrency",
+            "decode_budget_bytes",
             "max_batch_items",
             "max_batch_bytes",
             "batch_concurrency",
@@ -363,6 +369,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
             "batch_progress_interval_s",
             "webhook_connect_timeout_s",
             "image_fetch_timeout_s",
+            "image_check_timeout_s",
             "provider_timeout_s",
             "provider_backoff_s",
             "provider_rate_recovery_s",

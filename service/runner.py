@@ -99,7 +99,14 @@ async def _run(runtime: Runtime, job: Job) -> dict[str, object]:
     storage = RetryingStorage(
         runtime.storage, writes_until, JobMetrics(runtime.redis).storage_failed
     )
-    context = TaskContext(storage, runtime.settings, runtime.redis, emit, runtime.provider_http)
+    context = TaskContext(
+        storage,
+        runtime.settings,
+        runtime.redis,
+        emit,
+        runtime.provider_http,
+        runtime.decode_budget,
+    )
     return await job_type.run(job, image, context)
 
 
@@ -121,8 +128,15 @@ async def _input_image(runtime: Runtime, job: Job) -> bytes:
                 "the job's input image is no longer stored", code="INPUT_GONE"
             ) from exc
     try:
-        # Judged by its bytes, never by the URL's extension or a Content-Type header.
-        imaging.inspect(image, settings.max_image_pixels, settings.max_frames)
+        # Judged by its bytes, never by the URL's extension or a Content-Type header; in a
+        # thread, as a hostile header takes its time and the worker's loop sends heartbeats.
+        await asyncio.to_thread(
+            imaging.inspect,
+            image,
+            settings.max_image_pixels,
+            settings.max_frames,
+            settings.image_check_timeout_s,
+        )
     except imaging.ImageRejected as exc:
         raise JobFailure(str(exc), code=exc.code) from exc
     return image

@@ -10,6 +10,7 @@ from arq.connections import ArqRedis
 from service.batches.store import BatchStore
 from service.clients import ClientStore
 from service.config import Settings
+from service.decode_budget import DecodeBudget
 from service.jobs import JobStore
 from service.providers.openai import provider_http
 from service.queue import connect
@@ -37,6 +38,7 @@ class Runtime:
     circuits: Circuits
     delivery_metrics: DeliveryMetrics
     provider_http: httpx.AsyncClient
+    decode_budget: DecodeBudget
 
     @classmethod
     async def open(cls, settings: Settings) -> Runtime:
@@ -66,6 +68,7 @@ class Runtime:
             circuits=Circuits(redis, settings.circuit_policy),
             delivery_metrics=DeliveryMetrics(redis),
             provider_http=provider_http(),
+            decode_budget=DecodeBudget(settings.decode_budget_bytes),
         )
 
     async def close(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -70,6 +71,13 @@ def parse_submission(body: Any, upload: bytes | None, settings: Settings) -> Sub
     )
 
 
+async def read_submission(body: Any, upload: bytes | None, settings: Settings) -> Submission:
+    """`parse_submission` in a thread: Pillow reads the image's headers there, for as long as
+    a hostile file makes it (up to PIXHOOK_IMAGE_CHECK_TIMEOUT), and the event loop goes on
+    serving every other request."""
+    return await asyncio.to_thread(parse_submission, body, upload, settings)
+
+
 def _image(spec: Any, upload: bytes | None, settings: Settings) -> ImageInput:
     if isinstance(spec, dict):
         refuse_unknown_fields(spec, _IMAGE_FIELDS, "input.image")
@@ -78,7 +86,9 @@ def _image(spec: Any, upload: bytes | None, settings: Settings) -> ImageInput:
         return ImageInput(None, {"source": "url", "url": url})
     data, source = _image_bytes(spec, upload, settings)
     try:
-        info = imaging.inspect(data, settings.max_image_pixels, settings.max_frames)
+        info = imaging.inspect(
+            data, settings.max_image_pixels, settings.max_frames, settings.image_check_timeout_s
+        )
     except imaging.ImageRejected as exc:
         raise InvalidInput(str(exc), code=exc.code, field="input.image") from exc
     description = {

@@ -15,6 +15,7 @@ from arq.cron import cron
 from arq.worker import Worker, func
 from redis.exceptions import RedisError
 
+from service.allocator import return_large_blocks
 from service.batches.engine import reconcile
 from service.config import Settings
 from service.queue import DELIVERY_QUEUE, JOB_QUEUE, RUN_JOB, deserialize, serialize
@@ -141,6 +142,9 @@ def _jobs_worker(settings: Settings, options: dict[str, Any], replacing: str | N
     claim_ttl_s = timeout + 10  # arq's in-progress claim: the longest timeout plus 10 s
 
     async def startup(ctx: dict[str, Any]) -> None:
+        # Decoded pixels go back to the system once a job is done with them, not to the heap.
+        if not return_large_blocks():
+            log.info("not glibc: large decodes may stay in this worker's RSS after they end")
         runtime = await Runtime.open(settings)
         _opened(ctx).push_async_callback(runtime.close)
         if replacing is not None:

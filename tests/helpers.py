@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import os
+import struct
 import subprocess
 import sys
 import time
@@ -58,6 +59,21 @@ def png_bomb(width: int, height: int, zero_bytes: int = 64) -> bytes:
     return (
         b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
     )
+
+
+def many_page_tiff(pages: int) -> bytes:
+    """A TIFF of `pages` 1x1 grey pages, each its own IFD (66 bytes) chained to the next: every
+    page must be read to know how many there are."""
+    # (tag, type, value): width, height, strip offset and byte count; type 4 is LONG.
+    entries = [(256, 4, 1), (257, 4, 1), (273, 4, 8), (279, 4, 1)]
+    ifd_size = 2 + 12 * len(entries) + 4
+    first = 12  # the 8-byte header, then the one pixel all pages share, padded to 4
+    parts = [b"II*\0", struct.pack("<I", first), b"\x80\0\0\0"]
+    for page in range(pages):
+        following = first + (page + 1) * ifd_size if page < pages - 1 else 0
+        fields = b"".join(struct.pack("<HHII", tag, kind, 1, value) for tag, kind, value in entries)
+        parts.append(struct.pack("<H", len(entries)) + fields + struct.pack("<I", following))
+    return b"".join(parts)
 
 
 def truncated_jpeg() -> bytes:

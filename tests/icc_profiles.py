@@ -8,6 +8,14 @@ import struct
 BLUE_LAB = (29.57, 68.3, -112.03)
 BLACK_LAB = (0.0, 0.0, 0.0)
 
+XYZ = tuple[float, float, float]
+# sRGB's red, green and blue primaries, adapted to D50 as ICC profiles state them.
+SRGB_PRIMARIES: tuple[XYZ, XYZ, XYZ] = (
+    (0.4361, 0.2225, 0.0139),
+    (0.3851, 0.7169, 0.0971),
+    (0.1431, 0.0606, 0.7141),
+)
+
 # The profile connection space's white, D50, which every v2 profile states in its header.
 _D50 = (0.9642, 1.0, 0.8249)
 
@@ -36,7 +44,46 @@ def cmyk_profile(
         (b"cprt", _text("No copyright, test data")),
         (b"A2B0", _cmyk_to_lab_lut(paper, black)),
     ]
+    return _profile(b"prtr", b"CMYK", b"Lab ", tags)
 
+
+def rgb_profile(
+    primaries: tuple[XYZ, XYZ, XYZ] = SRGB_PRIMARIES,
+    private_bytes: int = 0,
+    description: str = "pixhook test RGB",
+) -> bytes:
+    """A minimal ICC v2 RGB display profile: a matrix of `primaries` (red, green, blue, as XYZ
+    against D50) and a gamma 2.2 tone curve, under 1 KB. With the primaries swapped, a pixel's
+    colour says which profile it was read with.
+
+    `private_bytes` adds a private tag of that size, as profiles that carry their measurement
+    data do (ProfileMaker's run to hundreds of KB, some scanners' to megabytes); colour
+    management ignores it.
+    """
+    red, green, blue = primaries
+    gamma = b"curv\0\0\0\0" + struct.pack(">IH", 1, round(2.2 * 256))  # u8Fixed8 gamma
+    tags = [
+        (b"desc", _text_description(description)),
+        (b"wtpt", _xyz(_D50)),
+        (b"cprt", _text("No copyright, test data")),
+        (b"rXYZ", _xyz(red)),
+        (b"gXYZ", _xyz(green)),
+        (b"bXYZ", _xyz(blue)),
+        (b"rTRC", gamma),
+        (b"gTRC", gamma),
+        (b"bTRC", gamma),
+    ]
+    if private_bytes:
+        tags.append((b"pxhk", b"data\0\0\0\0\0\0\0\1" + bytes(private_bytes)))  # binary dataType
+    return _profile(b"mntr", b"RGB ", b"XYZ ", tags)
+
+
+def _profile(
+    device_class: bytes,
+    colour_space: bytes,
+    connection_space: bytes,
+    tags: list[tuple[bytes, bytes]],
+) -> bytes:
     table_size = 4 + 12 * len(tags)
     offset = 128 + table_size
     entries = b""
@@ -52,9 +99,9 @@ def cmyk_profile(
             struct.pack(">I", 128 + len(body)),
             b"\0\0\0\0",  # preferred CMM: none
             struct.pack(">I", 0x02100000),  # version 2.1
-            b"prtr",  # output device class
-            b"CMYK",  # data colour space
-            b"Lab ",  # profile connection space
+            device_class,
+            colour_space,
+            connection_space,
             struct.pack(">6H", 2024, 1, 1, 0, 0, 0),  # fixed date: the bytes are reproducible
             b"acsp",
             b"\0\0\0\0",  # platform

@@ -19,6 +19,7 @@ from PIL import Image
 from redis.asyncio import Redis
 
 from service.config import Settings
+from service.decode_budget import DecodeBudget
 from service.jobs import Job
 from service.providers.limits import LimitPolicy, ProviderLimits
 from service.providers.openai import OpenAIClient, ProviderConfig, provider_http
@@ -90,7 +91,8 @@ def run_analyze(stack, openai_standin, tmp_path) -> Callable[..., Any]:
             connection = Redis.from_url(stack.redis_url)
             try:
                 async with provider_http() as http:
-                    context = TaskContext(storage, config, connection, emit, http)
+                    budget = DecodeBudget(config.decode_budget_bytes)
+                    context = TaskContext(storage, config, connection, emit, http, budget)
                     return await analyze_task.run(job, image, context)
             finally:
                 await connection.aclose()

@@ -294,6 +294,24 @@ def test_max_bytes_that_nothing_fits_fails_the_output(fmt):
     assert caught.value.code == "OUTPUT_TOO_LARGE"
 
 
+@pytest.mark.parametrize(
+    ("size", "fmt", "limit"), [((20_000, 1), "webp", 16_383), ((1, 65_535), "jpeg", 65_500)]
+)
+def test_an_output_larger_than_its_format_allows_is_refused_before_decoding(
+    decoded_sizes, size, fmt, limit
+):
+    """Issue 15, item 21: the encoder refused these after the whole decode, as INTERNAL_ERROR."""
+    buffer = io.BytesIO()
+    Image.new("L", size).save(buffer, "PNG")
+
+    with pytest.raises(imaging.ImageRejected) as caught:
+        imaging.transform(buffer.getvalue(), imaging.OutputSpec(format=fmt), LIMIT, max_side=10**5)
+
+    assert caught.value.code == "OUTPUT_SIDE_TOO_LARGE"
+    assert f"{fmt} images are at most {limit} pixels a side" in str(caught.value)
+    assert decoded_sizes == []
+
+
 def test_progressive_jpeg_is_flagged():
     encoded = imaging.transform(noise_png(), imaging.OutputSpec(progressive=True), LIMIT)
 
@@ -356,6 +374,22 @@ def test_exif_is_stripped_and_the_icc_profile_kept(fmt):
 
     assert "exif" not in output.info
     assert output.info.get("icc_profile") == srgb_profile()
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA"])
+def test_a_large_profile_is_converted_to_srgb_and_replaced(mode):
+    """Issue 15, item 23: a 1 MB profile was copied into every output. With this one's primaries
+    swapped, red pixels are blue: converted, they stay blue under the 588-byte sRGB profile."""
+    swapped = icc_profiles.SRGB_PRIMARIES[::-1]
+    large = icc_profiles.rgb_profile(swapped, private_bytes=500_000)  # PNG's iCCP takes < 1 MB
+    buffer = io.BytesIO()
+    Image.new(mode, (80, 60), "red").save(buffer, "PNG", icc_profile=large)
+
+    output = decode(imaging.transform(buffer.getvalue(), imaging.OutputSpec(format="png"), LIMIT))
+
+    assert output.mode == mode
+    assert is_near(output.convert("RGB").getpixel((40, 30)), BLUE, tolerance=10)
+    assert output.info["icc_profile"] == srgb_profile()
 
 
 def test_cmyk_input_comes_out_rgb():
@@ -426,6 +460,24 @@ def test_decode_is_only_as_large_as_the_most_detailed_variant_needs(decoded_size
     imaging.render(image_bytes((4000, 3000)), specs, LIMIT)
 
     assert decoded_sizes == [(1000, 750)]  # libjpeg's 1/4 scale, enough for 900 px wide
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "P", "L"])
+def test_a_decode_band_by_band_gives_the_pixels_of_a_whole_one(mode):
+    """Converting and reducing a band of rows at a time (so the decoded image is never copied
+    whole) gives what converting and reducing the whole image gives, partial blocks included."""
+    noise = Image.effect_noise((1203, 3001), 80)  # rows and columns not multiples of the factor
+    image = Image.merge("RGBA", [noise, noise.rotate(90), noise.rotate(180), noise]).convert(mode)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+
+    with Image.open(buffer) as opened:
+        decode = imaging.Decode.within(opened, 150)
+        decoded = decode.run()
+
+    assert decode.factor == 6
+    whole = image.convert(decoded.mode).reduce(decode.factor)
+    assert decoded.tobytes() == whole.tobytes()
 
 
 # CMYK with an embedded profile. The profile from tests/icc_profiles.py prints blank paper as

@@ -33,6 +33,7 @@ PRIVATE_RANGES = {
     "100.64.0.0/10",
 }
 PIXHOOK_DEPLOYMENTS = {"api", "worker-jobs", "worker-deliveries"}
+MiB = 1 << 20
 
 Doc = dict[str, Any]
 
@@ -219,6 +220,21 @@ def test_the_config_map_holds_settings_pixhook_knows_and_accepts(rendered):
     assert set(settings) <= known, set(settings) - known
     environ = {**settings, "PIXHOOK_SECRET_KEY": "x" * 32}
     assert Settings.from_env(environ).job_timeout_s == 300
+
+
+def test_the_jobs_worker_memory_limit_follows_from_its_decode_budget(rendered):
+    """Issue 15, item 20: four 49 MP PNGs took a jobs worker to 1,560 MiB, past its 1536Mi
+    limit, which nothing in the settings accounted for. The config map states the decode budget,
+    and the limit is docs/operations.md's sum: 128 MiB for the process, the budget, and twice
+    the largest input of each job running at once (the download, and its copy in storage)."""
+    _, docs = rendered
+    (config,) = of_kind(docs, "ConfigMap").values()
+    assert "PIXHOOK_DECODE_BUDGET_BYTES" in config["data"]
+    settings = Settings.from_env({**config["data"], "PIXHOOK_SECRET_KEY": "x" * 32})
+    inputs = settings.job_concurrency * 2 * settings.max_image_bytes
+    needed = 128 * MiB + settings.decode_budget_bytes + inputs
+    (worker,) = pod_specs(docs)["worker-jobs"]["containers"]
+    assert worker["resources"]["limits"]["memory"] == f"{-(-needed // MiB)}Mi"
 
 
 def test_no_secret_carries_a_real_value(rendered):

@@ -13,6 +13,7 @@ from PIL import Image
 from service.config import Settings
 from service.imaging import DEFAULT_WEBP_EFFORT
 from service.tasks import transform
+from tests import icc_profiles
 from tests.helpers import error_of, image_bytes, wait_for_status
 
 
@@ -81,6 +82,35 @@ def test_output_that_cannot_fit_max_bytes_fails_the_job(api):
 
     assert job["status"] == "failed"
     assert job["error"]["code"] == "OUTPUT_TOO_LARGE"
+
+
+def test_an_output_beyond_the_largest_side_fails_with_its_own_code(api):
+    """Issue 15, item 21: a 1x65535 PNG with `width: 32` keeps its shape, which JPEG cannot
+    encode, and the job ended INTERNAL_ERROR. Each output's size is checked before decoding."""
+    tall = io.BytesIO()
+    Image.new("L", (1, 65_535)).save(tall, "PNG")
+    body = transform_body(tall.getvalue(), width=32, format="jpeg")
+
+    job = wait_for_status(api, api.post("/v1/jobs", json=body).json()["id"])
+
+    assert (job["status"], job["error"]["code"]) == ("failed", "OUTPUT_SIDE_TOO_LARGE")
+    assert "1x65535" in job["error"]["message"]
+
+
+def test_a_thumbnail_of_an_image_with_a_megabyte_profile_fits_its_max_bytes(api):
+    """Issue 15, item 23: an input's 1 MB RGB ICC profile was copied into every output, so a
+    32x24 thumbnail weighed 1,049,881 bytes and `max_bytes: 20000` failed."""
+    photo = io.BytesIO()
+    profile = icc_profiles.rgb_profile(private_bytes=1 << 20)
+    Image.new("RGB", (320, 240), (200, 40, 40)).save(photo, "JPEG", icc_profile=profile)
+    body = transform_body(photo.getvalue(), width=32, format="jpeg", max_bytes=20_000)
+
+    job = wait_for_status(api, api.post("/v1/jobs", json=body).json()["id"])
+
+    assert job["status"] == "succeeded", job["error"]
+    [image] = job["output"]["images"]
+    assert (image["width"], image["height"]) == (32, 24)
+    assert image["bytes"] <= 20_000
 
 
 @pytest.mark.parametrize(

@@ -26,7 +26,7 @@ from service.launch import launch_job
 from service.queue import enqueue_job
 from service.runtime import Runtime
 from service.streams import append_event
-from service.submission import parse_submission
+from service.submission import read_submission
 from service.views import job_view
 from webhooks.fanout import Event, fan_out
 
@@ -67,7 +67,7 @@ async def fill(runtime: Runtime, batch_id: str, client_batches: list[str] | None
 
 async def _launch_item(runtime: Runtime, batch: Batch, index: int, body: str) -> None:
     try:
-        submission = parse_submission(json.loads(body), None, runtime.settings)
+        submission = await read_submission(json.loads(body), None, runtime.settings)
     except InvalidInput as exc:
         # Checked at intake already; the settings may have changed since (a lower limit).
         await _record(runtime, batch, index, "failed", error=_error(exc, index))

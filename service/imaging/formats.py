@@ -45,17 +45,20 @@ class OutputFormat:
     media_type: str
     extension: str
     has_alpha: bool
+    max_side: int  # the most pixels a side the encoder takes: libjpeg, libwebp, libavif, PNG's spec
 
 
 def _output_formats() -> dict[str, OutputFormat]:
     formats = {
-        "jpeg": OutputFormat("JPEG", "image/jpeg", "jpg", has_alpha=False),
-        "png": OutputFormat("PNG", "image/png", "png", has_alpha=True),
-        "webp": OutputFormat("WEBP", "image/webp", "webp", has_alpha=True),
+        "jpeg": OutputFormat("JPEG", "image/jpeg", "jpg", has_alpha=False, max_side=65_500),
+        "png": OutputFormat("PNG", "image/png", "png", has_alpha=True, max_side=2**31 - 1),
+        "webp": OutputFormat("WEBP", "image/webp", "webp", has_alpha=True, max_side=16_383),
     }
     # Pillow builds without libavif exist; offer only what this install can encode.
     if features.check("avif"):
-        formats["avif"] = OutputFormat("AVIF", "image/avif", "avif", has_alpha=True)
+        formats["avif"] = OutputFormat(
+            "AVIF", "image/avif", "avif", has_alpha=True, max_side=65_536
+        )
     return formats
 
 

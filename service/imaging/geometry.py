@@ -16,6 +16,10 @@ class Plan:
     canvas: tuple[int, int] | None = None  # pad: the resampled region is centred on this
 
     @property
+    def output_size(self) -> tuple[int, int]:
+        return self.canvas or self.size
+
+    @property
     def detail(self) -> float:
         """The fraction of the source's resolution this output needs (1 = every pixel)."""
         left, top, right, bottom = self.region

@@ -3,60 +3,124 @@
 from __future__ import annotations
 
 import io
-import math
+import time
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 
-from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
+from service.imaging.colour import OutputColour, output_colour
+from service.imaging.decoding import REDUCING_GAP, Decode, orientation, oriented_size
 from service.imaging.encoding import encode
 from service.imaging.formats import (
     INPUT_FORMATS,
+    OUTPUT_FORMATS,
     EncodedImage,
     ImageInfo,
     ImageRejected,
     OutputSpec,
     format_list,
 )
+from service.imaging.frames import count_frames
 from service.imaging.geometry import Plan, plan
-
-# Integer box reduction first, LANCZOS only for the last factor of three: as sharp as a full
-# LANCZOS resample to the eye, at a fraction of the work.
-_REDUCING_GAP = 3.0
-_ORIENTATION_TAG = 0x0112
+from service.imaging.memory import peak_bytes
 
 
-def inspect(data: bytes, max_pixels: int, max_frames: int | None = None) -> ImageInfo:
-    """Read only the headers: format, size and frames, with the pixel and frame limits applied."""
+def inspect(
+    data: bytes,
+    max_pixels: int,
+    max_frames: int | None = None,
+    time_limit_s: float | None = None,
+) -> ImageInfo:
+    """Read only the headers: format, size and frames, with the pixel and frame limits applied;
+    counting frames stops at `max_frames` and after `time_limit_s`."""
+    deadline = None if time_limit_s is None else time.monotonic() + time_limit_s
     with open_image(data, max_pixels) as image:
-        frames = int(getattr(image, "n_frames", 1))
-        if max_frames is not None and frames > max_frames:
-            raise ImageRejected(
-                "TOO_MANY_FRAMES", f"image has {frames} frames; the limit is {max_frames}"
-            )
-        return ImageInfo(image.format or "", image.width, image.height, image.mode, frames)
+        info = ImageInfo(image.format or "", image.width, image.height, image.mode)
+        frames = count_frames(image, max_frames, deadline)
+    if max_frames is not None and frames > max_frames:
+        raise ImageRejected(
+            "TOO_MANY_FRAMES", f"image has more than {max_frames} frames, the most allowed"
+        )
+    return replace(info, frames=frames)
 
 
-def transform(data: bytes, spec: OutputSpec, max_pixels: int) -> EncodedImage:
+def transform(
+    data: bytes, spec: OutputSpec, max_pixels: int, *, max_side: int | None = None
+) -> EncodedImage:
     """One output from one image."""
-    return render(data, {"default": spec}, max_pixels)["default"]
+    return render(data, {"default": spec}, max_pixels, max_side=max_side)["default"]
 
 
 def render(
-    data: bytes, specs: Mapping[str, OutputSpec], max_pixels: int
+    data: bytes, specs: Mapping[str, OutputSpec], max_pixels: int, *, max_side: int | None = None
 ) -> dict[str, EncodedImage]:
-    """Decode once, at the resolution the most detailed output needs, then derive every output."""
-    with open_image(data, max_pixels) as image, _damage_rejected():
-        width, height = _oriented_size(image)
-        plans = {name: plan(spec, width, height) for name, spec in specs.items()}
-        source = _decode(image, max(plan.detail for plan in plans.values()))
+    """Decode once, at the resolution the most detailed output needs, then derive every output.
+    No output may be larger than `max_side` or its format allows a side."""
+    source, plans, width, colour = _decoded(data, specs, max_pixels, max_side)
     scale = source.width / width
-    icc_profile = _rgb_profile(source)
-    return {
-        name: encode(_derive(source, plans[name], scale, spec), spec, icc_profile)
-        for name, spec in specs.items()
-    }
+    outputs = {}
+    for name, spec in specs.items():
+        derived = _derive(source, plans[name], scale, spec)
+        if colour.convert is not None:
+            derived = colour.convert(derived)
+        outputs[name] = encode(derived, spec, colour.icc_profile)
+    return outputs
+
+
+def render_bytes(
+    data: bytes, specs: Mapping[str, OutputSpec], max_pixels: int, *, max_side: int | None = None
+) -> int:
+    """The most memory `render` holds at once for these outputs, from the headers alone."""
+    with _planned(data, specs, max_pixels, max_side) as (decode, plans, width):
+        converts = output_colour(decode.image.info.get("icc_profile"), "RGB").convert is not None
+        return peak_bytes(
+            decode, [(plans[name], spec) for name, spec in specs.items()], width, converts
+        )
+
+
+def _decoded(
+    data: bytes, specs: Mapping[str, OutputSpec], max_pixels: int, max_side: int | None
+) -> tuple[Image.Image, dict[str, Plan], int, OutputColour]:
+    # Returning drops the decoded image: only the (smaller) source outlives this function.
+    with _planned(data, specs, max_pixels, max_side) as (decode, plans, width):
+        icc_profile = decode.image.info.get("icc_profile")
+        source = decode.run()
+    return source, plans, width, output_colour(icc_profile, source.mode)
+
+
+@contextmanager
+def _planned(
+    data: bytes, specs: Mapping[str, OutputSpec], max_pixels: int, max_side: int | None
+) -> Iterator[tuple[Decode, dict[str, Plan], int]]:
+    """The image opened, each output planned and checked, the decode planned: nothing decoded."""
+    with open_image(data, max_pixels) as image, _damage_rejected():
+        turn = orientation(image)
+        width, height = oriented_size(image, turn)
+        plans = {name: plan(spec, width, height) for name, spec in specs.items()}
+        for name, spec in specs.items():
+            _check_sides(name, plans[name], spec, max_side)
+        yield Decode.plan(image, max(plan.detail for plan in plans.values()), turn), plans, width
+
+
+def _check_sides(name: str, plan: Plan, spec: OutputSpec, max_side: int | None) -> None:
+    # Before decoding: an encoder's refusal would come after all the work, as a bare OSError.
+    format_side = OUTPUT_FORMATS[spec.format].max_side
+    if max_side is not None and max_side < format_side:
+        limit, what = max_side, "outputs"
+    else:
+        limit, what = format_side, f"{spec.format} images"
+    width, height = plan.output_size
+    if max(width, height) <= limit:
+        return
+    which = "the output" if name == "default" else f"output {name!r}"
+    raise ImageRejected(
+        "OUTPUT_SIDE_TOO_LARGE",
+        f"{which} would be {width}x{height} pixels, and {what} are at most {limit} pixels a "
+        "side: set a smaller width, height or max_side",
+    )
 
 
 def open_image(data: bytes, max_pixels: int) -> Image.Image:
@@ -94,62 +158,6 @@ def _damage_rejected() -> Iterator[None]:
         raise ImageRejected("INVALID_IMAGE", f"image data is damaged: {exc}") from exc
 
 
-def _oriented_size(image: Image.Image) -> tuple[int, int]:
-    # Orientations 5-8 turn the picture a quarter: the caller's width is the stored height.
-    if image.getexif().get(_ORIENTATION_TAG, 1) in (5, 6, 7, 8):
-        return image.height, image.width
-    return image.width, image.height
-
-
-# Decoding: once, as small as the most detailed output allows.
-
-
-def _decode(image: Image.Image, detail: float) -> Image.Image:
-    full_width = image.width
-    # JPEG draft mode decodes at 1/2, 1/4 or 1/8 scale, never below the size asked for: a 24 MP
-    # photo is never fully decoded to make a thumbnail. Other formats ignore it.
-    image.draft("RGB", (math.ceil(image.width * detail), math.ceil(image.height * detail)))
-    image.load()  # the file closes with the caller's `with`; a damaged one fails here
-    surplus = image.width / full_width / detail
-    ImageOps.exif_transpose(image, in_place=True)
-    normalised = _normalise_mode(image)
-    # Whatever the decoder gave beyond what the most detailed output needs goes in one cheap
-    # integer reduction here, rather than in every output's own resample.
-    factor = int(surplus / _REDUCING_GAP)
-    return normalised.reduce(factor) if factor > 1 else normalised
-
-
-def _normalise_mode(image: Image.Image) -> Image.Image:
-    # Resampling works in RGB(A): palette images would otherwise be resized by nearest neighbour.
-    if image.mode == "CMYK":
-        return _cmyk_to_srgb(image)
-    has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
-    target = "RGBA" if has_alpha else "RGB"
-    return image if image.mode == target else image.convert(target)
-
-
-def _cmyk_to_srgb(image: Image.Image) -> Image.Image:
-    icc_profile = image.info.get("icc_profile")
-    if not icc_profile:
-        converted = image.convert("RGB")
-    else:
-        # The embedded profile says what the inks look like; a plain convert guesses, badly.
-        source_profile = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
-        srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
-        transformed = ImageCms.profileToProfile(image, source_profile, srgb, outputMode="RGB")
-        converted = transformed if transformed is not None else image.convert("RGB")
-    converted.info.pop("icc_profile", None)  # a CMYK profile would misdescribe RGB pixels
-    return converted
-
-
-def _rgb_profile(image: Image.Image) -> bytes | None:
-    # Outputs are RGB(A): a grey or CMYK profile would misdescribe them, so only RGB ones are kept.
-    icc_profile = image.info.get("icc_profile")
-    if isinstance(icc_profile, bytes) and icc_profile[16:20] == b"RGB ":
-        return icc_profile
-    return None
-
-
 # Deriving and encoding each output.
 
 
@@ -161,7 +169,7 @@ def _derive(source: Image.Image, plan: Plan, scale: float, spec: OutputSpec) -> 
         min(right * scale, source.width),
         min(bottom * scale, source.height),
     )
-    resized = source.resize(plan.size, Image.Resampling.LANCZOS, box, _REDUCING_GAP)
+    resized = source.resize(plan.size, Image.Resampling.LANCZOS, box, REDUCING_GAP)
     if plan.canvas is None:
         return resized
     canvas = Image.new(resized.mode, plan.canvas, (*spec.background, 255))

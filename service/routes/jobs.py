@@ -14,7 +14,7 @@ from service.errors import InvalidInput, NotFound
 from service.idempotency import idempotent
 from service.jobs import TERMINAL, Job
 from service.launch import launch_job
-from service.submission import parse_submission
+from service.submission import read_submission
 from service.views import delivery_view, job_view
 
 
@@ -30,7 +30,7 @@ async def _create_job(request: Request) -> Response:
     body, upload = await read_job_request(
         request, rt.settings.max_request_bytes, rt.settings.json_shape
     )
-    submission = parse_submission(body, upload, rt.settings)
+    submission = await read_submission(body, upload, rt.settings)
     async with job_slot(rt, client) as job_id:
         job = await launch_job(rt, client.id, submission, job_id=job_id)
     return JSONResponse(await _view(request, job), status_code=202)

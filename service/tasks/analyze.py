@@ -8,6 +8,7 @@ import hashlib
 import json
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from service import analysis, imaging
@@ -85,9 +86,12 @@ def output_schema() -> dict[str, Any]:
 
 
 async def run(job: Job, image: bytes, ctx: TaskContext) -> dict[str, Any]:
+    max_pixels = ctx.settings.max_image_pixels
     try:
-        # Pillow releases the GIL while decoding and filtering; the event loop stays free.
-        result = await asyncio.to_thread(analysis.analyze, image, ctx.settings.max_image_pixels)
+        # In threads: Pillow releases the GIL while decoding and filtering. What the decode
+        # will hold is read from the headers first, and waits for room in the budget.
+        needed = await asyncio.to_thread(analysis.decode_bytes, image, max_pixels)
+        result = await ctx.decode(needed, partial(analysis.analyze, image, max_pixels))
     except imaging.ImageRejected as exc:
         raise JobFailure(str(exc), code=exc.code) from exc
     output: dict[str, Any] = {"analysis": result}

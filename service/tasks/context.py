@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from redis.asyncio import Redis
 
 from service.config import Settings
+from service.decode_budget import DecodeBudget, OverBudget
+from service.errors import JobFailure
 from service.storage import Storage
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -23,3 +27,17 @@ class TaskContext:
     emit: Callable[[str, dict[str, Any]], Awaitable[str]]
     # The process's client for provider calls: its connections outlive one job.
     http: httpx.AsyncClient
+    # The process's memory for decoding images, shared by the jobs it runs at once.
+    decode_budget: DecodeBudget
+
+    async def decode(self, needed: int, work: Callable[[], T]) -> T:
+        """`work()` in a thread, once the `needed` bytes of decoded pixels fit in the budget."""
+        try:
+            return await self.decode_budget.run(needed, work)
+        except OverBudget as exc:
+            raise JobFailure(
+                f"decoding this image for this job takes about {exc.needed >> 20} MiB, more than "
+                f"the {exc.budget >> 20} MiB a worker decodes with at once: ask for smaller "
+                "outputs, or send a smaller image",
+                code="DECODE_TOO_LARGE",
+            ) from exc

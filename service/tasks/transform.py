@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Collection
+from functools import partial
 from typing import Any
 
 from service import imaging
@@ -147,11 +148,14 @@ def stored_image_schema() -> dict[str, Any]:
 async def run(job: Job, image: bytes, ctx: TaskContext) -> dict[str, Any]:
     outputs: dict[str, dict[str, Any]] = job.input.get("variants") or {"default": job.input}
     specs = {name: _output_spec(params) for name, params in outputs.items()}
+    image_args = (image, specs, ctx.settings.max_image_pixels)
+    max_side = ctx.settings.max_output_side
     try:
-        # Pillow releases the GIL while decoding and resampling; the event loop stays free.
-        encoded = await asyncio.to_thread(
-            imaging.render, image, specs, ctx.settings.max_image_pixels
-        )
+        # In threads: Pillow releases the GIL while decoding and resampling. What the decode
+        # will hold is read from the headers first, and waits for room in the budget.
+        needed = await asyncio.to_thread(imaging.render_bytes, *image_args, max_side=max_side)
+        render = partial(imaging.render, *image_args, max_side=max_side)
+        encoded = await ctx.decode(needed, render)
     except imaging.ImageRejected as exc:
         raise JobFailure(str(exc), code=exc.code) from exc
     images = [
