@@ -14,6 +14,7 @@ from service.endpoint_input import (
 )
 from service.events import SUBSCRIPTIONS, WEBHOOK_EVENT_TYPES
 from service.idempotency import KEY_HEADER, MAX_KEY_CHARS, REPLAYED_HEADER
+from service.moments import MOMENT_FORMS
 from service.openapi import JSON, Param, Schema, closed, nullable
 from service.routes import deliveries, files
 from service.tasks import JOB_TYPES, analyze, generate, transform
@@ -25,6 +26,16 @@ INPUTS = {m.NAME: m.input_schema for m in (transform, analyze, generate)}
 OUTPUTS = {m.NAME: m.output_schema for m in (transform, analyze, generate)}
 
 _EP = "^ep_[0-9a-z]{1,40}$"  # an endpoint id, as routes/schema.py's ID_PATTERNS has it
+# What `moments.parse_moment` reads: Unix seconds, a duration ago, or an ISO 8601 time.
+MOMENT: Schema = {
+    "type": "string",
+    "pattern": (
+        r"^([0-9]{1,12}(\.[0-9]{1,6})?"  # Unix seconds
+        r"|[0-9]{1,9}(\.[0-9]{1,3})?(ms|s|m|h)"  # a duration ago
+        r"|[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9:.]+(Z|[+-][0-9]{2}:?[0-9]{2})?)?)$"  # ISO 8601
+    ),
+    "description": MOMENT_FORMS,
+}
 
 # Request bodies.
 
@@ -123,7 +134,7 @@ def _batch_fields(name: str, settings: Settings) -> dict[str, Schema]:
 
 def replay_body() -> Schema:
     """`deliveries.replay_dlq`: ids, or a filter on host and time, or all."""
-    moment = {"anyOf": [{"type": "number"}, {"type": "string", "format": "date-time"}]}
+    moment = {"anyOf": [{"type": "number"}, MOMENT]}
     ids = {"type": "array", "maxItems": 1000, "items": {"type": "string"}}
     where: dict[str, Schema] = {"all": {"const": True}, "host": {"type": "string", "minLength": 1}}
     where |= {"since": moment, "until": moment, "endpoint_id": {"type": "string", "pattern": _EP}}
@@ -300,6 +311,6 @@ PAGING = (
 DLQ_FILTER = (
     Param("host", "query", {"type": "string", "minLength": 1}),
     Param("endpoint_id", "query", {"type": "string", "pattern": _EP}),
-    Param("since", "query", {"type": "string", "pattern": "^[0-9]{1,12}(\\.[0-9]{1,6})?$"}),
-    Param("until", "query", {"type": "string", "pattern": "^[0-9]{1,12}(\\.[0-9]{1,6})?$"}),
+    Param("since", "query", MOMENT, MOMENT_FORMS),
+    Param("until", "query", MOMENT, MOMENT_FORMS),
 )

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import httpx
+import pytest
 
 from service.devstack import RunningStack
 from tests.helpers import error_of, pixhook, transform_job
@@ -73,6 +74,33 @@ def test_replay_needs_an_explicit_selection(api):
 
     assert response.status_code == 422
     assert error_of(response)["code"] == "INVALID_INPUT"
+
+
+@pytest.mark.parametrize("body", [{"host": None}, {"since": None, "endpoint_id": None}])
+def test_a_filter_of_nulls_is_no_selection_and_replays_nothing(api, make_receiver, body):
+    """`{"host": null}` once re-queued every dead delivery of the client without `all: true`."""
+    delivery = dead_delivery(api, make_receiver(respond=lambda n: 500).url)
+
+    response = api.post("/v1/dlq/replay", json=body)
+
+    assert (response.status_code, error_of(response)["code"]) == (422, "INVALID_INPUT")
+    assert delivery["id"] in dlq_ids(api)
+
+
+@pytest.mark.parametrize("extra", [{"host": "elsewhere.example"}, {"all": True}])
+def test_ids_and_a_filter_together_are_refused(api, make_receiver, extra):
+    """A filter beside `ids` was ignored: the caller meant something the replay did not do."""
+    delivery = dead_delivery(api, make_receiver(respond=lambda n: 500).url)
+
+    response = api.post("/v1/dlq/replay", json={"ids": [delivery["id"]], **extra})
+
+    assert response.status_code == 422
+    assert error_of(response) == {
+        "code": "INVALID_INPUT",
+        "message": "replay either ids or a filter, not both",
+        "field": next(iter(extra)),
+    }
+    assert delivery["id"] in dlq_ids(api)
 
 
 def test_dlq_filters_by_host_and_time(api, make_receiver):

@@ -87,12 +87,17 @@ async def replay_dlq(request: Request) -> JSONResponse:
     body = await read_json(request, rt.settings.max_request_bytes, rt.settings.json_shape)
     if isinstance(body, dict):
         refuse_unknown_fields(body, _REPLAY_FIELDS)
+        # A null is no selection: `{"host": null}` must not replay everything.
+        body = {name: value for name, value in body.items() if value is not None}
     if not isinstance(body, dict) or not body:
         raise InvalidInput(
             'say what to replay: {"ids": [...]}, a filter on host/since/until/endpoint_id, '
             'or {"all": true}'
         )
     if "ids" in body:
+        beside = next((name for name in body if name != "ids"), None)
+        if beside is not None:
+            raise InvalidInput("replay either ids or a filter, not both", field=beside)
         ids = body["ids"]
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids) or len(ids) > 1000:
             raise InvalidInput("ids must be a list of at most 1000 delivery ids", field="ids")
