@@ -126,7 +126,11 @@ async def _api_error(request: Request, exc: Exception) -> Response:
     if exc.retry_after_s is not None:
         response.headers["Retry-After"] = str(exc.retry_after_s)
     if isinstance(exc, StorageUnavailable):
-        await JobMetrics(request.app.state.runtime.redis).storage_failed(exc.operation)
+        try:
+            await JobMetrics(request.app.state.runtime.redis).storage_failed(exc.operation)
+        except RedisError as redis_exc:
+            # The caller is owed the failure that stopped its request, not the count's.
+            log.warning("could not count a storage failure: %s", redis_exc)
     return response
 
 

@@ -19,7 +19,7 @@ from redis import Redis
 
 from service.clients import client_store
 from service.devstack import EmbeddedRedis, ServiceProcesses, free_port, stack_environment
-from tests.helpers import error_of
+from tests.helpers import error_of, transform_job
 from tests.redis_proxy import RedisProxy
 
 GENERATE = {"type": "image.generate", "input": {"prompt": "a red chair"}}
@@ -32,6 +32,7 @@ class FaultyStack:
     proxy: RedisProxy
     redis: Redis
     job_id: str  # made while Redis was well
+    files: Path  # local storage's root
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +54,7 @@ def faulty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultyStack]:
             # Loads the idempotency scripts into Redis, so a cut lands on the command it names.
             warm = api.post("/v1/jobs", json=GENERATE, headers={"Idempotency-Key": "warm-up"})
             assert warm.status_code == 202, warm.text
-            yield FaultyStack(api, proxy, direct, warm.json()["id"])
+            yield FaultyStack(api, proxy, direct, warm.json()["id"], workdir / "files")
     finally:
         processes.stop()
         proxy.close()
@@ -140,3 +141,20 @@ def test_a_job_made_before_redis_died_is_answered_and_replayed(faulty):
     assert retried.status_code == 202, retried.text
     assert retried.json()["id"] == first.json()["id"]
     assert retried.headers["Idempotent-Replayed"] == "true"
+
+
+def test_a_storage_failure_while_redis_is_gone_too_is_still_a_503(faulty):
+    """Answering STORAGE_UNAVAILABLE counts it in Redis: with Redis gone as well, that count
+    turned the 503 into a 500."""
+    faulty.files.mkdir(exist_ok=True)
+    faulty.files.rename(faulty.files.with_name("files-away"))
+    faulty.files.write_bytes(b"")  # a file where the directory was: every write fails
+    faulty.proxy.cut_at(b"storage_errors", answered=False)
+    try:
+        response = faulty.api.post("/v1/jobs", json=transform_job())
+    finally:
+        faulty.files.unlink()
+        faulty.files.with_name("files-away").rename(faulty.files)
+
+    assert (response.status_code, error_of(response)["code"]) == (503, "STORAGE_UNAVAILABLE")
+    assert response.headers.get("Retry-After", "").isdigit()
