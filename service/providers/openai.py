@@ -8,7 +8,6 @@ import asyncio
 import base64
 import binascii
 import math
-import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -18,6 +17,7 @@ from typing import Any
 import httpx
 from redis.asyncio import Redis
 
+from service.backoff import backoff_s
 from service.config import Settings
 from service.fetch import tls_context
 from service.job_metrics import JobMetrics
@@ -194,8 +194,7 @@ class OpenAIClient:
         return {"authorization": f"Bearer {self._config.api_key}"}
 
     def _delay(self, attempt: int, retry_after_s: float | None) -> float:
-        backoff = min(self._config.max_backoff_s, self._config.backoff_s * 2.0 ** (attempt - 1))
-        jittered = backoff * random.uniform(0.5, 1.0)
+        jittered = backoff_s(attempt, self._config.backoff_s, self._config.max_backoff_s)
         if retry_after_s is not None:
             return min(self._config.max_backoff_s, max(retry_after_s, jittered))
         return jittered
