@@ -19,7 +19,7 @@ from service.runtime import Runtime
 from service.storage import StorageUnavailable
 from service.streams import append_event
 from service.tasks import JOB_TYPES
-from service.tasks.context import TaskContext
+from service.tasks.context import TaskContext, inspect_image
 
 log = logging.getLogger("pixhook.jobs")
 
@@ -128,15 +128,8 @@ async def _input_image(runtime: Runtime, job: Job) -> bytes:
                 "the job's input image is no longer stored", code="INPUT_GONE"
             ) from exc
     try:
-        # Judged by its bytes, never by the URL's extension or a Content-Type header; in a
-        # thread, as a hostile header takes its time and the worker's loop sends heartbeats.
-        await asyncio.to_thread(
-            imaging.inspect,
-            image,
-            settings.max_image_pixels,
-            settings.max_frames,
-            settings.image_check_timeout_s,
-        )
+        # Judged by its bytes, never by the URL's extension or a Content-Type header.
+        await inspect_image(image, settings)
     except imaging.ImageRejected as exc:
         raise JobFailure(str(exc), code=exc.code) from exc
     return image

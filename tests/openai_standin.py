@@ -47,6 +47,8 @@ class Answer:
     content: str | None = None
     # For image generations: answer with links to the images, as some providers always do.
     as_urls: bool = False
+    # For image generations: these bytes as every image, instead of a PNG of the asked size.
+    image: bytes | None = None
     # The error body's `code` when status is not 200 (e.g. OpenAI's 429 `insufficient_quota`).
     error_code: str = "scripted"
     # Streamed chat: the text in pieces of `chunk_chars`, each after `chunk_delay_s`; the
@@ -250,7 +252,9 @@ class OpenAIStandIn:
         if not isinstance(body.get("prompt"), str) or not body["prompt"]:
             return _error(400, "prompt is required", "invalid_request_error")
         width, height = (int(side) for side in str(body.get("size", "1024x1024")).split("x"))
-        images = [_png(width, height, body.get("seed")) for _ in range(int(body.get("n", 1)))]
+        drawn = _png(width, height, body.get("seed"))
+        image = drawn if answer.image is None else base64.b64encode(answer.image).decode()
+        images = [image] * int(body.get("n", 1))
         self._bill(body)
         if answer.as_urls:
             data = [{"url": self._link(base64.b64decode(image))} for image in images]

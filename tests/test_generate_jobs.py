@@ -9,7 +9,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.helpers import error_of, wait_for_status
+from tests.helpers import error_of, many_page_tiff, wait_for_status
 from tests.openai_standin import Answer
 
 
@@ -133,3 +133,14 @@ def test_invalid_generation_input_names_its_field(api, fields, field):
 
     assert response.status_code == 422
     assert (error_of(response)["code"], error_of(response)["field"]) == ("INVALID_INPUT", field)
+
+
+def test_a_provider_image_of_many_pages_is_refused_without_reading_them_all(api, openai_standin):
+    """Issue 15, item 19: a provider's image was inspected on the worker's event loop with no
+    frame limit, so a 22,000-page TIFF was read to the end (seconds) and then stored."""
+    openai_standin.script([Answer(image=many_page_tiff(22_000))])
+
+    job = run(api)
+
+    assert job["error"]["code"] == "PROVIDER_BAD_RESPONSE"
+    assert "more than 1000 frames" in job["error"]["message"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -9,12 +10,26 @@ from typing import Any, TypeVar
 import httpx
 from redis.asyncio import Redis
 
+from service import imaging
 from service.config import Settings
 from service.decode_budget import DecodeBudget, OverBudget
 from service.errors import JobFailure
 from service.storage import Storage
 
 T = TypeVar("T")
+
+
+async def inspect_image(data: bytes, settings: Settings) -> imaging.ImageInfo:
+    """The image's headers judged against the pixel and frame limits, in a thread and within
+    `PIXHOOK_IMAGE_CHECK_TIMEOUT`: a hostile header takes its time, and a worker's loop must go
+    on with its heartbeats and other jobs. Raises `imaging.ImageRejected`."""
+    return await asyncio.to_thread(
+        imaging.inspect,
+        data,
+        settings.max_image_pixels,
+        settings.max_frames,
+        settings.image_check_timeout_s,
+    )
 
 
 @dataclass(frozen=True)

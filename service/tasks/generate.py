@@ -12,7 +12,7 @@ from service.jobs import Job
 from service.providers.errors import PROVIDER_BAD_RESPONSE, ProviderError
 from service.providers.openai import decode_b64_image, open_client
 from service.storage import Storage, StorageUnavailable, job_file_key
-from service.tasks.context import TaskContext
+from service.tasks.context import TaskContext, inspect_image
 from service.tasks.kept_images import KEEP_S, Generation, KeptImages
 from service.tasks.transform import stored_image_schema
 from service.unknown_fields import refuse_unknown_fields
@@ -180,7 +180,7 @@ async def _store(
     job: Job, index: int, data: bytes, storage: Storage, settings: Settings
 ) -> dict[str, Any]:
     try:
-        info = imaging.inspect(data, settings.max_image_pixels)
+        info = await inspect_image(data, settings)
     except imaging.ImageRejected as exc:
         raise ProviderError(
             f"the provider's image is unusable: {exc}", code=PROVIDER_BAD_RESPONSE, retryable=False
