@@ -3,6 +3,7 @@ large the images a jobs worker decodes at once, its memory stays within its deco
 
 from __future__ import annotations
 
+import base64
 import io
 import threading
 import time
@@ -18,6 +19,7 @@ from PIL import Image
 from service.devstack import RunningStack, local_stack
 from tests.conftest import STACK_ENV
 from tests.helpers import error_of, many_page_tiff, transform_job, wait_for_status
+from tests.openai_standin import API_KEY, OpenAIStandIn
 
 T = TypeVar("T")
 MiB = 1 << 20
@@ -32,8 +34,14 @@ HOSTILE_ENV = {
 
 
 @pytest.fixture(scope="module")
-def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    with local_stack(tmp_path_factory.mktemp("hostile"), HOSTILE_ENV) as running:
+def hostile(
+    tmp_path_factory: pytest.TempPathFactory, openai_standin: OpenAIStandIn
+) -> Iterator[RunningStack]:
+    env = HOSTILE_ENV | {
+        "PIXHOOK_OPENAI_BASE_URL": openai_standin.base_url,
+        "PIXHOOK_OPENAI_API_KEY": API_KEY,
+    }
+    with local_stack(tmp_path_factory.mktemp("hostile"), env) as running:
         yield running
 
 
@@ -92,6 +100,26 @@ def test_four_large_pngs_at_once_stay_within_the_decode_budget(hostile: RunningS
     idle, image = worker_rss(hostile), blank_png((5000, 5000))
 
     jobs, peak = peak_rss_during(hostile, lambda: thumbnail_jobs(api, image, 4))
+
+    assert [job["status"] for job in jobs] == ["succeeded"] * 4, [job["error"] for job in jobs]
+    assert peak - idle < BUDGET + 64 * MiB, f"{(peak - idle) / MiB:.0f} MiB above idle"
+
+
+def test_preparing_photos_for_the_vision_model_stays_within_the_decode_budget(
+    hostile: RunningStack, api, openai_standin
+):
+    """Issue 15, item 20: the analysis was admitted against the budget, but the copy prepared
+    for the vision model was decoded beside it, outside the budget, four at once."""
+    openai_standin.script([])
+    photo = {"base64": base64.b64encode(blank_png((4000, 4000))).decode()}
+    body = {"type": "image.analyze", "input": {"provider": "openai", "image": photo}}
+    idle = worker_rss(hostile)
+
+    def analyze_four() -> list[dict[str, object]]:
+        ids = [api.post("/v1/jobs", json=body).json()["id"] for _ in range(4)]
+        return [wait_for_status(api, job_id, timeout_s=60) for job_id in ids]
+
+    jobs, peak = peak_rss_during(hostile, analyze_four)
 
     assert [job["status"] for job in jobs] == ["succeeded"] * 4, [job["error"] for job in jobs]
     assert peak - idle < BUDGET + 64 * MiB, f"{(peak - idle) / MiB:.0f} MiB above idle"

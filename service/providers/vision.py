@@ -47,17 +47,31 @@ _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
 def prepare_image(data: bytes, max_side: int, max_pixels: int) -> bytes:
     """Upright, at most `max_side` on its longest side, transparency on white, as a JPEG of at
     most MAX_UPLOAD_BYTES: fewer tokens, same product. Made as `image.transform` makes a JPEG."""
-    info = imaging.inspect(data, max_pixels)
-    side = min(max_side, max(info.width, info.height))
+    side = _first_side(data, max_side, max_pixels)
     while True:
         # Quality steps down to fit first; only a photo that no quality fits is made smaller.
-        spec = imaging.OutputSpec(max_side=side, format="jpeg", max_bytes=MAX_UPLOAD_BYTES)
         try:
-            return imaging.transform(data, spec, max_pixels).data
+            return imaging.transform(data, _upload_spec(side), max_pixels).data
         except imaging.ImageRejected as exc:
             if exc.code != "OUTPUT_TOO_LARGE":
                 raise
         side = side * 3 // 4
+
+
+def prepare_bytes(data: bytes, max_side: int, max_pixels: int) -> int:
+    """The most memory `prepare_image` holds at once, from the headers alone: its first try is
+    its largest."""
+    spec = _upload_spec(_first_side(data, max_side, max_pixels))
+    return imaging.render_bytes(data, {"upload": spec}, max_pixels)
+
+
+def _first_side(data: bytes, max_side: int, max_pixels: int) -> int:
+    info = imaging.inspect(data, max_pixels)
+    return min(max_side, max(info.width, info.height))
+
+
+def _upload_spec(side: int) -> imaging.OutputSpec:
+    return imaging.OutputSpec(max_side=side, format="jpeg", max_bytes=MAX_UPLOAD_BYTES)
 
 
 def chat_request(model: str, jpeg: bytes, known_brands: Sequence[str]) -> dict[str, Any]:

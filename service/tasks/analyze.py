@@ -102,9 +102,13 @@ async def run(job: Job, image: bytes, ctx: TaskContext) -> dict[str, Any]:
 
 async def _attributes(image: bytes, params: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
     settings, model, brands = ctx.settings, params["model"], params["known_brands"]
-    jpeg = await asyncio.to_thread(
-        vision.prepare_image, image, settings.vision_max_side, settings.max_image_pixels
-    )
+    prepare = (image, settings.vision_max_side, settings.max_image_pixels)
+    try:
+        # Another decode of the photo: admitted against the budget as the analysis was.
+        needed = await asyncio.to_thread(vision.prepare_bytes, *prepare)
+        jpeg = await ctx.decode(needed, partial(vision.prepare_image, *prepare))
+    except imaging.ImageRejected as exc:
+        raise JobFailure(str(exc), code=exc.code) from exc
     key = _cache_key(jpeg, model, brands)
     cached = await ctx.redis.get(key)
     if cached is not None:
