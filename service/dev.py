@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from service.devstack import (
@@ -32,8 +31,7 @@ def run_dev(port: int) -> int:
         log_format = {"PIXHOOK_LOG_FORMAT": os.environ.get("PIXHOOK_LOG_FORMAT", "text")}
         try:
             with local_stack(workdir, log_format, port=port) as stack:
-                _print_welcome(stack, workdir)
-                return _run_until_interrupted(stack.processes.check_running)
+                return _run_until_interrupted(stack, workdir)
         except StackError as exc:
             print(f"pixhook dev: {failure_report(exc)}", file=sys.stderr)
             return 1
@@ -57,11 +55,13 @@ def _print_welcome(stack: RunningStack, workdir: Path) -> None:
     print("Press Ctrl-C to stop.", flush=True)
 
 
-def _run_until_interrupted(check: Callable[[], None]) -> int:
-    """0 on Ctrl-C or SIGTERM; `check` raises when the stack can no longer run."""
+def _run_until_interrupted(stack: RunningStack, workdir: Path) -> int:
+    """0 on Ctrl-C or SIGTERM, from the moment the welcome says to press it; raises when a
+    piece of the stack stops."""
     try:
+        _print_welcome(stack, workdir)
         while True:
-            check()
+            stack.processes.check_running()
             time.sleep(0.2)
     except KeyboardInterrupt:
         return 0
