@@ -274,13 +274,15 @@ def test_each_event_goes_to_the_job_url_and_every_matching_endpoint(tenant, rece
 
     job = api.post("/v1/jobs", json=transform_job(webhook_url=direct.url, metadata={"shop": "eu"}))
     job_id = job.json()["id"]
-    deliveries = deliveries_of(api, job_id)
 
     [to_job_url] = direct.wait_for(1)
     [to_cms] = cms_receiver.wait_for(1)
     started, completed = sorted(
         eu_receiver.wait_for(2), key=lambda r: r.payload["data"]["sequence"]
     )
+    # Only once job.completed arrived do its deliveries exist: settled earlier, the list could
+    # hold job.started's alone.
+    deliveries = deliveries_of(api, job_id)
     assert all(r.verified for r in (to_job_url, to_cms, started, completed))
     assert types_of([to_job_url, to_cms, started, completed]) == [
         "job.completed",
