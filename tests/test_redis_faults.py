@@ -1,6 +1,6 @@
 """The API while Redis is gone or full (issue 15, item 23).
 
-The API here reaches its Redis through `RedisProxy`, so a test can make Redis vanish at an exact
+The API here reaches its Redis through a `TcpProxy`, so a test can make Redis vanish at an exact
 moment of a request (the proxy recognises the idempotency record by its `:idempotency:` key), or
 fill it (`maxmemory` 1 byte under `noeviction`, as production runs it). No workers run: what is
 tested is what the API answers.
@@ -20,7 +20,7 @@ from redis import Redis
 from service.clients import client_store
 from service.devstack import EmbeddedRedis, ServiceProcesses, free_port, stack_environment
 from tests.helpers import error_of, transform_job
-from tests.redis_proxy import RedisProxy
+from tests.tcp_proxy import TcpProxy
 
 GENERATE = {"type": "image.generate", "input": {"prompt": "a red chair"}}
 IDEMPOTENCY_RECORD = b":idempotency:"
@@ -29,7 +29,7 @@ IDEMPOTENCY_RECORD = b":idempotency:"
 @dataclass(frozen=True)
 class FaultyStack:
     api: httpx.Client
-    proxy: RedisProxy
+    proxy: TcpProxy
     redis: Redis
     job_id: str  # made while Redis was well
     files: Path  # local storage's root
@@ -39,9 +39,9 @@ class FaultyStack:
 def faulty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultyStack]:
     workdir: Path = tmp_path_factory.mktemp("redis-faults")
     redis = EmbeddedRedis(workdir / "redis").start()
-    proxy = RedisProxy(redis.port).start()
+    proxy = TcpProxy(redis.port).start()
     port = free_port()
-    env = stack_environment(proxy.url, workdir / "files", f"http://127.0.0.1:{port}")
+    env = stack_environment(proxy.url("redis", "/0"), workdir / "files", f"http://127.0.0.1:{port}")
     processes = ServiceProcesses(env, workdir / "logs")
     try:
         processes.start_api(port)

@@ -26,7 +26,7 @@ from service.errors import NotFound, ServiceUnavailable
 from service.storage import MAX_PRESIGN_S, S3Storage, job_file_key, open_storage, s3_client
 from tests.helpers import error_of, image_bytes, transform_job, wait_for_status
 from tests.openai_standin import API_KEY, OpenAIStandIn
-from tests.tcp_switch import TcpSwitch
+from tests.tcp_proxy import TcpProxy
 
 BUCKET = "pixhook-test"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
@@ -285,25 +285,25 @@ def test_batch_results_are_written_to_s3(s3_stack, s3_api, s3, moto_url):
     assert sorted(json.loads(line)["index"] for line in lines) == [0, 1, 2]
 
 
-# Issue 15 item 9: S3 going down while jobs run. The stack reaches moto through a switch the
-# tests turn off and on; the bucket itself stays.
+# Issue 15 item 9: S3 going down while jobs run. The stack reaches moto through a proxy the
+# tests cut and restore; the bucket itself stays.
 OUTAGE_PREFIX = "outage"
 
 
 @pytest.fixture(scope="module")
-def s3_switch(moto_url: str, s3: Any) -> Iterator[TcpSwitch]:
-    switch = TcpSwitch(int(moto_url.rsplit(":", 1)[1])).on()
-    yield switch
-    switch.off()
+def s3_proxy(moto_url: str, s3: Any) -> Iterator[TcpProxy]:
+    proxy = TcpProxy(int(moto_url.rsplit(":", 1)[1])).start()
+    yield proxy
+    proxy.close()
 
 
 @pytest.fixture(scope="module")
 def outage_stack(
-    tmp_path_factory: pytest.TempPathFactory, s3_switch: TcpSwitch, openai_standin: OpenAIStandIn
+    tmp_path_factory: pytest.TempPathFactory, s3_proxy: TcpProxy, openai_standin: OpenAIStandIn
 ) -> Iterator[RunningStack]:
     yield from stack_on_s3(
         tmp_path_factory.mktemp("outage-stack"),
-        s3_switch.url,
+        s3_proxy.url("http"),
         OUTAGE_PREFIX,
         PIXHOOK_OPENAI_BASE_URL=openai_standin.base_url,
         PIXHOOK_OPENAI_API_KEY=API_KEY,
@@ -313,10 +313,10 @@ def outage_stack(
 
 
 @pytest.fixture
-def outage_api(outage_stack: RunningStack, s3_switch: TcpSwitch) -> Iterator[httpx.Client]:
+def outage_api(outage_stack: RunningStack, s3_proxy: TcpProxy) -> Iterator[httpx.Client]:
     with api_of(outage_stack) as client:
         yield client
-    s3_switch.on()  # whatever the test left it at
+    s3_proxy.restore()  # whatever the test left it at
 
 
 def generate(api: httpx.Client, model: str) -> str:
@@ -345,32 +345,32 @@ def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 10) 
 
 
 def test_a_storage_outage_answers_503_without_internal_endpoints_or_keys(
-    outage_api, s3_switch, moto_url
+    outage_api, s3_proxy, moto_url
 ):
     """Issue 15 item 9: the 503 for an upload during an S3 outage quoted boto's error, with the
     internal S3 endpoint URL and the object key in it."""
-    s3_switch.off()
+    s3_proxy.cut()
 
     response = outage_api.post("/v1/jobs", json=transform_job())
 
     assert response.status_code == 503
     error = error_of(response)
     assert error["code"] == "STORAGE_UNAVAILABLE"
-    for internal in (s3_switch.url, str(s3_switch.port), BUCKET, OUTAGE_PREFIX, "/input"):
+    for internal in (s3_proxy.url("http"), str(s3_proxy.port), BUCKET, OUTAGE_PREFIX, "/input"):
         assert internal not in error["message"]
 
 
 def test_a_generate_job_rides_out_a_storage_blip_and_pays_once(
-    outage_api, s3_switch, openai_standin
+    outage_api, s3_proxy, openai_standin
 ):
     """Issue 15 item 9: with S3 down, image.generate failed STORAGE_UNAVAILABLE at once and the
     paid-for image was thrown away; the write is tried again inside the job."""
-    s3_switch.off()
+    s3_proxy.cut()
     before = failed_puts(outage_api)
 
     job_id = generate(outage_api, "standin-blip")
     wait_until(lambda: failed_puts(outage_api) > before, "a failed write")
-    s3_switch.on()
+    s3_proxy.restore()
     job = wait_for_status(outage_api, job_id)
 
     assert job["status"] == "succeeded", job["error"]
@@ -378,19 +378,19 @@ def test_a_generate_job_rides_out_a_storage_blip_and_pays_once(
 
 
 def test_a_generate_job_failed_by_storage_is_not_paid_for_again(
-    outage_api, outage_stack, s3_switch, openai_standin
+    outage_api, outage_stack, s3_proxy, openai_standin
 ):
     """Issue 15 item 9: a job that outlasted the outage had its paid-for image thrown away, so
     submitting it again paid the provider a second time; and its error quoted boto, with the
     internal S3 endpoint and the object key."""
-    s3_switch.off()
+    s3_proxy.cut()
     failed = wait_for_status(outage_api, generate(outage_api, "standin-outage"))
     assert (failed["status"], failed["error"]["code"]) == ("failed", "STORAGE_UNAVAILABLE")
 
-    s3_switch.on()
+    s3_proxy.restore()
     again = wait_for_status(outage_api, generate(outage_api, "standin-outage"))
 
     assert again["status"] == "succeeded", again["error"]
     assert openai_standin.paid_calls("standin-outage") == 1
-    for internal in (s3_switch.url, BUCKET, failed["id"]):
+    for internal in (s3_proxy.url("http"), BUCKET, failed["id"]):
         assert internal not in failed["error"]["message"]

@@ -1,8 +1,8 @@
-"""A TCP proxy in front of a Redis, which a test cuts to make Redis vanish at an exact moment.
+"""A dependency that dies and comes back: a TCP proxy on a loopback port, in front of Redis or S3.
 
-`cut()` drops every connection and refuses new ones, as a dead Redis does, until `restore()`.
-`cut_at` arms a cut on a command seen passing through, so that it lands mid-request: after Redis
-has answered that command, or instead of sending it on.
+`cut()` drops every connection and refuses new ones, as a dead server does, until `restore()`
+listens on the same port again. `cut_at` arms a cut on a request seen passing through, so that it
+lands mid-request: after the server has answered it, or instead of sending it on.
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ _TICK_S = 0.1
 @dataclass
 class _Trigger:
     marker: bytes
-    occurrence: int  # the nth command holding `marker` (counted from when it was armed)
-    answered: bool  # cut once Redis has answered it; else cut instead of sending it
+    occurrence: int  # the nth request holding `marker` (counted from when it was armed)
+    answered: bool  # cut once the server has answered it; else cut instead of sending it
 
 
-class RedisProxy:
-    def __init__(self, redis_port: int) -> None:
-        self._redis_port = redis_port
+class TcpProxy:
+    def __init__(self, target_port: int) -> None:
+        self._target_port = target_port
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
         self._threads: list[threading.Thread] = []
@@ -35,9 +35,8 @@ class RedisProxy:
         self._closing = threading.Event()
         self.port = 0
 
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+    def url(self, scheme: str, path: str = "") -> str:
+        return f"{scheme}://127.0.0.1:{self.port}{path}"
 
     def start(self) -> Self:
         self._listen()
@@ -56,7 +55,7 @@ class RedisProxy:
             _close(sock)
 
     def restore(self) -> None:
-        """Redis is back (and any cut still armed is called off)."""
+        """The server is back (and any cut still armed is called off); harmless when it is."""
         with self._lock:
             self._trigger = None
             listening = self._listener is not None
@@ -93,14 +92,19 @@ class RedisProxy:
                 continue
             except OSError:
                 return  # cut
-            upstream = socket.create_connection(("127.0.0.1", self._redis_port))
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self._target_port), timeout=5)
+            except OSError:
+                _close(client)
+                continue
+            upstream.settimeout(None)
             with self._lock:
                 self._sockets += [client, upstream]
             state = {"armed": False}
-            self._spawn(self._commands, client, upstream, state)
+            self._spawn(self._requests, client, upstream, state)
             self._spawn(self._replies, upstream, client, state)
 
-    def _commands(
+    def _requests(
         self, client: socket.socket, upstream: socket.socket, state: dict[str, bool]
     ) -> None:
         while data := _recv(client):
@@ -119,6 +123,7 @@ class RedisProxy:
                 upstream.sendall(data)
             except OSError:
                 return
+        _close(upstream)
 
     def _replies(
         self, upstream: socket.socket, client: socket.socket, state: dict[str, bool]
@@ -131,6 +136,7 @@ class RedisProxy:
             if state["armed"]:
                 self.cut()
                 return
+        _close(client)
 
 
 def _recv(sock: socket.socket) -> bytes:
