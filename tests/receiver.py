@@ -13,6 +13,8 @@ from typing import Any
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from tests.servers import SHUTDOWN_POLL_S
+
 
 @dataclass(frozen=True)
 class Received:
@@ -43,7 +45,9 @@ class Receiver:
         self.requests: list[Received] = []
         self._server = ThreadingHTTPServer((host, 0), self._handler())
         self.url = f"http://{host}:{self._server.server_address[1]}/hook"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(SHUTDOWN_POLL_S,), daemon=True
+        )
         self._thread.start()
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:

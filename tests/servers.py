@@ -17,6 +17,9 @@ from typing import Self
 
 # How often blocked socket calls wake up to see whether the server is closing.
 _TICK_S = 0.1
+# How often a stdlib server's serve_forever looks for shutdown(): its default 0.5 s was paid at
+# the teardown of every test with a receiver.
+SHUTDOWN_POLL_S = 0.02
 # No single request may take longer than this to arrive.
 _READ_DEADLINE_S = 10.0
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.servers import SHUTDOWN_POLL_S
 from webhooks.connector import open_session
 from webhooks.guard import UrlPolicy
 from webhooks.sender import AttemptResult, send
@@ -35,7 +36,9 @@ class Server:
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self._httpd.server_address[1]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, args=(SHUTDOWN_POLL_S,), daemon=True
+        )
         self._thread.start()
 
     def close(self) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.servers import SHUTDOWN_POLL_S
 from webhooks.guard import (
     DNS_FAILURE,
     FORBIDDEN_ADDRESS,
@@ -55,7 +56,7 @@ class Server:
         if tls is not None:
             self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(SHUTDOWN_POLL_S,))
         self._thread.start()
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
