@@ -108,7 +108,8 @@ async def run(job: Job, image: bytes, ctx: TaskContext) -> dict[str, Any]:
     """`image` is empty: this job type takes none."""
     request = _request(job.input)
     kept = KeptImages(ctx.redis, job.client_id, request)
-    generation = await kept.find() or await _generate(job.input, request, ctx)
+    found = await kept.find()
+    generation = found or await _generate(job.input, request, ctx)
     try:
         outputs = [
             await _store(job, i, data, ctx.storage, ctx.settings)
@@ -119,7 +120,8 @@ async def run(job: Job, image: bytes, ctx: TaskContext) -> dict[str, Any]:
         message = f"{exc.message}; the generated images are kept for {KEEP_S // 3600} h, so the "
         message += "same job submitted again stores them without generating them again"
         raise StorageUnavailable(message, operation=exc.operation) from exc
-    await kept.forget()
+    if found is not None:
+        await kept.forget()
     return {"images": outputs, "provider": generation.provider}
 
 
