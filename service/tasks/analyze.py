@@ -3,7 +3,6 @@ attributes a vision model sees, cached by (image, prompt version, model, brands)
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import time
@@ -11,9 +10,9 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
-from service import analysis, imaging
+from service import analysis
 from service.config import Settings
-from service.errors import InvalidInput, JobFailure
+from service.errors import InvalidInput
 from service.jobs import Job
 from service.providers import vision
 from service.providers.openai import open_client
@@ -87,13 +86,10 @@ def output_schema() -> dict[str, Any]:
 
 async def run(job: Job, image: bytes, ctx: TaskContext) -> dict[str, Any]:
     max_pixels = ctx.settings.max_image_pixels
-    try:
-        # In threads: Pillow releases the GIL while decoding and filtering. What the decode
-        # will hold is read from the headers first, and waits for room in the budget.
-        needed = await asyncio.to_thread(analysis.decode_bytes, image, max_pixels)
-        result = await ctx.decode(needed, partial(analysis.analyze, image, max_pixels))
-    except imaging.ImageRejected as exc:
-        raise JobFailure(str(exc), code=exc.code) from exc
+    result = await ctx.decode(
+        partial(analysis.decode_bytes, image, max_pixels),
+        partial(analysis.analyze, image, max_pixels),
+    )
     output: dict[str, Any] = {"analysis": result}
     if job.input.get("provider") == "openai":
         output.update(await _attributes(image, job.input, ctx))
@@ -102,13 +98,11 @@ async def run(job: Job, image: bytes, ctx: TaskContext) -> dict[str, Any]:
 
 async def _attributes(image: bytes, params: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
     settings, model, brands = ctx.settings, params["model"], params["known_brands"]
+    # Another decode of the photo: admitted against the budget as the analysis was.
     prepare = (image, settings.vision_max_side, settings.max_image_pixels)
-    try:
-        # Another decode of the photo: admitted against the budget as the analysis was.
-        needed = await asyncio.to_thread(vision.prepare_bytes, *prepare)
-        jpeg = await ctx.decode(needed, partial(vision.prepare_image, *prepare))
-    except imaging.ImageRejected as exc:
-        raise JobFailure(str(exc), code=exc.code) from exc
+    jpeg = await ctx.decode(
+        partial(vision.prepare_bytes, *prepare), partial(vision.prepare_image, *prepare)
+    )
     key = _cache_key(jpeg, model, brands)
     cached = await ctx.redis.get(key)
     if cached is not None:

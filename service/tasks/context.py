@@ -45,10 +45,15 @@ class TaskContext:
     # The process's memory for decoding images, shared by the jobs it runs at once.
     decode_budget: DecodeBudget
 
-    async def decode(self, needed: int, work: Callable[[], T]) -> T:
-        """`work()` in a thread, once the `needed` bytes of decoded pixels fit in the budget."""
+    async def decode(self, estimate: Callable[[], int], work: Callable[[], T]) -> T:
+        """`work()`, an image decode, in a thread once the bytes `estimate()` reads from the
+        image's headers (in a thread too) fit in the budget; an image Pillow rejects, or one
+        that could never fit, fails the job with its code."""
         try:
+            needed = await asyncio.to_thread(estimate)
             return await self.decode_budget.run(needed, work)
+        except imaging.ImageRejected as exc:
+            raise JobFailure(str(exc), code=exc.code) from exc
         except OverBudget as exc:
             raise JobFailure(
                 f"decoding this image for this job takes about {exc.needed >> 20} MiB, more than "

@@ -6,7 +6,6 @@ top-level fields are defaults that each variant overrides.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Collection
 from functools import partial
@@ -14,7 +13,7 @@ from typing import Any
 
 from service import imaging
 from service.config import Settings
-from service.errors import InvalidInput, JobFailure
+from service.errors import InvalidInput
 from service.jobs import Job
 from service.storage import Storage, job_file_key
 from service.tasks.context import TaskContext
@@ -150,14 +149,10 @@ async def run(job: Job, image: bytes, ctx: TaskContext) -> dict[str, Any]:
     specs = {name: _output_spec(params) for name, params in outputs.items()}
     image_args = (image, specs, ctx.settings.max_image_pixels)
     max_side = ctx.settings.max_output_side
-    try:
-        # In threads: Pillow releases the GIL while decoding and resampling. What the decode
-        # will hold is read from the headers first, and waits for room in the budget.
-        needed = await asyncio.to_thread(imaging.render_bytes, *image_args, max_side=max_side)
-        render = partial(imaging.render, *image_args, max_side=max_side)
-        encoded = await ctx.decode(needed, render)
-    except imaging.ImageRejected as exc:
-        raise JobFailure(str(exc), code=exc.code) from exc
+    encoded = await ctx.decode(
+        partial(imaging.render_bytes, *image_args, max_side=max_side),
+        partial(imaging.render, *image_args, max_side=max_side),
+    )
     images = [
         await _store(job, ctx.storage, name, specs[name].format, result)
         for name, result in encoded.items()
