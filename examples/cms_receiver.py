@@ -48,8 +48,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from webhooks.receiver import DEFAULT_TOLERANCE_S, InvalidWebhook, verify
-from webhooks.signing import secret_key
+from webhooks import DEFAULT_TOLERANCE_S, InvalidWebhook, secret_key, verify
 
 WEBHOOK_PATH = "/webhooks/pixhook"
 IMAGE_JOBS = ("image.transform", "image.generate")

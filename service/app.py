@@ -16,25 +16,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.admission import RateLimitHeaders
+from service.api.error_body import error_body
+from service.api.rate_limits import RateLimitHeaders
+from service.api.routes import batches, deliveries, endpoints, files, jobs, metrics, system
+from service.api.routes import live_events as events
+from service.api.security_headers import API_HEADERS, SecurityHeaders, add_missing
+from service.batches.engine import follow_items
 from service.config import Settings
 from service.console.routes import console
 from service.errors import ApiError, ServiceUnavailable
-from service.job_metrics import JobMetrics
+from service.jobs.metrics import JobMetrics
 from service.logs import bind, request_id
-from service.routes import (
-    batches,
-    deliveries,
-    endpoints,
-    events,
-    files,
-    jobs,
-    metrics,
-    schema,
-    system,
-)
 from service.runtime import Runtime
-from service.security_headers import API_HEADERS, SecurityHeaders, add_missing
 from service.storage import StorageUnavailable
 
 log = logging.getLogger("pixhook.api")
@@ -44,6 +37,7 @@ def create_app(settings: Settings) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.runtime = await Runtime.open(settings)
+        follow_items(app.state.runtime)  # a cancel ends batch items too
         try:
             yield
         finally:
@@ -59,7 +53,6 @@ def create_app(settings: Settings) -> Starlette:
             *files.routes,
             *system.routes,
             *metrics.routes,
-            *schema.routes,
             console,
         ],
         lifespan=lifespan,
@@ -115,9 +108,7 @@ class RequestIds:
 def error_response(
     status_code: int, code: str, message: str, field: str | None = None
 ) -> JSONResponse:
-    return JSONResponse(
-        {"error": {"code": code, "message": message, "field": field}}, status_code=status_code
-    )
+    return JSONResponse(error_body(code, message, field), status_code=status_code)
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:

@@ -14,8 +14,14 @@ import httpx
 
 from service.backoff import backoff_s
 from service.errors import JobFailure
-from webhooks.guard import DNS_FAILURE, FORBIDDEN_ADDRESS, GuardedTransport, GuardRefused, UrlPolicy
-from webhooks.sender import parse_retry_after
+from webhooks import (
+    DNS_FAILURE,
+    FORBIDDEN_ADDRESS,
+    GuardedTransport,
+    GuardRefused,
+    UrlPolicy,
+    parse_retry_after,
+)
 
 log = logging.getLogger("pixhook.jobs")
 

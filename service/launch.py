@@ -6,7 +6,7 @@ import logging
 import time
 
 from service.ids import new_id
-from service.jobs import Job
+from service.jobs.model import Job
 from service.logs import bound
 from service.queue import enqueue_job
 from service.runtime import Runtime

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 
-from webhooks.schedule import parse_duration
+from webhooks import parse_duration
 
 MOMENT_FORMS = "Unix seconds, a duration ago like 1h, or an ISO 8601 time"
 

@@ -8,8 +8,8 @@ from typing import Any
 from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
 
-JOB_QUEUE = "pixhook:queue:jobs"
-DELIVERY_QUEUE = "pixhook:queue:deliveries"
+from service.keys import JOB_QUEUE
+
 RUN_JOB = "run_job"
 
 

@@ -17,6 +17,8 @@ import secrets
 from arq.constants import in_progress_key_prefix
 from redis.asyncio import Redis
 
+from service.keys import KEYS
+
 log = logging.getLogger("pixhook.reaper")
 
 PRESENCE_TTL_S = 10.0  # a worker silent this long is gone
@@ -26,11 +28,11 @@ UNTAKEN_CLAIM_S = 10.0
 
 
 def _presence_key(worker_id: str) -> str:
-    return f"pixhook:worker:{worker_id}"
+    return KEYS.worker(worker_id)
 
 
 def _runner_key(job_id: str) -> str:
-    return f"pixhook:job:{job_id}:runner"
+    return KEYS.job_runner(job_id)
 
 
 class WorkerPresence:

@@ -7,17 +7,17 @@ import logging
 from functools import partial
 
 from service import imaging
-from service.batches.engine import announce_end
 from service.errors import JobFailure, NotFound, ServiceUnavailable
-from service.events import publish_status
 from service.fetch import fetch_image
-from service.job_metrics import JobMetrics
-from service.jobs import TERMINAL, Job
+from service.jobs.metrics import JobMetrics
+from service.jobs.model import TERMINAL, Job
+from service.jobs.streams import append_event
+from service.lifecycle import announce_end, end_job
 from service.logs import bind
+from service.publishing import publish_status
 from service.retrying_storage import RetryingStorage
 from service.runtime import Runtime
 from service.storage import StorageUnavailable
-from service.streams import append_event
 from service.tasks import JOB_TYPES
 from service.tasks.context import TaskContext, inspect_image
 
@@ -59,26 +59,26 @@ async def _resume(runtime: Runtime, job: Job) -> None:
 
 async def _finish(runtime: Runtime, job: Job) -> None:
     try:
-        async with asyncio.timeout(runtime.settings.job_timeout_s):
+        async with asyncio.timeout(runtime.settings.jobs.timeout_s):
             output = await _run(runtime, job)
     except JobFailure as exc:
-        finished = await runtime.jobs.transition(job.id, "failed", error=_error(exc))
+        finished = await end_job(runtime, job.id, "failed", error=_error(exc))
     except ServiceUnavailable as exc:
         if isinstance(exc, StorageUnavailable):
             await JobMetrics(runtime.redis).storage_failed(exc.operation)
         failure = JobFailure(exc.message, code=exc.code)
-        finished = await runtime.jobs.transition(job.id, "failed", error=_error(failure))
+        finished = await end_job(runtime, job.id, "failed", error=_error(failure))
     except TimeoutError:
         failure = JobFailure(
-            f"the job ran longer than {runtime.settings.job_timeout_s:g}s", code="JOB_TIMEOUT"
+            f"the job ran longer than {runtime.settings.jobs.timeout_s:g}s", code="JOB_TIMEOUT"
         )
-        finished = await runtime.jobs.transition(job.id, "failed", error=_error(failure))
+        finished = await end_job(runtime, job.id, "failed", error=_error(failure))
     except Exception:
         log.exception("job %s failed unexpectedly", job.id)
         failure = JobFailure("the job failed unexpectedly", code="INTERNAL_ERROR")
-        finished = await runtime.jobs.transition(job.id, "failed", error=_error(failure))
+        finished = await end_job(runtime, job.id, "failed", error=_error(failure))
     else:
-        finished = await runtime.jobs.transition(job.id, "succeeded", output=output)
+        finished = await end_job(runtime, job.id, "succeeded", output=output)
     if finished is None:
         # Canceled while it ran: the cancel already announced the final status.
         log.info("job %s was canceled while it ran", job.id)
@@ -86,16 +86,17 @@ async def _finish(runtime: Runtime, job: Job) -> None:
         return
     code = f" ({finished.error['code']})" if finished.error else ""
     log.info("job %s %s%s", job.id, finished.status, code)
-    await announce_end(runtime, finished)
 
 
 async def _run(runtime: Runtime, job: Job) -> dict[str, object]:
     # Outputs are written through storage outages until this much of the job's time has gone;
     # the rest is left to record the failure (and for image.generate, keep what was paid for).
-    writes_until = asyncio.get_running_loop().time() + runtime.settings.job_timeout_s * 0.9
+    writes_until = asyncio.get_running_loop().time() + runtime.settings.jobs.timeout_s * 0.9
     job_type = JOB_TYPES[job.type]
     image = await _input_image(runtime, job) if job_type.takes_image else b""
-    emit = partial(append_event, runtime.redis, job.id, ttl_s=runtime.settings.event_retention_s)
+    emit = partial(
+        append_event, runtime.redis, job.id, ttl_s=runtime.settings.jobs.event_retention_s
+    )
     storage = RetryingStorage(
         runtime.storage, writes_until, JobMetrics(runtime.redis).storage_failed
     )
@@ -115,10 +116,10 @@ async def _input_image(runtime: Runtime, job: Job) -> bytes:
     if job.input_key is None:
         image = await fetch_image(
             job.input["image"]["url"],
-            settings.allow_private_networks,
-            max_bytes=settings.max_image_bytes,
-            connect_timeout_s=settings.webhook_connect_timeout_s,
-            deadline_s=settings.image_fetch_timeout_s,
+            settings.deliveries.allow_private_networks,
+            max_bytes=settings.limits.max_image_bytes,
+            connect_timeout_s=settings.deliveries.connect_timeout_s,
+            deadline_s=settings.limits.image_fetch_timeout_s,
         )
     else:
         try:

@@ -5,21 +5,82 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal, Union
 from urllib.parse import urlsplit
 
 import pybase64
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    create_model,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from service import imaging
 from service.config import Settings
 from service.errors import InvalidInput
-from service.events import SUBSCRIPTIONS
-from service.tasks import JOB_TYPES
-from service.unknown_fields import refuse_unknown_fields
-from webhooks.guard import FORBIDDEN_ADDRESS, GuardRefused
+from service.publishing import SUBSCRIPTIONS
+from service.shapes.fields import INVALID_INPUT, Bound, JsonText, Refused
+from service.shapes.validation import REQUEST, validated
+from service.tasks import JOB_TYPES, JobType
+from webhooks import FORBIDDEN_ADDRESS, GuardRefused
 
-_JOB_FIELDS = frozenset({"type", "input", "webhook_url", "webhook_events", "metadata"})
-_IMAGE_FIELDS = ("base64", "url")
+Url = Annotated[
+    str,
+    Field(json_schema_extra={"format": "uri"}),
+    Bound(
+        "limits.max_url_length", "maxLength", "{field} must be a URL of at most {bound} characters"
+    ),
+]
+
+
+Subscription: Any = Literal[tuple(sorted(SUBSCRIPTIONS))]
+# One message for the whole list, whatever item is wrong: the caller reads the choices.
+Subscriptions = Annotated[
+    list[Subscription],
+    Field(min_length=1),
+    Refused("{field} must be a non-empty list drawn from: " + ", ".join(sorted(SUBSCRIPTIONS))),
+]
+
+
+class ImageSource(BaseModel):
+    """An image: a URL the worker fetches, or the bytes in base64 (a data: URL's too); or, in a
+    multipart request, the file `image` instead."""
+
+    model_config = ConfigDict(
+        **REQUEST,
+        json_schema_extra={"oneOf": [{"required": ["url"]}, {"required": ["base64"]}]},
+    )
+    url: Url | None = None
+    # The pattern is the document's only: decoding checks the text, without a regex pass over
+    # megabytes first. Base64 is ASCII (a data: URL's prefix aside); whitespace in it is skipped.
+    base64: (
+        Annotated[
+            str, Field(json_schema_extra={"pattern": "^(data:[^,]*,)?[A-Za-z0-9+/=\t\n\r ]*$"})
+        ]
+        | None
+    ) = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ImageSource:
+        if (self.url is None) == (self.base64 is None):
+            raise PydanticCustomError(
+                INVALID_INPUT, "input.image must be an object with exactly one of: base64, url"
+            )
+        return self
+
+
+class Delivery(BaseModel):
+    """Where and when a job's (or batch's) events go, and what they echo back."""
+
+    model_config = REQUEST
+    webhook_url: Url | None = None
+    webhook_events: Annotated[Subscriptions | None, Field(description="default: completed")] = None
+    metadata: Annotated[
+        dict[str, Any] | None, Field(description="echoed back; PIXHOOK_MAX_METADATA_BYTES as JSON")
+    ] = None
 
 
 @dataclass(frozen=True)
@@ -46,28 +107,59 @@ class Submission:
         return {"image": self.image.description, **self.params}
 
 
+def job_model(job_type: JobType) -> type[BaseModel]:
+    """The body of a job of this type: `TransformJob` with its `TransformJobInput` ..."""
+    name = job_type.input_model.__name__.removesuffix("Input")
+    input_model = job_type.input_model
+    if job_type.takes_image:
+        image: Any = (ImageSource | None, None)
+        input_model = create_model(f"{name}JobInput", __base__=input_model, image=image)
+    tag: Any = Literal[job_type.name]
+    return create_model(f"{name}Job", __base__=Delivery, type=(tag, ...), input=(input_model, ...))
+
+
+JOB_MODELS = {name: job_model(job_type) for name, job_type in JOB_TYPES.items()}
+# Any job, its type saying which (`JobRequest` in the document).
+JobRequest: Any = Annotated[
+    Union[tuple(JOB_MODELS[name] for name in sorted(JOB_MODELS))],  # noqa: UP007
+    Field(discriminator="type"),
+]
+
+
+class JobUpload(BaseModel):
+    """A job as multipart/form-data (`bodies.read_job_request`): the JSON body in `job`, the
+    image as the file `image` instead of `input.image`."""
+
+    model_config = REQUEST
+    job: Annotated[str, JsonText(JobRequest)]
+    image: bytes | None = None
+
+
 def parse_submission(body: Any, upload: bytes | None, settings: Settings) -> Submission:
     if not isinstance(body, dict):
         raise InvalidInput("the request body must be a JSON object")
-    refuse_unknown_fields(body, _JOB_FIELDS)
     job_type = parse_job_type(body.get("type"))
-    raw_input = body.get("input", {})
-    if not isinstance(raw_input, dict):
-        raise InvalidInput("input must be an object", field="input")
-    if JOB_TYPES[job_type].takes_image:
-        image: ImageInput | None = _image(raw_input.get("image"), upload, settings)
-    elif "image" in raw_input or upload is not None:
+    raw_input = body.get("input")
+    # Said plainly, rather than as an unknown field: the type takes no image at all.
+    if not JOB_TYPES[job_type].takes_image and (
+        upload is not None or (isinstance(raw_input, dict) and "image" in raw_input)
+    ):
         raise InvalidInput(f"{job_type} takes no input image", field="input.image")
-    else:
-        image = None
-    params = {k: v for k, v in raw_input.items() if k != "image"}
+    # A job without `input` is refused for what its input lacks (an image, a prompt).
+    job: Any = validated(
+        JOB_MODELS[job_type], body if "input" in body else {**body, "input": {}}, settings
+    )
+    job_input = job.input
+    takes_image = JOB_TYPES[job_type].takes_image
+    image = _image(job_input.image, upload, settings) if takes_image else None
+    delivery: Delivery = job
     return Submission(
         type=job_type,
-        params=JOB_TYPES[job_type].parse_input(params, settings),
+        params=JOB_TYPES[job_type].parse_input(job_input, settings),
         image=image,
-        webhook_url=parse_webhook_url(body.get("webhook_url"), settings),
-        webhook_events=parse_webhook_events(body.get("webhook_events")),
-        metadata=parse_metadata(body.get("metadata"), settings),
+        webhook_url=parse_webhook_url(delivery.webhook_url, settings),
+        webhook_events=parse_webhook_events(delivery.webhook_events),
+        metadata=parse_metadata(delivery.metadata, settings),
     )
 
 
@@ -78,16 +170,17 @@ async def read_submission(body: Any, upload: bytes | None, settings: Settings) -
     return await asyncio.to_thread(parse_submission, body, upload, settings)
 
 
-def _image(spec: Any, upload: bytes | None, settings: Settings) -> ImageInput:
-    if isinstance(spec, dict):
-        refuse_unknown_fields(spec, _IMAGE_FIELDS, "input.image")
-    if isinstance(spec, dict) and spec.keys() == {"url"}:
-        url = parse_url(spec["url"], "input.image.url", settings)
+def _image(spec: ImageSource | None, upload: bytes | None, settings: Settings) -> ImageInput:
+    if spec is not None and spec.url is not None:
+        url = parse_url(spec.url, "input.image.url", settings)
         return ImageInput(None, {"source": "url", "url": url})
     data, source = _image_bytes(spec, upload, settings)
     try:
         info = imaging.inspect(
-            data, settings.max_image_pixels, settings.max_frames, settings.image_check_timeout_s
+            data,
+            settings.limits.max_image_pixels,
+            settings.limits.max_frames,
+            settings.limits.image_check_timeout_s,
         )
     except imaging.ImageRejected as exc:
         raise InvalidInput(str(exc), code=exc.code, field="input.image") from exc
@@ -101,26 +194,22 @@ def _image(spec: Any, upload: bytes | None, settings: Settings) -> ImageInput:
     return ImageInput(data, description)
 
 
-def _image_bytes(spec: Any, upload: bytes | None, settings: Settings) -> tuple[bytes, str]:
-    if upload is not None and spec is None:
+def _image_bytes(
+    spec: ImageSource | None, upload: bytes | None, settings: Settings
+) -> tuple[bytes, str]:
+    if spec is not None and spec.base64 is not None:
+        data, source = _decode_base64(spec.base64), "base64"
+    elif upload is not None:
         data, source = upload, "upload"
-    elif spec is None:
+    else:
         raise InvalidInput(
             'input.image is required: {"base64": "..."} or a multipart \'image\' file',
             code="MISSING_IMAGE",
             field="input.image",
         )
-    elif not isinstance(spec, dict) or len(spec) != 1:
+    if len(data) > settings.limits.max_image_bytes:
         raise InvalidInput(
-            "input.image must be an object with exactly one of: base64, url", field="input.image"
-        )
-    elif isinstance(spec.get("base64"), str):
-        data, source = _decode_base64(spec["base64"]), "base64"
-    else:
-        raise InvalidInput("input.image.base64 must be a string", field="input.image.base64")
-    if len(data) > settings.max_image_bytes:
-        raise InvalidInput(
-            f"the image is larger than {settings.max_image_bytes} bytes",
+            f"the image is larger than {settings.limits.max_image_bytes} bytes",
             code="IMAGE_TOO_LARGE",
             field="input.image",
         )
@@ -146,9 +235,9 @@ def _decode_base64(text: str) -> bytes:
 
 def parse_url(value: Any, field: str, settings: Settings) -> str:
     """An absolute http(s) URL the SSRF guard does not refuse outright."""
-    if not isinstance(value, str) or len(value) > settings.max_url_length:
+    if not isinstance(value, str) or len(value) > settings.limits.max_url_length:
         raise InvalidInput(
-            f"{field} must be a URL of at most {settings.max_url_length} characters",
+            f"{field} must be a URL of at most {settings.limits.max_url_length} characters",
             field=field,
         )
     parts = urlsplit(value)
@@ -160,7 +249,7 @@ def parse_url(value: Any, field: str, settings: Settings) -> str:
         )
     try:
         # What can be judged without DNS is judged now; a name's addresses when it is used.
-        settings.allow_private_networks.check_url(value)
+        settings.deliveries.allow_private_networks.check_url(value)
     except GuardRefused as exc:
         code = "URL_NOT_ALLOWED" if exc.reason == FORBIDDEN_ADDRESS else "INVALID_URL"
         raise InvalidInput(f"{field} is not allowed: {exc}", code=code, field=field) from exc
@@ -183,30 +272,17 @@ def parse_webhook_url(value: Any, settings: Settings) -> str | None:
     return None if value is None else parse_url(value, "webhook_url", settings)
 
 
-def parse_webhook_events(value: Any) -> tuple[str, ...]:
-    if value is None:
-        return ("completed",)
-    if (
-        not isinstance(value, list)
-        or not value
-        or not all(isinstance(event, str) and event in SUBSCRIPTIONS for event in value)
-    ):
-        raise InvalidInput(
-            "webhook_events must be a non-empty list drawn from: "
-            + ", ".join(sorted(SUBSCRIPTIONS)),
-            field="webhook_events",
-        )
-    return tuple(sorted(set(value)))
+def parse_webhook_events(value: list[str] | None) -> tuple[str, ...]:
+    """The validated subscriptions, deduplicated; `completed` when none were asked for."""
+    return ("completed",) if value is None else tuple(sorted(set(value)))
 
 
-def parse_metadata(value: Any, settings: Settings) -> dict[str, Any]:
+def parse_metadata(value: dict[str, Any] | None, settings: Settings) -> dict[str, Any]:
     if value is None:
         return {}
-    if not isinstance(value, dict):
-        raise InvalidInput("metadata must be an object", field="metadata")
-    if len(json.dumps(value).encode()) > settings.max_metadata_bytes:
+    if len(json.dumps(value).encode()) > settings.limits.max_metadata_bytes:
         raise InvalidInput(
-            f"metadata must be at most {settings.max_metadata_bytes} bytes as JSON",
+            f"metadata must be at most {settings.limits.max_metadata_bytes} bytes as JSON",
             code="METADATA_TOO_LARGE",
             field="metadata",
         )

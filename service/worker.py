@@ -15,18 +15,14 @@ from arq.cron import cron
 from arq.worker import Worker, func
 from redis.exceptions import RedisError
 
-from service.allocator import return_large_blocks
-from service.batches.engine import reconcile
+from service.batches.engine import follow_items, reconcile
 from service.config import Settings
-from service.queue import DELIVERY_QUEUE, JOB_QUEUE, RUN_JOB, deserialize, serialize
+from service.imaging.allocator import return_large_blocks
+from service.keys import DELIVERY_QUEUE, JOB_QUEUE
+from service.queue import RUN_JOB, deserialize, serialize
 from service.reaper import WorkerPresence, forget_worker, reap_orphans
 from service.runner import execute
 from service.runtime import Runtime
-from webhooks.connector import open_session
-from webhooks.dispatcher import Dispatcher
-from webhooks.pacing import Pacer
-from webhooks.slack import SLACK_INTERVAL_S
-from webhooks.targets import Targets
 
 log = logging.getLogger("pixhook.worker")
 
@@ -55,7 +51,7 @@ async def _trim_job_index(ctx: dict[str, Any]) -> None:
     """Job records expire on their own; their index entries are dropped here, once a minute."""
     runtime: Runtime = ctx["runtime"]
     clients = [client.id for client in await runtime.clients.list_clients()]
-    await runtime.jobs.index.trim(time.time() - runtime.settings.job_retention_s, clients=clients)
+    await runtime.jobs.index.trim(time.time() - runtime.settings.jobs.retention_s, clients=clients)
 
 
 async def _expire_dead_letters(ctx: dict[str, Any]) -> None:
@@ -123,7 +119,7 @@ def create_worker(
     """An arq worker for one queue; `overrides` are passed to arq. `replacing` is the id of this
     process's jobs worker that Redis took away: its jobs are handed back as this one starts."""
     common: dict[str, Any] = {
-        "redis_settings": RedisSettings.from_dsn(settings.redis_url),
+        "redis_settings": RedisSettings.from_dsn(settings.redis.url),
         "keep_result": 0,
         # arq starts jobs only on a poll tick: a job of ~120 ms with ticks of 100 ms waited for a
         # second tick, halving a single worker's throughput (bench/transform.py). A tick is one
@@ -138,7 +134,7 @@ def create_worker(
 
 
 def _jobs_worker(settings: Settings, options: dict[str, Any], replacing: str | None) -> Worker:
-    timeout = settings.job_timeout_s + _TIMEOUT_SLACK_S
+    timeout = settings.jobs.timeout_s + _TIMEOUT_SLACK_S
     claim_ttl_s = timeout + 10  # arq's in-progress claim: the longest timeout plus 10 s
 
     async def startup(ctx: dict[str, Any]) -> None:
@@ -147,6 +143,7 @@ def _jobs_worker(settings: Settings, options: dict[str, Any], replacing: str | N
             log.info("not glibc: large decodes may stay in this worker's RSS after they end")
         runtime = await Runtime.open(settings)
         _opened(ctx).push_async_callback(runtime.close)
+        follow_items(runtime)
         if replacing is not None:
             # Gone for good: the reaper, first run at startup, hands its jobs back at once.
             await forget_worker(runtime.redis, replacing)
@@ -179,52 +176,28 @@ def _jobs_worker(settings: Settings, options: dict[str, Any], replacing: str | N
         queue_name=JOB_QUEUE,
         on_startup=startup,
         on_shutdown=shutdown,
-        max_jobs=settings.job_concurrency,
+        max_jobs=settings.jobs.concurrency,
         job_timeout=timeout,
         # On SIGTERM, stop taking jobs and let running ones finish within the grace period;
         # whatever is still running then is cancelled and handed back.
-        job_completion_wait=max(1, round(settings.shutdown_grace_s)),
+        job_completion_wait=max(1, round(settings.deliveries.shutdown_grace_s)),
         **options,
     )
 
 
 def _deliveries_worker(settings: Settings, options: dict[str, Any]) -> Worker:
-    """Deliveries are claimed in batches by the dispatcher this worker runs (see
+    """Deliveries are claimed in batches by the delivery engine this worker runs (see
     docs/delivery-engine.md); arq runs its housekeeping and its signals and health checks."""
 
     async def startup(ctx: dict[str, Any]) -> None:
         runtime = await Runtime.open(settings)
         _opened(ctx).push_async_callback(runtime.close)
-        session = open_session(
-            settings.allow_private_networks,
-            connect_timeout_s=settings.webhook_connect_timeout_s,
-            max_connections=settings.delivery_concurrency,
-            per_host=settings.webhook_per_host_concurrency,
-        )
-        _opened(ctx).push_async_callback(session.close)
-        targets = Targets(
-            runtime.clients.signing_secrets,
-            runtime.endpoints,
-            runtime.deliveries,
-            Pacer(runtime.redis, interval_s=SLACK_INTERVAL_S),
-            disable_after_s=settings.endpoint_disable_after_s,
-        )
-        dispatcher = Dispatcher(
-            runtime.deliveries,
-            session,
-            targets,
-            settings.delivery_policy,
-            settings.allow_private_networks,
-            runtime.circuits,
-            runtime.dead_letters,
-            runtime.delivery_metrics,
-        )
-        ctx.update(runtime=runtime, session=session, dispatcher=dispatcher)
-        ctx["dispatching"] = asyncio.create_task(dispatcher.run())
+        ctx.update(runtime=runtime)
+        ctx["dispatching"] = asyncio.create_task(runtime.engine.run())
 
     async def shutdown(ctx: dict[str, Any]) -> None:
-        if "dispatcher" in ctx:
-            await ctx["dispatcher"].stop(settings.shutdown_grace_s)
+        if "dispatching" in ctx:
+            await ctx["runtime"].engine.stop(settings.deliveries.shutdown_grace_s)
             await ctx["dispatching"]
         await _opened(ctx).aclose()
 

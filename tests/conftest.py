@@ -2,35 +2,30 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Generator, Iterator
+from pathlib import Path
 from typing import TypeVar
 
 import httpx
 import pytest
+from redis import Redis
 
-from service.devstack import RunningStack, local_stack
-from tests.helpers import image_bytes
-from tests.openai_standin import API_KEY, OpenAIStandIn
-from tests.receiver import Receiver
-from tests.servers import RawServer, Response, Scripted
+from service.cli.devstack import EmbeddedRedis, RunningStack, local_stack
+from tests.support.images import image_bytes
+from tests.support.in_process import InProcessApi
+from tests.support.openai_standin import API_KEY, OpenAIStandIn
+from tests.support.raw_servers import RawServer, Response, Scripted
+from tests.support.stack_env import STACK_ENV
+from tests.support.webhook_receiver import Receiver, receivers
 
-# A short retry schedule (3 attempts) and tight limits, so the suite exercises them quickly.
-STACK_ENV = {
-    "PIXHOOK_WEBHOOK_RETRY_SCHEDULE": "300ms,300ms",
-    "PIXHOOK_WEBHOOK_ATTEMPT_TIMEOUT": "3s",
-    "PIXHOOK_WEBHOOK_THROTTLED_BACKOFF": "300ms",
-    # Only the receivers' own address: `localhost` (which is also ::1) and the rest stay refused.
-    "PIXHOOK_ALLOW_PRIVATE_NETWORKS": "127.0.0.1/32",
-    # Every test receiver shares 127.0.0.1; the breaker has its own stack in test_circuit.py.
-    "PIXHOOK_CIRCUIT_THRESHOLD": "100000",
-    # Re-queuing other tests' dead deliveries would add requests to their receivers mid-test.
-    "PIXHOOK_DLQ_REDRIVE_BATCH": "0",
-    "PIXHOOK_MAX_REQUEST_BYTES": "2000000",
-    "PIXHOOK_MAX_IMAGE_BYTES": "1500000",
-    "PIXHOOK_MAX_IMAGE_PIXELS": "30000000",
-    # Seconds, not Svix's days: tests/test_endpoints.py watches an endpoint being disabled.
-    "PIXHOOK_ENDPOINT_DISABLE_AFTER": "2s",
-    "PIXHOOK_CONSOLE_PASSWORD": "console-password-for-tests",
-}
+
+def provider_env(standin: OpenAIStandIn) -> dict[str, str]:
+    """The stand-in as the OpenAI provider, with short retries and timeouts."""
+    return {
+        "PIXHOOK_OPENAI_BASE_URL": standin.base_url,
+        "PIXHOOK_OPENAI_API_KEY": API_KEY,
+        "PIXHOOK_PROVIDER_BACKOFF": "50ms",
+        "PIXHOOK_PROVIDER_TIMEOUT": "2s",
+    }
 
 
 @pytest.hookimpl(wrapper=True)
@@ -54,15 +49,40 @@ def openai_standin() -> Iterator[OpenAIStandIn]:
 def stack(
     tmp_path_factory: pytest.TempPathFactory, openai_standin: OpenAIStandIn
 ) -> Iterator[RunningStack]:
-    env = {
-        **STACK_ENV,
-        "PIXHOOK_OPENAI_BASE_URL": openai_standin.base_url,
-        "PIXHOOK_OPENAI_API_KEY": API_KEY,
-        "PIXHOOK_PROVIDER_BACKOFF": "50ms",
-        "PIXHOOK_PROVIDER_TIMEOUT": "2s",
-    }
+    env = {**STACK_ENV, **provider_env(openai_standin)}
     with local_stack(tmp_path_factory.mktemp("stack"), env) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    """One redis-server on a free port for this test process's in-process apps."""
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def make_app(redis_server: EmbeddedRedis, tmp_path: Path) -> Iterator[Callable[..., InProcessApi]]:
+    """Starts the API in this process (`make_app(PIXHOOK_X="...")` sets more of its environment)
+    on an empty Redis; every app made is closed afterwards, whatever happened."""
+    with Redis.from_url(redis_server.url) as redis:
+        redis.flushall()
+    made: list[InProcessApi] = []
+
+    def create(*, raise_app_exceptions: bool = True, **env: str) -> InProcessApi:
+        app = InProcessApi(
+            redis_server.url,
+            tmp_path / f"files-{len(made)}",
+            {**STACK_ENV, **env},
+            raise_app_exceptions=raise_app_exceptions,
+        )
+        made.append(app)
+        return app
+
+    yield create
+    for app in made:
+        app.close()
 
 
 @pytest.fixture
@@ -74,18 +94,34 @@ def api(stack: RunningStack) -> Iterator[httpx.Client]:
 
 @pytest.fixture
 def make_receiver(stack: RunningStack) -> Iterator[Callable[..., Receiver]]:
-    made: list[Receiver] = []
+    with receivers(stack.client.webhook_secret) as create:
+        yield create
 
-    def create(
-        respond: Callable[[int], int] = lambda n: 200, secret: str | None = None
-    ) -> Receiver:
-        receiver = Receiver(secret or stack.client.webhook_secret, respond)
-        made.append(receiver)
-        return receiver
 
-    yield create
-    for receiver in made:
-        receiver.close()
+# In-process counterparts of `stack`, `api` and `make_receiver`, for tests that cross no
+# process: a module switches by defining its `api` and `make_receiver` from these.
+
+
+@pytest.fixture
+def app_with_workers(
+    make_app: Callable[..., InProcessApi], openai_standin: OpenAIStandIn
+) -> InProcessApi:
+    """The API and both workers in this process, with the stack's settings and provider."""
+    app = make_app(**provider_env(openai_standin))
+    app.start_worker("jobs")
+    app.start_worker("deliveries")
+    return app
+
+
+@pytest.fixture
+def in_process_api(app_with_workers: InProcessApi) -> httpx.Client:
+    return app_with_workers.http(app_with_workers.client.api_key)
+
+
+@pytest.fixture
+def in_process_receivers(app_with_workers: InProcessApi) -> Iterator[Callable[..., Receiver]]:
+    with receivers(app_with_workers.client.webhook_secret) as create:
+        yield create
 
 
 S = TypeVar("S", bound=RawServer)

@@ -3,12 +3,30 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 
-from tests.helpers import error_of, truncated_jpeg, wait_for_status
-from tests.test_analysis import encode, scene
+from tests.support.analysis_scenes import encode, scene
+from tests.support.images import truncated_jpeg
+from tests.support.jobs import error_of, wait_for_status
+from tests.support.webhook_receiver import Receiver
+
+
+@pytest.fixture
+def api(in_process_api: httpx.Client) -> httpx.Client:
+    """The API and both workers in this process: these jobs and webhooks cross no process."""
+    return in_process_api
+
+
+@pytest.fixture
+def make_receiver(
+    in_process_receivers: Callable[..., Receiver],
+) -> Callable[..., Receiver]:
+    return in_process_receivers
+
 
 FIELDS = {
     "width",

@@ -18,16 +18,33 @@ import redis
 from PIL import Image
 from redis.asyncio import Redis
 
-from service.config import Settings
-from service.decode_budget import DecodeBudget
-from service.jobs import Job
+from service.cli.devstack import EmbeddedRedis
+from service.config import ProviderSettings, Settings
+from service.imaging.decode_budget import DecodeBudget
+from service.jobs.model import Job
 from service.providers.limits import LimitPolicy, ProviderLimits
 from service.providers.openai import OpenAIClient, ProviderConfig, provider_http
 from service.storage import open_storage
 from service.tasks import analyze as analyze_task
 from service.tasks.context import TaskContext
-from tests.helpers import error_of, image_bytes, wait_for_status
-from tests.openai_standin import API_KEY, PRODUCT, USAGE, Answer
+from tests.support.images import image_bytes
+from tests.support.jobs import error_of, wait_for_status
+from tests.support.openai_standin import API_KEY, PRODUCT, USAGE, Answer
+from tests.support.webhook_receiver import Receiver
+
+
+@pytest.fixture
+def api(in_process_api: httpx.Client) -> httpx.Client:
+    """The API and both workers in this process: these jobs and webhooks cross no process."""
+    return in_process_api
+
+
+@pytest.fixture
+def make_receiver(
+    in_process_receivers: Callable[..., Receiver],
+) -> Callable[..., Receiver]:
+    return in_process_receivers
+
 
 Emitted = list[tuple[str, dict[str, Any]]]
 
@@ -53,9 +70,9 @@ def unique_photo(seed: int, size: tuple[int, int] = (300, 200)) -> bytes:
     return buffer.getvalue()
 
 
-def output_deltas(stack, job_id: str) -> list[dict[str, Any]]:
+def output_deltas(redis_server: EmbeddedRedis, job_id: str) -> list[dict[str, Any]]:
     """The job's streamed text, as the SSE endpoint reads it from the job's event stream."""
-    with redis.Redis.from_url(stack.redis_url) as connection:
+    with redis.Redis.from_url(redis_server.url) as connection:
         entries = connection.xrange(f"pixhook:events:{job_id}")
     return [
         json.loads(fields[b"data"])
@@ -65,11 +82,11 @@ def output_deltas(stack, job_id: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def run_analyze(stack, openai_standin, tmp_path) -> Callable[..., Any]:
+def run_analyze(redis_server, openai_standin, tmp_path) -> Callable[..., Any]:
     """Runs the image.analyze task in this process, recording what it emits instead of streaming
-    it; the provider is the stand-in, Redis the stack's (under a model of its own)."""
+    it; the provider is the stand-in, Redis the in-process apps' (under a model of its own)."""
 
-    def run(image: bytes, **settings: Any) -> tuple[dict[str, Any], Emitted]:
+    def run(image: bytes, **providers: Any) -> tuple[dict[str, Any], Emitted]:
         emitted: Emitted = []
 
         async def emit(event_type: str, data: dict[str, Any]) -> str:
@@ -77,22 +94,23 @@ def run_analyze(stack, openai_standin, tmp_path) -> Callable[..., Any]:
             return f"{len(emitted)}-0"
 
         async def main() -> dict[str, Any]:
-            config = Settings(
-                openai_base_url=openai_standin.base_url,
-                openai_api_key=API_KEY,
-                provider_backoff_s=0.05,
-                **settings,
+            settings = Settings(
+                providers=ProviderSettings(
+                    openai_base_url=openai_standin.base_url,
+                    openai_api_key=API_KEY,
+                    backoff_s=0.05,
+                    **providers,
+                )
             )
-            params = analyze_task.parse_input(
-                {"provider": "openai", "model": "standin-task"}, config
-            )
+            raw = analyze_task.AnalyzeInput(provider="openai", model="standin-task")
+            params = analyze_task.parse_input(raw, settings)
             job = Job("job_task", "image.analyze", "cli_task", params, None, time.time())
             storage = open_storage(f"local:{tmp_path}", "k" * 16, 60, "http://127.0.0.1")
-            connection = Redis.from_url(stack.redis_url)
+            connection = Redis.from_url(redis_server.url)
             try:
                 async with provider_http() as http:
-                    budget = DecodeBudget(config.decode_budget_bytes)
-                    context = TaskContext(storage, config, connection, emit, http, budget)
+                    budget = DecodeBudget(settings.jobs.decode_budget_bytes)
+                    context = TaskContext(storage, settings, connection, emit, http, budget)
                     return await analyze_task.run(job, image, context)
             finally:
                 await connection.aclose()
@@ -215,12 +233,12 @@ def test_insufficient_quota_fails_at_once_without_retrying(api, openai_standin):
 # Streaming (the default, PIXHOOK_PROVIDER_STREAM=true)
 
 
-def test_streamed_reply_reaches_the_job_event_stream_in_order(api, stack, openai_standin):
+def test_streamed_reply_reaches_the_job_event_stream_in_order(api, redis_server, openai_standin):
     openai_standin.script([Answer(chunk_chars=8, chunk_delay_s=0.02)])
 
     job = analyze(api, unique_photo(20))
 
-    deltas = output_deltas(stack, job["id"])
+    deltas = output_deltas(redis_server, job["id"])
     assert job["output"]["attributes"] == PRODUCT
     assert "".join(d["text"] for d in deltas) == json.dumps(PRODUCT)
     # ~32 pieces over ~0.7 s, coalesced into pieces of about 100 ms
@@ -240,13 +258,13 @@ def test_time_to_first_token_is_recorded(api, openai_standin):
 @pytest.mark.parametrize(
     "broken", [Answer(cut_after=2), Answer(malformed=True)], ids=["cut", "garbled"]
 )
-def test_a_broken_stream_is_retried_whole(api, stack, openai_standin, broken):
+def test_a_broken_stream_is_retried_whole(api, redis_server, openai_standin, broken):
     openai_standin.script([broken])
 
     job = analyze(api, unique_photo(22 + broken.malformed))
 
     assert (job["status"], job["output"]["provider"]["attempts"]) == ("succeeded", 2)
-    retried = [d["text"] for d in output_deltas(stack, job["id"]) if d["attempt"] == 2]
+    retried = [d["text"] for d in output_deltas(redis_server, job["id"]) if d["attempt"] == 2]
     assert "".join(retried) == json.dumps(PRODUCT)
 
 
@@ -263,7 +281,7 @@ def test_a_stream_that_keeps_breaking_fails_as_a_bad_response(api, openai_standi
 
 
 def test_a_stalled_stream_times_out_and_is_retried(api, openai_standin):
-    # The stack's provider timeout is 2 s; the first piece of text comes after 2.5 s.
+    # The provider timeout is 2 s (as on the stack); the first piece of text comes after 2.5 s.
     openai_standin.script([Answer(chunk_chars=1000, chunk_delay_s=2.5)])
 
     job = analyze(api, unique_photo(26))
@@ -293,7 +311,7 @@ def test_task_asks_for_a_stream_with_usage(run_analyze, openai_standin):
 def test_task_makes_a_plain_call_when_streaming_is_off(run_analyze, openai_standin):
     openai_standin.script([])
 
-    output, emitted = run_analyze(unique_photo(32), provider_stream=False)
+    output, emitted = run_analyze(unique_photo(32), stream=False)
 
     assert "stream" not in openai_standin.requests[0]["body"]
     assert (output["attributes"], emitted) == (PRODUCT, [])
@@ -302,7 +320,7 @@ def test_task_makes_a_plain_call_when_streaming_is_off(run_analyze, openai_stand
 
 @pytest.mark.parametrize(("raw", "streams"), [("false", False), ("0", False), ("true", True)])
 def test_streaming_is_chosen_by_provider_stream(raw, streams):
-    assert Settings.from_env({"PIXHOOK_PROVIDER_STREAM": raw}).provider_stream is streams
+    assert Settings.from_env({"PIXHOOK_PROVIDER_STREAM": raw}).providers.stream is streams
 
 
 def test_cached_attributes_do_not_stream(run_analyze, openai_standin):
@@ -334,7 +352,7 @@ def test_deltas_are_coalesced_into_few_events():
     assert "".join(data["text"] for _, data in emitted) == "0123456789" * 100
 
 
-def test_a_server_that_ignores_stream_is_read_in_one_piece(stack):
+def test_a_server_that_ignores_stream_is_read_in_one_piece(redis_server):
     reply = {"choices": [{"message": {"content": "one piece"}}], "usage": USAGE}
     transport = httpx.MockTransport(lambda request: httpx.Response(200, json=reply))
     pieces: list[str] = []
@@ -344,7 +362,7 @@ def test_a_server_that_ignores_stream_is_read_in_one_piece(stack):
 
     async def main() -> dict[str, Any]:
         policy = LimitPolicy(per_minute=60_000, burst=100, concurrency=100, lease_s=10)
-        connection = Redis.from_url(stack.redis_url)
+        connection = Redis.from_url(redis_server.url)
         limits = ProviderLimits(connection, "openai", "mock-model", policy)
         async with httpx.AsyncClient(transport=transport) as http:
             client = OpenAIClient(ProviderConfig("http://provider", API_KEY), http, limits)
@@ -379,7 +397,7 @@ def test_a_transparent_photo_reaches_the_model_on_white(api, openai_standin):
     assert product[1] < 80  # the product itself is untouched
 
 
-def test_answers_cached_from_a_black_background_are_not_served(api, stack, openai_standin):
+def test_answers_cached_from_a_black_background_are_not_served(api, redis_server, openai_standin):
     """Issue 15 item 7: an answer cached from the black-background upload of old must never be
     served again, though the photo and the prompt are the same."""
     photo = cutout(12)
@@ -388,7 +406,7 @@ def test_answers_cached_from_a_black_background_are_not_served(api, stack, opena
     digest, no_brands = hashlib.sha256(black.getvalue()).hexdigest(), hashlib.sha256(b"")
     old_key = f"pixhook:vision:{digest}:ecommerce-v1:gpt-4o-mini:{no_brands.hexdigest()[:16]}"
     wrong = {"attributes": PRODUCT | {"description": "A product on black."}, "provider": {}}
-    with redis.Redis.from_url(stack.redis_url) as connection:
+    with redis.Redis.from_url(redis_server.url) as connection:
         connection.set(old_key, json.dumps(wrong), ex=600)
     openai_standin.script([])
 

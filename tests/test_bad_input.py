@@ -6,20 +6,27 @@ import base64
 import io
 import json
 import time
+from collections.abc import Callable
 
 import httpx
 import pytest
 from PIL import Image
 
-from service.devstack import RunningStack
-from tests.helpers import (
-    error_of,
-    image_bytes,
-    many_page_tiff,
-    pixhook,
-    png_bomb,
-    transform_job,
-)
+from tests.support.cli import pixhook
+from tests.support.images import image_bytes, many_page_tiff, png_bomb
+from tests.support.in_process import InProcessApi
+from tests.support.jobs import error_of, transform_job
+
+
+@pytest.fixture
+def app(make_app: Callable[..., InProcessApi]) -> InProcessApi:
+    """The API in this process: every request here is answered before any worker is involved."""
+    return make_app()
+
+
+@pytest.fixture
+def api(app: InProcessApi) -> httpx.Client:
+    return app.http(app.client.api_key)
 
 
 def post(api: httpx.Client, body: object) -> httpx.Response:
@@ -224,29 +231,27 @@ def test_unknown_job_id(api):
 
 
 @pytest.mark.parametrize("header", [None, "Bearer", "Bearer phk_wrong", "Basic dXNlcjpwYXNz"])
-def test_missing_or_bad_api_key(stack: RunningStack, header):
+def test_missing_or_bad_api_key(app: InProcessApi, header):
     headers = {"authorization": header} if header else {}
 
-    response = httpx.post(f"{stack.api_url}/v1/jobs", json=transform_job(), headers=headers)
+    response = app.http().post("/v1/jobs", json=transform_job(), headers=headers)
 
     assert response.status_code == 401
     assert error_of(response)["code"] == "UNAUTHORIZED"
 
 
-def test_another_clients_job_is_not_found(api, stack: RunningStack):
+def test_another_clients_job_is_not_found(api, app: InProcessApi):
     job_id = api.post("/v1/jobs", json=transform_job()).json()["id"]
-    other = pixhook(stack, "clients", "create", "other", "--json")
+    other = pixhook(app, "clients", "create", "other", "--json")
     other_key = json.loads(other.stdout)["api_key"]
 
-    response = httpx.get(
-        f"{stack.api_url}/v1/jobs/{job_id}", headers={"authorization": f"Bearer {other_key}"}
-    )
+    response = app.http(other_key).get(f"/v1/jobs/{job_id}")
 
     assert response.status_code == 404
 
 
-def test_unknown_route_uses_the_error_format(stack: RunningStack):
-    response = httpx.get(f"{stack.api_url}/v2/nothing")
+def test_unknown_route_uses_the_error_format(app: InProcessApi):
+    response = app.http().get("/v2/nothing")
 
     assert response.status_code == 404
     assert error_of(response)["code"] == "NOT_FOUND"

@@ -10,23 +10,15 @@ import shutil
 import socket
 import ssl
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.helpers import error_of, transform_job
-from tests.servers import (
-    HugeBody,
-    Resetter,
-    Response,
-    Scripted,
-    TlsServer,
-    Trickler,
-)
+from tests.support.jobs import error_of, transform_job
+from tests.support.raw_servers import HugeBody, Resetter, Response, Scripted, TlsServer, Trickler
+from tests.support.waiting import wait_until
 
 RESPONSE_CAP = 4096  # PIXHOOK_WEBHOOK_RESPONSE_CAP_BYTES, left at its default
 ATTEMPTS = 3  # PIXHOOK_WEBHOOK_RETRY_SCHEDULE=300ms,300ms
@@ -41,17 +33,16 @@ def submit(api: httpx.Client, webhook_url: str) -> str:
 
 def delivery_of(api: httpx.Client, job_id: str, timeout_s: float = 20) -> dict[str, Any]:
     """The job's one delivery with its attempt log, once it is no longer pending."""
-    deadline = time.monotonic() + timeout_s
-    delivery: dict[str, Any] | None = None
-    while time.monotonic() < deadline:
+
+    def settled() -> dict[str, Any] | None:
         summaries = api.get(f"/v1/jobs/{job_id}").json().get("deliveries") or []
-        if summaries:
-            [summary] = summaries
-            delivery = api.get(f"/v1/deliveries/{summary['id']}").json()
-            if delivery["status"] != "pending":
-                return delivery
-        time.sleep(0.05)
-    raise AssertionError(f"the delivery of job {job_id} did not settle: {delivery}")
+        if not summaries:
+            return None
+        [summary] = summaries
+        delivery: dict[str, Any] = api.get(f"/v1/deliveries/{summary['id']}").json()
+        return None if delivery["status"] == "pending" else delivery
+
+    return wait_until(settled, timeout_s, f"the delivery of job {job_id} to settle")
 
 
 def errors_of(delivery: dict[str, Any]) -> list[str | None]:
@@ -61,14 +52,6 @@ def errors_of(delivery: dict[str, Any]) -> list[str | None]:
 def attempt_log(delivery: dict[str, Any]) -> list[tuple[str | None, str | None]]:
     """(error_code, error_message) per attempt, for assertion messages."""
     return [(attempt["error_code"], attempt["error_message"]) for attempt in delivery["attempts"]]
-
-
-def wait_until(check: Callable[[], bool], what: str, timeout_s: float = 10) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {timeout_s:g}s")
-        time.sleep(0.05)
 
 
 # 1. Slow trickle
@@ -115,7 +98,7 @@ def test_huge_body_of_a_success_is_recorded_up_to_the_cap(api, serve):
     assert 0 < len(excerpt.encode()) <= RESPONSE_CAP
     assert set(excerpt) == {"A"}
     # The worker stopped reading: the receiver could not push the 50 MB into it.
-    wait_until(lambda: len(server.bytes_sent) == 1, "the worker hanging up on the huge body")
+    wait_until(lambda: len(server.bytes_sent) == 1, 10, "the worker hanging up on the huge body")
     assert server.bytes_sent[0] < 50_000_000
 
 

@@ -13,9 +13,10 @@ from typing import Any
 import httpx
 import pytest
 
-from service.devstack import RunningStack, local_stack, wait_for
-from tests.conftest import STACK_ENV
-from tests.test_batches import SlowImages, results_of, wait_for_batch
+from service.cli.devstack import RunningStack, local_stack, wait_for
+from tests.support.batches import SlowImages, results_of, wait_for_batch
+from tests.support.stack_env import STACK_ENV
+from tests.support.waiting import wait_until
 
 ITEMS = 24
 
@@ -49,10 +50,11 @@ def start_batch(api: httpx.Client, images: SlowImages, count: int = ITEMS) -> st
 
 
 def wait_until_done(api: httpx.Client, batch_id: str, count: int) -> None:
-    deadline = time.monotonic() + 30
-    while api.get(f"/v1/batches/{batch_id}").json()["counts"]["succeeded"] < count:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_until(
+        lambda: api.get(f"/v1/batches/{batch_id}").json()["counts"]["succeeded"] >= count,
+        30,
+        f"{count} items to succeed",
+    )
 
 
 def assert_each_result_written_once(
@@ -84,10 +86,7 @@ def test_a_worker_restart_mid_batch_loses_and_repeats_nothing(persistent_stack, 
 def test_jobs_that_outlast_the_shutdown_grace_are_handed_back_at_once(persistent_stack, api, serve):
     images = serve(SlowImages(delay_s=3))  # longer than the 1 s grace
     batch_id = start_batch(api, images, count=6)
-    deadline = time.monotonic() + 10
-    while len(images.requests) < 3:  # three items running
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_until(lambda: len(images.requests) >= 3, 10, "three items running")
 
     worker = persistent_stack.processes.processes["worker-jobs"]
     worker.send_signal(signal.SIGTERM)
@@ -104,10 +103,7 @@ def test_jobs_that_outlast_the_shutdown_grace_are_handed_back_at_once(persistent
 def test_jobs_of_a_killed_worker_are_handed_back_within_seconds(persistent_stack, api, serve):
     images = serve(SlowImages(delay_s=0.5))
     batch_id = start_batch(api, images, count=9)
-    deadline = time.monotonic() + 10
-    while len(images.requests) < 3:  # three items running
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_until(lambda: len(images.requests) >= 3, 10, "three items running")
 
     persistent_stack.processes.processes["worker-jobs"].kill()  # no shutdown, claims left
     persistent_stack.processes.processes["worker-jobs"].wait(10)
@@ -125,8 +121,8 @@ def test_redis_away_for_seconds_mid_batch_continues_where_it_stopped(persistent_
     batch_id = start_batch(api, images)
     wait_until_done(api, batch_id, 4)
 
-    persistent_stack.redis.stop()  # away for longer than the Redis client's own retries
-    time.sleep(3)
+    persistent_stack.redis.stop()
+    time.sleep(3)  # the outage under test: longer than the Redis client's own retries
     persistent_stack.redis.start()
     wait_for(lambda: _ready(persistent_stack.api_url), "the API", 30)
 

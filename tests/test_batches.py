@@ -3,59 +3,33 @@ batch ends with one results file and a signed `batch.completed` webhook."""
 
 from __future__ import annotations
 
-import base64
 import json
-import threading
-import time
-from typing import Any
+from collections.abc import Callable
 
 import httpx
 import pytest
 
-from tests.helpers import error_of, image_bytes, pixhook
-from tests.servers import Response, Scripted
-from tests.sse import frames
+from service.api.event_payloads import EVENTS
+from tests.support.batches import SlowImages, results_of, transform_item, wait_for_batch
+from tests.support.cli import pixhook
+from tests.support.in_process import InProcessApi
+from tests.support.jobs import error_of
+from tests.support.sse import frames
+from tests.support.waiting import wait_until
+from tests.support.webhook_receiver import Receiver
 
 
-def transform_item(width: int = 40, image: bytes | None = None) -> dict[str, Any]:
-    data = base64.b64encode(image or image_bytes((120, 80))).decode()
-    return {"input": {"image": {"base64": data}, "width": width, "format": "png"}}
+@pytest.fixture
+def api(in_process_api: httpx.Client) -> httpx.Client:
+    """The API and both workers in this process: these jobs and webhooks cross no process."""
+    return in_process_api
 
 
-def wait_for_batch(api: httpx.Client, batch_id: str, timeout_s: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        batch: dict[str, Any] = api.get(f"/v1/batches/{batch_id}").json()
-        if batch["status"] != "running":
-            return batch
-        time.sleep(0.1)
-    raise AssertionError(f"batch {batch_id} still running after {timeout_s}s: {batch['counts']}")
-
-
-def results_of(api: httpx.Client, batch: dict[str, Any]) -> list[dict[str, Any]]:
-    response = api.get(batch["results"]["url"])
-    assert response.status_code == 200, response.text
-    return [json.loads(line) for line in response.text.splitlines()]
-
-
-class SlowImages(Scripted):
-    """Serves a small JPEG after `delay_s`, counting how many requests it holds at once."""
-
-    def __init__(self, delay_s: float) -> None:
-        super().__init__(self._answer)
-        self._delay_s = delay_s
-        self._count_lock = threading.Lock()
-        self.holding = 0
-        self.most_held = 0
-
-    def _answer(self, number: int) -> Response:
-        with self._count_lock:
-            self.holding += 1
-            self.most_held = max(self.most_held, self.holding)
-        time.sleep(self._delay_s)
-        with self._count_lock:
-            self.holding -= 1
-        return Response(200, {"content-type": "image/jpeg"}, image_bytes((60, 40)))
+@pytest.fixture
+def make_receiver(
+    in_process_receivers: Callable[..., Receiver],
+) -> Callable[..., Receiver]:
+    return in_process_receivers
 
 
 def test_a_batch_runs_every_item_and_announces_its_results(api, make_receiver):
@@ -172,10 +146,11 @@ def test_a_single_job_is_not_stuck_behind_a_big_batch(api, serve):
     ).json()["id"]
 
     single = api.post("/v1/jobs", json={"type": "image.transform", **transform_item()}).json()
-    deadline = time.monotonic() + 10
-    while api.get(f"/v1/jobs/{single['id']}").json()["status"] != "succeeded":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_until(
+        lambda: api.get(f"/v1/jobs/{single['id']}").json()["status"] == "succeeded",
+        10,
+        "the single job to succeed",
+    )
 
     assert api.get(f"/v1/batches/{batch_id}").json()["status"] == "running"
     wait_for_batch(api, batch_id)
@@ -196,7 +171,7 @@ def test_cancel_stops_the_batch_and_accounts_for_every_item(api, serve, make_rec
             "webhook_url": receiver.url,
         },
     ).json()["id"]
-    time.sleep(0.2)
+    wait_until(lambda: images.holding, 10, "the first item to start")
 
     response = api.post(f"/v1/batches/{batch_id}/cancel")
 
@@ -228,10 +203,11 @@ def test_progress_events_arrive_when_asked_for(api, make_receiver):
         },
     )
 
-    deadline = time.monotonic() + 60
-    while not any(r.payload["type"] == "batch.completed" for r in receiver.requests):
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    wait_until(
+        lambda: any(r.payload["type"] == "batch.completed" for r in receiver.requests),
+        60,
+        "batch.completed",
+    )
     progress = [r.payload for r in receiver.requests if r.payload["type"] == "batch.progress"]
     assert progress, "no batch.progress event"
     # Each shows the batch as read when the event was made: later items may have ended by then.
@@ -295,11 +271,11 @@ def test_a_broken_template_is_refused(api, template, code):
     assert error_of(response)["field"] == "input.prompt"
 
 
-def test_another_clients_batch_is_not_found(api, stack):
+def test_another_clients_batch_is_not_found(api, app_with_workers: InProcessApi):
     batch_id = api.post(
         "/v1/batches", json={"type": "image.transform", "items": [transform_item()]}
     ).json()["id"]
-    created = pixhook(stack, "clients", "create", "other-batches", "--json")
+    created = pixhook(app_with_workers, "clients", "create", "other-batches", "--json")
     other_key = json.loads(created.stdout)["api_key"]
 
     response = api.get(f"/v1/batches/{batch_id}", headers={"authorization": f"Bearer {other_key}"})
@@ -332,6 +308,8 @@ def test_item_webhooks_announce_each_item_and_then_the_batch(api, make_receiver)
     )
     assert indexes == [0, 1, 2]
     assert all(w.verified for w in webhooks)
+    for webhook in webhooks:  # each as docs/webhooks.md describes it
+        EVENTS[webhook.payload["type"]].model_validate(webhook.payload)
 
 
 def test_a_batchs_event_stream_runs_until_it_completes(api):

@@ -16,12 +16,14 @@ import httpx
 import pytest
 from redis import Redis
 
-from service.devstack import RunningStack, local_stack
-from tests.conftest import STACK_ENV
-from tests.helpers import client_for, transform_job
-from tests.servers import RawServer, Resetter, Response
-from tests.test_deliveries import deliveries_of
-from webhooks.store import Keys
+from service.cli.devstack import RunningStack, local_stack
+from tests.support.clients import client_for
+from tests.support.deliveries import deliveries_of
+from tests.support.jobs import transform_job
+from tests.support.raw_servers import RawServer, Resetter, Response
+from tests.support.stack_env import STACK_ENV
+from tests.support.waiting import wait_until
+from webhooks.keys import Keys
 
 CIRCUIT_ENV = {
     **STACK_ENV,
@@ -62,10 +64,11 @@ def fail_jobs(api: httpx.Client, server: RawServer, paths: list[str], failures: 
     attempts reached the host."""
     for path in paths:
         api.post("/v1/jobs", json=transform_job(webhook_url=server.url(path)))
-    deadline = time.monotonic() + 10
-    while len(server.requests) < failures or tried(server) < set(paths):
-        assert time.monotonic() < deadline, f"only {len(server.requests)} attempts arrived"
-        time.sleep(0.02)
+    wait_until(
+        lambda: not (len(server.requests) < failures or tried(server) < set(paths)),
+        10,
+        f"{failures} attempts, at every path",
+    )
 
 
 def tried(server: RawServer) -> set[str]:
@@ -80,15 +83,16 @@ def tenant_b_job(tenant_b: httpx.Client, server: RawServer) -> str:
 def held_by_the_circuit(stack: RunningStack, client: httpx.Client, job_id: str) -> dict[str, Any]:
     """The job's delivery once an open circuit pushed it back by a cooldown (the API does not
     show that due time, so it is read from the queue)."""
-    deadline = time.monotonic() + 10
     with Redis.from_url(stack.redis_url) as redis:
-        while time.monotonic() < deadline:
+
+        def held() -> dict[str, Any] | None:
             for delivery in client.get(f"/v1/jobs/{job_id}").json()["deliveries"]:
                 due_ms = redis.zscore(Keys("pixhook").due, delivery["id"])
                 if due_ms is not None and due_ms / 1000 > time.time() + 30:
                     return dict(delivery)
-            time.sleep(0.05)
-    raise AssertionError(f"the delivery of job {job_id} was not held by the circuit")
+            return None
+
+        return wait_until(held, 10, f"the delivery of job {job_id} to be held by the circuit")
 
 
 def test_one_tenants_failing_url_does_not_hold_another_tenants_url_on_the_host(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -11,9 +12,12 @@ from typing import Any
 
 import httpx
 from redis import Redis
+from redis.asyncio import Redis as RedisAsync
 
-from service.devstack import RunningStack
-from tests.helpers import error_of, pixhook, transform_job
+from service.cli.devstack import RunningStack
+from service.clients.store import ClientStore, key_digest
+from tests.support.cli import pixhook
+from tests.support.jobs import error_of, transform_job
 
 
 def new_client(stack: RunningStack, *options: str) -> dict[str, Any]:
@@ -27,6 +31,18 @@ def get_job(stack: RunningStack, api_key: str) -> httpx.Response:
     """Any authenticated call: an unknown job is 404 for a good key, 401 for a bad one."""
     headers = {"authorization": f"Bearer {api_key}"}
     return httpx.get(f"{stack.api_url}/v1/jobs/job_none", headers=headers)
+
+
+def clients_at(stack: RunningStack, now: float, *api_keys: str) -> dict[str, str | None]:
+    """Which client each key authenticates as, by the clock reading `now`."""
+
+    async def authenticate() -> dict[str, str | None]:
+        async with RedisAsync.from_url(stack.redis_url) as redis:
+            store = ClientStore(redis, clock=lambda: now)
+            found = {key: await store.authenticate(key) for key in api_keys}
+        return {key: None if client is None else client.id for key, client in found.items()}
+
+    return asyncio.run(authenticate())
 
 
 def listed(stack: RunningStack, client_id: str) -> dict[str, Any]:
@@ -167,9 +183,13 @@ def test_rotated_key_overlap_keeps_the_old_key_until_it_ends(stack: RunningStack
 
     new_key = rotated.stdout.split()[1]
     assert get_job(stack, record["api_key"]).status_code == 404
-    time.sleep(2.2)
-    assert get_job(stack, record["api_key"]).status_code == 401
     assert get_job(stack, new_key).status_code == 404
+    # 2.2 s on, as the API's own store sees it, read on a clock moved ahead instead of waited for.
+    later = clients_at(stack, time.time() + 2.2, record["api_key"], new_key)
+    assert later == {record["api_key"]: None, new_key: record["id"]}
+    # Redis drops the old key's index entry when the overlap ends too.
+    with Redis.from_url(stack.redis_url) as redis:
+        assert 0 < redis.pttl(f"pixhook:apikey:{key_digest(record['api_key'])}") <= 2000
 
 
 def test_rotating_a_revoked_clients_key_is_refused(stack: RunningStack):

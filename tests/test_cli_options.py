@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 
-from service.devstack import RunningStack
-from tests.helpers import client_for, pixhook
-from tests.receiver import Receiver
-from tests.test_dlq import dead_delivery
+from service.cli.devstack import RunningStack
+from tests.support.cli import pixhook
+from tests.support.clients import client_for
+from tests.support.deliveries import dead_delivery
+from tests.support.webhook_receiver import Receiver
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from service.devstack import free_port
+from service.cli.devstack import free_port
 
 PASSWORD = "not-for-your-eyes"
 
@@ -76,6 +76,24 @@ def test_a_redis_url_without_a_scheme_names_the_setting():
 def dev_env(tmp_path: Path, **variables: str) -> dict[str, str]:
     """`pixhook dev`'s environment: its temp dirs under `tmp_path`, logs as text."""
     return {"TMPDIR": str(tmp_path), "PIXHOOK_LOG_FORMAT": "text", **variables}
+
+
+@pytest.mark.parametrize("command", [["api"], ["worker", "--queue", "deliveries"], ["dev"]])
+def test_a_misspelled_variable_is_warned_about_at_start(command: list[str], tmp_path: Path):
+    """Issue 16: a `PIXHOOK_*` variable no setting reads left its setting at the default without
+    a word. Redis is down (or dev's port taken) so that each command stops right after."""
+    url, _ = nowhere()
+    env = dev_env(tmp_path, PIXHOOK_REDIS_URL=url, PIXHOOK_SECRET_KEY="k" * 32)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = ["--port", str(taken.getsockname()[1])] if command == ["dev"] else []
+
+        result = run({**env, "PIXHOOK_JOB_TIMOUT": "10m"}, *command, *busy)
+
+    assert result.returncode == 1
+    [warning] = [line for line in result.stderr.splitlines() if "PIXHOOK_JOB_TIMOUT" in line]
+    assert "did you mean PIXHOOK_JOB_TIMEOUT?" in warning
 
 
 def test_dev_on_a_busy_port_says_the_port_is_in_use(tmp_path: Path):

@@ -21,10 +21,12 @@ import pytest
 import uvicorn
 
 from examples.cms_receiver import WEBHOOK_PATH, create_app, main
-from service.devstack import free_port, wait_for
-from tests.helpers import client_for, transform_job, wait_for_status
-from tests.test_deliveries import deliveries_of
-from webhooks.signing import InvalidSecret, generate_secret, webhook_headers
+from service.cli.devstack import free_port, wait_for
+from tests.support.deliveries import deliveries_of
+from tests.support.in_process import BASE_URL, InProcessApi
+from tests.support.jobs import transform_job, wait_for_status
+from tests.support.waiting import wait_until
+from webhooks import InvalidSecret, generate_secret, webhook_headers
 
 SECRET = generate_secret()
 TOKEN = "cms-static-token"
@@ -430,9 +432,8 @@ def _answers(http: httpx.Client) -> bool:
 # End to end: pixhook's endpoint delivering to the example, as a CMS team would wire it up.
 
 
-def test_pixhook_keeps_a_cms_product_up_to_date(stack, start_receiver):
-    _, api = client_for(stack, "cms")
-    with api:
+def test_pixhook_keeps_a_cms_product_up_to_date(app_with_workers: InProcessApi, start_receiver):
+    with app_with_workers.http(app_with_workers.client.api_key) as api:
         endpoint = api.post(
             "/v1/endpoints",
             json={
@@ -455,17 +456,20 @@ def test_pixhook_keeps_a_cms_product_up_to_date(stack, start_receiver):
         # Output links are signed afresh on every read: the same file, another time and signature
         # (the last two dot-separated parts of a /files/ token).
         assert stored["url"].rsplit(".", 2)[0] == image["url"].rsplit(".", 2)[0]
-        assert stored["url"].startswith(f"{stack.api_url}/files/")
+        assert stored["url"].startswith(f"{BASE_URL}/files/")
         assert stored["job_id"] == job["id"]
         attempts = api.get(f"/v1/deliveries/{delivery['id']}").json()["attempts"]
         assert '"applied"' in attempts[-1]["response_excerpt"]
 
         # A redelivery (the same webhook-id) changes nothing: the CMS dedupes it.
         api.post(f"/v1/deliveries/{delivery['id']}/retry")
-        deadline = time.monotonic() + 10
-        while len(attempts) < 2:
-            assert time.monotonic() < deadline, "the retried delivery was not attempted"
-            attempts = api.get(f"/v1/deliveries/{delivery['id']}").json()["attempts"]
-            time.sleep(0.05)
+
+        def retried() -> list[dict[str, Any]] | None:
+            found: list[dict[str, Any]] = api.get(f"/v1/deliveries/{delivery['id']}").json()[
+                "attempts"
+            ]
+            return found if len(found) >= 2 else None
+
+        attempts = wait_until(retried, 10, "the retried delivery to be attempted")
         assert '"duplicate"' in attempts[-1]["response_excerpt"]
         assert cms.product("sku-e2e") == product

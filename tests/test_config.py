@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from cryptography.fernet import Fernet
 
-from service.config import ConfigError, Settings
+from service.config import ConfigError, Settings, declarations, warn_of_unknown_variables
 
 KEY = {"PIXHOOK_SECRET_KEY": "k" * 32}
 
@@ -12,8 +13,8 @@ KEY = {"PIXHOOK_SECRET_KEY": "k" * 32}
 def test_defaults_apply_when_nothing_is_set():
     settings = Settings.from_env(KEY)
 
-    assert settings.redis_url == "redis://127.0.0.1:6379/0"
-    assert settings.webhook_retry_schedule.delays_s[:2] == (5.0, 300.0)
+    assert settings.redis.url == "redis://127.0.0.1:6379/0"
+    assert settings.deliveries.retry_schedule.delays_s[:2] == (5.0, 300.0)
 
 
 def test_durations_and_schedules_are_parsed():
@@ -21,8 +22,8 @@ def test_durations_and_schedules_are_parsed():
         KEY | {"PIXHOOK_JOB_TIMEOUT": "2m", "PIXHOOK_WEBHOOK_RETRY_SCHEDULE": "1s, 250ms"}
     )
 
-    assert settings.job_timeout_s == 120
-    assert settings.webhook_retry_schedule.delays_s == (1.0, 0.25)
+    assert settings.jobs.timeout_s == 120
+    assert settings.deliveries.retry_schedule.delays_s == (1.0, 0.25)
 
 
 @pytest.mark.parametrize(
@@ -54,3 +55,53 @@ def test_secret_key_never_appears_in_repr():
     settings = Settings.from_env({"PIXHOOK_SECRET_KEY": "super-secret-value-123"})
 
     assert "super-secret-value-123" not in repr(settings)
+
+
+def test_no_secret_appears_in_repr():
+    secrets = {
+        "PIXHOOK_SECRET_KEY": "super-secret-value-123",
+        "PIXHOOK_OPENAI_API_KEY": "sk-not-for-logs",
+        "PIXHOOK_CONSOLE_PASSWORD": "operator-password",
+        "PIXHOOK_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+    }
+    shown = repr(Settings.from_env(secrets))
+
+    assert [value for value in secrets.values() if value in shown] == []
+
+
+def test_host_port_and_log_format_are_settings():
+    settings = Settings.from_env(
+        {"PIXHOOK_HOST": "0.0.0.0", "PIXHOOK_PORT": "9000", "PIXHOOK_LOG_FORMAT": "text"}
+    )
+
+    assert (settings.api.host, settings.api.port, settings.logging.format) == (
+        "0.0.0.0",
+        9000,
+        "text",
+    )
+
+
+def test_a_misspelled_variable_is_logged_with_the_likely_name(caplog: pytest.LogCaptureFixture):
+    warn_of_unknown_variables(
+        {"PIXHOOK_JOB_TIMOUT": "5m", "PIXHOOK_JOB_TIMEOUT": "5m", "HOME": "/"}
+    )
+
+    assert [r.getMessage() for r in caplog.records] == [
+        "PIXHOOK_JOB_TIMOUT is set but no setting reads it; did you mean PIXHOOK_JOB_TIMEOUT?"
+    ]
+
+
+def test_an_unknown_variable_unlike_any_setting_is_logged_without_a_guess(
+    caplog: pytest.LogCaptureFixture,
+):
+    warn_of_unknown_variables({"PIXHOOK_ZZZ": "1"})
+
+    assert [r.getMessage() for r in caplog.records] == [
+        "PIXHOOK_ZZZ is set but no setting reads it"
+    ]
+
+
+def test_every_variable_is_declared_once():
+    variables = [declared.variable for _, declared in declarations()]
+
+    assert len(variables) == len(set(variables))

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.servers import SHUTDOWN_POLL_S
+from tests.support.raw_servers import SHUTDOWN_POLL_S
 from webhooks.connector import open_session
 from webhooks.guard import UrlPolicy
 from webhooks.sender import AttemptResult, send

@@ -4,29 +4,21 @@ flags, CSRF on every form, what each kind of session may see, escaping, and pagi
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import httpx
 import pytest
 from redis import Redis
 
-from service.devstack import RunningStack, ServiceProcesses, free_port
-from tests.conftest import STACK_ENV
-from tests.helpers import client_for, pixhook, transform_job, wait_for_status
-from tests.test_deliveries import deliveries_of
+from tests.support.cli import pixhook
+from tests.support.console import sign_in
+from tests.support.deliveries import deliveries_of
+from tests.support.in_process import InProcessApi
+from tests.support.jobs import transform_job, wait_for_status
+from tests.support.stack_env import STACK_ENV
+from tests.support.webhook_receiver import Receiver
 
 PASSWORD = STACK_ENV["PIXHOOK_CONSOLE_PASSWORD"]
-
-
-def browser(stack: RunningStack) -> httpx.Client:
-    return httpx.Client(base_url=stack.api_url, timeout=30, follow_redirects=False)
-
-
-def sign_in(http: httpx.Client, secret: str) -> httpx.Response:
-    form = http.get("/console/login")
-    token = re.search(r'name="login_token" value="([^"]+)"', form.text)
-    assert token, form.text
-    return http.post("/console/login", data={"login_token": token[1], "secret": secret})
 
 
 def csrf_of(page: httpx.Response) -> str:
@@ -35,23 +27,42 @@ def csrf_of(page: httpx.Response) -> str:
     return found[1]
 
 
+# The console, the API and both workers in this process: nothing here crosses a process.
+
+
 @pytest.fixture
-def operator(stack: RunningStack) -> Iterator[httpx.Client]:
-    with browser(stack) as http:
-        assert sign_in(http, PASSWORD).status_code == 303
-        yield http
+def app(app_with_workers: InProcessApi) -> InProcessApi:
+    return app_with_workers
 
 
-def test_pages_need_a_session(stack: RunningStack):
-    with browser(stack) as http:
+@pytest.fixture
+def api(in_process_api: httpx.Client) -> httpx.Client:
+    return in_process_api
+
+
+@pytest.fixture
+def make_receiver(in_process_receivers: Callable[..., Receiver]) -> Callable[..., Receiver]:
+    return in_process_receivers
+
+
+@pytest.fixture
+def operator(app: InProcessApi) -> httpx.Client:
+    """A browser signed in with the console password."""
+    http = app.http()
+    assert sign_in(http, PASSWORD).status_code == 303
+    return http
+
+
+def test_pages_need_a_session(app: InProcessApi):
+    with app.http() as http:
         for path in ("/console/overview", "/console/jobs", "/console/dlq", "/console/endpoints"):
             response = http.get(path)
             assert response.status_code == 303
             assert response.headers["location"] == f"/console/login?next={path.replace('/', '%2F')}"
 
 
-def test_signing_in_sets_a_strict_httponly_cookie(stack: RunningStack):
-    with browser(stack) as http:
+def test_signing_in_sets_a_strict_httponly_cookie(app: InProcessApi):
+    with app.http() as http:
         response = sign_in(http, PASSWORD)
 
         assert response.status_code == 303
@@ -68,8 +79,8 @@ def test_signing_in_sets_a_strict_httponly_cookie(stack: RunningStack):
         assert "script-src" not in csp and "default-src 'none'" in csp
 
 
-def test_a_wrong_secret_is_refused_and_repeated_ones_lock_the_form(stack: RunningStack):
-    with browser(stack) as http:
+def test_a_wrong_secret_is_refused_and_repeated_ones_lock_the_form(app: InProcessApi):
+    with app.http() as http:
         try:
             refused = sign_in(http, "not the password")
             assert refused.status_code == 401 and "neither the console password" in refused.text
@@ -80,11 +91,11 @@ def test_a_wrong_secret_is_refused_and_repeated_ones_lock_the_form(stack: Runnin
             assert locked.status_code == 429 and "Too many failed sign-ins" in locked.text
         finally:
             # Every test signs in from 127.0.0.1: the lock must not outlive this test.
-            Redis.from_url(stack.redis_url).delete("pixhook:console:failed-logins:127.0.0.1")
+            Redis.from_url(app.redis_url).delete("pixhook:console:failed-logins:127.0.0.1")
 
 
-def test_the_login_form_needs_its_own_token(stack: RunningStack):
-    with browser(stack) as http:
+def test_the_login_form_needs_its_own_token(app: InProcessApi):
+    with app.http() as http:
         forged = http.post("/console/login", data={"login_token": "x", "secret": PASSWORD})
 
         assert forged.status_code == 403 and "pixhook_console=" not in str(forged.headers)
@@ -125,13 +136,13 @@ def test_a_delivery_page_shows_what_was_sent_and_what_came_back(
     assert "HTTP_STATUS" in page and ">500<" in page
 
 
-def test_a_client_session_sees_only_its_own_records(stack: RunningStack, api):
+def test_a_client_session_sees_only_its_own_records(app: InProcessApi, api):
     theirs = api.post("/v1/jobs", json=transform_job()).json()
-    record, own_api = client_for(stack, "console-client")
-    with own_api, browser(stack) as http:
+    made = app.new_client("console-client")
+    with app.http(made.api_key) as own_api, app.http() as http:
         mine = own_api.post("/v1/jobs", json=transform_job()).json()
         wait_for_status(own_api, mine["id"])
-        assert sign_in(http, record["api_key"]).status_code == 303
+        assert sign_in(http, made.api_key).status_code == 303
 
         listed = http.get("/console/jobs").text
         assert mine["id"] in listed and theirs["id"] not in listed
@@ -150,9 +161,10 @@ def test_values_from_callers_are_escaped(operator: httpx.Client, api):
     assert "<script>" not in page and "\\u003cscript\\u003e" in page
 
 
-def test_job_pages_page_by_cursor_and_filter(operator: httpx.Client, stack: RunningStack):
-    record, own_api = client_for(stack, "console-paging")
-    with own_api:
+def test_job_pages_page_by_cursor_and_filter(operator: httpx.Client, app: InProcessApi):
+    made = app.new_client("console-paging")
+    record = {"id": made.client.id}
+    with app.http(made.api_key) as own_api:
         ids = [own_api.post("/v1/jobs", json=transform_job()).json()["id"] for _ in range(60)]
         for job_id in ids:
             wait_for_status(own_api, job_id)
@@ -204,9 +216,10 @@ def test_the_overview_counts_the_last_hour(operator: httpx.Client, api):
     assert "<polyline" in page
 
 
-def test_a_disabled_endpoint_is_enabled_from_the_console(stack: RunningStack):
-    record, own_api = client_for(stack, "console-endpoints")
-    with own_api, browser(stack) as http:
+def test_a_disabled_endpoint_is_enabled_from_the_console(app: InProcessApi):
+    made = app.new_client("console-endpoints")
+    record = {"id": made.client.id, "api_key": made.api_key}
+    with app.http(made.api_key) as own_api, app.http() as http:
         endpoint = own_api.post("/v1/endpoints", json={"url": "https://example.com/hook"}).json()
         own_api.patch(f"/v1/endpoints/{endpoint['id']}", json={"enabled": False})
         assert sign_in(http, record["api_key"]).status_code == 303
@@ -233,32 +246,31 @@ def session_cookie(http: httpx.Client) -> str:
     return cookie
 
 
-def replayed(stack: RunningStack, cookie: str, api_url: str | None = None) -> httpx.Response:
+def replayed(app: InProcessApi, cookie: str) -> httpx.Response:
     """The overview, asked for by another browser holding a copy of `cookie`."""
-    with httpx.Client(base_url=api_url or stack.api_url, timeout=30) as other:
+    with app.http() as other:
         other.cookies.set("pixhook_console", cookie, path="/console")
         return other.get("/console/overview")
 
 
-def test_signing_out_ends_the_session_for_a_copied_cookie_too(stack: RunningStack, operator):
+def test_signing_out_ends_the_session_for_a_copied_cookie_too(app: InProcessApi, operator):
     cookie = session_cookie(operator)
-    assert replayed(stack, cookie).status_code == 200
+    assert replayed(app, cookie).status_code == 200
 
     csrf = csrf_of(operator.get("/console/overview"))
     assert operator.post("/console/logout", data={"csrf": csrf}).status_code == 303
 
-    assert replayed(stack, cookie).status_code == 303
+    assert replayed(app, cookie).status_code == 303
     assert operator.get("/console/overview").status_code == 303
 
 
-def test_a_client_session_ends_when_its_key_stops_working(stack: RunningStack):
-    record, api = client_for(stack, "console-rotation")
-    api.close()
-    with browser(stack) as http:
-        assert sign_in(http, record["api_key"]).status_code == 303
+def test_a_client_session_ends_when_its_key_stops_working(app: InProcessApi):
+    made = app.new_client("console-rotation")
+    with app.http() as http:
+        assert sign_in(http, made.api_key).status_code == 303
         assert http.get("/console/overview").status_code == 200
 
-        rotated = pixhook(stack, "clients", "rotate-key", record["id"])
+        rotated = pixhook(app, "clients", "rotate-key", made.client.id)
         assert rotated.returncode == 0, rotated.stderr
 
         assert http.get("/console/overview").status_code == 303
@@ -268,18 +280,14 @@ def test_a_client_session_ends_when_its_key_stops_working(stack: RunningStack):
 
 
 def test_operator_sessions_end_when_the_console_password_changes(
-    stack: RunningStack, operator, tmp_path
+    make_app: Callable[..., InProcessApi], app: InProcessApi, operator
 ):
     cookie = session_cookie(operator)
-    changed = ServiceProcesses(
-        {**stack.processes.env, "PIXHOOK_CONSOLE_PASSWORD": "a-new-console-password"},
-        tmp_path / "logs",
+    # Another replica: the same Redis and secret key, the new password.
+    changed = make_app(
+        PIXHOOK_SECRET_KEY=app.settings.api.secret_key,
+        PIXHOOK_CONSOLE_PASSWORD="a-new-console-password",
     )
-    port = free_port()
-    try:
-        changed.start_api(port)  # the same Redis and secret key, the new password
 
-        assert replayed(stack, cookie, f"http://127.0.0.1:{port}").status_code == 303
-        assert replayed(stack, cookie).status_code == 200  # where the old password still holds
-    finally:
-        changed.stop()
+    assert replayed(changed, cookie).status_code == 303
+    assert replayed(app, cookie).status_code == 200  # where the old password still holds

@@ -6,17 +6,17 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from service.devstack import RunningStack
-from tests.conftest import STACK_ENV
-from tests.helpers import transform_job, wait_for_status
-from tests.test_deliveries import deliveries_of
+from service.cli.devstack import RunningStack
+from tests.support.deliveries import deliveries_of
+from tests.support.jobs import transform_job, wait_for_status
+from tests.support.stack_env import STACK_ENV
+from tests.support.waiting import wait_until
 
 # `make test` installs Debian's package and says where it is.
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -88,11 +88,12 @@ def test_an_operator_finds_a_dead_delivery_replays_it_and_sees_it_succeed(
     expect(page.get_by_role("status")).to_have_text("Requeued 1 dead deliveries.")
 
     page.goto(f"{stack.api_url}/console/deliveries/{delivery['id']}")
-    deadline = time.monotonic() + 10
-    while page.locator("#delivery-status").inner_text() != "succeeded":
-        assert time.monotonic() < deadline, "the replayed delivery did not succeed"
-        time.sleep(0.2)
-        page.reload()
+
+    def succeeded() -> bool:
+        page.reload()  # the page shows the delivery as it was when loaded
+        return page.locator("#delivery-status").inner_text() == "succeeded"
+
+    wait_until(succeeded, 10, "the replayed delivery to succeed", poll_s=0.2)
     expect(page.locator("tr.ok")).to_contain_text("200")
     assert receiver.requests[-1].answered == 200
 

@@ -7,27 +7,26 @@ replay parsed anything, `text/plain` (what an HTML form can send cross-site) inc
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
 
-from service.devstack import RunningStack
-from tests.helpers import client_for, error_of
+from tests.support.in_process import InProcessApi
+from tests.support.jobs import error_of
 
 GENERATE = {"type": "image.generate", "input": {"prompt": "a red chair"}}
 ENDPOINT = {"url": "https://example.com/hook"}
 
 
-@pytest.fixture(scope="module")
-def own_api(stack: RunningStack) -> Iterator[httpx.Client]:
-    """A client of its own: an endpoint wrongly created here receives no other module's events."""
-    _, api = client_for(stack, "content-types")
-    with api:
-        yield api
+@pytest.fixture
+def own_api(make_app: Callable[..., InProcessApi]) -> httpx.Client:
+    """The API in this process, on a Redis of its own: requests in, JSON out, no worker."""
+    app = make_app()
+    return app.http(app.client.api_key)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def endpoint_id(own_api: httpx.Client) -> Iterator[str]:
     created = own_api.post("/v1/endpoints", json=ENDPOINT)
     assert created.status_code == 201, created.text

@@ -18,11 +18,13 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from service.devstack import RunningStack, local_stack, wait_for
-from service.jobs import JobStore
-from tests.conftest import STACK_ENV
-from tests.helpers import image_bytes, transform_job, wait_for_status, wait_until
-from tests.servers import Response, Scripted
+from service.cli.devstack import RunningStack, local_stack, wait_for
+from service.jobs.store import JobStore
+from tests.support.images import image_bytes
+from tests.support.jobs import transform_job, wait_for_status
+from tests.support.raw_servers import Response, Scripted
+from tests.support.stack_env import STACK_ENV
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture(scope="module")

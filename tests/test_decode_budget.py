@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from service.decode_budget import DecodeBudget, OverBudget
+from service.imaging.decode_budget import DecodeBudget, OverBudget
 
 
 def test_work_waits_until_its_bytes_are_free():

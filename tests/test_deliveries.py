@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
-import time
-from typing import Any
+from collections.abc import Callable
 
 import httpx
+import pytest
 
-from tests.helpers import transform_job, wait_for_status
+from tests.support.deliveries import deliveries_of
+from tests.support.jobs import transform_job, wait_for_status
+from tests.support.webhook_receiver import Receiver
 
 
-def deliveries_of(api: httpx.Client, job_id: str, timeout_s: float = 20) -> list[dict[str, Any]]:
-    """The job's deliveries once none is pending any more."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        deliveries: list[dict[str, Any]] = api.get(f"/v1/jobs/{job_id}").json()["deliveries"]
-        if deliveries and all(d["status"] != "pending" for d in deliveries):
-            return deliveries
-        time.sleep(0.05)
-    raise AssertionError("deliveries did not settle")
+@pytest.fixture
+def api(in_process_api: httpx.Client) -> httpx.Client:
+    """The API and both workers in this process: these jobs and webhooks cross no process."""
+    return in_process_api
+
+
+@pytest.fixture
+def make_receiver(
+    in_process_receivers: Callable[..., Receiver],
+) -> Callable[..., Receiver]:
+    return in_process_receivers
 
 
 def test_failed_attempt_is_retried_with_the_same_webhook_id(api, make_receiver):

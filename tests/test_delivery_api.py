@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
-import httpx
+from collections.abc import Callable
 
-from service.devstack import RunningStack
-from tests.helpers import error_of, pixhook, transform_job
-from tests.test_deliveries import deliveries_of
-from tests.test_dlq import dead_delivery, deliveries_of_id
+import httpx
+import pytest
+
+from tests.support.cli import pixhook
+from tests.support.deliveries import dead_delivery, deliveries_of, deliveries_of_id
+from tests.support.in_process import InProcessApi
+from tests.support.jobs import error_of, transform_job
+from tests.support.webhook_receiver import Receiver
+
+
+@pytest.fixture
+def api(in_process_api: httpx.Client) -> httpx.Client:
+    """The API and both workers in this process: these jobs and webhooks cross no process."""
+    return in_process_api
+
+
+@pytest.fixture
+def make_receiver(
+    in_process_receivers: Callable[..., Receiver],
+) -> Callable[..., Receiver]:
+    return in_process_receivers
 
 
 def test_each_attempt_is_in_the_log(api, make_receiver):
@@ -65,33 +82,32 @@ def test_retry_of_a_dead_delivery_restarts_its_schedule(api, make_receiver):
     assert deliveries_of_id(api, delivery["id"])["attempt_count"] == 6
 
 
-def test_another_clients_delivery_is_not_found(api, stack: RunningStack, make_receiver):
+def test_another_clients_delivery_is_not_found(api, app_with_workers: InProcessApi, make_receiver):
     receiver = make_receiver()
     job_id = api.post("/v1/jobs", json=transform_job(webhook_url=receiver.url)).json()["id"]
     [delivery] = deliveries_of(api, job_id)
-    other = pixhook(stack, "clients", "create", "other", "--json")
+    other = pixhook(app_with_workers, "clients", "create", "other", "--json")
     other_key = __import__("json").loads(other.stdout)["api_key"]
 
-    response = httpx.get(
-        f"{stack.api_url}/v1/deliveries/{delivery['id']}",
-        headers={"authorization": f"Bearer {other_key}"},
-    )
+    response = app_with_workers.http(other_key).get(f"/v1/deliveries/{delivery['id']}")
 
     assert response.status_code == 404
 
 
-def test_rotated_secret_signs_beside_the_old_one(api, stack: RunningStack, make_receiver):
+def test_rotated_secret_signs_beside_the_old_one(
+    api, app_with_workers: InProcessApi, make_receiver
+):
     created = __import__("json").loads(
-        pixhook(stack, "clients", "create", "rotating", "--json").stdout
+        pixhook(app_with_workers, "clients", "create", "rotating", "--json").stdout
     )
     old_secret = created["webhook_secret"]
-    rotated = pixhook(stack, "clients", "rotate-secret", created["id"], "--overlap", "1h")
+    rotated = pixhook(
+        app_with_workers, "clients", "rotate-secret", created["id"], "--overlap", "1h"
+    )
     new_secret = rotated.stdout.split()[1]
     old_side = make_receiver(secret=old_secret)
     new_side = make_receiver(secret=new_secret)
-    client = httpx.Client(
-        base_url=stack.api_url, headers={"authorization": f"Bearer {created['api_key']}"}
-    )
+    client = app_with_workers.http(created["api_key"])
 
     with client:
         client.post("/v1/jobs", json=transform_job(webhook_url=old_side.url))
@@ -102,11 +118,13 @@ def test_rotated_secret_signs_beside_the_old_one(api, stack: RunningStack, make_
     assert len(new_request.headers["webhook-signature"].split(" ")) == 2
 
 
-def test_metrics_count_deliveries_and_show_the_dlq(api, stack: RunningStack, make_receiver):
+def test_metrics_count_deliveries_and_show_the_dlq(
+    api, app_with_workers: InProcessApi, make_receiver
+):
     receiver = make_receiver(respond=lambda n: 500)
     dead_delivery(api, receiver.url)
 
-    text = httpx.get(f"{stack.api_url}/metrics").text
+    text = app_with_workers.http().get("/metrics").text
 
     assert 'pixhook_delivery_attempts_total{result="HTTP_STATUS"}' in text
     assert 'pixhook_deliveries_total{outcome="dead"}' in text

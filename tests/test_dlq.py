@@ -4,21 +4,30 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
-from service.devstack import RunningStack
-from tests.helpers import error_of, pixhook, transform_job
-from tests.test_deliveries import deliveries_of
+from tests.support.cli import pixhook
+from tests.support.deliveries import dead_delivery, deliveries_of_id
+from tests.support.in_process import InProcessApi
+from tests.support.jobs import error_of
+from tests.support.webhook_receiver import Receiver
 
 
-def dead_delivery(api: httpx.Client, url: str) -> dict[str, Any]:
-    job_id = api.post("/v1/jobs", json=transform_job(webhook_url=url)).json()["id"]
-    [delivery] = deliveries_of(api, job_id)
-    assert delivery["status"] == "dead"
-    return delivery
+@pytest.fixture
+def api(in_process_api: httpx.Client) -> httpx.Client:
+    """The API and both workers in this process: these jobs and webhooks cross no process."""
+    return in_process_api
+
+
+@pytest.fixture
+def make_receiver(
+    in_process_receivers: Callable[..., Receiver],
+) -> Callable[..., Receiver]:
+    return in_process_receivers
 
 
 def dlq_ids(api: httpx.Client, **params: Any) -> list[str]:
@@ -74,6 +83,16 @@ def test_replay_needs_an_explicit_selection(api):
 
     assert response.status_code == 422
     assert error_of(response)["code"] == "INVALID_INPUT"
+
+
+@pytest.mark.parametrize("name", ["since", "until"])
+def test_a_moment_past_any_date_is_refused_not_a_500(api, name):
+    """Regression: the fuzzer's `{"until": 1.7976931348623155e+308}` overflowed turning the
+    moment into microseconds and answered 500 INTERNAL_ERROR."""
+    response = api.post("/v1/dlq/replay", json={name: 1.7976931348623155e308})
+
+    assert response.status_code == 422, response.text
+    assert error_of(response)["field"] == name
 
 
 @pytest.mark.parametrize("body", [{"host": None}, {"since": None, "endpoint_id": None}])
@@ -145,28 +164,20 @@ def test_purged_dead_delivery_is_gone(api, make_receiver):
     assert api.delete(f"/v1/dlq/{delivery['id']}").status_code == 404
 
 
-def test_cli_lists_replays_and_purges(api, stack: RunningStack, make_receiver):
+def test_cli_lists_replays_and_purges(api, app_with_workers: InProcessApi, make_receiver):
     failing = True
     receiver = make_receiver(respond=lambda n: 500 if failing else 200)
     first, second = dead_delivery(api, receiver.url), dead_delivery(api, receiver.url)
 
-    listed = json.loads(pixhook(stack, "dlq", "list", "--host", "127.0.0.1", "--json").stdout)
+    listed = json.loads(
+        pixhook(app_with_workers, "dlq", "list", "--host", "127.0.0.1", "--json").stdout
+    )
     failing = False
-    replayed = pixhook(stack, "dlq", "replay", first["id"], "--json")
-    purged = pixhook(stack, "dlq", "purge", second["id"])
+    replayed = pixhook(app_with_workers, "dlq", "replay", first["id"], "--json")
+    purged = pixhook(app_with_workers, "dlq", "purge", second["id"])
 
     assert {first["id"], second["id"]} <= {row["id"] for row in listed}
     assert json.loads(replayed.stdout) == {"requeued": 1}
     assert purged.returncode == 0
     assert deliveries_of_id(api, first["id"])["status"] == "succeeded"
     assert api.get(f"/v1/deliveries/{second['id']}").status_code == 404
-
-
-def deliveries_of_id(api: httpx.Client, delivery_id: str, timeout_s: float = 20) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        delivery: dict[str, Any] = api.get(f"/v1/deliveries/{delivery_id}").json()
-        if delivery["status"] != "pending":
-            return delivery
-        time.sleep(0.05)
-    raise AssertionError(f"delivery {delivery_id} stayed pending")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from service.devstack import EmbeddedRedis
+from service.cli.devstack import EmbeddedRedis
 from webhooks.dlq import DeadLetters, DlqFilter, DlqPolicy
 from webhooks.outbox import submit
 from webhooks.store import Attempt, DeliveryStore
@@ -83,7 +83,7 @@ def test_a_delivery_is_auto_redriven_at_most_its_limit_then_waits_for_a_replay(r
         redriven = []
         for _ in range(4):
             await kill_one(store, redrive_limit=policy.redrive_limit)
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(0.005)  # past the 1 ms gate, which Redis expires on its clock
             redriven.append(await dead_letters.redrive("h:443"))
         replayed = await dead_letters.replay(None, DlqFilter())
         await redis.aclose()

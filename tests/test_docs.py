@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import ast
+import io
 import json
 import re
 import shlex
 import subprocess
+import sys
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+from PIL import Image
 
-from service.events import WEBHOOK_EVENT_TYPES
+from service.config.docs import COMMAND, configuration_markdown
+from service.publishing import WEBHOOK_EVENT_TYPES
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+# Generated from the settings, and kept present and current by the test that generates it.
 # A path into the repository as the docs write it: `service/tasks/generate.py`, docs/webhooks.md.
 REPO_PATH = re.compile(
     r"(?<![\w./-])(?:service|webhooks|tests|bench|docs|examples|k8s|\.ci)/[\w./-]*\w"
@@ -46,6 +51,14 @@ def test_every_event_type_is_a_row_of_the_one_event_table():
     assert set(WEBHOOK_EVENT_TYPES) <= listed
 
 
+def test_the_configuration_reference_is_the_one_the_settings_generate():
+    """docs/configuration.md is written from service/config/; a setting added, renamed or
+    re-documented there without regenerating it fails here."""
+    written = (ROOT / "docs" / "configuration.md").read_text()
+
+    assert written == configuration_markdown(), f"docs/configuration.md is stale: run `{COMMAND}`"
+
+
 def test_docs_name_only_files_that_are_in_the_repository():
     """The docs stand alone: no path they name is missing, and no design file outside the repo."""
     missing = {}
@@ -53,8 +66,7 @@ def test_docs_name_only_files_that_are_in_the_repository():
         text = doc.read_text()
         paths = {p for p in REPO_PATH.findall(text) if not p.endswith("/") and "…" not in p}
         absent = sorted(p for p in paths if not (ROOT / p).exists())
-        if "DESIGN.md" in text:
-            absent.append("DESIGN.md")
+        absent += [name for name in ("DESIGN.md", "STYLE.md") if name in text]
         if absent:
             missing[doc.name] = absent
 
@@ -84,16 +96,16 @@ def test_make_demo_says_what_it_installs_before_installing(tmp_path):
     assert any(c.startswith("echo") and "install" in c for c in commands[:install])
 
 
-def readme_endpoint_bodies() -> list[dict[str, object]]:
-    """The JSON body of every `curl -X POST …/v1/endpoints -d '…'` in the README."""
-    text = (ROOT / "README.md").read_text()
+def endpoint_examples() -> list[dict[str, object]]:
+    """The JSON body of every `curl -X POST …/v1/endpoints -d '…'` in docs/api.md."""
+    text = (ROOT / "docs" / "api.md").read_text()
     commands = re.findall(r"curl -s -X POST \$PIXHOOK/v1/endpoints .*?-d '.*?'", text, re.S)
     return [json.loads(shlex.split(command)[-1]) for command in commands]
 
 
-def test_the_readme_endpoint_examples_are_accepted_as_written(api: httpx.Client):
+def test_the_endpoint_examples_are_accepted_as_written(api: httpx.Client):
     """The first example once failed with 422 INVALID_HEADER: its token held a Unicode '…'."""
-    bodies = readme_endpoint_bodies()
+    bodies = endpoint_examples()
 
     answers = [api.post("/v1/endpoints", json=body) for body in bodies]
 
@@ -101,6 +113,100 @@ def test_the_readme_endpoint_examples_are_accepted_as_written(api: httpx.Client)
     assert [(a.status_code, a.json().get("error")) for a in answers] == [(201, None)] * len(bodies)
     for answer in answers:
         api.delete(f"/v1/endpoints/{answer.json()['id']}")
+
+
+def test_the_readme_job_runs_and_its_webhook_arrives_as_shown(api: httpx.Client, make_receiver):
+    """The front page's one example: its job as written, its webhook a verified job.completed."""
+    example = re.search(r"-F job='(.*?)'", (ROOT / "README.md").read_text(), re.S)
+    assert example is not None
+    job = json.loads(example[1])
+    receiver = make_receiver()
+    photo = io.BytesIO()
+    Image.new("RGB", (960, 640), "#c0392b").save(photo, "JPEG")
+
+    answer = api.post(
+        "/v1/jobs",
+        data={"job": json.dumps(job | {"webhook_url": receiver.url})},
+        files={"image": ("photo.jpg", photo.getvalue(), "image/jpeg")},
+    )
+    [webhook] = receiver.wait_for(1)
+
+    assert answer.status_code == 202, answer.text
+    assert webhook.verified
+    assert webhook.payload["type"] == "job.completed"
+    assert webhook.payload["data"]["metadata"] == {"sku": "SNEAKER-42"}
+    assert webhook.payload["data"]["output"]["images"][0]["width"] == 512
+
+
+def test_the_readme_is_a_front_page_not_the_manual():
+    """It was the reference manual, 48 KB; the reference lives in docs/ and the README links it."""
+    readme = ROOT / "README.md"
+    linked = {target.partition("#")[0] for target in LINK.findall(prose(readme.read_text()))}
+    pages = {f"docs/{page.name}" for page in (ROOT / "docs").glob("*.md")}
+
+    assert len(readme.read_bytes()) <= 12 * 1024
+    assert pages - linked == set()
+
+
+# Code holds no links, and a fenced block no headings (a shell comment starts with `#`).
+FENCED = re.compile(r"^```.*?^```", re.M | re.S)
+INLINE_CODE = re.compile(r"`[^`\n]*`")
+# A Markdown link's target; its text may wrap onto the next line.
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def prose(text: str) -> str:
+    return INLINE_CODE.sub("", FENCED.sub("", text))
+
+
+def heading_ids(page: Path) -> set[str]:
+    """GitHub's anchors: lower case, punctuation dropped, spaces as hyphens, repeats numbered."""
+    ids: set[str] = set()
+    seen: dict[str, int] = {}
+    for heading in re.findall(r"^#{1,6} +(.+?) *$", FENCED.sub("", page.read_text()), re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+        ids.add(f"{slug}-{seen[slug]}" if slug in seen else slug)
+        seen[slug] = seen.get(slug, 0) + 1
+    return ids
+
+
+def test_every_link_in_the_docs_leads_to_a_file_and_heading_of_the_repository():
+    """The reference moved out of the README into docs/: no link was left pointing at nothing."""
+    broken = []
+    for doc in DOCS:
+        for target in LINK.findall(prose(doc.read_text())):
+            path, _, anchor = target.partition("#")
+            page = (doc.parent / path).resolve() if path else doc
+            if ":" in path or not page.is_relative_to(ROOT):
+                broken.append(f"{doc.name}: {target} (outside the repository)")
+            elif not page.exists():
+                broken.append(f"{doc.name}: {target} (no such file)")
+            elif anchor and (page.suffix != ".md" or anchor not in heading_ids(page)):
+                broken.append(f"{doc.name}: {target} (no such heading)")
+
+    assert broken == []
+
+
+def pixhook_subcommands(*words: str) -> list[str]:
+    """What `pixhook WORDS --help` lists under its positional arguments, e.g. `{api,worker,…}`."""
+    pixhook = Path(sys.executable).parent / "pixhook"
+    run = subprocess.run([pixhook, *words, "--help"], capture_output=True, text=True, check=True)
+    listed = re.search(r"positional arguments:\n +\{([\w,-]+)\}", run.stdout)
+    return listed[1].split(",") if listed else []
+
+
+def test_docs_cli_has_a_row_for_every_command_of_pixhook():
+    """The command table moved from the README to docs/cli.md; it stays the whole CLI."""
+    [table] = markdown_tables((ROOT / "docs" / "cli.md").read_text())
+    rows = {re.match(r"\| `pixhook ([a-z][\w-]*(?: [a-z][\w-]*)?)", row) for row in table}
+    documented = {row[1] for row in rows if row}
+    commands = {
+        f"{command} {sub}" if sub else command
+        for command in pixhook_subcommands()
+        for sub in pixhook_subcommands(command) or [""]
+    }
+
+    assert documented == commands
 
 
 # Upper-case strings in the code that are not error codes: setting names are documented with the

@@ -4,19 +4,20 @@ breaker that opens after two failures and stays open for a minute, and two loopb
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from service.devstack import RunningStack, local_stack
-from tests.conftest import STACK_ENV
-from tests.helpers import client_for, transform_job
-from tests.receiver import Receiver
-from tests.servers import Resetter
-from tests.test_deliveries import deliveries_of
+from service.cli.devstack import RunningStack, local_stack
+from tests.support.clients import client_for
+from tests.support.deliveries import deliveries_of
+from tests.support.jobs import transform_job
+from tests.support.raw_servers import Resetter
+from tests.support.stack_env import STACK_ENV
+from tests.support.waiting import wait_until
+from tests.support.webhook_receiver import Receiver
 
 MOVES_ENV = {
     **STACK_ENV,
@@ -50,10 +51,8 @@ def failing_then_moved(api: httpx.Client, answer: int) -> tuple[str, Resetter, R
     new = Receiver(created["secret"], lambda n: answer, host="127.0.0.2")
     api.patch(f"/v1/endpoints/{created['id']}", json={"url": old.url()})
     job_id = api.post("/v1/jobs", json=transform_job()).json()["id"]
-    deadline = time.monotonic() + 10
-    while len(old.requests) < 2:  # two failures: the old host's circuit is open for a minute
-        assert time.monotonic() < deadline, "the old host was not tried twice"
-        time.sleep(0.02)
+    # Two failures: the old host's circuit is open for a minute.
+    wait_until(lambda: len(old.requests) >= 2, 10, "the old host to be tried twice")
     api.patch(f"/v1/endpoints/{created['id']}", json={"url": new.url})
     return job_id, old, new
 

@@ -4,7 +4,6 @@ event of its client that matches it, and receivers verify every signature they g
 from __future__ import annotations
 
 import html
-import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any, cast
@@ -15,22 +14,50 @@ from cryptography.fernet import Fernet
 from redis import Redis
 from standardwebhooks.webhooks import Webhook
 
-from service.devstack import RunningStack
-from tests.helpers import client_for, error_of, transform_job, wait_for_status
-from tests.receiver import Receiver
-from tests.servers import Trickler
-from tests.test_console import browser, sign_in
-from tests.test_deliveries import deliveries_of
+from service.api.event_payloads import EndpointDisabledEvent, PingEvent
+from service.cli.devstack import RunningStack
+from tests.support.clients import client_for
+from tests.support.console import browser, sign_in
+from tests.support.deliveries import deliveries_of
+from tests.support.in_process import InProcessApi
+from tests.support.jobs import error_of, transform_job, wait_for_status
+from tests.support.raw_servers import Trickler
+from tests.support.waiting import wait_until
+from tests.support.webhook_receiver import Receiver
 from webhooks.sealing import Sealer
 
 TOKEN = "Bearer cms-token-0123456789abcdef"
 
 
 @pytest.fixture
-def tenant(stack: RunningStack) -> Iterator[tuple[dict[str, Any], httpx.Client]]:
+def tenant(app_with_workers: InProcessApi) -> tuple[dict[str, Any], httpx.Client]:
+    """A client of the API running with its workers in this process: its record and its API."""
+    made = app_with_workers.client
+    record = {"id": made.client.id, "api_key": made.api_key, "webhook_secret": made.webhook_secret}
+    return record, app_with_workers.http(made.api_key)
+
+
+@pytest.fixture
+def stack_tenant(stack: RunningStack) -> Iterator[tuple[dict[str, Any], httpx.Client]]:
+    """A client of the stack, for a test that reads its deliveries worker's log file."""
     record, api = client_for(stack, "endpoints")
     with api:
         yield record, api
+
+
+@pytest.fixture
+def app(make_app: Callable[..., InProcessApi]) -> InProcessApi:
+    """The API in this process: managing endpoints sends nothing, so the tests that only manage
+    them need no worker, and each gets a Redis of its own."""
+    return make_app()
+
+
+@pytest.fixture
+def managed(app: InProcessApi) -> tuple[dict[str, Any], httpx.Client]:
+    """The in-process app's client: its record and an HTTP client of it."""
+    made = app.client
+    record = {"id": made.client.id, "api_key": made.api_key, "webhook_secret": made.webhook_secret}
+    return record, app.http(made.api_key)
 
 
 @pytest.fixture
@@ -61,8 +88,8 @@ def types_of(requests: list[Any]) -> list[str]:
 # Managing endpoints
 
 
-def test_an_endpoint_is_created_read_changed_and_deleted(tenant, stack: RunningStack):
-    _, api = tenant
+def test_an_endpoint_is_created_read_changed_and_deleted(managed, app: InProcessApi):
+    _, api = managed
     created = add_endpoint(
         api,
         "http://127.0.0.1:9/cms",
@@ -95,11 +122,11 @@ def test_an_endpoint_is_created_read_changed_and_deleted(tenant, stack: RunningS
     assert gone.status_code == 404 and error_of(gone)["code"] == "ENDPOINT_NOT_FOUND"
 
 
-def test_custom_headers_are_sealed_at_rest(tenant, stack: RunningStack):
-    record, api = tenant
+def test_custom_headers_are_sealed_at_rest(managed, app: InProcessApi):
+    record, api = managed
     add_endpoint(api, "http://127.0.0.1:9/cms", headers={"Authorization": TOKEN})
 
-    redis = Redis.from_url(stack.redis_url)
+    redis = Redis.from_url(app.redis_url)
     stored = b"".join(redis.hvals(f"pixhook:endpoints:{record['id']}"))  # type: ignore[arg-type]
 
     assert b'"url":"http://127.0.0.1:9/cms"' in stored  # the record itself is there, readable
@@ -153,8 +180,8 @@ def test_custom_headers_are_sealed_at_rest(tenant, stack: RunningStack):
         ({"url": "https://example.com/", "kind": "teams"}, "INVALID_INPUT", "kind"),
     ],
 )
-def test_bad_endpoints_are_refused_naming_the_field(tenant, body, code, field):
-    _, api = tenant
+def test_bad_endpoints_are_refused_naming_the_field(managed, body, code, field):
+    _, api = managed
     code = code or "UNKNOWN_EVENT_TYPE"
     field = field or "event_types[0]"
 
@@ -166,10 +193,10 @@ def test_bad_endpoints_are_refused_naming_the_field(tenant, body, code, field):
 
 
 @pytest.mark.parametrize("method", ["POST", "PATCH"])
-def test_a_filter_job_type_that_is_not_a_name_is_refused_not_a_500(tenant, method):
+def test_a_filter_job_type_that_is_not_a_name_is_refused_not_a_500(managed, method):
     """Regression (issue 15, item 22): the fuzzer's `{"job_types": [{}]}` reached a set lookup
     and answered 500 INTERNAL_ERROR (TypeError: unhashable type: 'dict')."""
-    _, api = tenant
+    _, api = managed
     body = {"url": "https://0.com/h", "filter": {"job_types": [{}]}}
     path = "/v1/endpoints"
     if method == "PATCH":
@@ -184,15 +211,15 @@ def test_a_filter_job_type_that_is_not_a_name_is_refused_not_a_500(tenant, metho
     )
 
 
-def test_a_slack_webhook_url_makes_a_slack_endpoint(tenant):
-    _, api = tenant
+def test_a_slack_webhook_url_makes_a_slack_endpoint(managed):
+    _, api = managed
     endpoint = add_endpoint(api, "https://hooks.slack.com/services/T0/B0/xyz")
 
     assert endpoint["kind"] == "slack"
 
 
-def test_a_client_has_a_limited_number_of_endpoints(tenant, stack: RunningStack):
-    _, api = tenant
+def test_a_client_has_a_limited_number_of_endpoints(managed, app: InProcessApi):
+    _, api = managed
     for n in range(50):
         add_endpoint(api, f"https://example.com/{n}")
 
@@ -209,9 +236,9 @@ def _kept_replies(redis: Redis, client_id: str) -> list[bytes]:
 
 
 def test_a_retried_create_answers_the_same_endpoint_and_keeps_its_secret_sealed(
-    tenant, stack: RunningStack
+    managed, app: InProcessApi
 ):
-    record, api = tenant
+    record, api = managed
     body, headers = {"url": "http://127.0.0.1:9/cms"}, {"Idempotency-Key": "create-cms-hook"}
 
     first = api.post("/v1/endpoints", json=body, headers=headers)
@@ -220,18 +247,18 @@ def test_a_retried_create_answers_the_same_endpoint_and_keeps_its_secret_sealed(
     assert (first.status_code, again.status_code) == (201, 201)
     assert again.json() == first.json() and again.headers["idempotent-replayed"] == "true"
     assert [e["id"] for e in api.get("/v1/endpoints").json()["data"]] == [first.json()["id"]]
-    [kept] = _kept_replies(Redis.from_url(stack.redis_url), record["id"])
+    [kept] = _kept_replies(Redis.from_url(app.redis_url), record["id"])
     assert kept and first.json()["secret"].encode() not in kept and b"127.0.0.1" not in kept
 
 
 def test_a_kept_create_reply_that_no_longer_opens_is_a_conflict_not_a_second_endpoint(
-    tenant, stack: RunningStack
+    managed, app: InProcessApi
 ):
-    record, api = tenant
+    record, api = managed
     body, headers = {"url": "http://127.0.0.1:9/cms"}, {"Idempotency-Key": "create-cms-hook"}
     assert api.post("/v1/endpoints", json=body, headers=headers).status_code == 201
     # As if PIXHOOK_ENCRYPTION_KEYS had dropped the key that sealed it.
-    redis = Redis.from_url(stack.redis_url)
+    redis = Redis.from_url(app.redis_url)
     [name] = redis.scan_iter(f"pixhook:client:{record['id']}:idempotency:*")
     redis.hset(name, "body", Sealer([Fernet.generate_key().decode()]).seal("{}"))
 
@@ -352,6 +379,7 @@ def test_a_test_send_pings_the_endpoint_and_reports_what_it_answered(tenant, rec
 
     first, _ = receiver.wait_for(2)
     assert first.verified and first.payload["type"] == "ping"
+    PingEvent.model_validate(first.payload)  # as docs/webhooks.md describes it
     assert first.payload["data"]["endpoint_id"] == endpoint["id"]
     assert first.headers["authorization"] == TOKEN
     assert (
@@ -399,14 +427,17 @@ def test_an_endpoint_failing_for_too_long_is_disabled_announced_and_replayable(t
     )
 
     # Failing for longer than PIXHOOK_ENDPOINT_DISABLE_AFTER (2 s in tests) disables it.
-    deadline = time.monotonic() + 20
-    while api.get(f"/v1/endpoints/{broken['id']}").json()["enabled"]:
-        assert time.monotonic() < deadline, "the endpoint was never disabled"
-        api.post("/v1/jobs", json=transform_job())
-        time.sleep(0.5)
+    def disabled_while_failing() -> bool:
+        if not api.get(f"/v1/endpoints/{broken['id']}").json()["enabled"]:
+            return True
+        api.post("/v1/jobs", json=transform_job())  # one more failure for it
+        return False
+
+    wait_until(disabled_while_failing, 20, "the failing endpoint to be disabled", poll_s=0.5)
 
     [announcement] = watcher_receiver.wait_for(1)
     assert announcement.verified and announcement.payload["type"] == "endpoint.disabled"
+    EndpointDisabledEvent.model_validate(announcement.payload)
     data = announcement.payload["data"]
     assert (data["id"], data["host"], data["description"]) == (
         broken["id"],
@@ -429,10 +460,11 @@ def test_an_endpoint_failing_for_too_long_is_disabled_announced_and_replayable(t
     replay = api.post("/v1/dlq/replay", json={"endpoint_id": broken["id"]}).json()
     assert replay == {"requeued": len(dead)}
     replayed = {d["event_id"] for d in dead}
-    deadline = time.monotonic() + 10
-    while not replayed <= {r.webhook_id for r in broken_receiver.requests if r.answered == 200}:
-        assert time.monotonic() < deadline, "the replayed events did not arrive"
-        time.sleep(0.1)
+    wait_until(
+        lambda: replayed <= {r.webhook_id for r in broken_receiver.requests if r.answered == 200},
+        10,
+        "the replayed events to arrive",
+    )
     assert _dead_for(api, broken["id"]) == []
     # Settled: no new event was sent to it while it was disabled, and nothing more announced.
     assert len(watcher_receiver.requests) == 1
@@ -440,13 +472,12 @@ def test_an_endpoint_failing_for_too_long_is_disabled_announced_and_replayable(t
 
 def _dead_for(api: httpx.Client, endpoint_id: str) -> list[dict[str, Any]]:
     """Its dead deliveries, once none of its deliveries is still pending."""
-    deadline = time.monotonic() + 10
-    while True:
+
+    def settled() -> bool:
         pending = api.get("/v1/deliveries", params={"status": "pending", "limit": 200}).json()
-        if not any(d["endpoint_id"] == endpoint_id for d in pending["data"]):
-            break
-        assert time.monotonic() < deadline, "deliveries did not settle"
-        time.sleep(0.1)
+        return not any(d["endpoint_id"] == endpoint_id for d in pending["data"])
+
+    wait_until(settled, 10, f"the deliveries of {endpoint_id} to settle")
     dlq = api.get("/v1/dlq", params={"limit": 200}).json()["data"]
     return [d for d in dlq if d["endpoint_id"] == endpoint_id]
 
@@ -455,8 +486,8 @@ def _epoch(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
-def test_the_dlq_refuses_an_endpoint_filter_that_is_not_an_endpoint_id(tenant):
-    _, api = tenant
+def test_the_dlq_refuses_an_endpoint_filter_that_is_not_an_endpoint_id(managed):
+    _, api = managed
 
     listed = api.get("/v1/dlq", params={"endpoint_id": "cms"})
     replayed = api.post("/v1/dlq/replay", json={"endpoint_id": ["ep_1"]})
@@ -484,11 +515,12 @@ def gone_endpoint(
 
 def disabled_soon(api: httpx.Client, endpoint_id: str) -> dict[str, Any]:
     """The endpoint once it is disabled; well before PIXHOOK_ENDPOINT_DISABLE_AFTER could."""
-    deadline = time.monotonic() + 5
-    while (endpoint := api.get(f"/v1/endpoints/{endpoint_id}").json())["enabled"]:
-        assert time.monotonic() < deadline, f"still enabled: {endpoint}"
-        time.sleep(0.05)
-    return cast(dict[str, Any], endpoint)
+
+    def disabled() -> dict[str, Any] | None:
+        endpoint = api.get(f"/v1/endpoints/{endpoint_id}").json()
+        return None if endpoint["enabled"] else cast(dict[str, Any], endpoint)
+
+    return wait_until(disabled, 5, f"{endpoint_id} to be disabled")
 
 
 def test_an_endpoint_answering_410_is_disabled_at_once_saying_why(tenant, receivers):
@@ -518,11 +550,11 @@ def test_an_endpoint_unsubscribed_by_410_gets_no_new_event(tenant, receivers):
 
 
 def test_the_410_that_unsubscribed_an_endpoint_shows_in_the_console_and_the_log(
-    tenant, receivers, stack: RunningStack
+    stack_tenant, receivers, stack: RunningStack
 ):
     """Issue 15, item 5: the reason an endpoint stopped getting events is visible to its owner
     in the console and to the operator in the deliveries worker's log."""
-    record, api = tenant
+    record, api = stack_tenant
     endpoint, _ = gone_endpoint(api, receivers, respond=lambda n: 410)
     reason = disabled_soon(api, endpoint["id"])["disabled_reason"]
 
@@ -532,10 +564,11 @@ def test_the_410_that_unsubscribed_an_endpoint_shows_in_the_console_and_the_log(
 
     assert html.escape(reason) in page
     log = stack.files_dir.parent / "logs" / "worker-deliveries.log"
-    deadline = time.monotonic() + 5
-    while not any(endpoint["id"] in n and reason in n for n in log.read_text().splitlines()):
-        assert time.monotonic() < deadline, "no log line says why the endpoint was disabled"
-        time.sleep(0.05)
+    wait_until(
+        lambda: any(endpoint["id"] in n and reason in n for n in log.read_text().splitlines()),
+        5,
+        "a log line saying why the endpoint was disabled",
+    )
 
 
 def test_an_endpoint_unsubscribed_by_410_can_be_enabled_again(tenant, receivers):

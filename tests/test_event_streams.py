@@ -13,15 +13,16 @@ import pytest
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
-from service.clients import client_store
+from service.cli.devstack import RunningStack, local_stack
+from service.clients.store import client_store
 from service.config import Settings
-from service.devstack import RunningStack, local_stack
+from service.jobs.streams import append_event, last_event_type
 from service.runner import execute
 from service.runtime import Runtime
-from service.streams import append_event, last_event_type
-from tests.conftest import STACK_ENV
-from tests.helpers import error_of, transform_job, wait_for_status
-from tests.sse import Frame, frames
+from tests.support.jobs import error_of, transform_job, wait_for_status
+from tests.support.sse import Frame, frames
+from tests.support.stack_env import STACK_ENV
+from tests.support.waiting import wait_until
 
 HEARTBEAT_S = 0.2
 
@@ -140,11 +141,13 @@ def test_a_status_published_again_after_a_crash_is_streamed_once(stack, api):
     """A worker that dies after publishing reruns the job, which publishes its status again."""
     job_id = submit(api)
     wait_for_status(api, job_id)
-    settings = Settings(
-        redis_url=stack.redis_url,
-        storage=f"local:{stack.files_dir}",
-        secret_key="k" * 32,
-        public_url=stack.api_url,
+    settings = Settings.from_env(
+        {
+            "PIXHOOK_REDIS_URL": stack.redis_url,
+            "PIXHOOK_STORAGE": f"local:{stack.files_dir}",
+            "PIXHOOK_SECRET_KEY": "k" * 32,
+            "PIXHOOK_PUBLIC_URL": stack.api_url,
+        }
     )
 
     async def rerun() -> None:
@@ -304,7 +307,7 @@ def test_clients_that_leave_free_their_redis_connections(api, held_image, redis)
         assert api.get(f"/v1/jobs/{job_id}").status_code == 200
         assert time.monotonic() - started < 1  # watchers do not starve the API's own pool
 
-    _wait_until(lambda: _blocked_reads(redis) == 0, "streams to release their connections")
+    wait_until(lambda: _blocked_reads(redis) == 0, 5, "streams to release their connections")
     started = time.monotonic()
     assert api.get(f"/v1/jobs/{job_id}").status_code == 200
     assert time.monotonic() - started < 1
@@ -314,11 +317,3 @@ def test_clients_that_leave_free_their_redis_connections(api, held_image, redis)
 def _blocked_reads(redis: Redis) -> int:
     clients: list[dict[str, str]] = redis.client_list()  # type: ignore[assignment]
     return len([client for client in clients if client["cmd"] == "xread"])
-
-
-def _wait_until(check: Any, what: str, timeout_s: float = 5) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)

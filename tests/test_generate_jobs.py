@@ -3,14 +3,30 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 from PIL import Image
 
-from tests.helpers import error_of, many_page_tiff, wait_for_status
-from tests.openai_standin import Answer
+from tests.support.images import many_page_tiff
+from tests.support.jobs import error_of, wait_for_status
+from tests.support.openai_standin import Answer
+from tests.support.webhook_receiver import Receiver
+
+
+@pytest.fixture
+def api(in_process_api: httpx.Client) -> httpx.Client:
+    """The API and both workers in this process: these jobs and webhooks cross no process."""
+    return in_process_api
+
+
+@pytest.fixture
+def make_receiver(
+    in_process_receivers: Callable[..., Receiver],
+) -> Callable[..., Receiver]:
+    return in_process_receivers
 
 
 def generate(api: httpx.Client, **fields: Any) -> httpx.Response:
@@ -33,7 +49,7 @@ def test_generated_image_is_stored_and_linked(api, openai_standin):
     assert job["status"] == "succeeded", job["error"]
     [image] = job["output"]["images"]
     assert (image["width"], image["height"], image["format"]) == (256, 128, "png")
-    assert Image.open(io.BytesIO(httpx.get(image["url"]).content)).size == (256, 128)
+    assert Image.open(io.BytesIO(api.get(image["url"]).content)).size == (256, 128)
     sent = openai_standin.requests[0]["body"]
     assert sent["size"] == "256x128" and sent["seed"] == 7 and sent["steps"] == 30
     assert sent["negative_prompt"] == "blurry" and sent["guidance_scale"] == 7.5

@@ -15,14 +15,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.servers import SHUTDOWN_POLL_S
+from tests.support.raw_servers import SHUTDOWN_POLL_S
+from webhooks import GuardRefused
 from webhooks.guard import (
     DNS_FAILURE,
     FORBIDDEN_ADDRESS,
     INVALID_URL,
     SCHEME_NOT_ALLOWED,
     GuardedTransport,
-    GuardRefused,
     UrlPolicy,
 )
 

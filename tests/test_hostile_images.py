@@ -16,10 +16,11 @@ import httpx
 import pytest
 from PIL import Image
 
-from service.devstack import RunningStack, local_stack
-from tests.conftest import STACK_ENV
-from tests.helpers import error_of, many_page_tiff, transform_job, wait_for_status
-from tests.openai_standin import API_KEY, OpenAIStandIn
+from service.cli.devstack import RunningStack, local_stack
+from tests.support.images import many_page_tiff
+from tests.support.jobs import error_of, transform_job, wait_for_status
+from tests.support.openai_standin import API_KEY, OpenAIStandIn
+from tests.support.stack_env import STACK_ENV
 
 T = TypeVar("T")
 MiB = 1 << 20
@@ -86,7 +87,7 @@ def blank_png(size: tuple[int, int]) -> bytes:
 
 
 def thumbnail_jobs(api: httpx.Client, image: bytes, count: int) -> list[dict[str, object]]:
-    """`count` jobs at once, the README's 512 px WebP thumbnail each; their records once ended."""
+    """`count` jobs at once, docs/api.md's 512 px WebP thumbnail each; their records once ended."""
     body = transform_job(image)
     body["input"].update(width=512, height=512, format="webp")
     ids = [api.post("/v1/jobs", json=body).json()["id"] for _ in range(count)]

@@ -1,29 +1,42 @@
-"""`Idempotency-Key` on `POST /v1/jobs` and `POST /v1/batches`, over real HTTP."""
+"""`Idempotency-Key` on `POST /v1/jobs` and `POST /v1/batches`, against the API in this process
+(the keys live in Redis; no worker is involved)."""
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
+import pytest
 from redis import Redis
 
-from tests.helpers import error_of, image_bytes, pixhook, transform_job
+from tests.support.images import image_bytes
+from tests.support.in_process import HasRedis, InProcessApi
+from tests.support.jobs import error_of, transform_job
 
 
 def key() -> dict[str, str]:
     return {"idempotency-key": str(uuid.uuid4())}
 
 
-def other_api(stack) -> httpx.Client:
-    made = json.loads(pixhook(stack, "clients", "create", "idempotent", "--json").stdout)
-    headers = {"authorization": f"Bearer {made['api_key']}"}
-    return httpx.Client(base_url=stack.api_url, headers=headers, timeout=30)
+@pytest.fixture
+def app(make_app: Callable[..., InProcessApi]) -> InProcessApi:
+    return make_app()
 
 
-def jobs_of(stack, job_id: str) -> list[dict[str, Any]]:
+@pytest.fixture
+def api(app: InProcessApi) -> httpx.Client:
+    return app.http(app.client.api_key)
+
+
+def other_api(app: InProcessApi) -> httpx.Client:
+    return app.http(app.new_client("idempotent").api_key)
+
+
+def jobs_of(stack: HasRedis, job_id: str) -> list[dict[str, Any]]:
     """Every job record of the client that owns `job_id`, read from Redis."""
     with Redis.from_url(stack.redis_url) as redis:
         owner = json.loads(redis.get(f"pixhook:job:{job_id}") or b"{}")["client_id"]
@@ -62,26 +75,26 @@ def test_the_same_key_on_another_route_is_a_conflict(api):
     assert error_of(conflict)["code"] == "IDEMPOTENCY_CONFLICT"
 
 
-def test_keys_belong_to_one_client(api, stack):
+def test_keys_belong_to_one_client(api, app):
     headers, body = key(), transform_job()
     mine = api.post("/v1/jobs", json=body, headers=headers)
-    with other_api(stack) as other:
+    with other_api(app) as other:
         theirs = other.post("/v1/jobs", json=body, headers=headers)
     assert theirs.status_code == 202
     assert "idempotent-replayed" not in theirs.headers
     assert theirs.json()["id"] != mine.json()["id"]
 
 
-def test_parallel_posts_with_one_key_create_one_job(stack):
+def test_parallel_posts_with_one_key_create_one_job(app):
     headers, body = key(), transform_job()
-    with other_api(stack) as api, ThreadPoolExecutor(20) as pool:
+    with other_api(app) as api, ThreadPoolExecutor(20) as pool:
         responses = list(
             pool.map(lambda _: api.post("/v1/jobs", json=body, headers=headers), range(20))
         )
     assert {r.status_code for r in responses} == {202}
     ids = {r.json()["id"] for r in responses}
     assert len(ids) == 1
-    assert [job["id"] for job in jobs_of(stack, ids.pop())] == [responses[0].json()["id"]]
+    assert [job["id"] for job in jobs_of(app, ids.pop())] == [responses[0].json()["id"]]
     assert sum("idempotent-replayed" not in r.headers for r in responses) == 1
 
 

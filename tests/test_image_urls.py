@@ -4,13 +4,29 @@ from __future__ import annotations
 
 import socket
 import struct
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.helpers import error_of, image_bytes, png_bomb, transform_job, wait_for_status
-from tests.servers import Response, Scripted
+from tests.support.images import image_bytes, png_bomb
+from tests.support.jobs import error_of, transform_job, wait_for_status
+from tests.support.raw_servers import Response, Scripted
+from tests.support.webhook_receiver import Receiver
+
+
+@pytest.fixture
+def api(in_process_api: httpx.Client) -> httpx.Client:
+    """The API and both workers in this process: these jobs and webhooks cross no process."""
+    return in_process_api
+
+
+@pytest.fixture
+def make_receiver(
+    in_process_receivers: Callable[..., Receiver],
+) -> Callable[..., Receiver]:
+    return in_process_receivers
 
 
 def url_job(url: str) -> dict[str, Any]:

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image, ImageCms, ImageFile
 
 from service import imaging
-from tests import icc_profiles
-from tests.helpers import image_bytes, png_bomb, truncated_jpeg
+from tests.support import icc_profiles
+from tests.support.images import image_bytes, png_bomb, truncated_jpeg
 
 LIMIT = 50_000_000
 
@@ -480,8 +480,9 @@ def test_a_decode_band_by_band_gives_the_pixels_of_a_whole_one(mode):
     assert decoded.tobytes() == whole.tobytes()
 
 
-# CMYK with an embedded profile. The profile from tests/icc_profiles.py prints blank paper as
-# saturated blue, so only a conversion that honours it turns zero ink into blue rather than white.
+# CMYK with an embedded profile. The profile from tests/support/icc_profiles.py prints blank
+# paper as saturated blue, so only a conversion that honours it turns zero ink into blue rather
+# than white.
 
 WHITE = (255, 255, 255)
 

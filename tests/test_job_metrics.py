@@ -12,13 +12,14 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
 
-from service.devstack import RunningStack, free_port, local_stack
-from service.queue import JOB_QUEUE
+from service.cli.devstack import RunningStack, free_port, local_stack
+from service.keys import JOB_QUEUE
 from service.storage import S3Storage, StorageUnavailable, s3_client
-from tests.conftest import STACK_ENV
-from tests.helpers import transform_job, wait_for_status
-from tests.openai_standin import API_KEY, Answer, OpenAIStandIn
-from tests.servers import Response, Scripted
+from tests.support.jobs import transform_job, wait_for_status
+from tests.support.openai_standin import API_KEY, Answer, OpenAIStandIn
+from tests.support.raw_servers import Response, Scripted
+from tests.support.stack_env import STACK_ENV
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -97,20 +98,26 @@ def start_held_job(api: httpx.Client, url: str) -> None:
     busy = transform_job()
     busy["input"]["image"] = {"url": url}
     job_id = api.post("/v1/jobs", json=busy).json()["id"]
-    while api.get(f"/v1/jobs/{job_id}").json()["status"] != "running":
-        time.sleep(0.05)
+    wait_until(
+        lambda: api.get(f"/v1/jobs/{job_id}").json()["status"] == "running",
+        10,
+        f"{job_id} to run",
+    )
 
 
 def test_oldest_queued_job_age_grows_while_the_worker_is_busy(api, held_image):
     url, release = held_image
     start_held_job(api, url)
     waiting = api.post("/v1/jobs", json=transform_job()).json()["id"]
-    time.sleep(0.5)
 
-    age = value(samples(api), "pixhook_jobs_oldest_queued_age_seconds")
+    # It grows while the job waits: the gauge reaching 0.4 s is the behaviour asserted.
+    wait_until(
+        lambda: value(samples(api), "pixhook_jobs_oldest_queued_age_seconds") >= 0.4,
+        10,
+        "the waiting job's age to pass 0.4 s",
+    )
     release.set()
 
-    assert age >= 0.4
     assert wait_for_status(api, waiting)["status"] == "succeeded"
     assert value(samples(api), "pixhook_jobs_oldest_queued_age_seconds") == 0
 
@@ -122,10 +129,11 @@ def test_the_job_gauges_leave_out_the_workers_own_cron_entries(api, stack, held_
     url, release = held_image
     start_held_job(api, url)
     redis = Redis.from_url(stack.redis_url)
-    deadline = time.monotonic() + 10
-    while not overdue_cron_entries(redis, by_s=0.5):  # behind the one job the worker takes
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_until(
+        lambda: overdue_cron_entries(redis, by_s=0.5),
+        10,
+        "cron entries overdue, behind the one job the worker takes",
+    )
 
     read = samples(api)
     release.set()

@@ -2,16 +2,38 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import httpx
+import pytest
 from PIL import Image
 
-from service.devstack import RunningStack
-from tests.helpers import image_bytes, transform_job, truncated_jpeg, wait_for_status
-from tests.openai_standin import API_KEY, OpenAIStandIn
+from service.api.event_payloads import JobCompletedEvent
+from service.jobs.model import Job
+from service.lifecycle import end_job
+from service.runtime import Runtime
+from tests.support.images import image_bytes, truncated_jpeg
+from tests.support.in_process import InProcessApi
+from tests.support.jobs import transform_job, wait_for_status
+from tests.support.openai_standin import API_KEY, OpenAIStandIn
+from tests.support.webhook_receiver import Receiver
+
+
+@pytest.fixture
+def api(in_process_api: httpx.Client) -> httpx.Client:
+    """The API and both workers in this process: these jobs and webhooks cross no process."""
+    return in_process_api
+
+
+@pytest.fixture
+def make_receiver(
+    in_process_receivers: Callable[..., Receiver],
+) -> Callable[..., Receiver]:
+    return in_process_receivers
 
 
 def test_completed_job_arrives_as_a_verified_webhook(api, make_receiver):
@@ -27,6 +49,7 @@ def test_completed_job_arrives_as_a_verified_webhook(api, make_receiver):
     assert webhook.verified
     assert webhook.payload["type"] == "job.completed"
     assert webhook.payload["id"] == webhook.webhook_id
+    JobCompletedEvent.model_validate(webhook.payload)  # as docs/webhooks.md describes it
     job = webhook.payload["data"]
     assert (job["id"], job["status"], job["metadata"]) == (job_id, "succeeded", {"sku": "A1"})
 
@@ -49,7 +72,7 @@ def test_polled_job_has_a_downloadable_output(api):
     assert job["status"] == "succeeded"
     [image] = job["output"]["images"]
     assert (image["width"], image["height"], image["format"]) == (100, 75, "png")
-    downloaded = httpx.get(image["url"])
+    downloaded = api.get(image["url"])
     assert downloaded.status_code == 200
     assert downloaded.headers["content-type"] == "image/png"
     assert Image.open(io.BytesIO(downloaded.content)).size == (100, 75)
@@ -110,7 +133,7 @@ def test_output_link_with_a_forged_token_is_refused(api):
     job_id = api.post("/v1/jobs", json=transform_job()).json()["id"]
     url = wait_for_status(api, job_id)["output"]["images"][0]["url"]
 
-    response = httpx.get(url[:-4] + "AAAA")
+    response = api.get(url[:-4] + "AAAA")
 
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "LINK_INVALID"
@@ -126,8 +149,37 @@ def test_canceling_a_finished_job_is_refused(api):
     assert response.json()["error"]["code"] == "JOB_ALREADY_FINISHED"
 
 
-def test_info_lists_job_types_and_limits(stack: RunningStack):
-    info = httpx.get(f"{stack.api_url}/info").json()
+def test_a_jobs_end_is_told_once_to_the_listeners_of_the_runtime_that_ends_it(
+    app_with_workers: InProcessApi, api, held_image
+):
+    """Batches hear of their items' ends this way, without the jobs layer knowing of them."""
+    url, _ = held_image
+    body = transform_job()
+    body["input"]["image"] = {"url": url}
+    job_id = api.post("/v1/jobs", json=body).json()["id"]
+    heard: list[tuple[str, str]] = []
+
+    async def hear(job: Job) -> None:
+        heard.append((job.id, job.status))
+
+    async def cancel_twice() -> list[Job | None]:
+        runtime = await Runtime.open(app_with_workers.settings)
+        runtime.job_end.listen(hear)
+        try:
+            return [await end_job(runtime, job_id, "canceled") for _ in range(2)]
+        finally:
+            await runtime.close()
+
+    first, again = asyncio.run(cancel_twice())
+
+    assert first is not None and first.status == "canceled"
+    assert again is None
+    assert heard == [(job_id, "canceled")]
+    assert api.get(f"/v1/jobs/{job_id}").json()["status"] == "canceled"
+
+
+def test_info_lists_job_types_and_limits(app_with_workers: InProcessApi):
+    info = app_with_workers.http().get("/info").json()
 
     assert info["job_types"] == ["image.analyze", "image.generate", "image.transform"]
     assert info["limits"]["max_request_bytes"] == 2_000_000
@@ -135,10 +187,10 @@ def test_info_lists_job_types_and_limits(stack: RunningStack):
 
 
 def test_info_lists_the_configured_provider_but_never_its_key(
-    stack: RunningStack, openai_standin: OpenAIStandIn
+    app_with_workers: InProcessApi, openai_standin: OpenAIStandIn
 ):
     """Issue 15 item 8: /info said `"providers": []` whatever was configured."""
-    response = httpx.get(f"{stack.api_url}/info")
+    response = app_with_workers.http().get("/info")
 
     assert response.json()["providers"] == [
         {
@@ -151,6 +203,7 @@ def test_info_lists_the_configured_provider_but_never_its_key(
     assert API_KEY not in response.text
 
 
-def test_health_and_readiness(stack: RunningStack):
-    assert httpx.get(f"{stack.api_url}/healthcheck").json() == {"status": "ok"}
-    assert httpx.get(f"{stack.api_url}/readyz").json() == {"status": "ready"}
+def test_health_and_readiness(app_with_workers: InProcessApi):
+    anonymous = app_with_workers.http()
+    assert anonymous.get("/healthcheck").json() == {"status": "ok"}
+    assert anonymous.get("/readyz").json() == {"status": "ready"}

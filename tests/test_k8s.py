@@ -5,10 +5,10 @@ safe and its jobs intact hold in what would actually be applied."""
 from __future__ import annotations
 
 import base64
+import re
 import shutil
 import subprocess
 import sys
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml  # type: ignore[import-untyped]
 
-from service.config import Settings, env_name
+from service.config import Settings, declarations
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "k8s"
@@ -215,11 +215,24 @@ def test_egress_reaches_the_internet_but_not_private_ranges(rendered):
 def test_the_config_map_holds_settings_pixhook_knows_and_accepts(rendered):
     _, docs = rendered
     (config,) = of_kind(docs, "ConfigMap").values()
-    known = {env_name(f.name) for f in fields(Settings)}
+    known = {declared.variable for _, declared in declarations()}
     settings = {k: v for k, v in config["data"].items() if k.startswith("PIXHOOK_")}
     assert set(settings) <= known, set(settings) - known
     environ = {**settings, "PIXHOOK_SECRET_KEY": "x" * 32}
-    assert Settings.from_env(environ).job_timeout_s == 300
+    assert Settings.from_env(environ).jobs.timeout_s == 300
+
+
+def test_every_pixhook_variable_the_manifests_name_is_a_setting():
+    """Env entries, config maps, the example secret and the comments that explain limits name
+    only variables pixhook reads: a misspelled one would leave its setting at the default."""
+    known = {declared.variable for _, declared in declarations()}
+    named = {
+        name
+        for path in K8S.rglob("*.*")
+        for name in re.findall(r"PIXHOOK_[A-Z0-9_]+", path.read_text())
+    }
+    assert "PIXHOOK_SECRET_KEY" in named
+    assert named <= known, named - known
 
 
 def test_the_jobs_worker_memory_limit_follows_from_its_decode_budget(rendered):
@@ -231,8 +244,8 @@ def test_the_jobs_worker_memory_limit_follows_from_its_decode_budget(rendered):
     (config,) = of_kind(docs, "ConfigMap").values()
     assert "PIXHOOK_DECODE_BUDGET_BYTES" in config["data"]
     settings = Settings.from_env({**config["data"], "PIXHOOK_SECRET_KEY": "x" * 32})
-    inputs = settings.job_concurrency * 2 * settings.max_image_bytes
-    needed = 128 * MiB + settings.decode_budget_bytes + inputs
+    inputs = settings.jobs.concurrency * 2 * settings.limits.max_image_bytes
+    needed = 128 * MiB + settings.jobs.decode_budget_bytes + inputs
     (worker,) = pod_specs(docs)["worker-jobs"]["containers"]
     assert worker["resources"]["limits"]["memory"] == f"{-(-needed // MiB)}Mi"
 

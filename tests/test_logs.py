@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from service.devstack import RunningStack, local_stack
+from service.cli.devstack import RunningStack, local_stack
 from service.logs import request_id
-from tests.conftest import STACK_ENV
-from tests.helpers import transform_job, wait_for_status
+from tests.support.jobs import transform_job, wait_for_status
+from tests.support.stack_env import STACK_ENV
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -27,13 +28,25 @@ def log_lines(stack: RunningStack, name: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines()]
 
 
+def logged(stack: RunningStack, name: str, found: Callable[[dict[str, Any]], bool]) -> bool:
+    """Whether a whole line of that log satisfies `found` (one still being written is skipped)."""
+    text = (stack.files_dir.parent / "logs" / f"{name}.log").read_text()
+    whole = text[: text.rfind("\n") + 1]
+    return any(found(json.loads(line)) for line in whole.splitlines())
+
+
 def lines_about(stack: RunningStack, name: str, job_id: str) -> list[dict[str, Any]]:
     return [line for line in log_lines(stack, name) if line.get("job_id") == job_id]
 
 
 def test_every_line_is_a_json_object_with_the_basic_fields(api, stack):
     api.get("/readyz")
-    time.sleep(0.2)  # the request's line is written as its response goes out
+    # The request's line is written as its response goes out, so just after the caller has it.
+    wait_until(
+        lambda: logged(stack, "api", lambda line: line["message"].startswith("GET /readyz 200")),
+        10,
+        "the request's line",
+    )
 
     for name in ("api", "worker-jobs", "worker-deliveries"):
         lines = log_lines(stack, name)
@@ -69,7 +82,13 @@ def test_api_and_worker_lines_for_one_job_share_its_request_id(api, stack):
     job_id = response.json()["id"]
     assert response.headers["x-request-id"] == rid
     wait_for_status(api, job_id)
-    time.sleep(0.3)  # the worker's last line after the final status
+    # The worker logs the job's end after storing its final status.
+    succeeded = f"job {job_id} succeeded"
+    wait_until(
+        lambda: logged(stack, "worker-jobs", lambda line: line["message"] == succeeded),
+        10,
+        "the worker's last line",
+    )
 
     api_lines = lines_about(stack, "api", job_id)
     worker_lines = lines_about(stack, "worker-jobs", job_id)
@@ -89,11 +108,17 @@ def test_a_dead_deliverys_line_names_the_delivery_and_its_client(api, stack, mak
     job_id = api.post("/v1/jobs", json=transform_job(webhook_url=receiver.url)).json()["id"]
     wait_for_status(api, job_id)
 
-    deadline = time.monotonic() + 20
-    while not (dead := api.get("/v1/deliveries", params={"status": "dead"}).json()["data"]):
-        assert time.monotonic() < deadline, "the delivery never died"
-        time.sleep(0.1)
-    time.sleep(0.3)  # its line is written after the attempt is recorded
+    dead = wait_until(
+        lambda: api.get("/v1/deliveries", params={"status": "dead"}).json()["data"],
+        20,
+        "the delivery to die",
+    )
+
+    # Its line is written after the attempt is recorded.
+    def died(line: dict[str, Any]) -> bool:
+        return line.get("delivery_id") == dead[0]["id"] and "dead after" in line["message"]
+
+    wait_until(lambda: logged(stack, "worker-deliveries", died), 10, "the dead delivery's line")
 
     lines = [
         line for line in log_lines(stack, "worker-deliveries") if "dead after" in line["message"]

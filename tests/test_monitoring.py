@@ -18,8 +18,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from service.job_metrics import JobGauges, job_metric_families
-from tests.helpers import transform_job, wait_for_status
+from service.jobs.metrics import JobGauges, job_metric_families
+from tests.support.jobs import transform_job, wait_for_status
 from webhooks.metrics import DeliveryGauges, delivery_metric_families
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -177,7 +177,8 @@ def test_queried_metrics_are_the_ones_the_metric_families_build():
     assert referenced_names() - exposed == set()
 
 
-def test_queried_metrics_are_exposed_by_the_running_api(api: httpx.Client):
+def test_queried_metrics_are_exposed_by_the_running_api(in_process_api: httpx.Client):
+    api = in_process_api  # the API and its workers in this process
     # One finished job first, so its counters and histograms have samples as well as TYPE lines.
     response = api.post("/v1/jobs", json=transform_job())
     assert response.status_code == 202, response.text

@@ -13,6 +13,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from openapi_spec_validator import validate
+from pydantic import BaseModel
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -22,12 +23,12 @@ from schemathesis.specs.openapi.checks import (
 )
 from starlette.routing import Route
 
+from service.api.openapi import UndocumentedRoute, build_document
+from service.api.routes.system import openapi_document
 from service.app import create_app
-from service.config import Settings
-from service.devstack import RunningStack
-from service.openapi import UndocumentedRoute, build_document
-from service.routes.schema import openapi_document, operations
-from tests.helpers import pixhook
+from service.cli.devstack import RunningStack
+from service.config import LimitSettings, Settings
+from tests.support.cli import pixhook
 
 CHECKS = [
     not_a_server_error,
@@ -72,11 +73,66 @@ def test_a_route_without_an_operation_stops_the_document():
     routes = [Route("/v1/secret", undocumented, methods=["GET"])]
 
     with pytest.raises(UndocumentedRoute, match="/v1/secret"):
-        build_document(routes, operations(Settings()), path_patterns={}, title="t", version="0")
+        build_document(routes, Settings(), path_patterns={}, title="t", version="0")
+
+
+def objects_in(schema: Any, schemas: dict[str, Any], seen: set[str]) -> list[dict[str, Any]]:
+    """Every object schema with properties that `schema` holds, following `$ref`s."""
+    found = []
+    if isinstance(schema, dict):
+        ref = schema.get("$ref", "")
+        name = ref.rpartition("/")[2]
+        if name and name not in seen:
+            seen.add(name)
+            found += objects_in(schemas[name], schemas, seen)
+        if "properties" in schema:
+            found.append(schema)
+        for value in schema.values():
+            found += objects_in(value, schemas, seen)
+    elif isinstance(schema, list):
+        for value in schema:
+            found += objects_in(value, schemas, seen)
+    return found
+
+
+def test_every_object_a_request_body_holds_refuses_unknown_fields(document):
+    """Issue 16: unknown fields are refused everywhere; the document says so of every object."""
+    schemas = document["components"]["schemas"]
+    bodies = [
+        operation["requestBody"]
+        for item in document["paths"].values()
+        for operation in item.values()
+        if "requestBody" in operation
+    ]
+
+    objects = objects_in(bodies, schemas, set())
+
+    assert len(objects) > 20
+    assert [o.get("title") for o in objects if o.get("additionalProperties") is not False] == []
+
+
+def test_webhooks_are_described_by_their_models():
+    class Completed(BaseModel):
+        type: str
+        id: str
+
+    document = build_document(
+        [],
+        Settings(),
+        path_patterns={},
+        title="t",
+        version="0",
+        webhooks={"job.completed": Completed},
+    )
+
+    validate(document)
+    body = document["webhooks"]["job.completed"]["post"]["requestBody"]["content"]
+    assert body["application/json"]["schema"] == {"$ref": "#/components/schemas/Completed"}
+    assert "Completed" in document["components"]["schemas"]
 
 
 def test_limits_in_the_document_follow_the_settings():
-    settings = Settings(max_output_side=640, max_prompt_chars=77)
+    settings = Settings(limits=LimitSettings(max_output_side=640, max_prompt_chars=77))
     document = openapi_document(create_app(settings).routes, settings)
 
     text = json.dumps(document)

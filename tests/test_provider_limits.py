@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
+from service.cli.devstack import EmbeddedRedis
 from service.config import ConfigError, Settings
-from service.devstack import EmbeddedRedis
 from service.providers.limits import LimitPolicy, ProviderLimits
 
 MODEL = "gpt-4o-mini"
@@ -96,7 +96,7 @@ def test_calls_in_flight_never_exceed_the_concurrency(redis_url):
             async with limits.slot():
                 in_flight += 1
                 peak = max(peak, in_flight)
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(0.05)  # a call that takes a while: the others queue behind it
                 in_flight -= 1
 
         async with workers(redis_url, policy, count=3) as limiters:
@@ -159,6 +159,7 @@ def test_the_rate_recovers_linearly_to_the_configured_one(redis_url):
     async def main() -> tuple[float, float]:
         async with workers(redis_url, policy) as (limits, _):
             await refused(limits)
+            # Recovery is measured in Redis TIME (every worker's one clock): real time must pass.
             await asyncio.sleep(0.25)
             halfway = (await limits.state()).factor
             await asyncio.sleep(0.35)
@@ -268,8 +269,8 @@ def test_adaptive_limits_are_read_from_the_environment():
         }
     )
 
-    assert settings.provider_tokens_per_minute == 150_000
-    assert (settings.provider_min_rate_factor, settings.provider_rate_recovery_s) == (0.25, 120)
+    assert settings.providers.tokens_per_minute == 150_000
+    assert (settings.providers.min_rate_factor, settings.providers.rate_recovery_s) == (0.25, 120)
 
 
 @pytest.mark.parametrize("factor", ["0", "1.5", "half"])

@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from service.cli.devstack import EmbeddedRedis
 from service.config import Settings
-from service.devstack import EmbeddedRedis
 from service.providers.limits import LimitPolicy, ProviderLimits
-from tests.openai_standin import API_KEY, OpenAIStandIn, Window
+from tests.support.openai_standin import API_KEY, OpenAIStandIn, Window
 
 ROOT = Path(__file__).resolve().parent.parent
-MODEL = Settings().openai_vision_model
+MODEL = Settings().providers.openai_vision_model
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ def run_workers(
         "PIXHOOK_PROVIDER_BURST": "1",
         **env,
     }
-    command = [sys.executable, "-m", "tests.rate_window", str(calls), "4"]
+    command = [sys.executable, "-m", "tests.support.rate_window", str(calls), "4"]
     started = [
         subprocess.Popen(
             command,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from service.clients import ClientLimits
-from service.jobs import Job
+from service.clients.store import ClientLimits
+from service.jobs.model import Job
 
 
 def test_a_job_record_with_fields_this_release_does_not_know_still_reads():

@@ -17,10 +17,10 @@ import httpx
 import pytest
 from redis import Redis
 
-from service.clients import client_store
-from service.devstack import EmbeddedRedis, ServiceProcesses, free_port, stack_environment
-from tests.helpers import error_of, transform_job
-from tests.tcp_proxy import TcpProxy
+from service.cli.devstack import EmbeddedRedis, ServiceProcesses, free_port, stack_environment
+from service.clients.store import client_store
+from tests.support.jobs import error_of, transform_job
+from tests.support.tcp_proxy import TcpProxy
 
 GENERATE = {"type": "image.generate", "input": {"prompt": "a red chair"}}
 IDEMPOTENCY_RECORD = b":idempotency:"

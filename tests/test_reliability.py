@@ -16,12 +16,12 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from service.devstack import RunningStack, local_stack
-from tests.helpers import transform_job, wait_until
-from tests.receiver import Receiver
-from tests.servers import Response, Scripted
-from tests.test_deliveries import deliveries_of
-from tests.test_dlq import dead_delivery
+from service.cli.devstack import RunningStack, local_stack
+from tests.support.deliveries import dead_delivery, deliveries_of
+from tests.support.jobs import transform_job
+from tests.support.raw_servers import Response, Scripted
+from tests.support.waiting import wait_until
+from tests.support.webhook_receiver import Receiver
 from webhooks.events import event_body
 from webhooks.outbox import submit
 from webhooks.store import DeliveryStore
@@ -107,6 +107,8 @@ def test_open_circuit_holds_deliveries_without_spending_attempts(api, stack, mak
     later = [
         api.post("/v1/jobs", json=transform_job(webhook_url=receiver.url)).json() for _ in range(2)
     ]
+    # A negative observation: nothing must arrive during these 0.5 s of an open circuit, and no
+    # event marks the end of "nothing happened", so the window is waited out.
     time.sleep(0.5)
     held_while_open = jobs_reached(receiver) & {job["id"] for job in later}
     metrics = httpx.get(f"{stack.api_url}/metrics").text

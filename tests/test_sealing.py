@@ -6,7 +6,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from service.config import ConfigError, Settings
-from webhooks.sealing import InvalidSealKey, SealBroken, Sealer
+from webhooks import InvalidSealKey, SealBroken, Sealer
 
 
 def new_key() -> str:
@@ -65,5 +65,5 @@ def test_config_reads_several_keys_first_one_sealing():
 
     settings = Settings.from_env({"PIXHOOK_ENCRYPTION_KEYS": f" {first} , {second} "})
 
-    assert settings.encryption_keys == (first, second)
+    assert settings.endpoints.encryption_keys == (first, second)
     assert Sealer([first]).open(settings.sealer.seal("x")) == "x"

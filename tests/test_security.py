@@ -7,31 +7,31 @@ import base64
 import io
 import json
 import re
-import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from PIL import Image
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from service.app import create_app
-from service.config import Settings
-from service.devstack import RunningStack, free_port, local_stack, wait_for
-from service.routes import batches, deliveries, endpoints, events, jobs
+from service.api.routes import batches, deliveries, endpoints, jobs
+from service.api.routes import live_events as events
+from service.cli.devstack import RunningStack, local_stack
 from service.storage import FileLinks
-from tests.conftest import STACK_ENV
-from tests.helpers import client_for, error_of, pixhook, transform_job, wait_for_status
-from tests.receiver import Receiver
-from tests.test_batches import transform_item, wait_for_batch
-from tests.test_deliveries import deliveries_of
+from tests.support.batches import transform_item, wait_for_batch
+from tests.support.cli import pixhook
+from tests.support.clients import client_for
+from tests.support.deliveries import deliveries_of
+from tests.support.in_process import InProcessApi
+from tests.support.jobs import error_of, transform_job, wait_for_status
+from tests.support.stack_env import STACK_ENV
+from tests.support.waiting import wait_until
+from tests.support.webhook_receiver import Receiver
 
 # ---------------------------------------------------------------------------------------------
 # Another client's ids answer 404, never data.
@@ -224,6 +224,45 @@ def test_event_streams_keep_no_cache(owned: Owned):
 
 
 # ---------------------------------------------------------------------------------------------
+# Which routes ask for a key: every route of the client API, and no other. A path no route
+# answers is 404, and a method its route lacks 405, before any key is asked for.
+
+
+def test_every_route_of_the_client_api_asks_for_a_key(stack: RunningStack):
+    modules = (jobs, events, batches, deliveries, endpoints)
+    asked = {
+        (method, re.sub(r"\{\w+\}", "x", route.path))
+        for module in modules
+        for route in module.routes
+        if isinstance(route, Route)
+        for method in (route.methods or set()) - {"HEAD"}
+    }
+
+    answers = {(m, path): httpx.request(m, stack.api_url + path) for m, path in asked}
+
+    assert {key: r.status_code for key, r in answers.items()} == {key: 401 for key in asked}
+    assert {error_of(r)["code"] for r in answers.values()} == {"UNAUTHORIZED"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("GET", "/v1/nothing-here", 404), ("DELETE", "/v1/jobs", 405), ("GET", "/v1/dlq/replay", 405)],
+)
+def test_no_key_is_asked_for_what_no_route_answers(stack: RunningStack, method, path, status):
+    response = httpx.request(method, stack.api_url + path)
+
+    assert response.status_code == status
+
+
+@pytest.mark.parametrize("path", ["/healthcheck", "/readyz", "/info", "/metrics", "/openapi.json"])
+def test_public_routes_never_read_the_key(stack: RunningStack, path):
+    response = httpx.get(stack.api_url + path, headers={"authorization": "Bearer phk_wrong"})
+
+    assert response.status_code == 200
+    assert "ratelimit-limit" not in response.headers
+
+
+# ---------------------------------------------------------------------------------------------
 # The real app in this process: a bug answers 500 INTERNAL_ERROR, without a trace, a path or the
 # exception's text; a stored file of an unexpected type is never served as HTML.
 
@@ -235,31 +274,17 @@ async def _raise(request: Request) -> Response:
 
 
 @pytest.fixture
-def in_process_app(stack: RunningStack, tmp_path: Path) -> Iterator[str]:
-    """The real app, in this process, with one extra route that raises."""
-    settings = Settings.from_env(
-        {
-            "PIXHOOK_REDIS_URL": stack.redis_url,
-            "PIXHOOK_SECRET_KEY": SECRET_KEY,
-            "PIXHOOK_STORAGE": f"local:{tmp_path}",
-        }
-    )
-    app = create_app(settings)
-    app.router.routes.append(Route("/v1/bug", _raise, methods=["GET"]))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical"))
-    thread = threading.Thread(target=server.run)
-    thread.start()
-    try:
-        wait_for(lambda: server.started, "the in-process API", 10)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
+def in_process_app(make_app: Callable[..., InProcessApi], tmp_path: Path) -> httpx.Client:
+    """The real app, in this process, with one extra route that raises; a caller of it sees what
+    a server's client would (a 500, not the exception)."""
+    env = {"PIXHOOK_SECRET_KEY": SECRET_KEY, "PIXHOOK_STORAGE": f"local:{tmp_path}"}
+    app = make_app(raise_app_exceptions=False, **env)
+    app.app.router.routes.append(Route("/v1/bug", _raise, methods=["GET"]))
+    return app.http()
 
 
-def test_an_unexpected_error_answers_500_without_internals(in_process_app: str):
-    response = httpx.get(f"{in_process_app}/v1/bug")
+def test_an_unexpected_error_answers_500_without_internals(in_process_app: httpx.Client):
+    response = in_process_app.get("/v1/bug")
 
     assert response.status_code == 500
     assert error_of(response) == {
@@ -272,11 +297,13 @@ def test_an_unexpected_error_answers_500_without_internals(in_process_app: str):
     assert headers_of(response, API_HEADERS) == API_HEADERS
 
 
-def test_a_stored_file_of_another_type_is_never_served_as_html(in_process_app: str, tmp_path):
+def test_a_stored_file_of_another_type_is_never_served_as_html(
+    in_process_app: httpx.Client, tmp_path
+):
     (tmp_path / "page.html").write_text("<script>alert(document.cookie)</script>")
     token = FileLinks(SECRET_KEY, 60).token("page.html", "text/html")
 
-    response = httpx.get(f"{in_process_app}/files/{token}")
+    response = in_process_app.get(f"/files/{token}")
 
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/octet-stream"
@@ -301,6 +328,12 @@ def noise_png() -> bytes:
     return buffer.getvalue()
 
 
+def lines_with(stack: RunningStack, name: str, text: str) -> int:
+    """How many lines of that log contain `text`."""
+    log = (stack.files_dir.parent / "logs" / f"{name}.log").read_text(errors="replace")
+    return sum(text in line for line in log.splitlines())
+
+
 def run_workload(stack: RunningStack) -> list[str]:
     """A representative day: every secret it handles is returned, to be looked for in logs."""
     record, api = client_for(stack, "logged")
@@ -319,14 +352,18 @@ def run_workload(stack: RunningStack) -> list[str]:
             api.post("/v1/jobs", json=transform_job(png, webhook_url=good.url))
             good.wait_for(2)
             wait_for_status(api, job["id"])
-            api.post("/v1/batches", json={"type": "image.transform", "items": [transform_item()]})
+            batch = {"type": "image.transform", "items": [transform_item()]}
+            wait_for_batch(api, api.post("/v1/batches", json=batch).json()["id"])
         new_key = pixhook(stack, "clients", "rotate-key", record["id"]).stdout.split()[1]
         httpx.get(f"{stack.api_url}/v1/jobs/job_x", headers={"authorization": f"Bearer {new_key}"})
         pixhook(stack, "clients", "revoke", record["id"])
         wrong_key = "phk_" + "w" * 43
         for key in (record["api_key"], new_key, wrong_key):
             httpx.get(f"{stack.api_url}/v1/jobs", headers={"authorization": f"Bearer {key}"})
-        time.sleep(1)  # the last deliveries and their log lines
+        # The replayed delivery dies again, and the last request is logged.
+        dead = f"delivery {delivery['id']} to 127.0.0.1 is dead after"
+        wait_until(lambda: lines_with(stack, "worker-deliveries", dead) >= 2, 20, "the replay")
+        wait_until(lambda: lines_with(stack, "api", "GET /v1/jobs ") >= 3, 10, "the last requests")
     finally:
         good.close()
         failing.close()

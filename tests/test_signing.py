@@ -9,8 +9,14 @@ from datetime import UTC, datetime
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from webhooks.receiver import InvalidWebhook, verify
-from webhooks.signing import InvalidSecret, generate_secret, secret_key, webhook_headers
+from webhooks import (
+    InvalidSecret,
+    InvalidWebhook,
+    generate_secret,
+    secret_key,
+    verify,
+    webhook_headers,
+)
 
 BODY = b'{"type":"job.completed","id":"evt_1","data":{"x":"\xc3\xa9"}}'
 

@@ -11,10 +11,11 @@ from typing import Any
 import httpx
 import pytest
 
-from service.devstack import RunningStack
-from tests.helpers import client_for, transform_job, wait_for_status
-from tests.servers import Response, Scripted
-from tests.slack_standin import SlackStandIn
+from service.notify import SLACK_WORDING
+from tests.support.in_process import BASE_URL, InProcessApi
+from tests.support.jobs import transform_job, wait_for_status
+from tests.support.raw_servers import Response, Scripted
+from tests.support.slack_standin import SlackStandIn
 from webhooks.fanout import Event, body_for
 from webhooks.targets import Target
 
@@ -26,10 +27,9 @@ def slack() -> Iterator[SlackStandIn]:
 
 
 @pytest.fixture
-def tenant(stack: RunningStack) -> Iterator[httpx.Client]:
-    _, api = client_for(stack, "slack")
-    with api:
-        yield api
+def tenant(app_with_workers: InProcessApi) -> httpx.Client:
+    """A client of the API running with its workers in this process: Slack is the stand-in."""
+    return app_with_workers.http(app_with_workers.client.api_key)
 
 
 def channel(slack: SlackStandIn) -> str:
@@ -118,7 +118,7 @@ def test_a_template_replaces_the_default_message(tenant, slack: SlackStandIn):
 
 
 def test_the_view_job_link_opens_the_consoles_job_page(
-    stack: RunningStack, tenant, slack: SlackStandIn
+    app_with_workers: InProcessApi, tenant, slack: SlackStandIn
 ):
     """Issue 15 item 16: "View job" linked the API, which answers a Slack reader 401."""
     url = channel(slack)
@@ -128,9 +128,9 @@ def test_the_view_job_link_opens_the_consoles_job_page(
 
     [link] = [e["text"] for e in message.json["blocks"][-1]["elements"] if "View job" in e["text"]]
     target = link.removeprefix("<").partition("|")[0]
-    opened = httpx.get(target)
+    opened = app_with_workers.http().get(target)
 
-    assert target == f"{stack.api_url}/console/jobs/{job['id']}"
+    assert target == f"{BASE_URL}/console/jobs/{job['id']}"
     assert opened.status_code == 303
     assert opened.headers["location"].startswith("/console/login?")
 
@@ -179,8 +179,8 @@ def test_a_jobs_own_slack_webhook_url_gets_a_slack_message_paced_like_an_endpoin
     event = Event("job.completed", "evt_1", {"id": "job_1", "type": "image.transform"})
     slack_url = "https://hooks.slack.com/services/T0/B0/secret"
 
-    to_slack = json.loads(body_for(event, slack_url))
-    to_receiver = json.loads(body_for(event, "https://cms.example.com/hook"))
+    to_slack = json.loads(body_for(event, slack_url, SLACK_WORDING))
+    to_receiver = json.loads(body_for(event, "https://cms.example.com/hook", SLACK_WORDING))
 
     assert to_slack["text"].startswith(":white_check_mark: `image.transform` job `job_1`")
     assert to_receiver == event.envelope()

@@ -9,14 +9,28 @@ from typing import Any
 
 import pytest
 
-from webhooks.events import utc_timestamp
-from webhooks.slack import (
-    InvalidTemplate,
-    check_templates,
-    is_slack_url,
-    slack_body,
-    slack_message,
-)
+from service.notify import SLACK_WORDING
+from webhooks import InvalidTemplate, is_slack_url, utc_timestamp
+from webhooks import check_templates as check_templates_over
+from webhooks.slack import slack_body as slack_body_in
+from webhooks.slack import slack_message as slack_message_in
+
+Templates = dict[str, dict[str, Any]]
+
+
+def slack_message(event: dict[str, Any], templates: Templates | None = None) -> dict[str, Any]:
+    """The message pixhook's wording makes of `event`."""
+    return slack_message_in(event, SLACK_WORDING, templates)
+
+
+def slack_body(event: dict[str, Any], templates: Templates | None = None) -> bytes:
+    return slack_body_in(event, SLACK_WORDING, templates)
+
+
+def check_templates(templates: object) -> Templates:
+    """Templates checked against the names pixhook's wording fills in."""
+    return check_templates_over(templates, SLACK_WORDING.template_roots)
+
 
 STARTED = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 THUMB_URL = "https://cdn.example.com/out/thumb.webp?sig=a1&exp=9"

@@ -6,22 +6,29 @@ from __future__ import annotations
 import itertools
 import json
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.slack_standin import SlackStandIn
+from service.notify import SLACK_WORDING
+from tests.support.clock import ManualClock
+from tests.support.slack_standin import SlackStandIn
 from webhooks.slack import slack_body
 
 _tokens = itertools.count()
 
 
 @pytest.fixture(scope="module")
-def slack() -> Iterator[SlackStandIn]:
-    with SlackStandIn() as standin:
+def clock() -> ManualClock:
+    """The stand-in's clock: still unless a test moves it, so its rate limit never waits."""
+    return ManualClock()
+
+
+@pytest.fixture(scope="module")
+def slack(clock: ManualClock) -> Iterator[SlackStandIn]:
+    with SlackStandIn(clock) as standin:
         yield standin
 
 
@@ -66,11 +73,13 @@ def test_rate_limit_is_per_webhook_url(slack: SlackStandIn, channel: str):
     assert post(other, {"text": "elsewhere"}).status_code == 200
 
 
-def test_a_second_after_the_last_accepted_message_slack_accepts_again(channel: str):
+def test_a_second_after_the_last_accepted_message_slack_accepts_again(
+    clock: ManualClock, channel: str
+):
     post(channel, {"text": "first"})
-    time.sleep(0.5)
+    clock.advance(0.5)
     assert post(channel, {"text": "too soon"}).status_code == 429
-    time.sleep(0.55)
+    clock.advance(0.55)
 
     assert post(channel, {"text": "later"}).status_code == 200
 
@@ -161,4 +170,4 @@ EVENTS = {
 
 @pytest.mark.parametrize("envelope", EVENTS.values(), ids=EVENTS.keys())
 def test_slack_accepts_the_messages_we_make(channel: str, envelope: dict[str, Any]):
-    assert post(channel, slack_body(envelope)).status_code == 200
+    assert post(channel, slack_body(envelope, SLACK_WORDING)).status_code == 200

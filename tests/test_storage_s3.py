@@ -10,23 +10,25 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
+from service.cli.devstack import RunningStack, free_port, local_stack, stop_process, wait_for
 from service.config import ConfigError, Settings
-from service.devstack import RunningStack, free_port, local_stack, stop_process, wait_for
 from service.errors import NotFound, ServiceUnavailable
 from service.storage import MAX_PRESIGN_S, S3Storage, job_file_key, open_storage, s3_client
-from tests.helpers import error_of, image_bytes, transform_job, wait_for_status
-from tests.openai_standin import API_KEY, OpenAIStandIn
-from tests.tcp_proxy import TcpProxy
+from tests.support.images import image_bytes
+from tests.support.jobs import error_of, transform_job, wait_for_status
+from tests.support.openai_standin import API_KEY, OpenAIStandIn
+from tests.support.tcp_proxy import TcpProxy
+from tests.support.waiting import wait_until
 
 BUCKET = "pixhook-test"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
@@ -165,7 +167,7 @@ def test_open_storage_picks_by_scheme(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("spec", ["s3://bucket", "s3://bucket/", "s3://my.bucket-1/a/b/c"])
 def test_settings_accept_s3_urls(spec):
-    assert Settings.from_env({"PIXHOOK_STORAGE": spec}).storage == spec
+    assert Settings.from_env({"PIXHOOK_STORAGE": spec}).storage.location == spec
 
 
 @pytest.mark.parametrize(
@@ -191,8 +193,11 @@ def test_s3_settings_are_read():
         {"PIXHOOK_S3_ENDPOINT_URL": "http://minio:9000/", "PIXHOOK_S3_REGION": "eu-west-3"}
     )
 
-    assert (settings.s3_endpoint_url, settings.s3_region) == ("http://minio:9000", "eu-west-3")
-    assert Settings().s3_region == "us-east-1"
+    assert (settings.storage.s3_endpoint_url, settings.storage.s3_region) == (
+        "http://minio:9000",
+        "eu-west-3",
+    )
+    assert Settings().storage.s3_region == "us-east-1"
 
 
 def stack_on_s3(workdir: Path, endpoint: str, prefix: str, **env: str) -> Iterator[RunningStack]:
@@ -271,12 +276,11 @@ def test_batch_results_are_written_to_s3(s3_stack, s3_api, s3, moto_url):
     created = s3_api.post("/v1/batches", json={"type": "image.transform", "items": items})
     assert created.status_code == 202, created.text
 
-    deadline = time.monotonic() + 30
-    while (batch := s3_api.get(f"/v1/batches/{created.json()['id']}").json())[
-        "status"
-    ] == "running":
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    def ended() -> dict[str, Any] | None:
+        batch = s3_api.get(f"/v1/batches/{created.json()['id']}").json()
+        return None if batch["status"] == "running" else cast(dict[str, Any], batch)
+
+    batch = wait_until(ended, 30, "the batch to end")
 
     assert batch["counts"]["succeeded"] == 3
     url = batch["results"]["url"]
@@ -337,13 +341,6 @@ def failed_puts(api: httpx.Client) -> float:
     )
 
 
-def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 10) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} did not happen within {timeout_s}s"
-        time.sleep(0.02)
-
-
 def test_a_storage_outage_answers_503_without_internal_endpoints_or_keys(
     outage_api, s3_proxy, moto_url
 ):
@@ -369,7 +366,7 @@ def test_a_generate_job_rides_out_a_storage_blip_and_pays_once(
     before = failed_puts(outage_api)
 
     job_id = generate(outage_api, "standin-blip")
-    wait_until(lambda: failed_puts(outage_api) > before, "a failed write")
+    wait_until(lambda: failed_puts(outage_api) > before, 10, "a failed write")
     s3_proxy.restore()
     job = wait_for_status(outage_api, job_id)
 

@@ -4,17 +4,28 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 from PIL import Image
 
-from service.config import Settings
+from service.config import JobSettings, Settings
 from service.imaging import DEFAULT_WEBP_EFFORT
 from service.tasks import transform
-from tests import icc_profiles
-from tests.helpers import error_of, image_bytes, wait_for_status
+from tests.support import icc_profiles
+from tests.support.images import image_bytes
+from tests.support.in_process import InProcessApi
+from tests.support.jobs import error_of, wait_for_status
+
+
+@pytest.fixture
+def api(make_app: Callable[..., InProcessApi]) -> httpx.Client:
+    """The API and a jobs worker in this process: a transform crosses no process."""
+    app = make_app()
+    app.start_worker("jobs")
+    return app.http(app.client.api_key)
 
 
 def transform_body(image: bytes, **input_fields: Any) -> dict[str, Any]:
@@ -42,7 +53,7 @@ def test_job_with_three_variants_gives_three_downloadable_images(api):
         "card": (300, 300, "png"),  # the top-level format is every variant's default
     }
     for image in images.values():
-        downloaded = httpx.get(image["url"])
+        downloaded = api.get(image["url"])
         assert downloaded.status_code == 200
         assert downloaded.headers["content-type"] == image["media_type"]
         size = Image.open(io.BytesIO(downloaded.content)).size
@@ -172,8 +183,13 @@ def test_webp_outputs_without_an_effort_get_the_operators_or_the_budgets(
         "budget": {"max_bytes": 9000},
         "png": {"format": "png"},
     }
-    settings = Settings() if operators_effort is None else Settings(webp_effort=operators_effort)
+    settings = (
+        Settings()
+        if operators_effort is None
+        else Settings(jobs=JobSettings(webp_effort=operators_effort))
+    )
 
-    parsed = transform.parse_input({"format": "webp", "variants": variants}, settings)
+    raw = transform.TransformInput.model_validate({"format": "webp", "variants": variants})
+    parsed = transform.parse_input(raw, settings)
 
     assert {name: output["effort"] for name, output in parsed["variants"].items()} == expected

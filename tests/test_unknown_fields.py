@@ -9,26 +9,26 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from service.devstack import RunningStack
-from tests.helpers import client_for, error_of, image_bytes, transform_job
-from tests.test_batches import wait_for_batch
+from service.api.endpoint_input import SlackMessage
+from tests.support.batches import wait_for_batch
+from tests.support.images import image_bytes
+from tests.support.in_process import InProcessApi
+from tests.support.jobs import error_of, transform_job
+from webhooks.slack_templates import MESSAGE_KEYS
 
 GENERATE = {"type": "image.generate", "input": {"prompt": "a red chair"}}
 IMAGE = {"base64": base64.b64encode(image_bytes((40, 30))).decode()}
 
 
-@pytest.fixture(scope="module")
-def own_api(stack: RunningStack) -> Iterator[httpx.Client]:
-    """A client of its own: an endpoint created here receives no other module's events."""
-    _, api = client_for(stack, "unknown-fields")
-    with api:
-        yield api
+@pytest.fixture
+def own_api(app_with_workers: InProcessApi) -> httpx.Client:
+    """The API and its workers in this process, on a Redis of their own."""
+    return app_with_workers.http(app_with_workers.client.api_key)
 
 
 def with_input(body: dict[str, Any], **fields: Any) -> dict[str, Any]:
@@ -65,8 +65,24 @@ def with_input(body: dict[str, Any], **fields: Any) -> dict[str, Any]:
             "job_types",
         ),
         ("/v1/dlq/replay", {"host": "example.com", "sinse": 0}, "sinse", "since"),
+        # It answered INVALID_TEMPLATE ("unknown key"): one field, two codes (issue 16).
+        (
+            "/v1/endpoints",
+            {"url": "https://example.com/h", "kind": "slack", "templates": {"*": {"txt": "hi"}}},
+            "templates.*.txt",
+            "text",
+        ),
     ],
-    ids=["webhookUrl", "webhook", "guidence_scale", "metdata", "batch", "endpoint-filter", "dlq"],
+    ids=[
+        "webhookUrl",
+        "webhook",
+        "guidence_scale",
+        "metdata",
+        "batch",
+        "endpoint-filter",
+        "dlq",
+        "slack-template",
+    ],
 )
 def test_a_misspelt_field_is_refused_with_the_name_it_meant(own_api, path, body, field, meant):
     response = own_api.post(path, json=body)
@@ -145,3 +161,8 @@ def test_an_unknown_item_field_fails_that_item_alone(own_api):
         "message": "",
         "field": "items[1].input.guidence_scale",
     }
+
+
+def test_a_slack_message_model_takes_the_keys_the_template_check_reads():
+    """The model refuses what `webhooks.slack_templates` would call an unknown key, no less."""
+    assert set(SlackMessage.model_fields) == set(MESSAGE_KEYS)

@@ -11,7 +11,7 @@ from PIL import Image
 
 from service.providers.errors import ProviderError
 from service.providers.vision import chat_request, parse_attributes, prepare_image, reply_text
-from tests.openai_standin import PRODUCT
+from tests.support.openai_standin import PRODUCT
 
 GOOD: dict[str, Any] = PRODUCT  # what the stand-in provider answers by default
 

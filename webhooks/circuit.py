@@ -21,6 +21,7 @@ from typing import Literal
 
 from redis.asyncio import Redis
 
+from webhooks.keys import DEFAULT_PREFIX, Keys
 from webhooks.sender import Blame
 
 _CHECK = """
@@ -90,16 +91,16 @@ class CircuitState:
 
 
 class Circuits:
-    def __init__(self, redis: Redis, policy: CircuitPolicy, prefix: str = "pixhook") -> None:
+    def __init__(self, redis: Redis, policy: CircuitPolicy, prefix: str = DEFAULT_PREFIX) -> None:
         self._redis = redis
         self._policy = policy
-        self._prefix = prefix
-        self.open_key = f"{prefix}:circuits:open"
+        self._keys = Keys(prefix)
+        self.open_key = self._keys.circuits_open
         self._check = redis.register_script(_CHECK)
         self._report = redis.register_script(_REPORT)
 
     def _key(self, host: str) -> str:
-        return f"{self._prefix}:circuit:{host}"
+        return self._keys.circuit(host)
 
     async def check(self, hosts: Iterable[str]) -> dict[str, CircuitState]:
         """Each host's state; a host whose cooldown ended hands out a single probe."""

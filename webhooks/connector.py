@@ -7,7 +7,8 @@ import socket
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from webhooks.guard import DNS_FAILURE, GuardRefused, Resolver, UrlPolicy, system_resolver
+from webhooks.errors import GuardRefused
+from webhooks.guard import DNS_FAILURE, Resolver, UrlPolicy, system_resolver
 
 
 class GuardedResolver(AbstractResolver):

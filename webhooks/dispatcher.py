@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 import aiohttp
 from redis.exceptions import RedisError
 
+from webhooks.attempt import SIGNING_ERROR, attempt_once
 from webhooks.circuit import Circuits
 from webhooks.dlq import DeadLetters
 from webhooks.guard import UrlPolicy
@@ -26,10 +27,7 @@ from webhooks.sender import (
     THROTTLED,
     TIMEOUT,
     AttemptResult,
-    outgoing_headers,
-    send,
 )
-from webhooks.signing import InvalidSecret
 from webhooks.store import Attempt, Delivery, DeliveryStore, Outcome
 from webhooks.targets import (
     ENDPOINT_DISABLED_CODE,
@@ -42,7 +40,6 @@ from webhooks.targets import (
 
 log = logging.getLogger("pixhook.deliveries")
 
-SIGNING_ERROR = "SIGNING_ERROR"
 # Failures that no later attempt can fix; the delivery goes straight to the dead-letter queue.
 FINAL_ERRORS = frozenset(
     {
@@ -106,6 +103,7 @@ class Dispatcher:
         self,
         store: DeliveryStore,
         session: aiohttp.ClientSession,
+        *,
         targets: Targets,
         policy: DeliveryPolicy,
         url_policy: UrlPolicy,
@@ -280,20 +278,12 @@ class Dispatcher:
         self, delivery: Delivery, target: Target | Refused
     ) -> tuple[AttemptResult, dict[str, str]]:
         """The attempt's result, and the headers it sent as the attempt log keeps them."""
-        if isinstance(target, Refused):
-            return target.result(), {}
-        try:
-            headers = target.signed_headers(delivery.event_id, delivery.payload)
-        except InvalidSecret as exc:
-            unsigned = AttemptResult(False, 0.0, error_code=SIGNING_ERROR, error_message=str(exc))
-            return unsigned, {}
-        result = await send(
+        return await attempt_once(
             self._session,
-            target.url,
+            target,
+            delivery.event_id,
             delivery.payload,
-            headers,
-            policy=self._url_policy,
+            url_policy=self._url_policy,
             deadline_s=self._policy.attempt_deadline_s,
             response_cap=self._policy.response_cap_bytes,
         )
-        return result, outgoing_headers(target.logged(headers))

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
+from webhooks.keys import DEFAULT_PREFIX, Keys
 from webhooks.sealing import Sealer
 from webhooks.signing import generate_secret
 
@@ -106,20 +107,24 @@ def new_endpoint_id() -> str:
 
 class EndpointStore:
     def __init__(
-        self, redis: Redis, sealer: Sealer, *, prefix: str = "pixhook", samples_kept: int = 1000
+        self,
+        redis: Redis,
+        sealer: Sealer,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        samples_kept: int = 1000,
     ) -> None:
         self._redis = redis
         self.sealer = sealer
-        self._prefix = prefix
+        self._keys = Keys(prefix)
         self._samples_kept = samples_kept
         self._observe = redis.register_script(_OBSERVE)
 
     def _key(self, owner: str) -> str:
-        return f"{self._prefix}:endpoints:{owner}"
+        return self._keys.endpoints(owner)
 
     def _health_keys(self, endpoint_id: str) -> list[str]:
-        base = f"{self._prefix}:endpoint:{endpoint_id}"
-        return [f"{base}:health", f"{base}:samples"]
+        return self._keys.endpoint_health(endpoint_id)
 
     async def count(self, owner: str) -> int:
         return int(await self._redis.hlen(self._key(owner)))  # type: ignore[misc]

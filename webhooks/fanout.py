@@ -10,7 +10,7 @@ from typing import Any
 from webhooks.endpoints import Endpoint
 from webhooks.events import event_body, utc_timestamp
 from webhooks.outbox import submit
-from webhooks.slack import is_slack_url, slack_body
+from webhooks.slack import SlackWording, is_slack_url, slack_body
 from webhooks.store import DeliveryStore
 
 
@@ -28,12 +28,14 @@ class Event:
         return event_body(self.type, self.id, dict(self.data), self.timestamp)
 
 
-def body_for(event: Event, url: str, endpoint: Endpoint | None = None) -> bytes:
+def body_for(
+    event: Event, url: str, wording: SlackWording, endpoint: Endpoint | None = None
+) -> bytes:
     """What is sent: the event itself, or a Slack message about it for a Slack channel."""
     if endpoint is not None and endpoint.kind == "slack":
-        return slack_body(event.envelope(), endpoint.templates)
+        return slack_body(event.envelope(), wording, endpoint.templates)
     if endpoint is None and is_slack_url(url):
-        return slack_body(event.envelope())
+        return slack_body(event.envelope(), wording)
     return event.body()
 
 
@@ -44,6 +46,7 @@ async def fan_out(
     owner: str,
     direct_url: str | None,
     endpoints: Iterable[Endpoint],
+    wording: SlackWording,
 ) -> list[str]:
     """Queue the event for `direct_url` (if any) and every endpoint that matches it; the ids of
     the deliveries. Repeating it (after a crash) queues nothing new."""
@@ -59,7 +62,7 @@ async def fan_out(
             event_type=event.type,
             owner=owner,
             url=url,
-            payload=body_for(event, url, endpoint),
+            payload=body_for(event, url, wording, endpoint),
             endpoint_id=None if endpoint is None else endpoint.id,
         )
         delivery_ids.append(delivery_id)

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import httpx
 
+from webhooks.errors import GuardRefused, InvalidNetwork
+
 # Stable reason codes on `GuardRefused`.
 SCHEME_NOT_ALLOWED = "SCHEME_NOT_ALLOWED"
 INVALID_URL = "INVALID_URL"
@@ -69,16 +71,6 @@ _GLOBAL_UNICAST_V6 = ipaddress.IPv6Network("2000::/3")
 # Addresses whose destination is the IPv4 address they embed: judged by that address.
 _IPV4_CARRIERS = _networks("::ffff:0:0/96", "::/96", "64:ff9b::/96", "2002::/16")
 _LAST_32_BITS = _networks("::/96", "64:ff9b::/96", "64:ff9b:1::/48")
-
-
-class GuardRefused(Exception):
-    """The URL or an address it resolves to is not allowed."""
-
-    def __init__(self, reason: str, url: str, detail: str, address: str | None = None) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.url = url
-        self.address = address
 
 
 @dataclass(frozen=True)
@@ -185,7 +177,7 @@ def _parse_network(entry: str) -> IPNetwork:
     try:
         return ipaddress.ip_network(entry)
     except ValueError as exc:
-        raise ValueError(f"invalid network {entry!r} in allow-list: {exc}") from exc
+        raise InvalidNetwork(entry, str(exc)) from exc
 
 
 def _parse_url(url: str) -> httpx.URL:

@@ -15,6 +15,7 @@ from prometheus_client.core import (
 )
 from redis.asyncio import Redis
 
+from webhooks.keys import DEFAULT_PREFIX, Keys
 from webhooks.store import Attempt, Outcome
 
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0)
@@ -34,26 +35,21 @@ redis.call('EXPIRE', KEYS[2], ARGV[2])
 """
 
 
-def history_key(prefix: str, moment: float) -> str:
-    """The hash of counts for the minute `moment` falls in."""
-    return f"{prefix}:history:{int(moment // 60)}"
-
-
 async def recent_history(redis: Redis, prefix: str, minutes: int) -> list[dict[str, int]]:
     """The counts of each of the last `minutes` minutes, oldest first, the current one last."""
-    now = time.time()
+    now, keys = time.time(), Keys(prefix)
     async with redis.pipeline(transaction=False) as pipe:
         for back in range(minutes - 1, -1, -1):
-            pipe.hgetall(history_key(prefix, now - back * 60))
+            pipe.hgetall(keys.history(now - back * 60))
         rows = await pipe.execute()
     return [{k.decode(): int(v) for k, v in row.items()} for row in rows]
 
 
 class DeliveryMetrics:
-    def __init__(self, redis: Redis, prefix: str = "pixhook") -> None:
+    def __init__(self, redis: Redis, prefix: str = DEFAULT_PREFIX) -> None:
         self._redis = redis
-        self._prefix = prefix
-        self.key = f"{prefix}:metrics:deliveries"
+        self._keys = Keys(prefix)
+        self.key = self._keys.delivery_metrics
         self._observe = redis.register_script(_OBSERVE)
 
     async def observe(
@@ -67,7 +63,7 @@ class DeliveryMetrics:
         if outcome in ("succeeded", "dead"):
             fields.append(f"deliveries|{outcome}")
         fields += [f"latency_le|{bound}" for bound in LATENCY_BUCKETS_S if seconds <= bound]
-        minute = history_key(self._prefix, attempt.started_at)
+        minute = self._keys.history(attempt.started_at)
         history_field = "attempts|ok" if attempt.ok else "attempts|failed"
         args: list[str | float] = [seconds, HISTORY_TTL_S, history_field]
         args += [f"{history_field}|{owner}", *fields]

@@ -9,11 +9,11 @@ racing for each slot.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 
 from redis.asyncio import Redis
 
+from webhooks.keys import DEFAULT_PREFIX, Keys
 from webhooks.sender import AttemptResult
 
 # KEYS: next free slot, last send, delivery. ARGV: now_ms, interval_ms.
@@ -49,17 +49,15 @@ end
 
 
 class Pacer:
-    def __init__(self, redis: Redis, *, prefix: str = "pixhook", interval_s: float) -> None:
+    def __init__(self, redis: Redis, *, prefix: str = DEFAULT_PREFIX, interval_s: float) -> None:
         self._redis = redis
-        self._prefix = prefix
+        self._keys = Keys(prefix)
         self._interval_ms = int(interval_s * 1000)
         self._reserve = redis.register_script(_RESERVE)
         self._pause = redis.register_script(_PAUSE)
 
     def _channel(self, url: str) -> list[str]:
-        # Hashed: a Slack webhook URL is itself a secret, and key names show up in tools.
-        channel = f"{self._prefix}:pace:{hashlib.sha256(url.encode()).hexdigest()[:32]}"
-        return [f"{channel}:free", f"{channel}:last"]
+        return self._keys.pace(url)
 
     async def wait_s(self, url: str, delivery_key: str) -> float:
         """0 if the delivery may go now (and it is counted as sent); otherwise how long until

@@ -13,17 +13,10 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from webhooks.signing import SIGNATURE_VERSION, InvalidSecret, sign
+from webhooks.errors import InvalidSecret, InvalidWebhook
+from webhooks.signing import SIGNATURE_VERSION, sign
 
 DEFAULT_TOLERANCE_S = 300
-
-
-class InvalidWebhook(Exception):
-    """The request is not a webhook signed by a secret we hold; `reason` says which check failed."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 def verify(

@@ -6,6 +6,8 @@ import random
 import re
 from dataclasses import dataclass
 
+from webhooks.errors import InvalidDuration
+
 # Svix's schedule: the delays after the 1st, 2nd, ... failed attempt.
 DEFAULT_DELAYS_S = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -16,7 +18,7 @@ def parse_duration(text: str) -> float:
     """Seconds in `"250ms"`, `"5s"`, `"30m"` or `"2h"`."""
     match = _DURATION.match(text)
     if not match:
-        raise ValueError(f"{text!r} is not a duration like 250ms, 5s, 30m or 2h")
+        raise InvalidDuration(text)
     return float(match[1]) * _UNITS[match[2]]
 
 

@@ -13,26 +13,15 @@ from collections.abc import Sequence
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-
-class SealBroken(ValueError):
-    """A sealed value that none of the configured keys opens: the key was changed or lost."""
-
-
-class InvalidSealKey(ValueError):
-    """A configured key is not a Fernet key (32 bytes, URL-safe base64)."""
+from webhooks.errors import InvalidSealKey, SealBroken
 
 
 class Sealer:
     def __init__(self, keys: Sequence[str]) -> None:
         if not keys:
             raise InvalidSealKey("at least one key is needed")
-        try:
-            self._fernet = MultiFernet([Fernet(key) for key in keys])
-        except ValueError as exc:
-            raise InvalidSealKey(
-                "each key must be 32 bytes of URL-safe base64 "
-                "(python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key())')"
-            ) from exc
+        self._fernet = MultiFernet([_fernet(index, key) for index, key in enumerate(keys)])
+        self._keys = len(keys)
 
     @classmethod
     def derived_from(cls, secret_key: str) -> Sealer:
@@ -48,4 +37,15 @@ class Sealer:
         try:
             return self._fernet.decrypt(sealed.encode()).decode()
         except InvalidToken as exc:
-            raise SealBroken("no configured sealing key opens this value") from exc
+            raise SealBroken("no configured sealing key opens this value", self._keys) from exc
+
+
+def _fernet(index: int, key: str) -> Fernet:
+    try:
+        return Fernet(key)
+    except ValueError as exc:
+        raise InvalidSealKey(
+            "each key must be 32 bytes of URL-safe base64 "
+            "(python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key())')",
+            index,
+        ) from exc

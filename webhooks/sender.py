@@ -13,7 +13,8 @@ from typing import Literal
 import aiohttp
 
 from webhooks import guard
-from webhooks.guard import GuardRefused, UrlPolicy
+from webhooks.errors import GuardRefused
+from webhooks.guard import UrlPolicy
 
 USER_AGENT = "pixhook-webhooks/0.1"
 

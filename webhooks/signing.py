@@ -9,12 +9,10 @@ import hmac
 import secrets
 from collections.abc import Sequence
 
+from webhooks.errors import InvalidSecret
+
 SECRET_PREFIX = "whsec_"
 SIGNATURE_VERSION = "v1"
-
-
-class InvalidSecret(ValueError):
-    """A signing secret is not `whsec_` followed by base64."""
 
 
 def generate_secret(nbytes: int = 32) -> str:
@@ -28,9 +26,9 @@ def secret_key(secret: str) -> bytes:
     try:
         key = base64.b64decode(encoded, validate=True)
     except binascii.Error as exc:
-        raise InvalidSecret("signing secret is not valid base64") from exc
+        raise InvalidSecret("not valid base64") from exc
     if not key:
-        raise InvalidSecret("signing secret is empty")
+        raise InvalidSecret("empty")
     return key
 
 

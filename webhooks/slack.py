@@ -1,9 +1,11 @@
-"""pixhook events as Slack incoming-webhook messages: the endpoint's template for the event type
-(webhooks/slack_templates.py) or our default (webhooks/slack_default.py), cut to Slack's limits.
+"""Events as Slack incoming-webhook messages: the endpoint's template for the event type
+(webhooks/slack_templates.py) or the application's default wording (a `SlackWording`), cut to
+Slack's limits.
 
     if is_slack_url(endpoint.url):
-        body = slack_body(event, endpoint.templates)
+        body = slack_body(event, wording, endpoint.templates)
 
+The library knows event types only as strings: what a `job.failed` says is the application's.
 Pure functions, no I/O. Nothing here raises for odd event data: a notification that reads badly
 beats one that never arrives.
 """
@@ -12,26 +14,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from webhooks.slack_default import default_message, summary_line, template_context
-from webhooks.slack_templates import (
-    InvalidTemplate,
-    check_templates,
-    pick_template,
-    render_template,
-)
-
-__all__ = [
-    "SLACK_HOSTS",
-    "SLACK_INTERVAL_S",
-    "InvalidTemplate",
-    "check_templates",
-    "is_slack_url",
-    "slack_body",
-    "slack_message",
-]
+from webhooks.errors import InvalidTemplate
+from webhooks.slack_templates import pick_template, render_template
 
 SLACK_HOSTS = frozenset({"hooks.slack.com"})
 MAX_BODY_BYTES = 40_000
@@ -46,6 +33,24 @@ _MIN_CLIP = 200
 _CLIPPED_KEYS = frozenset({"text", "alt_text"})
 
 
+class SlackWording(Protocol):
+    """What an application's events say in Slack. `summary` is one line of mrkdwn (also the
+    notification text); `message` the default message; `context` the values templates fill in,
+    beyond `data` and `event`: the names in `template_roots`."""
+
+    template_roots: tuple[str, ...]
+
+    def summary(self, event_type: str, data: Mapping[str, Any]) -> str: ...
+
+    def message(
+        self, event: Mapping[str, Any], event_type: str, data: Mapping[str, Any], summary: str
+    ) -> dict[str, Any]: ...
+
+    def context(
+        self, event: Mapping[str, Any], event_type: str, data: Mapping[str, Any], summary: str
+    ) -> dict[str, Any]: ...
+
+
 def is_slack_url(url: str) -> bool:
     """Whether `url` is a Slack incoming webhook, which gets Slack messages, not pixhook events."""
     try:
@@ -56,29 +61,34 @@ def is_slack_url(url: str) -> bool:
 
 
 def slack_body(
-    event: Mapping[str, Any], templates: Mapping[str, Mapping[str, Any]] | None = None
+    event: Mapping[str, Any],
+    wording: SlackWording,
+    templates: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> bytes:
     """The request body for a Slack incoming webhook: `slack_message` as compact UTF-8 JSON."""
-    return _dump(slack_message(event, templates))
+    return _dump(slack_message(event, wording, templates))
 
 
 def slack_message(
-    event: Mapping[str, Any], templates: Mapping[str, Mapping[str, Any]] | None = None
+    event: Mapping[str, Any],
+    wording: SlackWording,
+    templates: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The event as a Slack message: the most specific template for its type (checked with
-    `check_templates`), else the default summary and blocks; never raises."""
+    `check_templates`), else the wording's default summary and blocks; never raises."""
     raw_type = event.get("type")
     event_type = raw_type if isinstance(raw_type, str) and raw_type else "event"
     data = event.get("data")
     data = data if isinstance(data, Mapping) else {}
-    summary = summary_line(event_type, data)
-    message = _templated(templates, event, event_type, data, summary)
+    summary = wording.summary(event_type, data)
+    message = _templated(wording, templates, event, event_type, data, summary)
     if message is None:
-        message = default_message(event, event_type, data, summary)
+        message = wording.message(event, event_type, data, summary)
     return _within_body_budget(_within_slack_limits(message), summary)
 
 
 def _templated(
+    wording: SlackWording,
     templates: Mapping[str, Mapping[str, Any]] | None,
     event: Mapping[str, Any],
     event_type: str,
@@ -89,7 +99,7 @@ def _templated(
     if template is None:
         return None
     try:
-        message = render_template(template, template_context(event, event_type, data, summary))
+        message = render_template(template, wording.context(event, event_type, data, summary))
     except InvalidTemplate:
         return None  # saved without check_templates: better our message than none
     text, blocks = message.get("text"), message.get("blocks")

@@ -1,7 +1,9 @@
 """Per-endpoint Slack message templates: checked once when saved, filled in for every event.
 
 A template is a Slack message (`text`, `blocks`, `unfurl_links`, `unfurl_media`) whose strings
-may hold `{path}` placeholders over the render context, e.g. `{data.output.images.0.url}`;
+may hold `{path}` placeholders over the render context, e.g. `{data.output.images.0.url}`. The
+context has the event's `data` and `event` fields, and whatever text roots the application's
+wording adds (`{summary}`, say);
 `{{` and `}}` stand for literal braces. Templates are keyed by event type (`job.failed`),
 prefix pattern (`job.*`) or `*`, and the most specific key wins.
 """
@@ -12,13 +14,16 @@ import copy
 import functools
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
+
+from webhooks.errors import InvalidTemplate
 
 MAX_TEMPLATES = 20
 MAX_BLOCKS = 50
 MESSAGE_KEYS = ("blocks", "text", "unfurl_links", "unfurl_media")
-ROOTS = ("data", "duration", "event", "link", "output_url", "summary", "thumbnail_url")
+# Roots every context has: the event's data and its envelope fields; only these have fields.
+ENVELOPE_ROOTS = ("data", "event")
 EVENT_FIELDS = ("id", "timestamp", "type")
 # Slack reads these as URLs or plain text, not markup: escaping would corrupt them.
 _UNESCAPED_KEYS = frozenset({"image_url", "url", "alt_text"})
@@ -27,16 +32,6 @@ _SEGMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]+")
 _TOKEN = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
 
 Path = tuple[str, ...]
-
-
-class InvalidTemplate(ValueError):
-    """A template the caller must fix: `field` is where in the templates object, e.g.
-    `job.failed.blocks[0].text.text` (empty for the object itself)."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}" if field else message)
-        self.field = field
-        self.message = message
 
 
 class _BadPlaceholder(Exception):
@@ -53,8 +48,10 @@ def escape_mrkdwn(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def check_templates(templates: object) -> dict[str, dict[str, Any]]:
-    """The templates, validated; raises `InvalidTemplate` at the first thing wrong."""
+def check_templates(templates: object, text_roots: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The templates, validated; raises `InvalidTemplate` at the first thing wrong. Placeholders
+    may name `data`, `event` and the `text_roots` the render context will have."""
+    roots = frozenset(text_roots) | frozenset(ENVELOPE_ROOTS)
     if not isinstance(templates, Mapping):
         raise InvalidTemplate("", "templates must be an object of event type → Slack message")
     if len(templates) > MAX_TEMPLATES:
@@ -65,7 +62,7 @@ def check_templates(templates: object) -> dict[str, dict[str, Any]]:
             raise InvalidTemplate(
                 str(key), "keys are event types (job.failed), patterns (job.*) or *"
             )
-        _check_message(key, message)
+        _check_message(key, message, roots)
         checked[key] = copy.deepcopy(dict(message))
     return checked
 
@@ -88,10 +85,11 @@ def render_template(template: Mapping[str, Any], context: Mapping[str, Any]) -> 
     was never checked and cannot be parsed."""
     if not isinstance(template, Mapping):
         raise InvalidTemplate("", "a template must be an object")
-    return {key: _render(value, context, key) for key, value in template.items()}
+    roots = frozenset(context)
+    return {key: _render(value, context, key, roots) for key, value in template.items()}
 
 
-def _check_message(key: str, message: object) -> None:
+def _check_message(key: str, message: object, roots: frozenset[str]) -> None:
     if not isinstance(message, Mapping):
         raise InvalidTemplate(key, "must be a Slack message object with text and/or blocks")
     for name in message:
@@ -106,7 +104,7 @@ def _check_message(key: str, message: object) -> None:
     for name in ("unfurl_links", "unfurl_media"):
         if name in message and not isinstance(message[name], bool):
             raise InvalidTemplate(f"{key}.{name}", "must be true or false")
-    _check_strings(key, message)
+    _check_strings(key, message, roots)
 
 
 def _check_blocks(field: str, blocks: object) -> None:
@@ -119,22 +117,22 @@ def _check_blocks(field: str, blocks: object) -> None:
             raise InvalidTemplate(f"{field}[{index}]", "a block is an object with a type")
 
 
-def _check_strings(field: str, value: object) -> None:
+def _check_strings(field: str, value: object, roots: frozenset[str]) -> None:
     if isinstance(value, str):
         try:
-            _parse(value)
+            _parse(value, roots)
         except _BadPlaceholder as exc:
             raise InvalidTemplate(field, str(exc)) from None
     elif isinstance(value, Mapping):
         for name, item in value.items():
-            _check_strings(f"{field}.{name}", item)
+            _check_strings(f"{field}.{name}", item, roots)
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            _check_strings(f"{field}[{index}]", item)
+            _check_strings(f"{field}[{index}]", item, roots)
 
 
 @functools.lru_cache(maxsize=1024)
-def _parse(template: str) -> tuple[str | Path, ...]:
+def _parse(template: str, roots: frozenset[str]) -> tuple[str | Path, ...]:
     """Literal text and placeholder paths, in order."""
     parts: list[str | Path] = []
     position = 0
@@ -148,39 +146,40 @@ def _parse(template: str) -> tuple[str | Path, ...]:
         elif token == "}":
             raise _BadPlaceholder("'}' without a '{'; write }} for a literal brace")
         else:
-            parts.append(_placeholder(match.group(1)))
+            parts.append(_placeholder(match.group(1), roots))
         position = match.end()
     parts.append(template[position:])
     return tuple(part for part in parts if part)
 
 
-def _placeholder(inner: str) -> Path:
+def _placeholder(inner: str, roots: frozenset[str]) -> Path:
     path = tuple(inner.split("."))
     if not all(_SEGMENT.fullmatch(segment) for segment in path):
         raise _BadPlaceholder(f"{{{inner}}} is not a placeholder; write e.g. {{data.id}}")
     root = path[0]
-    if root not in ROOTS:
-        raise _BadPlaceholder(f"{{{inner}}}: unknown root {root!r}; use one of {', '.join(ROOTS)}")
+    if root not in roots:
+        known = ", ".join(sorted(roots))
+        raise _BadPlaceholder(f"{{{inner}}}: unknown root {root!r}; use one of {known}")
     if root == "event" and (len(path) != 2 or path[1] not in EVENT_FIELDS):
         raise _BadPlaceholder(f"{{{inner}}}: the event has only {', '.join(EVENT_FIELDS)}")
-    if root not in ("data", "event") and len(path) > 1:
+    if root not in ENVELOPE_ROOTS and len(path) > 1:
         raise _BadPlaceholder(f"{{{inner}}}: {root} is text and has no fields")
     return path
 
 
-def _render(value: Any, context: Mapping[str, Any], key: str) -> Any:
+def _render(value: Any, context: Mapping[str, Any], key: str, roots: frozenset[str]) -> Any:
     if isinstance(value, str):
-        return _fill(value, context, escape=key not in _UNESCAPED_KEYS)
+        return _fill(value, context, roots, escape=key not in _UNESCAPED_KEYS)
     if isinstance(value, Mapping):
-        return {name: _render(item, context, name) for name, item in value.items()}
+        return {name: _render(item, context, name, roots) for name, item in value.items()}
     if isinstance(value, list):
-        return [_render(item, context, key) for item in value]
+        return [_render(item, context, key, roots) for item in value]
     return value
 
 
-def _fill(template: str, context: Mapping[str, Any], *, escape: bool) -> str:
+def _fill(template: str, context: Mapping[str, Any], roots: frozenset[str], *, escape: bool) -> str:
     try:
-        parts = _parse(template)
+        parts = _parse(template, roots)
     except _BadPlaceholder as exc:
         raise InvalidTemplate("", str(exc)) from None
     pieces: list[str] = []

@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
 
+from webhooks.keys import DEFAULT_PREFIX, Keys
+
 DeliveryStatus = Literal["pending", "succeeded", "dead"]
 Outcome = Literal["succeeded", "retry", "dead"]
 STATUSES: tuple[DeliveryStatus, ...] = ("pending", "succeeded", "dead")
@@ -174,53 +176,23 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
-class Keys:
-    def __init__(self, prefix: str) -> None:
-        self.prefix = prefix
-        self.due = f"{prefix}:deliveries:due"
-        self.dlq = f"{prefix}:dlq"
-        # Bumped by whoever changes an owner's signing secrets, in the same transaction: read
-        # with every claim, it tells workers that secrets they keep in memory are stale.
-        self.secrets_version = f"{prefix}:secrets-version"
-
-    def delivery(self, delivery_id: str) -> str:
-        return f"{self.prefix}:delivery:{delivery_id}"
-
-    def by_status(self, owner: str, status: DeliveryStatus) -> str:
-        return f"{self.prefix}:deliveries:owner:{owner}:{status}"
-
-    def dlq_owner(self, owner: str, host: str | None = None) -> str:
-        base = f"{self.prefix}:dlq:owner:{owner}"
-        return base if host is None else f"{base}:host:{host}"
-
-    def dlq_host(self, host: str) -> str:
-        return f"{self.prefix}:dlq:host:{host}"
-
-    def dlq_redrivable(self, authority: str) -> str:
-        """Dead deliveries to `authority` (host:port) that auto-redrive may still re-send."""
-        return f"{self.prefix}:dlq:redrivable:{authority}"
-
-    def redrive_gate(self, authority: str) -> str:
-        return f"{self.prefix}:dlq:redrive:{authority}"
-
-    def lifecycle(self, delivery: Delivery) -> list[str]:
-        """The keys a delivery's status change touches, in the order the scripts expect."""
-        key = self.delivery(delivery.id)
-        return [
-            key,
-            key + ":attempts",
-            self.due,
-            *(self.by_status(delivery.owner, s) for s in STATUSES),
-            self.dlq,
-            self.dlq_owner(delivery.owner),
-            self.dlq_host(delivery.host),
-            self.dlq_owner(delivery.owner, delivery.host),
-            self.dlq_redrivable(delivery.authority),
-        ]
+def _lifecycle(keys: Keys, delivery: Delivery) -> list[str]:
+    """The keys a delivery's status change touches, in the order the scripts expect."""
+    return [
+        keys.delivery(delivery.id),
+        keys.attempts(delivery.id),
+        keys.due,
+        *(keys.by_status(delivery.owner, s) for s in STATUSES),
+        keys.dlq,
+        keys.dlq_owner(delivery.owner),
+        keys.dlq_host(delivery.host),
+        keys.dlq_owner(delivery.owner, delivery.host),
+        keys.dlq_redrivable(delivery.authority),
+    ]
 
 
 class DeliveryStore:
-    def __init__(self, redis: Redis, *, prefix: str = "pixhook", retention_s: int = 7 * 86400):
+    def __init__(self, redis: Redis, *, prefix: str = DEFAULT_PREFIX, retention_s: int = 7 * 86400):
         self.redis = redis
         self.keys = Keys(prefix)
         self.retention_s = retention_s
@@ -254,7 +226,7 @@ class DeliveryStore:
         return [from_hash(raw) if raw else None for raw in rows]
 
     async def attempts(self, delivery_id: str) -> list[Attempt]:
-        key = self.keys.delivery(delivery_id) + ":attempts"
+        key = self.keys.attempts(delivery_id)
         rows = await self.redis.lrange(key, 0, -1)  # type: ignore[misc]
         return [Attempt(**_known(json.loads(row))) for row in rows]
 
@@ -311,7 +283,7 @@ class DeliveryStore:
             delivery.url,
             redrive_limit,
         ]
-        result = await self._record(keys=self.keys.lifecycle(delivery), args=args)
+        result = await self._record(keys=_lifecycle(self.keys, delivery), args=args)
         return None if result == -1 else int(result)
 
     async def requeue(
@@ -326,11 +298,11 @@ class DeliveryStore:
             "1" if only_dead else "0",
             "1" if redrive else "0",
         ]
-        return bool(await self._requeue(keys=self.keys.lifecycle(delivery), args=args))
+        return bool(await self._requeue(keys=_lifecycle(self.keys, delivery), args=args))
 
     async def purge(self, delivery: Delivery) -> bool:
         """Delete a dead delivery and its attempts; False when it is not dead."""
-        return bool(await self._purge(keys=self.keys.lifecycle(delivery), args=[delivery.id]))
+        return bool(await self._purge(keys=_lifecycle(self.keys, delivery), args=[delivery.id]))
 
     async def page(
         self, key: str, *, limit: int, before: int | None = None, low: int | None = None

@@ -11,13 +11,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from webhooks.endpoints import ENDPOINT_DISABLED, Endpoint, EndpointStore
+from webhooks.errors import SealBroken
 from webhooks.events import utc_timestamp
 from webhooks.fanout import Event, fan_out
 from webhooks.pacing import Pacer
-from webhooks.sealing import SealBroken
 from webhooks.sender import GONE, AttemptResult
 from webhooks.signing import webhook_headers
-from webhooks.slack import is_slack_url
+from webhooks.slack import SlackWording, is_slack_url
 from webhooks.store import Delivery, DeliveryStore, host_of
 
 log = logging.getLogger("pixhook.endpoints")
@@ -76,11 +76,13 @@ class Targets:
         endpoints: EndpointStore,
         deliveries: DeliveryStore,
         pacer: Pacer,
+        wording: SlackWording,
         *,
         disable_after_s: float,
         secrets_cache_s: float = 5.0,
     ) -> None:
         self._owner_secrets = owner_secrets
+        self._wording = wording
         self._endpoints = endpoints
         self._deliveries = deliveries
         self._pacer = pacer
@@ -169,7 +171,12 @@ class Targets:
         event = Event(ENDPOINT_DISABLED, f"evt_{endpoint.id}_off_{int(disabled_at * 1000)}", data)
         others = [e for e in await self._endpoints.owned_by(endpoint.owner) if e.id != endpoint.id]
         await fan_out(
-            self._deliveries, event, owner=endpoint.owner, direct_url=None, endpoints=others
+            self._deliveries,
+            event,
+            owner=endpoint.owner,
+            direct_url=None,
+            endpoints=others,
+            wording=self._wording,
         )
 
     async def _secrets_of(self, owner: str) -> Sequence[str]:

@@ -2,8 +2,9 @@
 batch ends with its results file and a `batch.completed` event.
 
 Nothing here holds a batch in memory. The API starts the first items; after that, each item's
-end starts the next ones (`item_finished`), and `reconcile`, run every few seconds by the jobs
-worker, repairs whatever a crash left half done. Every step is safe to repeat: item job ids are
+end starts the next ones (`job_ended`, which `follow_items` registers to hear of every job's
+end), and `reconcile`, run every few seconds by the jobs worker, repairs whatever a crash left
+half done. Every step is safe to repeat: item job ids are
 derived from the batch and the index, and an item's end is recorded once (the `done` bitmap).
 """
 
@@ -15,20 +16,21 @@ import logging
 import secrets
 import time
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
-from service.batches.store import REFUSED, Batch, BatchStatus, Outcome
 from service.batches.views import batch_view
 from service.errors import InvalidInput
-from service.events import publish_status
-from service.jobs import TERMINAL, Job
+from service.jobs.batch_store import REFUSED, Batch, BatchStatus, Outcome
+from service.jobs.model import TERMINAL, Job
+from service.jobs.streams import append_event
+from service.jobs.views import job_view
 from service.launch import launch_job
+from service.lifecycle import end_job
 from service.queue import enqueue_job
 from service.runtime import Runtime
-from service.streams import append_event
 from service.submission import read_submission
-from service.views import job_view
-from webhooks.fanout import Event, fan_out
+from webhooks import Event
 
 log = logging.getLogger("pixhook.batches")
 
@@ -59,7 +61,7 @@ async def fill(runtime: Runtime, batch_id: str, client_batches: list[str] | None
         return
     if client_batches is None:
         client_batches = await runtime.batches.running(batch.client_id)
-    cap = runtime.settings.client_batch_concurrency
+    cap = runtime.settings.batches.client_concurrency
     claimed = await runtime.batches.claim(batch, batch.concurrency, cap, client_batches)
     for index, body in claimed:
         await _launch_item(runtime, batch, index, body)
@@ -89,14 +91,14 @@ async def _launch_item(runtime: Runtime, batch: Batch, index: int, body: str) ->
 # Items ending.
 
 
-async def announce_end(runtime: Runtime, job: Job) -> None:
-    """A job's final status: its stream event and webhook, and its batch's record of it."""
-    await publish_status(runtime, job)
-    await job_ended(runtime, job)
+def follow_items(runtime: Runtime) -> None:
+    """Have every job's end that `runtime` announces recorded by its batch, if it has one: call
+    once, in each process that ends jobs, as it opens its runtime."""
+    runtime.job_end.listen(partial(job_ended, runtime))
 
 
 async def job_ended(runtime: Runtime, job: Job) -> None:
-    """Called whenever a job's final status is published; batch items record their result."""
+    """An item's final status, recorded by its batch; other jobs are no concern of batches."""
     if job.batch_id is None or job.batch_index is None or job.status not in TERMINAL:
         return
     batch = await runtime.batches.get(job.batch_id)
@@ -130,7 +132,7 @@ async def _record(
         line,
         failure,
         time.time(),
-        settings.batch_progress_interval_s,
+        settings.batches.progress_interval_s,
         max(1, int(batch.total * PROGRESS_STEP)),
     )
     if not recorded.new:
@@ -156,7 +158,7 @@ def _result_line(
 ) -> dict[str, Any]:
     output = None
     if job is not None and job.output is not None:
-        output = job_view(job, runtime.storage, runtime.settings.public_url)["output"]
+        output = job_view(job, runtime.storage, runtime.settings.api.public_url)["output"]
     return {
         "index": index,
         "job_id": job.id if job else None,
@@ -268,10 +270,9 @@ async def _cancel_item(runtime: Runtime, batch: Batch, index: int) -> None:
     if job is None:  # claimed, but its job was never made
         await _record(runtime, batch, index, "canceled")
         return
-    canceled = await runtime.jobs.transition(job.id, "canceled")
-    if canceled is not None:
-        await announce_end(runtime, canceled)
-    elif job.status in TERMINAL:  # ended on its own; whoever ended it announced it
+    canceled = await end_job(runtime, job.id, "canceled")
+    # It ended on its own and whoever ended it announced it; its batch records it (once) now.
+    if canceled is None and job.status in TERMINAL:
         await job_ended(runtime, job)
 
 
@@ -316,13 +317,12 @@ async def _publish(runtime: Runtime, batch: Batch, event_type: str) -> None:
     failures = await runtime.batches.failures(batch.id)
     data = batch_view(batch, failures, runtime)
     settings = runtime.settings
-    await append_event(runtime.redis, batch.id, event_type, data, settings.event_retention_s)
+    await append_event(runtime.redis, batch.id, event_type, data, settings.jobs.event_retention_s)
     subscription = "progress" if event_type == "batch.progress" else "completed"
     wanted = batch.webhook_url is not None and subscription in batch.webhook_events
     # Derived from what the event reports, so announcing it again after a crash is one event.
     moment = f"p{batch.done}" if event_type == "batch.progress" else "end"
-    await fan_out(
-        runtime.deliveries,
+    await runtime.engine.publish(
         Event(event_type, f"evt_{batch.id.removeprefix('bat_')}_{moment}", data),
         owner=batch.client_id,
         direct_url=batch.webhook_url if wanted else None,

@@ -7,34 +7,95 @@ only: the batch runs the rest, and the item's error is in the batch's failures a
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import json
 import string
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal, Union
 
-from starlette.requests import Request
+from pydantic import BaseModel, Field, create_model
 
-from service.batches.store import REFUSED
-from service.bodies import JSON, accepted_media_type, parse_json, read_body, read_form
 from service.config import Settings
 from service.errors import InvalidInput
+from service.jobs.batch_store import REFUSED
+from service.shapes.fields import DocumentedAs, JsonText
+from service.shapes.validation import REQUEST, validated
 from service.submission import (
+    JOB_MODELS,
+    Delivery,
     parse_job_type,
     parse_metadata,
     parse_submission,
     parse_webhook_events,
     parse_webhook_url,
 )
-from service.unknown_fields import refuse_unknown_fields
 
-_BATCH_FIELDS = frozenset(
-    {"type", "items", "input", "webhook_url", "webhook_events", "item_webhooks"}
-    | {"concurrency", "metadata"}
-)
-_ITEM_FIELDS = frozenset({"type", "input", "metadata"})
+
+class BatchFields(Delivery):
+    """What a batch adds to a job's delivery fields."""
+
+    item_webhooks: Annotated[
+        bool, Field(description="each item's events too, besides the batch's")
+    ] = False
+    concurrency: Annotated[int, Field(ge=1)] | None = None
+
+
+@dataclass(frozen=True)
+class BatchModels:
+    """A job type's batch bodies: JSON items, or a CSV file's rows and an `input` template."""
+
+    json: type[BaseModel]
+    csv: type[BaseModel]
+    item: type[BaseModel]
+
+
+def _batch_models(job_type: str) -> BatchModels:
+    name = JOB_MODELS[job_type].__name__.removesuffix("Job")
+    tag: Any = Literal[job_type]
+    job_input: Any = JOB_MODELS[job_type].model_fields["input"].annotation
+    item = create_model(
+        f"{name}BatchItem",
+        __config__=REQUEST,
+        type=(tag | None, None),
+        # Validated by `parse_submission`, item by item, so that a bad one fails alone.
+        input=(Annotated[Any, DocumentedAs(job_input)], ...),
+        metadata=(dict[str, Any] | None, None),
+    )
+    # Each item is validated by itself (`_item_body`), so that a bad one fails alone.
+    items = Annotated[list[Annotated[Any, DocumentedAs(item)]], Field(json_schema_extra=_ITEMS)]
+    json_batch = create_model(f"{name}Batch", __base__=BatchFields, type=(tag, ...), items=items)
+    template = Annotated[dict[str, Any], Field(description="the input of each row: {column}s")]
+    csv_batch = create_model(
+        f"{name}CsvBatch", __base__=BatchFields, type=(tag, ...), input=(template, ...)
+    )
+    return BatchModels(json_batch, csv_batch, item)
+
+
+# Checked after the model, with codes of their own (EMPTY_BATCH, BATCH_TOO_LARGE).
+_ITEMS = {"minItems": 1, "description": "at most PIXHOOK_MAX_BATCH_ITEMS"}
+BATCH_MODELS = {name: _batch_models(name) for name in JOB_MODELS}
+
+
+# Any batch, its type saying which (`BatchRequest` in the document): JSON items, or (as the
+# multipart part `batch`) the template for CSV rows.
+JsonBatchRequest: Any = Annotated[
+    Union[tuple(BATCH_MODELS[name].json for name in sorted(BATCH_MODELS))],  # noqa: UP007
+    Field(discriminator="type"),
+]
+CsvBatchRequest: Any = Annotated[
+    Union[tuple(BATCH_MODELS[name].csv for name in sorted(BATCH_MODELS))],  # noqa: UP007
+    Field(discriminator="type"),
+]
+
+
+class BatchUpload(BaseModel):
+    """A batch as multipart/form-data: the batch as JSON in `batch`, its `input` a template
+    whose `{column}`s each row of the file `csv` fills."""
+
+    model_config = REQUEST
+    batch: Annotated[str, JsonText(CsvBatchRequest)]
+    csv: Annotated[bytes, Field(json_schema_extra={"contentMediaType": "text/csv"})]
 
 
 @dataclass(frozen=True)
@@ -50,60 +111,49 @@ class BatchRequest:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-async def read_batch_request(request: Request, settings: Settings) -> BatchRequest:
-    media_type = accepted_media_type(request, multipart=True)
-    body = await read_body(request, settings.max_batch_bytes)
-    if media_type == JSON:
-        spec = parse_json(body, settings.json_shape)
-        _require_object(spec)
-        items = spec.get("items")
-        if not isinstance(items, list):
-            raise InvalidInput("items must be a list of job bodies", field="items")
-        # In a thread, as `read_submission` does: each item's image headers are Pillow's work.
-        return await asyncio.to_thread(_batch, spec, items, settings, from_csv=False)
-    form = await read_form(request, body, fields=("batch",), files=("csv",))
-    spec = parse_json(form["batch"], settings.json_shape)
-    _require_object(spec)
-    if "items" in spec:
-        raise InvalidInput("send items as JSON, or a CSV file, not both", field="items")
-    rows = _csv_rows(form["csv"], settings.max_batch_items)
-    return await asyncio.to_thread(_batch, spec, rows, settings, from_csv=True)
+def json_batch(spec: Any, settings: Settings) -> BatchRequest:
+    """A batch sent as JSON, its items in it."""
+    job_type = _job_type(spec)
+    batch: Any = validated(BATCH_MODELS[job_type].json, spec, settings)
+    return _batch(job_type, batch, batch.items, settings, template=None)
 
 
-def _require_object(spec: Any) -> None:
+def csv_batch(spec: Any, rows: list[dict[str, str]], settings: Settings) -> BatchRequest:
+    """A batch sent as CSV rows, with its JSON `spec`: the rows fill its `input` template."""
+    job_type = _job_type(spec)
+    batch: Any = validated(BATCH_MODELS[job_type].csv, spec, settings)
+    _check_template(batch.input, "input")
+    return _batch(job_type, batch, rows, settings, template=batch.input)
+
+
+def _job_type(spec: Any) -> str:
     if not isinstance(spec, dict):
         raise InvalidInput("the batch must be a JSON object")
-    refuse_unknown_fields(spec, _BATCH_FIELDS)
+    return parse_job_type(spec.get("type"))
 
 
 def _batch(
-    spec: dict[str, Any], items: list[Any], settings: Settings, *, from_csv: bool
+    job_type: str,
+    batch: BatchFields,
+    items: list[Any],
+    settings: Settings,
+    *,
+    template: dict[str, Any] | None,
 ) -> BatchRequest:
-    job_type = parse_job_type(spec.get("type"))
     if not items:
         raise InvalidInput("a batch needs at least one item", code="EMPTY_BATCH", field="items")
-    if len(items) > settings.max_batch_items:
+    if len(items) > settings.limits.max_batch_items:
         raise InvalidInput(
-            f"a batch holds at most {settings.max_batch_items} items, not {len(items)}",
+            f"a batch holds at most {settings.limits.max_batch_items} items, not {len(items)}",
             code="BATCH_TOO_LARGE",
             field="items",
         )
-    webhook_url = spec.get("webhook_url")
-    item_webhooks = spec.get("item_webhooks", False)
-    if not isinstance(item_webhooks, bool):
-        raise InvalidInput("item_webhooks must be true or false", field="item_webhooks")
-    if item_webhooks and webhook_url is None:
+    if batch.item_webhooks and batch.webhook_url is None:
         raise InvalidInput("item_webhooks needs a webhook_url", field="item_webhooks")
-    if from_csv:
-        template = spec.get("input")
-        if not isinstance(template, dict):
-            raise InvalidInput("input must be an object: the template for each row", field="input")
-        _check_template(template, "input")
+    if template is not None:
         bodies = (_render_row(job_type, template, row) for row in items)
-    elif "input" in spec:
-        raise InvalidInput("input is the template for CSV rows; JSON items carry their own")
     else:
-        bodies = (_item_body(job_type, item) for item in items)
+        bodies = (_item_body(job_type, item, settings) for item in items)
     entries, refused = [], []
     for index, body in enumerate(bodies):
         try:
@@ -121,31 +171,31 @@ def _batch(
         type=job_type,
         entries=entries,
         refused=refused,
-        webhook_url=parse_webhook_url(webhook_url, settings),
-        webhook_events=parse_webhook_events(spec.get("webhook_events")),
-        item_webhooks=item_webhooks,
-        concurrency=_concurrency(spec.get("concurrency"), settings),
-        metadata=parse_metadata(spec.get("metadata"), settings),
+        webhook_url=parse_webhook_url(batch.webhook_url, settings),
+        webhook_events=parse_webhook_events(batch.webhook_events),
+        item_webhooks=batch.item_webhooks,
+        concurrency=min(
+            batch.concurrency or settings.batches.concurrency, settings.batches.concurrency
+        ),
+        metadata=parse_metadata(batch.metadata, settings),
     )
 
 
-def _item_body(job_type: str, item: Any) -> dict[str, Any] | InvalidInput:
+def _item_body(job_type: str, item: Any, settings: Settings) -> dict[str, Any] | InvalidInput:
     if not isinstance(item, dict):
         return InvalidInput("an item must be a job body: an object with input")
     try:
         # Webhooks belong to the batch (`webhook_url`, `item_webhooks`), not to one item.
-        refuse_unknown_fields(item, _ITEM_FIELDS)
+        validated(BATCH_MODELS[job_type].item, {"input": {}} | item, settings)
     except InvalidInput as exc:
         return exc
-    if item.get("type", job_type) != job_type:
-        return InvalidInput(f"every item of this batch is a {job_type} job", field="type")
     return {"type": job_type, "input": item.get("input", {}), "metadata": item.get("metadata", {})}
 
 
 # CSV rows and templates.
 
 
-def _csv_rows(data: bytes, max_rows: int) -> list[dict[str, str]]:
+def csv_rows(data: bytes, max_rows: int) -> list[dict[str, str]]:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -215,11 +265,3 @@ def _render(value: Any, row: dict[str, str], where: str) -> Any:
             f"the row has no value for {{{missing[0]}}}", code="TEMPLATE_FIELD_MISSING", field=where
         )
     return value.format_map({name: row[name].strip() for name in names})
-
-
-def _concurrency(value: Any, settings: Settings) -> int:
-    if value is None:
-        return settings.batch_concurrency
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value:
-        raise InvalidInput("concurrency must be a positive whole number", field="concurrency")
-    return min(value, settings.batch_concurrency)

@@ -12,11 +12,10 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from service.auth import runtime
 from service.console.session import ConsoleSession
 from service.console.web import PAGE_SIZE, Refused, cursor_of, older_link, page, render
-from service.runtime import Runtime
-from webhooks.dlq import DlqFilter
+from service.runtime import Runtime, runtime
+from webhooks import DlqFilter
 
 
 @page

@@ -10,7 +10,6 @@ from typing import Any, get_args
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from service.auth import runtime
 from service.console import queries
 from service.console.chart import chart
 from service.console.session import ConsoleSession
@@ -23,12 +22,12 @@ from service.console.web import (
     render,
     visible,
 )
-from service.job_index import JobFilter
-from service.jobs import Job, JobStatus
-from service.runtime import Runtime
-from service.streams import read_events
+from service.jobs.index import JobFilter
+from service.jobs.model import Job, JobStatus
+from service.jobs.streams import read_events
+from service.runtime import Runtime, runtime
 from service.tasks import JOB_TYPES
-from webhooks.store import STATUSES, Delivery, DeliveryStatus
+from webhooks import STATUSES, Delivery, DeliveryStatus
 
 
 @page

@@ -9,12 +9,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from service.clients import Client
+from service.clients.store import Client
+from service.keys import PREFIX
 from service.runtime import Runtime
-from webhooks.dlq import DlqFilter
-from webhooks.endpoints import Endpoint
-from webhooks.metrics import recent_history
-from webhooks.store import Delivery, DeliveryStatus
+from webhooks import Delivery, DeliveryStatus, DlqFilter, Endpoint, recent_history
 
 HISTORY_MINUTES = 60
 # The endpoints list shows each one's success over its last attempts: enough to tell a failing
@@ -55,7 +53,7 @@ class Page:
 async def overview(rt: Runtime, client_id: str | None) -> Overview:
     """The last hour in numbers: the operator's for everyone, a client's for itself."""
     suffix = "" if client_id is None else f"|{client_id}"
-    history = await recent_history(rt.redis, "pixhook", HISTORY_MINUTES)
+    history = await recent_history(rt.redis, PREFIX, HISTORY_MINUTES)
     minutes = [
         Minute(
             jobs_ended=sum(row.get(f"jobs|{s}{suffix}", 0) for s in ("succeeded", "failed"))

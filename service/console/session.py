@@ -21,6 +21,8 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.requests import Request
 from starlette.responses import Response
 
+from service.keys import KEYS
+
 COOKIE = "pixhook_console"
 LOGIN_COOKIE = "pixhook_console_login"
 SESSION_MAX_AGE_S = 8 * 3600
@@ -117,7 +119,7 @@ class Sessions:
 
 def ended_key(session_id: str) -> str:
     """Set when a session signs out, until its cookie would have expired anyway."""
-    return f"pixhook:console:ended:{session_id}"
+    return KEYS.console_ended(session_id)
 
 
 def new_token() -> str:

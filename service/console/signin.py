@@ -10,11 +10,11 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from service.auth import runtime
-from service.clients import key_digest
+from service.clients.store import key_digest
 from service.console.session import SESSION_MAX_AGE_S, ConsoleSession, ended_key, new_token
 from service.console.web import page, render, sessions_for
-from service.runtime import Runtime
+from service.keys import KEYS
+from service.runtime import Runtime, runtime
 
 # Failed sign-ins per address before the form refuses for a while: a password is not guessed.
 MAX_FAILED_LOGINS = 10
@@ -43,7 +43,7 @@ async def login(request: Request) -> Response:
     sessions = sessions_for(request)
     if not sessions.login_token_matches(request, str(form.get("login_token", ""))):
         return _login_page(request, "The sign-in form expired. Please try again.", 403)
-    failures_key = f"pixhook:console:failed-logins:{request.client.host if request.client else ''}"
+    failures_key = KEYS.console_failed_logins(request.client.host if request.client else "")
     if int(await rt.redis.get(failures_key) or 0) >= MAX_FAILED_LOGINS:
         return _login_page(request, "Too many failed sign-ins. Wait a few minutes.", 429)
     who = await _who(rt, str(form.get("secret", "")))
@@ -62,7 +62,7 @@ async def login(request: Request) -> Response:
 async def _who(rt: Runtime, secret: str) -> tuple[str | None, str] | None:
     """Who `secret` signs in: (client id, or None for the operator; what the session is bound
     to). None: neither the console password nor a working API key."""
-    password = rt.settings.console_password
+    password = rt.settings.console.password
     if password and _same(secret, password):
         return None, password
     client = await rt.clients.authenticate(secret) if secret else None

@@ -14,9 +14,9 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
-from service.auth import runtime
 from service.console.session import ConsoleSession, Sessions, csrf_matches, ended_key
-from webhooks.store import host_of
+from service.runtime import runtime
+from webhooks import host_of
 
 HERE = Path(__file__).parent
 PAGE_SIZE = 50
@@ -88,7 +88,7 @@ async def _session(request: Request) -> ConsoleSession:
     if await rt.redis.exists(ended_key(session.id)):
         raise _SignIn
     if session.client_id is None:
-        password = rt.settings.console_password
+        password = rt.settings.console.password
         still_working = [password] if password else []
     else:
         still_working = await rt.clients.working_key_digests(session.client_id)
@@ -99,7 +99,7 @@ async def _session(request: Request) -> ConsoleSession:
 
 def sessions_for(request: Request) -> Sessions:
     settings = runtime(request).settings
-    return Sessions(settings.secret_key, secure=settings.public_url.startswith("https://"))
+    return Sessions(settings.api.secret_key, secure=settings.api.public_url.startswith("https://"))
 
 
 def render(

@@ -30,7 +30,7 @@ _TRANSPOSITIONS = {
     8: Image.Transpose.ROTATE_90,
 }
 # Rows are converted and reduced this many pixels at a time: 1 MiB of RGBA, under the size from
-# which the jobs worker maps memory afresh (service/allocator.py), so bands reuse the heap.
+# which the jobs worker maps memory afresh (service/imaging/allocator.py), so bands reuse the heap.
 _BAND_PIXELS = 1 << 18
 # A band is held three times: cut out (up to 4 bytes a pixel), converted (4), premultiplied (4).
 _BAND_BYTES_PER_PIXEL = 12

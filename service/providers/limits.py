@@ -35,6 +35,8 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from service.keys import PREFIX, Keys
+
 _NOW = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
@@ -163,19 +165,19 @@ class ProviderLimits:
         provider: str,
         model: str,
         policy: LimitPolicy,
-        prefix: str = "pixhook",
+        prefix: str = PREFIX,
     ) -> None:
         self._redis = redis
         self._policy = policy
         self.provider, self.model = provider, model  # for the metrics of the calls it admits
-        # Braces: one Redis Cluster hash slot per model, as the scripts touch several of its keys.
-        model_key = f"{prefix}:provider:{provider}:{{{model}}}"
+        keys = Keys(prefix)
+        model_key = keys.provider_model(provider, model)
         self._rate_key = f"{model_key}:rate"
         self._tokens_key = f"{model_key}:tokens"
         self._factor_key = f"{model_key}:factor"
         self._paused_key = f"{model_key}:paused"
         # In flight is the provider's (our account's) concern, whatever the model.
-        self._slots_key = f"{prefix}:provider:{provider}:slots"
+        self._slots_key = keys.provider_slots(provider)
         self._admit = redis.register_script(_ADMIT)
         self._settle = redis.register_script(_SETTLE)
         self._throttled = redis.register_script(_THROTTLED)

@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 from service.backoff import backoff_s
 from service.config import Settings
 from service.fetch import tls_context
-from service.job_metrics import JobMetrics
+from service.jobs.metrics import JobMetrics
 from service.providers.chat_stream import read_stream
 from service.providers.errors import (
     PROVIDER_AUTH,
@@ -31,7 +31,7 @@ from service.providers.errors import (
     ProviderError,
 )
 from service.providers.limits import LimitPolicy, ProviderLimits
-from webhooks.sender import parse_retry_after
+from webhooks import parse_retry_after
 
 
 @dataclass(frozen=True)
@@ -327,27 +327,27 @@ async def open_client(
 ) -> AsyncIterator[OpenAIClient]:
     """A client for the provider's `model`, limited together with every other worker's. Pass the
     process's `http` client (see `provider_http`) so connections, and TLS sessions, are reused."""
-    if not settings.openai_base_url:
+    if not settings.providers.openai_base_url:
         raise ProviderError(
             "no OpenAI-compatible provider is configured (PIXHOOK_OPENAI_BASE_URL)",
             code=PROVIDER_NOT_CONFIGURED,
             retryable=False,
         )
     config = ProviderConfig(
-        settings.openai_base_url,
-        settings.openai_api_key,
-        timeout_s=settings.provider_timeout_s,
-        max_attempts=settings.provider_max_attempts,
-        backoff_s=settings.provider_backoff_s,
+        settings.providers.openai_base_url,
+        settings.providers.openai_api_key,
+        timeout_s=settings.providers.timeout_s,
+        max_attempts=settings.providers.max_attempts,
+        backoff_s=settings.providers.backoff_s,
     )
     policy = LimitPolicy(
-        per_minute=settings.provider_requests_per_minute,
-        burst=settings.provider_burst,
-        concurrency=settings.provider_concurrency,
-        lease_s=settings.provider_timeout_s + 10,
-        tokens_per_minute=settings.provider_tokens_per_minute,
-        min_factor=settings.provider_min_rate_factor,
-        recovery_s=settings.provider_rate_recovery_s,
+        per_minute=settings.providers.requests_per_minute,
+        burst=settings.providers.burst,
+        concurrency=settings.providers.concurrency,
+        lease_s=settings.providers.timeout_s + 10,
+        tokens_per_minute=settings.providers.tokens_per_minute,
+        min_factor=settings.providers.min_rate_factor,
+        recovery_s=settings.providers.rate_recovery_s,
     )
     limits, metrics = ProviderLimits(redis, "openai", model, policy), JobMetrics(redis)
     if http is not None:

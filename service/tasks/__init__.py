@@ -6,8 +6,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel
+
 from service.config import Settings
-from service.jobs import Job
+from service.jobs.model import Job
 from service.tasks import analyze, generate, transform
 from service.tasks.context import TaskContext
 
@@ -15,15 +17,21 @@ from service.tasks.context import TaskContext
 @dataclass(frozen=True)
 class JobType:
     name: str
-    # Raises InvalidInput (with the offending field) or returns the normalised parameters.
-    parse_input: Callable[[dict[str, Any], Settings], dict[str, Any]]
+    # What `input` may hold (its image aside): the validator and the document's component.
+    input_model: type[BaseModel]
+    # The validated input's normalised parameters, or InvalidInput for a rule across fields.
+    parse_input: Callable[[Any, Settings], dict[str, Any]]
     # Raises JobFailure or returns the job's output; the image is empty for a type that takes none.
     run: Callable[[Job, bytes, TaskContext], Awaitable[dict[str, Any]]]
     takes_image: bool = True
 
 
 JOB_TYPES: dict[str, JobType] = {
-    transform.NAME: JobType(transform.NAME, transform.parse_input, transform.run),
-    generate.NAME: JobType(generate.NAME, generate.parse_input, generate.run, takes_image=False),
-    analyze.NAME: JobType(analyze.NAME, analyze.parse_input, analyze.run),
+    transform.NAME: JobType(
+        transform.NAME, transform.TransformInput, transform.parse_input, transform.run
+    ),
+    generate.NAME: JobType(
+        generate.NAME, generate.GenerateInput, generate.parse_input, generate.run, False
+    ),
+    analyze.NAME: JobType(analyze.NAME, analyze.AnalyzeInput, analyze.parse_input, analyze.run),
 }

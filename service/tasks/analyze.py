@@ -8,84 +8,49 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Any
+from typing import Annotated, Any
 
-from service import analysis
+from pydantic import BaseModel, Field
+
 from service.config import Settings
-from service.errors import InvalidInput
-from service.jobs import Job
+from service.imaging import analysis
+from service.jobs.model import Job
+from service.keys import KEYS
 from service.providers import vision
 from service.providers.openai import open_client
+from service.shapes.fields import OneOf
+from service.shapes.validation import REQUEST
 from service.tasks.context import TaskContext
-from service.unknown_fields import refuse_unknown_fields
 
 NAME = "image.analyze"
 PROVIDERS = ("openai",)
 MAX_BRANDS = 50
-_FIELDS = frozenset({"provider", "model", "known_brands"})
 # Streamed text is forwarded in pieces at most this often or this long, so a long reply is a few
 # dozen stream entries, not thousands of Redis writes.
 DELTA_INTERVAL_S = 0.1
 DELTA_CHARS = 200
 
 
-def parse_input(raw: dict[str, Any], settings: Settings) -> dict[str, Any]:
-    refuse_unknown_fields(raw, _FIELDS, "input")
-    provider = raw.get("provider")
-    if provider is not None and provider not in PROVIDERS:
-        raise InvalidInput(
-            f"provider must be one of: {', '.join(PROVIDERS)}", field="input.provider"
-        )
-    model = raw.get("model", settings.openai_vision_model)
-    if not isinstance(model, str) or not model:
-        raise InvalidInput("model must be a model name", field="input.model")
-    return {"provider": provider, "model": model, "known_brands": _brands(raw.get("known_brands"))}
+Brand = Annotated[str, Field(min_length=1, max_length=100, pattern=r"\S")]
 
 
-def input_schema(settings: Settings) -> dict[str, Any]:
-    """JSON Schema of what `parse_input` accepts."""
-    brand = {"type": "string", "minLength": 1, "maxLength": 100, "pattern": "\\S"}
-    properties = {
-        "provider": {"enum": [*PROVIDERS, None]},
-        "model": {"type": "string", "minLength": 1, "default": settings.openai_vision_model},
-        "known_brands": {"type": ["array", "null"], "maxItems": MAX_BRANDS, "items": brand},
-    }
-    assert properties.keys() == _FIELDS, "describe every input field"
-    return {"type": "object", "properties": properties, "additionalProperties": False}
+class AnalyzeInput(BaseModel):
+    """The local analysis always; a provider adds what a vision model sees."""
+
+    model_config = REQUEST
+    provider: Annotated[str, OneOf(PROVIDERS)] | None = None
+    model: Annotated[str | None, Field(min_length=1, description="the provider's model")] = None
+    known_brands: Annotated[list[Brand], Field(max_length=MAX_BRANDS)] | None = None
 
 
-def output_schema() -> dict[str, Any]:
-    """JSON Schema of what `run` returns: `attributes` and `provider` with a provider only."""
-    provider = {
-        "type": "object",
-        "properties": {
-            "name": {"enum": list(PROVIDERS)},
-            "model": {"type": "string"},
-            "prompt_version": {"type": "string"},
-            "usage": {"type": ["object", "null"]},
-            "latency_ms": {"type": "number"},
-            "ttft_ms": {"type": ["number", "null"]},
-            "attempts": {"type": "integer"},
-            "cached": {"type": "boolean"},
-        },
-        "required": ["name", "model", "cached"],
-        "additionalProperties": False,
-    }
-    return {
-        "type": "object",
-        "properties": {
-            # service/analysis.py and service/providers/vision.py own these two shapes.
-            "analysis": {"type": "object"},
-            "attributes": {"type": "object"},
-            "provider": provider,
-        },
-        "required": ["analysis"],
-        "additionalProperties": False,
-    }
+def parse_input(raw: AnalyzeInput, settings: Settings) -> dict[str, Any]:
+    brands = sorted({brand.strip() for brand in raw.known_brands or ()})
+    model = settings.providers.openai_vision_model if raw.model is None else raw.model
+    return {"provider": raw.provider, "model": model, "known_brands": brands}
 
 
 async def run(job: Job, image: bytes, ctx: TaskContext) -> dict[str, Any]:
-    max_pixels = ctx.settings.max_image_pixels
+    max_pixels = ctx.settings.limits.max_image_pixels
     result = await ctx.decode(
         partial(analysis.decode_bytes, image, max_pixels),
         partial(analysis.analyze, image, max_pixels),
@@ -99,7 +64,7 @@ async def run(job: Job, image: bytes, ctx: TaskContext) -> dict[str, Any]:
 async def _attributes(image: bytes, params: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
     settings, model, brands = ctx.settings, params["model"], params["known_brands"]
     # Another decode of the photo: admitted against the budget as the analysis was.
-    prepare = (image, settings.vision_max_side, settings.max_image_pixels)
+    prepare = (image, settings.providers.vision_max_side, settings.limits.max_image_pixels)
     jpeg = await ctx.decode(
         partial(vision.prepare_bytes, *prepare), partial(vision.prepare_image, *prepare)
     )
@@ -110,7 +75,7 @@ async def _attributes(image: bytes, params: dict[str, Any], ctx: TaskContext) ->
         return {"attributes": found["attributes"], "provider": found["provider"] | {"cached": True}}
     request = vision.chat_request(model, jpeg, brands)
     async with open_client(settings, ctx.redis, model, ctx.http) as client:
-        if settings.provider_stream:
+        if settings.providers.stream:
             deltas = Deltas(ctx.emit)
             reply, usage = await client.stream_chat(request, deltas.add)
             await deltas.flush()
@@ -127,7 +92,7 @@ async def _attributes(image: bytes, params: dict[str, Any], ctx: TaskContext) ->
         "attempts": usage.attempts,
     }
     entry = json.dumps({"attributes": attributes, "provider": provider})
-    await ctx.redis.set(key, entry, px=int(settings.vision_cache_ttl_s * 1000))
+    await ctx.redis.set(key, entry, px=int(settings.providers.vision_cache_ttl_s * 1000))
     return {"attributes": attributes, "provider": provider | {"cached": False}}
 
 
@@ -166,19 +131,4 @@ def _cache_key(jpeg: bytes, model: str, brands: list[str]) -> str:
     digest = hashlib.sha256(jpeg).hexdigest()
     brands_digest = hashlib.sha256("\n".join(brands).encode()).hexdigest()[:16]
     versions = f"{vision.PROMPT_VERSION}:{vision.PREPARATION_VERSION}"
-    return f"pixhook:vision:{digest}:{versions}:{model}:{brands_digest}"
-
-
-def _brands(value: Any) -> list[str]:
-    if value is None:
-        return []
-    if (
-        not isinstance(value, list)
-        or len(value) > MAX_BRANDS
-        or not all(isinstance(b, str) and 0 < len(b.strip()) <= 100 for b in value)
-    ):
-        raise InvalidInput(
-            f"known_brands must be a list of at most {MAX_BRANDS} brand names",
-            field="input.known_brands",
-        )
-    return sorted({b.strip() for b in value})
+    return KEYS.vision_answer(digest, versions, model, brands_digest)

@@ -12,8 +12,8 @@ from redis.asyncio import Redis
 
 from service import imaging
 from service.config import Settings
-from service.decode_budget import DecodeBudget, OverBudget
 from service.errors import JobFailure
+from service.imaging.decode_budget import DecodeBudget, OverBudget
 from service.storage import Storage
 
 T = TypeVar("T")
@@ -26,9 +26,9 @@ async def inspect_image(data: bytes, settings: Settings) -> imaging.ImageInfo:
     return await asyncio.to_thread(
         imaging.inspect,
         data,
-        settings.max_image_pixels,
-        settings.max_frames,
-        settings.image_check_timeout_s,
+        settings.limits.max_image_pixels,
+        settings.limits.max_frames,
+        settings.limits.image_check_timeout_s,
     )
 
 
@@ -38,7 +38,7 @@ class TaskContext:
     storage: Storage
     settings: Settings
     redis: Redis
-    # Adds an event (type, data) to the job's live stream (service/streams.py), e.g. model output.
+    # Adds an event (type, data) to the job's live stream (service/jobs/streams.py): model output.
     emit: Callable[[str, dict[str, Any]], Awaitable[str]]
     # The process's client for provider calls: its connections outlive one job.
     http: httpx.AsyncClient

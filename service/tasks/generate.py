@@ -2,105 +2,60 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field
 
 from service import imaging
 from service.config import Settings
-from service.errors import InvalidInput
 from service.fetch import fetch_image
-from service.jobs import Job
+from service.jobs.model import Job
 from service.providers.errors import PROVIDER_BAD_RESPONSE, ProviderError
 from service.providers.openai import decode_b64_image, open_client
+from service.shapes.fields import Bound
+from service.shapes.validation import REQUEST
 from service.storage import Storage, StorageUnavailable, job_file_key
 from service.tasks.context import TaskContext, inspect_image
 from service.tasks.kept_images import KEEP_S, Generation, KeptImages
-from service.tasks.transform import stored_image_schema
-from service.unknown_fields import refuse_unknown_fields
 
 NAME = "image.generate"
 MAX_STEPS = 150
 MAX_GUIDANCE = 30.0
 MAX_IMAGES = 4
-_FIELDS = frozenset("prompt negative_prompt model steps guidance_scale width height seed n".split())
 
 
-def parse_input(raw: dict[str, Any], settings: Settings) -> dict[str, Any]:
-    refuse_unknown_fields(raw, _FIELDS, "input")
-    prompt = raw.get("prompt")
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise InvalidInput("prompt must be a non-empty string", field="input.prompt")
-    if len(prompt) > settings.max_prompt_chars:
-        raise InvalidInput(
-            f"prompt must be at most {settings.max_prompt_chars} characters", field="input.prompt"
-        )
-    negative = raw.get("negative_prompt")
-    if negative is not None and (
-        not isinstance(negative, str) or len(negative) > settings.max_prompt_chars
-    ):
-        raise InvalidInput(
-            f"negative_prompt must be a string of at most {settings.max_prompt_chars} characters",
-            field="input.negative_prompt",
-        )
-    model = raw.get("model", settings.openai_image_model)
-    if not isinstance(model, str) or not model:
-        raise InvalidInput("model must be a model name", field="input.model")
+# Constraints before the bound: after a validator of its own, pydantic checks them in Python.
+PromptLength = Bound("limits.max_prompt_chars", "maxLength")
+# A side of the image: a multiple of 8, as image models want.
+GenerateSide = Annotated[int, Field(ge=64, multiple_of=8), Bound("limits.max_generate_side")]
+
+
+class GenerateInput(BaseModel):
+    """What to draw and how; an explicit null asks for a field's default."""
+
+    model_config = REQUEST
+    prompt: Annotated[str, Field(min_length=1, pattern=r"\S"), PromptLength]
+    negative_prompt: Annotated[str, PromptLength] | None = None
+    model: Annotated[str | None, Field(min_length=1, description="the provider's model")] = None
+    steps: Annotated[int, Field(ge=1, le=MAX_STEPS)] | None = 50
+    guidance_scale: Annotated[float, Field(ge=0, le=MAX_GUIDANCE)] = 7.5
+    width: GenerateSide | None = 1024
+    height: GenerateSide | None = 1024
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] | None = None
+    n: Annotated[int, Field(ge=1, le=MAX_IMAGES)] | None = 1
+
+
+def parse_input(raw: GenerateInput, settings: Settings) -> dict[str, Any]:
     return {
-        "prompt": prompt,
-        "negative_prompt": negative,
-        "steps": _int(raw, "steps", 50, 1, MAX_STEPS),
-        "guidance_scale": _guidance(raw.get("guidance_scale", 7.5)),
-        "width": _side(raw, "width", settings.max_generate_side),
-        "height": _side(raw, "height", settings.max_generate_side),
-        "seed": _int(raw, "seed", None, 0, 2**32 - 1),
-        "n": _int(raw, "n", 1, 1, MAX_IMAGES),
-        "model": model,
-    }
-
-
-def input_schema(settings: Settings) -> dict[str, Any]:
-    """JSON Schema of what `parse_input` accepts; a side must also be a multiple of 8."""
-    prompt = {"type": "string", "maxLength": settings.max_prompt_chars}
-    side = {"type": "integer", "minimum": 64, "maximum": settings.max_generate_side}
-    properties = {
-        "prompt": {**prompt, "minLength": 1, "pattern": "\\S"},
-        "negative_prompt": {**prompt, "type": ["string", "null"]},
-        "steps": {"type": "integer", "minimum": 1, "maximum": MAX_STEPS, "default": 50},
-        "guidance_scale": {"type": "number", "minimum": 0, "maximum": MAX_GUIDANCE},
-        "width": {**side, "multipleOf": 8, "default": 1024},
-        "height": {**side, "multipleOf": 8, "default": 1024},
-        "seed": {"type": ["integer", "null"], "minimum": 0, "maximum": 2**32 - 1},
-        "n": {"type": "integer", "minimum": 1, "maximum": MAX_IMAGES, "default": 1},
-        "model": {"type": "string", "minLength": 1, "default": settings.openai_image_model},
-    }
-    assert properties.keys() == _FIELDS, "describe every input field"
-    return {
-        "type": "object",
-        "properties": properties,
-        "required": ["prompt"],
-        "additionalProperties": False,
-    }
-
-
-def output_schema() -> dict[str, Any]:
-    """JSON Schema of what `run` returns, as callers see it."""
-    provider = {
-        "type": "object",
-        "properties": {
-            "model": {"type": "string"},
-            "latency_ms": {"type": "number"},
-            "attempts": {"type": "integer"},
-        },
-        "required": ["model", "latency_ms", "attempts"],
-        "additionalProperties": False,
-    }
-    return {
-        "type": "object",
-        "properties": {
-            "images": {"type": "array", "items": stored_image_schema()},
-            "provider": provider,
-        },
-        "required": ["images", "provider"],
-        "additionalProperties": False,
+        "prompt": raw.prompt,
+        "negative_prompt": raw.negative_prompt,
+        "steps": 50 if raw.steps is None else raw.steps,
+        "guidance_scale": float(raw.guidance_scale),
+        "width": 1024 if raw.width is None else raw.width,
+        "height": 1024 if raw.height is None else raw.height,
+        "seed": raw.seed,
+        "n": 1 if raw.n is None else raw.n,
+        "model": settings.providers.openai_image_model if raw.model is None else raw.model,
     }
 
 
@@ -170,10 +125,10 @@ async def _image(item: dict[str, Any], settings: Settings) -> bytes:
     if "url" in item and "b64_json" not in item:
         return await fetch_image(
             str(item["url"]),
-            settings.allow_private_networks,
-            max_bytes=settings.max_image_bytes,
-            connect_timeout_s=settings.webhook_connect_timeout_s,
-            deadline_s=settings.image_fetch_timeout_s,
+            settings.deliveries.allow_private_networks,
+            max_bytes=settings.limits.max_image_bytes,
+            connect_timeout_s=settings.deliveries.connect_timeout_s,
+            deadline_s=settings.limits.image_fetch_timeout_s,
         )
     return decode_b64_image(item.get("b64_json"))
 
@@ -201,38 +156,3 @@ async def _store(
         "height": info.height,
         "bytes": len(data),
     }
-
-
-def _int(raw: dict[str, Any], name: str, default: int | None, low: int, high: int) -> int | None:
-    # An explicit null asks for the default, as leaving the field out does.
-    value = raw.get(name)
-    if value is None:
-        value = default
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise InvalidInput(
-            f"{name} must be a whole number from {low} to {high}", field=f"input.{name}"
-        )
-    return value
-
-
-def _side(raw: dict[str, Any], name: str, high: int) -> int:
-    value = _int(raw, name, 1024, 64, high)
-    assert value is not None  # it has a default
-    if value % 8:
-        raise InvalidInput(f"{name} must be a multiple of 8", field=f"input.{name}")
-    return value
-
-
-def _guidance(value: Any) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not 0 <= value <= MAX_GUIDANCE
-    ):
-        raise InvalidInput(
-            f"guidance_scale must be a number from 0 to {MAX_GUIDANCE:g}",
-            field="input.guidance_scale",
-        )
-    return float(value)

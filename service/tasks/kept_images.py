@@ -14,6 +14,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from service.keys import KEYS
+
 # Long enough to span an outage and a client's retry of the job; short enough not to hoard.
 KEEP_S = 86400
 
@@ -30,7 +32,7 @@ class KeptImages:
     def __init__(self, redis: Redis, client_id: str, request: dict[str, Any]) -> None:
         self._redis = redis
         digest = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
-        self._key = f"pixhook:generated:{client_id}:{digest}"
+        self._key = KEYS.generated_images(client_id, digest)
 
     async def find(self) -> Generation | None:
         kept: dict[bytes, bytes] = await self._redis.hgetall(self._key)  # type: ignore[misc]

@@ -6,149 +6,116 @@ top-level fields are defaults that each variant overrides.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Collection
 from functools import partial
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field
 
 from service import imaging
 from service.config import Settings
 from service.errors import InvalidInput
-from service.jobs import Job
+from service.jobs.model import Job
+from service.shapes.fields import Bound, OneOf
+from service.shapes.validation import REQUEST
 from service.storage import Storage, job_file_key
 from service.tasks.context import TaskContext
-from service.unknown_fields import refuse_unknown_fields
 
 NAME = "image.transform"
 MAX_VARIANTS = 10
 
-_OUTPUT_FIELDS = frozenset(
-    {
-        "mode",
-        "fit",  # the field's name before `mode`, still accepted
-        "width",
-        "height",
-        "max_side",
-        "gravity",
-        "focal_point",
-        "box",
-        "background",
-        "upscale",
-        "format",
-        "quality",
-        "max_bytes",
-        "progressive",
-        "lossless",
-        "effort",
-    }
-)
-_BOX_FIELDS = ("left", "top", "width", "height")
 # Variant names become file names, so they stay plain.
-_VARIANT_NAME = re.compile(r"[A-Za-z0-9_-]{1,40}")
-_COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
+VARIANT_NAME = "^[A-Za-z0-9_-]{1,40}$"
 _MAX_BYTES_LIMIT = 1 << 30
 
+Side = Annotated[int, Field(ge=1), Bound("limits.max_output_side")]
+Mode = Annotated[str, OneOf(imaging.MODES)]
 
-def parse_input(raw: dict[str, Any], settings: Settings) -> dict[str, Any]:
-    defaults = {key: value for key, value in raw.items() if key != "variants"}
-    refuse_unknown_fields(defaults, _OUTPUT_FIELDS, "input")
+
+class FocalPoint(BaseModel):
+    """Where the subject is, as fractions of the width and height: kept in view when cropping."""
+
+    model_config = REQUEST
+    x: Annotated[float, Field(ge=0, le=1)]
+    y: Annotated[float, Field(ge=0, le=1)]
+
+
+class Box(BaseModel):
+    """A rectangle of the source image, in pixels."""
+
+    model_config = REQUEST
+    left: Annotated[int, Field(ge=0), Bound("limits.max_image_pixels")]
+    top: Annotated[int, Field(ge=0), Bound("limits.max_image_pixels")]
+    width: Annotated[int, Field(ge=1), Bound("limits.max_image_pixels")]
+    height: Annotated[int, Field(ge=1), Bound("limits.max_image_pixels")]
+
+
+class TransformVariant(BaseModel):
+    """One output image. Cross-field rules (fill needs width and height, progressive is jpeg
+    only...) are checked after it, each answering 422 with its field."""
+
+    model_config = REQUEST
+    mode: Mode = "fit"
+    fit: Annotated[Mode | None, Field(deprecated=True, description="the name of `mode` before")] = (
+        None
+    )
+    width: Side | None = None
+    height: Side | None = None
+    max_side: Side | None = None
+    gravity: Annotated[str, OneOf(imaging.GRAVITIES)] = "center"
+    focal_point: FocalPoint | None = None
+    box: Box | None = None
+    background: Annotated[str, Field(pattern="^#[0-9a-fA-F]{6}$")] = "#ffffff"
+    upscale: bool = False
+    format: Annotated[str, OneOf(imaging.OUTPUT_FORMATS)] = "jpeg"
+    quality: Annotated[int, Field(ge=1, le=100)] | None = 85
+    max_bytes: Annotated[int, Field(ge=1, le=_MAX_BYTES_LIMIT)] | None = None
+    progressive: bool = False
+    lossless: bool = False
+    effort: (
+        Annotated[int, Field(ge=imaging.WEBP_EFFORTS[0], le=imaging.WEBP_EFFORTS[-1])] | None
+    ) = None
+
+
+_OUTPUT_FIELDS = frozenset(TransformVariant.model_fields)
+
+
+class TransformInput(TransformVariant):
+    """Without `variants`, one output named `default`; with them, the fields above are defaults
+    each variant overrides."""
+
+    variants: (
+        Annotated[
+            dict[Annotated[str, Field(pattern=VARIANT_NAME)], TransformVariant],
+            Field(min_length=1, max_length=MAX_VARIANTS),
+        ]
+        | None
+    ) = None
+
+
+def parse_input(raw: TransformInput, settings: Settings) -> dict[str, Any]:
+    defaults = _given(raw)
     parsed = _parse_output(defaults, settings, "input")
-    if "variants" not in raw:
+    if raw.variants is None:
         return parsed
-    return {"variants": _parse_variants(raw["variants"], defaults, settings)}
-
-
-def input_schema(settings: Settings) -> dict[str, Any]:
-    """JSON Schema of what `parse_input` accepts; cross-field rules (fill needs width and height,
-    progressive is jpeg only...) are beyond it and answer 422 with their field."""
-    output = _output_schema(settings)
-    variants = {
-        "type": "object",
-        "minProperties": 1,
-        "maxProperties": MAX_VARIANTS,
-        "propertyNames": {"pattern": f"^{_VARIANT_NAME.pattern}$"},
-        "additionalProperties": output,
-    }
-    return {**output, "properties": {**output["properties"], "variants": variants}}
-
-
-def _output_schema(settings: Settings) -> dict[str, Any]:
-    side = {"type": ["integer", "null"], "minimum": 1, "maximum": settings.max_output_side}
-    flag = {"type": "boolean"}
-    pixels = settings.max_image_pixels
-    box = {name: {"type": "integer", "minimum": 0, "maximum": pixels} for name in _BOX_FIELDS}
-    box["width"] = box["height"] = {"type": "integer", "minimum": 1, "maximum": pixels}
-    unit = {"type": "number", "minimum": 0, "maximum": 1}
-    properties: dict[str, Any] = {
-        "mode": {"enum": sorted(imaging.MODES), "default": "fit"},
-        "fit": {"enum": sorted(imaging.MODES), "deprecated": True},
-        "width": side,
-        "height": side,
-        "max_side": side,
-        "gravity": {"enum": sorted(imaging.GRAVITIES), "default": "center"},
-        "focal_point": _nullable_object({"x": unit, "y": unit}),
-        "box": _nullable_object(box),
-        "background": {"type": "string", "pattern": f"^{_COLOUR.pattern}$", "default": "#ffffff"},
-        "upscale": flag,
-        "format": {"enum": sorted(imaging.OUTPUT_FORMATS), "default": "jpeg"},
-        "quality": {"type": ["integer", "null"], "minimum": 1, "maximum": 100, "default": 85},
-        "max_bytes": {"type": ["integer", "null"], "minimum": 1, "maximum": _MAX_BYTES_LIMIT},
-        "progressive": flag,
-        "lossless": flag,
-        "effort": {
-            "type": ["integer", "null"],
-            "minimum": imaging.WEBP_EFFORTS[0],
-            "maximum": imaging.WEBP_EFFORTS[-1],
-            "default": settings.webp_effort,
-        },
-    }
-    assert properties.keys() == _OUTPUT_FIELDS, "describe every output field"
-    return {"type": "object", "properties": properties, "additionalProperties": False}
-
-
-def _nullable_object(properties: dict[str, Any]) -> dict[str, Any]:
     return {
-        "type": ["object", "null"],
-        "properties": properties,
-        "required": list(properties),
-        "additionalProperties": False,
+        "variants": {
+            name: _parse_output({**defaults, **_given(variant)}, settings, f"input.variants.{name}")
+            for name, variant in raw.variants.items()
+        }
     }
 
 
-def output_schema() -> dict[str, Any]:
-    """JSON Schema of what `run` returns, as callers see it (`views.job_view` adds `url`)."""
-    return {
-        "type": "object",
-        "properties": {"images": {"type": "array", "items": stored_image_schema()}},
-        "required": ["images"],
-        "additionalProperties": False,
-    }
-
-
-def stored_image_schema() -> dict[str, Any]:
-    """One image `_store` records (and `generate._store`), its key swapped for a signed `url`."""
-    properties: dict[str, Any] = {
-        "name": {"type": "string"},
-        "media_type": {"type": "string"},
-        "format": {"type": "string"},
-        "width": {"type": "integer"},
-        "height": {"type": "integer"},
-        "bytes": {"type": "integer"},
-        "url": {"type": "string", "format": "uri"},
-    }
-    return {
-        "type": "object",
-        "properties": properties,
-        "required": list(properties),
-        "additionalProperties": False,
-    }
+def _given(output: TransformVariant) -> dict[str, Any]:
+    """The output fields the caller sent (a submission's input model adds `image` beside them),
+    as they are: read off the model, cheaper than dumping it per output."""
+    return {name: getattr(output, name) for name in output.model_fields_set & _OUTPUT_FIELDS}
 
 
 async def run(job: Job, image: bytes, ctx: TaskContext) -> dict[str, Any]:
     outputs: dict[str, dict[str, Any]] = job.input.get("variants") or {"default": job.input}
     specs = {name: _output_spec(params) for name, params in outputs.items()}
-    image_args = (image, specs, ctx.settings.max_image_pixels)
-    max_side = ctx.settings.max_output_side
+    image_args = (image, specs, ctx.settings.limits.max_image_pixels)
+    max_side = ctx.settings.limits.max_output_side
     encoded = await ctx.decode(
         partial(imaging.render_bytes, *image_args, max_side=max_side),
         partial(imaging.render, *image_args, max_side=max_side),
@@ -204,59 +171,39 @@ def _rgb(colour: str) -> tuple[int, int, int]:
     return int(colour[1:3], 16), int(colour[3:5], 16), int(colour[5:7], 16)
 
 
-# Validation: every error names its field, e.g. `input.variants.thumb.width`.
-
-
-def _parse_variants(
-    variants: Any, defaults: dict[str, Any], settings: Settings
-) -> dict[str, dict[str, Any]]:
-    if not isinstance(variants, dict) or not variants:
-        raise InvalidInput("variants must be an object of named outputs", field="input.variants")
-    if len(variants) > MAX_VARIANTS:
-        raise InvalidInput(
-            f"at most {MAX_VARIANTS} variants per job, not {len(variants)}", field="input.variants"
-        )
-    parsed = {}
-    for name, variant in variants.items():
-        prefix = f"input.variants.{name}"
-        if not _VARIANT_NAME.fullmatch(name):
-            raise InvalidInput("variant names are 1-40 letters, digits, '-' or '_'", field=prefix)
-        if not isinstance(variant, dict):
-            raise InvalidInput("a variant is an object of output fields", field=prefix)
-        refuse_unknown_fields(variant, _OUTPUT_FIELDS, prefix)
-        parsed[name] = _parse_output({**defaults, **variant}, settings, prefix)
-    return parsed
+# What the model cannot say: defaults filled in, and the rules across fields, each naming its
+# field, e.g. `input.variants.thumb.width`.
 
 
 def _parse_output(raw: dict[str, Any], settings: Settings, prefix: str) -> dict[str, Any]:
-    mode_field = "fit" if "fit" in raw and "mode" not in raw else "mode"
-    mode = _choice(raw, mode_field, imaging.MODES, "fit", prefix)
-    output_format = _choice(raw, "format", imaging.OUTPUT_FORMATS, "jpeg", prefix)
-    side = settings.max_output_side
+    output_format = raw.get("format", "jpeg")
     parsed = {
-        "mode": mode,
-        "width": _optional_int(raw, "width", 1, side, prefix),
-        "height": _optional_int(raw, "height", 1, side, prefix),
-        "max_side": _optional_int(raw, "max_side", 1, side, prefix),
-        "gravity": _choice(raw, "gravity", imaging.GRAVITIES, "center", prefix),
-        "focal_point": _focal_point(raw.get("focal_point"), f"{prefix}.focal_point"),
-        "box": _box(raw.get("box"), settings.max_image_pixels, f"{prefix}.box"),
-        "background": _colour(raw.get("background", "#ffffff"), f"{prefix}.background"),
-        "upscale": _flag(raw, "upscale", prefix),
+        "mode": raw["fit"] if "fit" in raw and "mode" not in raw else raw.get("mode", "fit"),
+        "width": raw.get("width"),
+        "height": raw.get("height"),
+        "max_side": raw.get("max_side"),
+        "gravity": raw.get("gravity", "center"),
+        "focal_point": raw.get("focal_point"),
+        "box": raw.get("box"),
+        "background": raw.get("background", "#ffffff").lower(),
+        "upscale": raw.get("upscale", False),
         "format": output_format,
-        "quality": _optional_int(raw, "quality", 1, 100, prefix) or 85,
-        "max_bytes": _optional_int(raw, "max_bytes", 1, _MAX_BYTES_LIMIT, prefix),
-        "progressive": _flag(raw, "progressive", prefix),
-        "lossless": _flag(raw, "lossless", prefix),
-        "effort": _optional_int(
-            raw, "effort", imaging.WEBP_EFFORTS[0], imaging.WEBP_EFFORTS[-1], prefix
-        ),
+        "quality": raw.get("quality") or 85,
+        "max_bytes": raw.get("max_bytes"),
+        "progressive": raw.get("progressive", False),
+        "lossless": raw.get("lossless", False),
+        "effort": raw.get("effort"),
     }
+    if parsed["focal_point"] is not None:
+        point = parsed["focal_point"]
+        parsed["focal_point"] = {"x": float(point.x), "y": float(point.y)}
+    if parsed["box"] is not None:
+        parsed["box"] = parsed["box"].model_dump()
     _check_mode_fields(parsed, prefix)
     if output_format == "webp" and parsed["effort"] is None:
         # Recorded at acceptance, so the job shows the effort it was made with.
         budgeted = parsed["max_bytes"] is not None
-        effort = settings.webp_effort
+        effort = settings.jobs.webp_effort
         parsed["effort"] = max(effort, imaging.BUDGET_WEBP_EFFORT) if budgeted else effort
     return parsed
 
@@ -279,68 +226,3 @@ def _check_mode_fields(parsed: dict[str, Any], prefix: str) -> None:
         raise InvalidInput("lossless applies to webp only", field=f"{prefix}.lossless")
     if parsed["effort"] is not None and parsed["format"] != "webp":
         raise InvalidInput("effort applies to webp only", field=f"{prefix}.effort")
-
-
-def _choice(
-    raw: dict[str, Any], name: str, allowed: Collection[str], default: str, prefix: str
-) -> str:
-    value = raw.get(name, default)
-    if not isinstance(value, str) or value not in allowed:
-        raise InvalidInput(
-            f"{name} must be one of: {', '.join(sorted(allowed))}", field=f"{prefix}.{name}"
-        )
-    return value
-
-
-def _optional_int(raw: dict[str, Any], name: str, low: int, high: int, prefix: str) -> int | None:
-    value = raw.get(name)
-    return None if value is None else _whole_number(value, low, high, f"{prefix}.{name}")
-
-
-def _whole_number(value: Any, low: int, high: int, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        name = field.rsplit(".", 1)[-1]
-        raise InvalidInput(f"{name} must be a whole number from {low} to {high}", field=field)
-    return value
-
-
-def _flag(raw: dict[str, Any], name: str, prefix: str) -> bool:
-    value = raw.get(name, False)
-    if not isinstance(value, bool):
-        raise InvalidInput(f"{name} must be true or false", field=f"{prefix}.{name}")
-    return value
-
-
-def _focal_point(value: Any, field: str) -> dict[str, float] | None:
-    if value is None:
-        return None
-    if isinstance(value, dict):
-        refuse_unknown_fields(value, ("x", "y"), field)
-    if not isinstance(value, dict) or set(value) != {"x", "y"}:
-        raise InvalidInput("focal_point must be {x, y}, each from 0 to 1", field=field)
-    for axis in ("x", "y"):
-        number = value[axis]
-        if isinstance(number, bool) or not isinstance(number, int | float) or not 0 <= number <= 1:
-            raise InvalidInput(f"{axis} must be a number from 0 to 1", field=f"{field}.{axis}")
-    return {"x": float(value["x"]), "y": float(value["y"])}
-
-
-def _box(value: Any, max_pixels: int, field: str) -> dict[str, int] | None:
-    if value is None:
-        return None
-    if isinstance(value, dict):
-        refuse_unknown_fields(value, _BOX_FIELDS, field)
-    if not isinstance(value, dict) or set(value) != set(_BOX_FIELDS):
-        raise InvalidInput("box must be {left, top, width, height} in pixels", field=field)
-    return {
-        name: _whole_number(
-            value[name], int(name in ("width", "height")), max_pixels, f"{field}.{name}"
-        )
-        for name in _BOX_FIELDS
-    }
-
-
-def _colour(value: Any, field: str) -> str:
-    if not isinstance(value, str) or not _COLOUR.fullmatch(value):
-        raise InvalidInput('background must be a colour like "#ffffff"', field=field)
-    return value.lower()

@@ -1,0 +1,160 @@
+"""Health, readiness, what this deployment offers, and the OpenAPI document of the API."""
+
+from __future__ import annotations
+
+import logging
+from importlib.metadata import version
+from typing import Any
+from urllib.parse import urlsplit
+
+from redis.exceptions import RedisError
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from service import imaging
+from service.api.event_payloads import EVENTS
+from service.api.openapi import build_document
+from service.api.openapi import retry_after_header as retry_after
+from service.api.operations import JSON, Operation, Reply, Schema, documented
+from service.api.system_views import Alive, Info, Ready, Unready
+from service.config import Settings
+from service.console.routes import console
+from service.errors import UNAVAILABLE_RETRY_AFTER_S
+from service.runtime import runtime
+from service.tasks import JOB_TYPES
+
+log = logging.getLogger("pixhook.api")
+
+
+PATH_PATTERNS = {
+    "job_id": "^job_[0-9a-z_]{1,60}$",
+    "batch_id": "^bat_[0-9a-z]{1,40}$",
+    "delivery_id": "^dlv_[0-9a-z]{1,40}$",
+    "endpoint_id": "^ep_[0-9a-z]{1,40}$",
+    # An itsdangerous token; never starting with '.', so no client collapses it as `..`.
+    "token": "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,1023}$",
+}
+
+
+@documented(Operation("Liveness", (Reply(200, "alive", {JSON: Alive}),), authenticated=False))
+async def healthcheck(request: Request) -> JSONResponse:
+    return JSONResponse(Alive.render({"status": "ok"}))
+
+
+@documented(
+    Operation(
+        "Readiness: Redis answers",
+        (
+            Reply(200, "ready", {JSON: Ready}),
+            Reply(
+                503,
+                "Redis is unreachable",
+                {JSON: Unready},
+                {"Retry-After": retry_after()},
+            ),
+        ),
+        authenticated=False,
+    )
+)
+async def readyz(request: Request) -> JSONResponse:
+    try:
+        await runtime(request).redis.ping()
+    except (RedisError, OSError) as exc:
+        # Unauthenticated: the reason goes to the log, not to whoever asks.
+        log.warning("not ready: Redis does not answer: %s", exc)
+        return JSONResponse(
+            Unready.render({"status": "unavailable", "redis": "unreachable"}),
+            status_code=503,
+            headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)},
+        )
+    return JSONResponse(Ready.render({"status": "ready"}))
+
+
+@documented(
+    Operation(
+        "Version, job types, formats and limits",
+        (Reply(200, "this deployment", {JSON: Info}),),
+        authenticated=False,
+    )
+)
+async def info(request: Request) -> JSONResponse:
+    settings = runtime(request).settings
+    return JSONResponse(
+        Info.render(
+            {
+                "name": "pixhook",
+                "version": version("pixhook"),
+                "job_types": sorted(JOB_TYPES),
+                "output_formats": sorted(imaging.OUTPUT_FORMATS),
+                "input_formats": sorted(imaging.INPUT_FORMATS),
+                "providers": providers(settings),
+                "limits": settings.listed_limits(),
+                "webhooks": {
+                    "retry_schedule_s": list(settings.deliveries.retry_schedule.delays_s),
+                    "signature": "Standard Webhooks v1 (HMAC-SHA256)",
+                },
+            }
+        )
+    )
+
+
+def providers(settings: Settings) -> list[dict[str, Any]]:
+    """The configured providers: where they are and which models the job types use by default,
+    and whether a key is set, never the key (/info answers anyone)."""
+    if not settings.providers.openai_base_url:
+        return []
+    return [
+        {
+            "name": "openai",
+            "host": _host(settings.providers.openai_base_url),
+            "models": {
+                "image.analyze": settings.providers.openai_vision_model,
+                "image.generate": settings.providers.openai_image_model,
+            },
+            "api_key_set": bool(settings.providers.openai_api_key),
+        }
+    ]
+
+
+def _host(url: str) -> str:
+    """The host and port of `url`, without any user name or password it carries."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    return host if parts.port is None else f"{host}:{parts.port}"
+
+
+@documented(
+    Operation(
+        "This document",
+        (Reply(200, "OpenAPI 3.1", {JSON: {"type": "object"}}),),
+        authenticated=False,
+    )
+)
+async def openapi_json(request: Request) -> JSONResponse:
+    state = request.app.state
+    if getattr(state, "openapi", None) is None:  # the same routes and settings until a restart
+        state.openapi = openapi_document(request.app.routes, runtime(request).settings)
+    return JSONResponse(state.openapi)
+
+
+def openapi_document(routes: list[Any], settings: Settings) -> Schema:
+    """The document for these routes, with the limits these settings set."""
+    api = [route for route in routes if route is not console]  # pages for people, not the API
+    return build_document(
+        api,
+        settings,
+        path_patterns=PATH_PATTERNS,
+        title="pixhook",
+        version=version("pixhook"),
+        webhooks=EVENTS,
+    )
+
+
+routes = [
+    Route("/healthcheck", healthcheck, methods=["GET"]),
+    Route("/readyz", readyz, methods=["GET"]),
+    Route("/info", info, methods=["GET"]),
+    Route("/openapi.json", openapi_json, methods=["GET"]),
+]

@@ -1,0 +1,204 @@
+"""Settings of the work itself: input limits, jobs, batches and the image providers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from service.config.fields import at_least, count, flag, fraction, rate, seconds, text, url, within
+from service.imaging.formats import DEFAULT_WEBP_EFFORT, WEBP_EFFORTS
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class LimitSettings:
+    """What one request may hold and ask for: the caps callers run into."""
+
+    max_request_bytes: int = count(
+        32 * MiB,
+        "PIXHOOK_MAX_REQUEST_BYTES",
+        "request body cap, enforced while streaming (413)",
+    )
+    max_image_bytes: int = count(
+        20 * MiB, "PIXHOOK_MAX_IMAGE_BYTES", "decoded input image cap (422 `IMAGE_TOO_LARGE`)"
+    )
+    max_image_pixels: int = count(
+        50_000_000, "PIXHOOK_MAX_IMAGE_PIXELS", "pixel cap, read from the header before decoding"
+    )
+    # Only the first frame is used, but counting a huge animation is still work worth refusing.
+    max_frames: int = count(
+        1000,
+        "PIXHOOK_MAX_FRAMES",
+        "frames an animation may have (`TOO_MANY_FRAMES`); counting stops there",
+    )
+    image_check_timeout_s: float = seconds(
+        2.0,
+        "PIXHOOK_IMAGE_CHECK_TIMEOUT",
+        "deadline for reading an image's headers and counting its frames, in a thread "
+        "(`IMAGE_TOO_COMPLEX`)",
+    )
+    max_output_side: int = count(
+        8192,
+        "PIXHOOK_MAX_OUTPUT_SIDE",
+        "largest `width`/`height` accepted, and the largest side of any output "
+        "(`OUTPUT_SIDE_TOO_LARGE`)",
+    )
+    max_metadata_bytes: int = count(4096, "PIXHOOK_MAX_METADATA_BYTES", "`metadata` size as JSON")
+    max_json_depth: int = count(32, "PIXHOOK_MAX_JSON_DEPTH", "nesting of any JSON body")
+    max_string_chars: int = count(
+        8192,
+        "PIXHOOK_MAX_STRING_CHARS",
+        "one string of any JSON body (a base64 image is held to `PIXHOOK_MAX_IMAGE_BYTES` "
+        "instead; 422 with the place)",
+    )
+    max_list_items: int = count(100_000, "PIXHOOK_MAX_LIST_ITEMS", "one list of any JSON body")
+    max_url_length: int = count(
+        2048, "PIXHOOK_MAX_URL_LENGTH", "`webhook_url` and `input.image.url` length"
+    )
+    image_fetch_timeout_s: float = seconds(
+        20.0, "PIXHOOK_IMAGE_FETCH_TIMEOUT", "deadline for each try at downloading an image URL"
+    )
+    max_generate_side: int = count(
+        2048, "PIXHOOK_MAX_GENERATE_SIDE", "largest side `image.generate` may ask for"
+    )
+    max_prompt_chars: int = count(
+        4000, "PIXHOOK_MAX_PROMPT_CHARS", "longest prompt `image.generate` takes"
+    )
+    max_batch_items: int = count(10_000, "PIXHOOK_MAX_BATCH_ITEMS", "items in one batch")
+    max_batch_bytes: int = count(
+        32 * MiB, "PIXHOOK_MAX_BATCH_BYTES", "a batch's body size (413 beyond it)"
+    )
+    max_endpoints: int = count(
+        50, "PIXHOOK_MAX_ENDPOINTS", "endpoints per client (422 `TOO_MANY_ENDPOINTS`)"
+    )
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """Running jobs: how long, how many at once, how much memory, how long they are kept."""
+
+    timeout_s: float = seconds(
+        300.0, "PIXHOOK_JOB_TIMEOUT", "a job running longer fails with `JOB_TIMEOUT`"
+    )
+    concurrency: int = count(4, "PIXHOOK_JOB_CONCURRENCY", "jobs one `jobs` worker runs at once")
+    # What one jobs worker's image decodes may hold together (service/imaging/decode_budget.py): a
+    # 49 MP PNG's thumbnail takes ~210 MiB, a 49 MP WebP's ~790 MiB, a 24 MP JPEG's ~10 MiB.
+    decode_budget_bytes: int = count(
+        800 * MiB,
+        "PIXHOOK_DECODE_BUDGET_BYTES",
+        "what one `jobs` worker's image decodes hold together; a decode waits for room, one "
+        "that could never fit fails with `DECODE_TOO_LARGE` (docs/operations.md, Sizing)",
+    )
+    retention_s: float = seconds(
+        7 * 86400.0,
+        "PIXHOOK_JOB_RETENTION",
+        "how long job records (and succeeded deliveries) are kept",
+    )
+    # Live event streams are for watching and resuming, not for history (the job record keeps
+    # its final state): an hour after their last event they go, about 5 KB per job.
+    event_retention_s: float = seconds(
+        3600.0,
+        "PIXHOOK_EVENT_RETENTION",
+        "how long a job's or batch's live event stream is kept after its last event (the job "
+        "record stays for `PIXHOOK_JOB_RETENTION`)",
+    )
+    webp_effort: int = within(
+        WEBP_EFFORTS,
+        DEFAULT_WEBP_EFFORT,
+        "PIXHOOK_WEBP_EFFORT",
+        "`effort` of WebP outputs that set none, 0 (fastest) to 6 (smallest); docs/decisions.md "
+        "says why 2",
+    )
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """How many of a batch's items run at once, and how often it reports progress: a big batch
+    takes its share of the workers, never all of them."""
+
+    concurrency: int = count(
+        16, "PIXHOOK_BATCH_CONCURRENCY", "items of one batch queued or running at once"
+    )
+    client_concurrency: int = count(
+        64,
+        "PIXHOOK_CLIENT_BATCH_CONCURRENCY",
+        "items of all one client's batches queued or running at once",
+    )
+    progress_interval_s: float = seconds(
+        5.0,
+        "PIXHOOK_BATCH_PROGRESS_INTERVAL",
+        "at most one `batch.progress` event per this many seconds (or per 5% of the items)",
+    )
+
+
+@dataclass(frozen=True)
+class ProviderSettings:
+    """The OpenAI-compatible provider behind `image.analyze` and `image.generate`, and the rate
+    limits all workers share for it."""
+
+    openai_base_url: str = url(
+        "",
+        "PIXHOOK_OPENAI_BASE_URL",
+        "an OpenAI-compatible API (e.g. `https://api.openai.com`); without it provider-backed "
+        "jobs fail with `PROVIDER_NOT_CONFIGURED`",
+    )
+    openai_api_key: str = text(
+        "", "PIXHOOK_OPENAI_API_KEY", "its API key (never logged or shown)", secret=True
+    )
+    openai_image_model: str = text(
+        "gpt-image-1", "PIXHOOK_OPENAI_IMAGE_MODEL", "the default `model` of `image.generate`"
+    )
+    openai_vision_model: str = text(
+        "gpt-4o-mini",
+        "PIXHOOK_OPENAI_VISION_MODEL",
+        "the default `model` of `image.analyze` with a provider",
+    )
+    timeout_s: float = seconds(120.0, "PIXHOOK_PROVIDER_TIMEOUT", "one provider request's timeout")
+    max_attempts: int = count(4, "PIXHOOK_PROVIDER_MAX_ATTEMPTS", "provider attempts per job")
+    backoff_s: float = seconds(
+        1.0, "PIXHOOK_PROVIDER_BACKOFF", "the first back-off between attempts (doubling, jittered)"
+    )
+    requests_per_minute: float = rate(
+        500.0,
+        "PIXHOOK_PROVIDER_REQUESTS_PER_MINUTE",
+        "the provider's request rate per model, shared by all workers through Redis",
+    )
+    burst: int = count(10, "PIXHOOK_PROVIDER_BURST", "provider requests above the rate at once")
+    concurrency: int = count(
+        8, "PIXHOOK_PROVIDER_CONCURRENCY", "provider calls in flight across all workers"
+    )
+    tokens_per_minute: int = at_least(
+        0,
+        0,
+        "PIXHOOK_PROVIDER_TOKENS_PER_MINUTE",
+        "the provider's token rate per model: each call is charged an estimate first, then its "
+        "actual `usage.total_tokens`",
+        shown_default="`0` (no limit)",
+    )
+    # On a 429 the shared rate halves, down to this share of the configured one; it climbs back
+    # linearly, from nothing to the full rate in `rate_recovery_s`.
+    min_rate_factor: float = fraction(
+        0.1,
+        "PIXHOOK_PROVIDER_MIN_RATE_FACTOR",
+        "each 429 halves the shared rates, down to this share",
+    )
+    rate_recovery_s: float = seconds(
+        60.0,
+        "PIXHOOK_PROVIDER_RATE_RECOVERY",
+        "the shared rates climb back linearly, from nothing to the full rate in this time; "
+        "`Retry-After` pauses every worker (at most 60 s)",
+    )
+    stream: bool = flag(
+        True,
+        "PIXHOOK_PROVIDER_STREAM",
+        "stream `image.analyze`'s chat completion, forwarding the model's text to the job's "
+        "events; `false` makes one plain call",
+    )
+    vision_max_side: int = count(
+        2048,
+        "PIXHOOK_VISION_MAX_SIDE",
+        "photos are downscaled to this before upload (and further if they would weigh over 5 MB)",
+    )
+    vision_cache_ttl_s: float = seconds(
+        30 * 86400.0, "PIXHOOK_VISION_CACHE_TTL", "how long vision answers are cached"
+    )

@@ -1,0 +1,1 @@
+"""The record layer of jobs: the stored job, its indexes, metrics, live streams and views."""

@@ -1,0 +1,349 @@
+"""Batch records in Redis: counters, the items waiting to run, and the results not yet stored.
+
+Keys of one batch (`{p}` = `pixhook:batch:<id>`):
+
+- `{p}` hash: the record and its counters.
+- `{p}:items` list: one entry per item, `<index>:<job body JSON>`, or `<index>:!` for an item
+  refused at intake. The position in the list is the item's index.
+- `{p}:inflight` set: indexes of items claimed and not yet finished (at most `concurrency`).
+- `{p}:done` bitmap: a bit per finished item, so each item's result is written once even when
+  its job runs twice (a worker died) or its end is reported twice.
+- `{p}:results` list: result lines waiting to be written to storage as the next part.
+- `{p}:failures` list: the first failures, for `GET /v1/batches/{id}`.
+
+Every change that must not half-happen is one Lua script.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from redis.asyncio import Redis
+
+from service.keys import PREFIX, Keys
+
+BatchStatus = Literal["running", "completed", "canceled"]
+Outcome = Literal["succeeded", "failed", "canceled"]
+MAX_FAILURES_SHOWN = 100
+REFUSED = "!"  # the body of an item refused at intake
+
+# KEYS: hash, items, inflight, other inflight sets of the client's running batches...
+# ARGV: how many at most, the client's cap, now. Returns the claimed item entries.
+_CLAIM = """
+local h = redis.call('HMGET', KEYS[1], 'status', 'cancel', 'next', 'total', 'concurrency')
+if h[1] ~= 'running' or h[2] == '1' then return {} end
+local nxt, total, concurrency = tonumber(h[3]), tonumber(h[4]), tonumber(h[5])
+local used = 0
+for k = 3, #KEYS do used = used + redis.call('SCARD', KEYS[k]) end
+local room = math.min(concurrency - redis.call('SCARD', KEYS[3]), tonumber(ARGV[1]),
+                      tonumber(ARGV[2]) - used)
+local claimed = {}
+while room > 0 and nxt < total do
+  local entry = redis.call('LINDEX', KEYS[2], nxt)
+  local index, body = string.match(entry, '^(%d+):(.*)$')
+  if body ~= '!' then
+    redis.call('SADD', KEYS[3], index)
+    claimed[#claimed + 1] = entry
+    room = room - 1
+  end
+  nxt = nxt + 1
+end
+redis.call('HSET', KEYS[1], 'next', nxt)
+if #claimed > 0 then redis.call('HSETNX', KEYS[1], 'started_at', ARGV[3]) end
+return claimed
+"""
+
+# KEYS: hash, done, inflight, results, failures
+# ARGV: index, outcome, line, failure JSON or '', now, progress interval (s), progress step
+# Returns {recorded, progress due, last item, bytes waiting}.
+_RECORD = """
+if redis.call('SETBIT', KEYS[2], ARGV[1], 1) == 1 then return {0, 0, 0, 0} end
+redis.call('SREM', KEYS[3], ARGV[1])
+redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
+redis.call('RPUSH', KEYS[4], ARGV[3])
+local waiting = redis.call('HINCRBY', KEYS[1], 'waiting_bytes', #ARGV[3] + 1)
+if ARGV[4] ~= '' and redis.call('LLEN', KEYS[5]) < tonumber(ARGV[8]) then
+  redis.call('RPUSH', KEYS[5], ARGV[4])
+end
+local h = redis.call('HMGET', KEYS[1], 'succeeded', 'failed', 'canceled', 'total',
+                     'progress_at', 'progress_done', 'closing')
+local done = tonumber(h[1] or 0) + tonumber(h[2] or 0) + tonumber(h[3] or 0)
+local total, now = tonumber(h[4]), tonumber(ARGV[5])
+local progress = 0
+if done < total and (now - tonumber(h[5] or 0) >= tonumber(ARGV[6])
+                     or done - tonumber(h[6] or 0) >= tonumber(ARGV[7])) then
+  redis.call('HSET', KEYS[1], 'progress_at', now, 'progress_done', done)
+  progress = 1
+end
+local last = 0
+if done >= total and not h[7] then
+  redis.call('HSET', KEYS[1], 'closing', now)
+  last = 1
+end
+return {1, progress, last, waiting}
+"""
+
+# KEYS: hash, inflight. Stops claiming; returns the first never-claimed index and the in-flight.
+_CANCEL = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return false end
+redis.call('HSET', KEYS[1], 'cancel', '1')
+local nxt = tonumber(redis.call('HGET', KEYS[1], 'next'))
+return {nxt, redis.call('SMEMBERS', KEYS[2])}
+"""
+
+# KEYS: hash, results. ARGV: lines taken, their bytes. The part is stored; forget its lines.
+_PART_STORED = """
+redis.call('LTRIM', KEYS[2], ARGV[1], -1)
+redis.call('HINCRBY', KEYS[1], 'waiting_bytes', -tonumber(ARGV[2]))
+redis.call('HINCRBY', KEYS[1], 'result_lines', ARGV[1])
+return redis.call('HINCRBY', KEYS[1], 'parts', 1)
+"""
+
+# KEYS: lock. ARGV: token. Releases the lock only if we still hold it.
+_UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class Batch:
+    id: str
+    client_id: str
+    type: str
+    status: BatchStatus
+    created_at: float
+    total: int
+    concurrency: int
+    results_key: str
+    upload_id: str
+    webhook_url: str | None
+    webhook_events: tuple[str, ...]
+    item_webhooks: bool
+    metadata: dict[str, Any]
+    started_at: float | None = None
+    finished_at: float | None = None
+    succeeded: int = 0
+    failed: int = 0
+    canceled: int = 0
+    next: int = 0
+    parts: int = 0
+    result_lines: int = 0
+    cancel: bool = False
+    closing: float | None = None
+    in_flight: int = 0
+
+    @property
+    def done(self) -> int:
+        return self.succeeded + self.failed + self.canceled
+
+    def to_hash(self) -> dict[str, str]:
+        fields = {
+            "id": self.id,
+            "client_id": self.client_id,
+            "type": self.type,
+            "status": self.status,
+            "created_at": repr(self.created_at),
+            "total": str(self.total),
+            "concurrency": str(self.concurrency),
+            "results_key": self.results_key,
+            "upload_id": self.upload_id,
+            "webhook_url": self.webhook_url or "",
+            "webhook_events": json.dumps(list(self.webhook_events)),
+            "item_webhooks": "1" if self.item_webhooks else "0",
+            "metadata": json.dumps(self.metadata),
+            "next": "0",
+            "parts": "0",
+        }
+        return fields
+
+    @classmethod
+    def from_hash(cls, raw: dict[bytes, bytes], in_flight: int) -> Batch:
+        h = {k.decode(): v.decode() for k, v in raw.items()}
+        return cls(
+            id=h["id"],
+            client_id=h["client_id"],
+            type=h["type"],
+            status=h["status"],  # type: ignore[arg-type]
+            created_at=float(h["created_at"]),
+            total=int(h["total"]),
+            concurrency=int(h["concurrency"]),
+            results_key=h["results_key"],
+            upload_id=h["upload_id"],
+            webhook_url=h["webhook_url"] or None,
+            webhook_events=tuple(json.loads(h["webhook_events"])),
+            item_webhooks=h["item_webhooks"] == "1",
+            metadata=json.loads(h["metadata"]),
+            started_at=float(h["started_at"]) if "started_at" in h else None,
+            finished_at=float(h["finished_at"]) if "finished_at" in h else None,
+            succeeded=int(h.get("succeeded", 0)),
+            failed=int(h.get("failed", 0)),
+            canceled=int(h.get("canceled", 0)),
+            next=int(h.get("next", 0)),
+            parts=int(h.get("parts", 0)),
+            result_lines=int(h.get("result_lines", 0)),
+            cancel=h.get("cancel") == "1",
+            closing=float(h["closing"]) if "closing" in h else None,
+            in_flight=in_flight,
+        )
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What recording one item's end calls for next."""
+
+    new: bool  # False: this item's end was recorded before
+    progress_due: bool
+    last: bool  # this was the batch's last item: finish the batch
+    waiting_bytes: int
+
+
+class BatchStore:
+    def __init__(self, redis: Redis, *, retention_s: float, prefix: str = PREFIX) -> None:
+        self._redis = redis
+        self._retention_ms = int(retention_s * 1000)
+        self._batch_keys = Keys(prefix)
+        self._claim = redis.register_script(_CLAIM)
+        self._record = redis.register_script(_RECORD)
+        self._cancel = redis.register_script(_CANCEL)
+        self._part_stored = redis.register_script(_PART_STORED)
+        self._unlock = redis.register_script(_UNLOCK)
+
+    def key(self, batch_id: str, part: str = "") -> str:
+        return self._batch_keys.batch(batch_id, part)
+
+    def _running_key(self, client_id: str = "") -> str:
+        """Running batches: all of them, or one client's."""
+        return self._batch_keys.running_batches(client_id)
+
+    def _keys(self, batch_id: str) -> list[str]:
+        parts = ("", "items", "inflight", "done", "results", "failures")
+        return [self.key(batch_id, part) for part in parts]
+
+    async def create(self, batch: Batch, entries: Sequence[str]) -> None:
+        """Store the record and every item entry, in order, before any of them is claimed."""
+        items = self.key(batch.id, "items")
+        chunk = 1000  # bounded pipelines: a 10,000-item batch is not one giant command
+        for start in range(0, len(entries), chunk):
+            await self._redis.rpush(items, *entries[start : start + chunk])  # type: ignore[misc]
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self.key(batch.id), mapping=batch.to_hash())
+            for key in self._keys(batch.id):
+                pipe.pexpire(key, self._retention_ms)
+            pipe.sadd(self._running_key(), batch.id)
+            pipe.sadd(self._running_key(batch.client_id), batch.id)
+            await pipe.execute()
+
+    async def get(self, batch_id: str) -> Batch | None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self.key(batch_id))
+            pipe.scard(self.key(batch_id, "inflight"))
+            raw, in_flight = await pipe.execute()
+        return Batch.from_hash(raw, in_flight) if raw else None
+
+    async def running(self, client_id: str = "") -> list[str]:
+        ids = await self._redis.smembers(self._running_key(client_id))  # type: ignore[misc]
+        return sorted(i.decode() for i in ids)
+
+    async def claim(
+        self, batch: Batch, most: int, client_cap: int, client_batches: list[str]
+    ) -> list[tuple[int, str]]:
+        """Take up to `most` items to run, within the batch's and the client's concurrency;
+        `client_batches` are the client's running batches, whose items in flight count too."""
+        others = [self.key(other, "inflight") for other in client_batches if other != batch.id]
+        keys = [self.key(batch.id), self.key(batch.id, "items"), self.key(batch.id, "inflight")]
+        entries = await self._claim(keys=[*keys, *others], args=[most, client_cap, time.time()])
+        return [_split(entry) for entry in entries]
+
+    async def entry(self, batch_id: str, index: int) -> tuple[int, str] | None:
+        raw = await self._redis.lindex(self.key(batch_id, "items"), index)  # type: ignore[misc]
+        return _split(raw) if raw is not None else None
+
+    async def entries(self, batch_id: str, start: int, stop: int) -> list[tuple[int, str]]:
+        raw = await self._redis.lrange(self.key(batch_id, "items"), start, stop)  # type: ignore[misc]
+        return [_split(entry) for entry in raw]
+
+    async def in_flight(self, batch_id: str) -> list[int]:
+        members = await self._redis.smembers(self.key(batch_id, "inflight"))  # type: ignore[misc]
+        return sorted(int(m) for m in members)
+
+    async def record(
+        self,
+        batch_id: str,
+        index: int,
+        outcome: Outcome,
+        line: str,
+        failure: dict[str, Any] | None,
+        now: float,
+        progress_interval_s: float,
+        progress_step: int,
+    ) -> Recorded:
+        """Record one item's end, once: later reports of the same item change nothing."""
+        args = [
+            index,
+            outcome,
+            line,
+            json.dumps(failure) if failure else "",
+            now,
+            progress_interval_s,
+            progress_step,
+            MAX_FAILURES_SHOWN,
+        ]
+        keys = [self.key(batch_id, p) for p in ("", "done", "inflight", "results", "failures")]
+        new, progress, last, waiting = await self._record(keys=keys, args=args)
+        return Recorded(bool(new), bool(progress), bool(last), int(waiting))
+
+    async def cancel(self, batch_id: str) -> tuple[int, list[int]] | None:
+        """Stop claiming; the first never-claimed index and the items in flight, or None if the
+        batch is not running."""
+        keys = [self.key(batch_id), self.key(batch_id, "inflight")]
+        found = await self._cancel(keys=keys)
+        if not found:
+            return None
+        start, in_flight = found
+        return int(start), sorted(int(i) for i in in_flight)
+
+    async def failures(self, batch_id: str) -> list[dict[str, Any]]:
+        raw = await self._redis.lrange(self.key(batch_id, "failures"), 0, -1)  # type: ignore[misc]
+        return [json.loads(item) for item in raw]
+
+    async def waiting_lines(self, batch_id: str, start: int, stop: int) -> list[bytes]:
+        lines: list[bytes] = await self._redis.lrange(  # type: ignore[misc]
+            self.key(batch_id, "results"), start, stop
+        )
+        return lines
+
+    async def part_stored(self, batch_id: str, lines: int, size: int) -> int:
+        keys = [self.key(batch_id), self.key(batch_id, "results")]
+        return int(await self._part_stored(keys=keys, args=[lines, size]))
+
+    async def lock(self, batch_id: str, what: str, token: str, ttl_s: float) -> bool:
+        key = self.key(batch_id, f"lock:{what}")
+        return bool(await self._redis.set(key, token, nx=True, px=int(ttl_s * 1000)))
+
+    async def unlock(self, batch_id: str, what: str, token: str) -> None:
+        await self._unlock(keys=[self.key(batch_id, f"lock:{what}")], args=[token])
+
+    async def next_sequence(self, batch_id: str) -> int:
+        return int(await self._redis.hincrby(self.key(batch_id), "sequence", 1))  # type: ignore[misc]
+
+    async def close(self, batch: Batch, status: BatchStatus, finished_at: float) -> None:
+        """The batch has ended: record it, and keep what callers read for the retention period."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self.key(batch.id), mapping={"status": status, "finished_at": finished_at})
+            pipe.delete(self.key(batch.id, "items"), self.key(batch.id, "results"))
+            for key in self._keys(batch.id):
+                pipe.pexpire(key, self._retention_ms)
+            pipe.srem(self._running_key(), batch.id)
+            pipe.srem(self._running_key(batch.client_id), batch.id)
+            await pipe.execute()
+
+
+def _split(entry: bytes | str) -> tuple[int, str]:
+    text = entry.decode() if isinstance(entry, bytes) else entry
+    index, _, body = text.partition(":")
+    return int(index), body
