@@ -16,7 +16,7 @@ from bench.stack import check_alive
 if TYPE_CHECKING:
     import httpx
 
-    from service.devstack import RunningStack
+    from service.cli.devstack import RunningStack
 
 
 def unix_seconds(value: str) -> float:

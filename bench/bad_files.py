@@ -2,7 +2,7 @@
 under the limits whose decode is the largest a worker can be asked for.
 
 Each is made in memory, served under its own name with the media type its name claims, and sent
-as the README's thumbnail job unless it names an output of its own (`spec`).
+as the thumbnail job of docs/api.md unless it names an output of its own (`spec`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from PIL import Image, features
 
 from bench.figures import MiB
 from bench.transform import photo_paths
-from tests.helpers import many_page_tiff, png_bomb, truncated_jpeg
-from tests.icc_profiles import rgb_profile
+from tests.support.icc_profiles import rgb_profile
+from tests.support.images import many_page_tiff, png_bomb, truncated_jpeg
 
 NEAR_CAP = (7000, 7000)  # 49 MP, under the default 50 MP limit
 SUCCEEDED = "succeeded"

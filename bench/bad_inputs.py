@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.bad_inputs [--rounds 20] [--together] [--no-photo] [--timeout 60]
         [--only NAME] [--copies N] [--route url|base64|both]
 
-Starts the whole stack (`service.devstack.local_stack`, default limits) and serves the bad-image
+Starts the whole stack (`service.cli.devstack.local_stack`, default limits) and serves the bad-image
 set of bench/bad_files.py (hostile files, and valid ones just under the limits), plus one valid
 24 MP photo, from an HTTP server on 127.0.0.1. Each file goes in as an `image.transform` job by
 URL (the jobs worker downloads, sniffs and decodes it) and by base64 (the API checks it first).
@@ -38,8 +38,8 @@ from bench.processes import Sampler, high_water_mark, watch
 from bench.receivers import File, LocalServer
 from bench.stack import check_alive, print_log_tails
 from bench.transform import job_body
+from service.cli.devstack import RunningStack, local_stack
 from service.config import Settings
-from service.devstack import RunningStack, local_stack
 
 WATCHED = {"jobs worker": "worker-jobs", "api": "api"}  # label -> the stack's process name
 POLL_EVERY_S = 0.02
@@ -226,13 +226,14 @@ def report(
     problems = []
     worker_rise: dict[str, tuple[int, bool]] = {}  # input and route -> (largest rise, accepted)
     # The stack's processes inherit this environment: these are the limits they ran with.
-    limits = Settings.from_env(os.environ)
+    settings = Settings.from_env(os.environ)
+    limits = settings.limits
     print(
         f"{len(measured)} rounds after 1 warm-up, "
         + ("each round's set submitted at once" if together else "one job at a time")
-        + f"; job concurrency {limits.job_concurrency}, max pixels {limits.max_image_pixels:,}, "
+        + f"; job concurrency {settings.jobs.concurrency}, max pixels {limits.max_image_pixels:,}, "
         f"max frames {limits.max_frames}, max image bytes {limits.max_image_bytes:,}, "
-        f"decode budget {mib(limits.decode_budget_bytes)} MiB"
+        f"decode budget {mib(settings.jobs.decode_budget_bytes)} MiB"
     )
     header = f"{'input':<34}{'route':<8}{'bytes':>11}  {'outcome (every round)':<36}"
     print(header + f"{'POST ms':>8}{'worker ms':>10}{'worker rise':>13}{'api rise':>10}")

@@ -3,8 +3,9 @@
     .venv/bin/python -m bench.batches [--sizes 1000 10000] [--concurrency C] [--job-concurrency J]
                                       [--images 4] [--timeout 1200] [--keep-workdir]
 
-Each batch size gets its own fresh stack (`service.devstack.local_stack`: embedded Redis, the API
-and both workers), so each process's kernel high-water mark (VmHWM) belongs to one batch size.
+Each batch size gets its own fresh stack (`service.cli.devstack.local_stack`: embedded Redis,
+the API and both workers), so each process's kernel high-water mark (VmHWM) belongs to one batch
+size.
 On each stack: a small untimed warm-up batch, then one `image.transform` batch of N items, each a
 small JPEG (320x240) by URL from an HTTP server on 127.0.0.1, out as 64-wide WebP, with a batch
 webhook to that same server. A thread samples the processes' RSS every 50 ms; the batch is polled
@@ -37,7 +38,7 @@ from bench.figures import MiB, mib
 from bench.processes import Sampler, cpu_seconds, high_water_mark, redis_process, watch
 from bench.receivers import LocalServer, photos
 from bench.stack import ID_PART, log_problems, workdir
-from service.devstack import RunningStack, local_stack
+from service.cli.devstack import RunningStack, local_stack
 
 IMAGE_SIZE = (320, 240)
 OUTPUT = {"width": 64, "format": "webp"}

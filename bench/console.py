@@ -34,27 +34,36 @@ from redis.asyncio import Redis
 from bench.errors import BenchError
 from bench.figures import MiB, percentile
 from bench.stack import print_log_tails, workdir
-from service.clients import ClientStore, NewClient
+from service.cli.devstack import EmbeddedRedis, ServiceProcesses, StackError, free_port
+from service.clients.store import ClientStore, NewClient
 from service.config import Settings
-from service.devstack import EmbeddedRedis, ServiceProcesses, StackError, free_port
-from service.events import event_id_for
 from service.ids import new_id
-from service.job_index import INDEXED_STATUSES, JobIndex
-from service.jobs import TERMINAL, Job, JobStatus, JobStore
+from service.jobs.index import INDEXED_STATUSES, JobIndex
+from service.jobs.model import TERMINAL, Job, JobStatus
+from service.jobs.store import JobStore
+from service.jobs.views import job_view
+from service.publishing import event_id_for
 from service.storage import Storage, job_file_key, open_storage
 from service.tasks import JOB_TYPES
-from service.views import job_view
-from webhooks.endpoints import Endpoint, EndpointStore, new_endpoint_id
-from webhooks.events import event_body, utc_timestamp
-from webhooks.metrics import DeliveryMetrics
-from webhooks.outbox import delivery_id_for
-from webhooks.schedule import RetrySchedule
-from webhooks.sender import CONNECT_ERROR, HTTP_STATUS, TIMEOUT, outgoing_headers
-from webhooks.signing import webhook_headers
-from webhooks.store import Attempt, Delivery, DeliveryStore, Outcome
+from webhooks import (
+    Attempt,
+    Delivery,
+    DeliveryMetrics,
+    DeliveryStore,
+    Endpoint,
+    EndpointStore,
+    Event,
+    Outcome,
+    RetrySchedule,
+    new_endpoint_id,
+    utc_timestamp,
+    webhook_headers,
+)
 
 T = TypeVar("T")
 GOAL_MS = 200.0
+# The headers every attempt sends besides its signature, as the attempt log keeps them.
+SENT_WITH = {"content-type": "application/json", "user-agent": "pixhook-webhooks/0.1"}
 PASSWORD = "bench-console-password"  # a throwaway stack on loopback
 CLIENTS = {"acme": 0.40, "globex": 0.25, "initech": 0.15, "umbrella": 0.12, "hooli": 0.08}
 TYPES = {"image.transform": 0.60, "image.analyze": 0.30, "image.generate": 0.10}
@@ -120,7 +129,7 @@ def job_inputs(settings: Settings) -> dict[str, dict[str, Any]]:
     return {name: JOB_TYPES[name].parse_input(params, settings) for name, params in raw.items()}
 
 
-# service/analysis.py's shape, for a 12 MP photo.
+# service/imaging/analysis.py's shape, for a 12 MP photo.
 ANALYSIS: dict[str, Any] = {
     "width": 4032, "height": 3024, "format": "JPEG", "mode": "RGB", "has_alpha": False,
     "animated": False, "frames": 1, "brightness": 0.482, "contrast": 0.213,
@@ -223,9 +232,9 @@ def plan_jobs(
 
 
 async def seed(settings: Settings, count: int, rng: random.Random) -> Seeded:
-    db = Redis.from_url(settings.redis_url)
-    jobs_store = JobStore(db, retention_s=settings.job_retention_s)
-    deliveries = DeliveryStore(db, retention_s=int(settings.job_retention_s))
+    db = Redis.from_url(settings.redis.url)
+    jobs_store = JobStore(db, retention_s=settings.jobs.retention_s)
+    deliveries = DeliveryStore(db, retention_s=int(settings.jobs.retention_s))
     endpoints = EndpointStore(db, settings.sealer)
     seconds: dict[str, float] = {}
     try:
@@ -236,10 +245,12 @@ async def seed(settings: Settings, count: int, rng: random.Random) -> Seeded:
         start = time.monotonic()
         jobs = plan_jobs(count, clients, settings, rng)
         jobs, hooks = plan_hooks(jobs, clients, cms, rng)
-        live = await seed_jobs(db, jobs_store, jobs, settings.job_retention_s)
+        live = await seed_jobs(db, jobs_store, jobs, settings.jobs.retention_s)
         seconds["jobs"] = time.monotonic() - start
         start = time.monotonic()
-        storage = open_storage(settings.storage, settings.secret_key, 3600, settings.public_url)
+        storage = open_storage(
+            settings.storage.location, settings.api.secret_key, 3600, settings.api.public_url
+        )
         by_id = {job.id: job for job in jobs}
         ids = await in_chunks(
             seed_delivery(deliveries, jobs_store, by_id[job_id], hook, storage, settings)
@@ -371,15 +382,14 @@ async def seed_delivery(
     event_id = event_id_for(job)
     assert job.finished_at is not None
     sent = utc_timestamp(datetime.fromtimestamp(job.finished_at, UTC))
-    data = job_view(job, storage, settings.public_url)
-    target = hook.url if hook.endpoint_id is None else f"endpoint:{hook.endpoint_id}"
+    data = job_view(job, storage, settings.api.public_url)
     delivery = Delivery(
-        id=delivery_id_for(event_id, target),
+        id=new_id("dlv"),
         event_id=event_id,
         event_type=event_type,
         owner=job.client_id,
         url=hook.url,
-        payload=event_body(event_type, event_id, data, sent),
+        payload=Event(event_type, event_id, data, sent).body(),
         created_at=job.finished_at,
         endpoint_id=hook.endpoint_id,
     )
@@ -426,15 +436,15 @@ async def attempt_one(
     if ok:
         failure: tuple[int | None, str | None, str | None, str] = (200, None, None, '{"ok":true}')
     elif hook.outcome == "dead":
-        failure = (None, CONNECT_ERROR, "connection refused", "")
+        failure = (None, "CONNECT_ERROR", "connection refused", "")
     elif hook.outcome == "retry":
-        failure = (None, TIMEOUT, "no answer within 15 s", "")
+        failure = (None, "TIMEOUT", "no answer within 15 s", "")
     else:
-        failure = (503, HTTP_STATUS, "503 Service Unavailable", "<h1>503</h1> upstream busy")
+        failure = (503, "HTTP_STATUS", "503 Service Unavailable", "<h1>503</h1> upstream busy")
     status_code, error_code, message, excerpt = failure
     attempt = Attempt(
         number, started_at, ok, round(duration_ms, 2), status_code, error_code,
-        message, excerpt, outgoing_headers(headers),
+        message, excerpt, {**SENT_WITH, **headers},
     )  # fmt: skip
     next_at = time.time() + (3600 if last else -1)
     if await store.record(delivery, "bench", attempt, outcome, next_at) is None:
@@ -721,7 +731,7 @@ def run(path: Path, args: argparse.Namespace) -> list[Timing]:
 
 async def seed_and_check(settings: Settings, count: int, rng: random.Random) -> tuple[Seeded, str]:
     seeded = await seed(settings, count, rng)
-    db = Redis.from_url(settings.redis_url)
+    db = Redis.from_url(settings.redis.url)
     try:
         return seeded, await check_seeded(db, seeded)
     finally:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import json
 import os
 import secrets
 import shutil
@@ -35,22 +34,21 @@ from bench.errors import BenchError
 from bench.figures import percentile
 from bench.nginx_receiver import Arrivals, Nginx, tail
 from bench.processes import cpu_seconds, redis_process
-from service.clients import ClientStore
-from service.devstack import EmbeddedRedis, ServiceProcesses, StackError, stop_process
-from webhooks.outbox import submit
-from webhooks.signing import generate_secret, webhook_headers
-from webhooks.store import DeliveryStore
+from service.cli.devstack import EmbeddedRedis, ServiceProcesses, StackError, stop_process
+from service.clients.store import ClientStore
+from service.config import Settings
+from service.runtime import engine_config
+from webhooks import Engine, Event, generate_secret, webhook_headers
 
 BASELINE_MAX_JOBS = 64
 
 
-def payload_for(event_id: str) -> bytes:
-    """A job.completed envelope shaped like pixhook's (docs/webhooks.md), about 400 bytes."""
+def event_for(event_id: str) -> Event:
+    """A job.completed event shaped like pixhook's (docs/webhooks.md), about 400 bytes."""
     output = {"url": "https://files.example.com/o/" + "x" * 120, "bytes": 48213}
     job = {"id": "job_" + event_id[-8:], "status": "succeeded", "sequence": 3, "output": output}
     job["operations"] = [{"op": "resize", "width": 800}, {"op": "format", "format": "webp"}]
-    envelope = {"type": "job.completed", "id": event_id, "timestamp": "2025-01-01T00:00:00.000Z"}
-    return json.dumps({**envelope, "data": job}, separators=(",", ":")).encode()
+    return Event("job.completed", event_id, job, "2025-01-01T00:00:00.000Z")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,7 +126,7 @@ async def run_baseline(args: argparse.Namespace, workdir: Path, nginx: Nginx) ->
         for i in range(args.events):
             event_id = f"evt_b{i:07d}"
             enqueued[event_id] = time.time()
-            await pool.enqueue_job("deliver", event_id, payload_for(event_id))
+            await pool.enqueue_job("deliver", event_id, event_for(event_id).body())
         await pool.aclose()
         env = {**os.environ, "BENCH_WEBHOOK_SECRET": generate_secret()}
         command = [sys.executable, "-m", "bench.deliveries", "--baseline-worker"]
@@ -157,14 +155,16 @@ async def run_pixhook(
     processes = ServiceProcesses(env, workdir / "logs")
     log = workdir / "logs" / "worker-deliveries.log"
     client = Redis.from_url(server.url)
-    store = DeliveryStore(client)
+    clients = ClientStore(client)
+    engine = Engine(client, engine_config(Settings.from_env(env)), clients.signing_secrets)
     try:
-        owner = (await ClientStore(client).create("bench")).client.id
-        fields = {"event_type": "job.completed", "owner": owner, "url": nginx.url}
+        owner = (await clients.create("bench")).client.id
 
         async def enqueue(event_id: str, enqueued: dict[str, float]) -> None:
             enqueued[event_id] = time.time()
-            await submit(store, event_id=event_id, payload=payload_for(event_id), **fields)
+            await engine.publish(
+                event_for(event_id), owner=owner, direct_url=nginx.url, endpoints=[]
+            )
 
         bulk_events: dict[str, float] = {}
         for i in range(args.events):

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 
 from bench.errors import BenchError
-from service.devstack import StackError, free_port, stop_process, wait_for
+from service.cli.devstack import StackError, free_port, stop_process, wait_for
 
 NGINX_CONF = """worker_processes 1;
 daemon off;

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import psutil  # type: ignore[import-untyped]
 
 if TYPE_CHECKING:
-    from service.devstack import RunningStack
+    from service.cli.devstack import RunningStack
 
 
 def watch(stack: RunningStack, names: Mapping[str, str]) -> dict[str, psutil.Process]:

@@ -5,13 +5,14 @@ time against the limit's minimum, and 429s that must never become failed items.
     .venv/bin/python -m bench.provider_batch --provider-limit 400   # it allows less (~3 min 15 s)
     .venv/bin/python -m bench.provider_batch --burst 10             # the default burst instead
 
-Run it as a module from the repository root: the provider is `tests.openai_standin`, the test
-suite's OpenAI-compatible stand-in (a uvicorn server on 127.0.0.1 in this process, in a thread):
-vision chat completions, streamed, each reply after `--latency` s and then in 16-character pieces
-every `--chunk-delay` s. It counts requests in fixed windows and enforces its limit per window,
-answering 429 with `Retry-After`/`retry-after-ms` and OpenAI's `rate_limit_exceeded` body.
+Run it as a module from the repository root: the provider is `tests.support.openai_standin`, the
+test suite's OpenAI-compatible stand-in (a uvicorn server on 127.0.0.1 in this process, in a
+thread): vision chat completions, streamed, each reply after `--latency` s and then in
+16-character pieces every `--chunk-delay` s. It counts requests in fixed windows and enforces its
+limit per window, answering 429 with `Retry-After`/`retry-after-ms` and OpenAI's
+`rate_limit_exceeded` body.
 
-The stack (`service.devstack.local_stack`: embedded Redis, the API, `--workers` jobs workers and
+The stack (`service.cli.devstack.local_stack`: embedded Redis, the API, `--workers` jobs workers and
 the deliveries worker) is configured for `--rate` requests/min and `--burst`
 (`PIXHOOK_PROVIDER_REQUESTS_PER_MINUTE`, `PIXHOOK_PROVIDER_BURST`), and `--concurrency` for the
 provider's, the jobs workers' and the batch's concurrency, so the provider's rate, not the
@@ -49,17 +50,17 @@ from bench.errors import BenchError
 from bench.figures import percentile
 from bench.receivers import LocalServer, photos
 from bench.stack import log_messages, log_problems, workdir
+from service.cli.devstack import RunningStack, local_stack
 from service.config import Settings
-from service.devstack import RunningStack, local_stack
 from service.providers import vision
-from tests.openai_standin import API_KEY, Answer, OpenAIStandIn, Window
+from tests.support.openai_standin import API_KEY, Answer, OpenAIStandIn, Window
 
 IMAGE_SIDE = 96
 WARM_UP_ITEMS = 4
 POLL_EVERY_S = 0.1
-MODEL = Settings().openai_vision_model
+MODEL = Settings().providers.openai_vision_model
 FACTOR_KEY = f"pixhook:provider:openai:{{{MODEL}}}:factor"  # service/providers/limits.py
-RECOVERY_S = Settings().provider_rate_recovery_s
+RECOVERY_S = Settings().providers.rate_recovery_s
 
 
 # The inputs: distinct small images, served by URL.
@@ -123,7 +124,7 @@ def stand_in_limit(per_minute: int, window_s: float | None) -> Limit:
         window_s = 60 * math.ceil(per_minute / 60) / per_minute
         if math.floor(per_minute * window_s / 60) < math.ceil(per_minute / 60):
             window_s = math.nextafter(window_s, math.inf)  # 60 * 7 / 400 * 400 / 60 < 7
-    # The stand-in's own rounding (tests/openai_standin.py, count_requests).
+    # The stand-in's own rounding (tests/support/openai_standin.py, count_requests).
     return Limit(per_minute, window_s, max(1, math.floor(per_minute * window_s / 60)))
 
 
@@ -442,10 +443,12 @@ def main() -> int:
     )
     images = [make_image(index) for index in range(args.items + WARM_UP_ITEMS)]
     # What the cache is keyed by: the photo as the service re-encodes it for the model.
-    defaults = Settings()
+    settings = Settings()
     prepared = {
         hashlib.sha256(
-            vision.prepare_image(i, defaults.vision_max_side, defaults.max_image_pixels)
+            vision.prepare_image(
+                i, settings.providers.vision_max_side, settings.limits.max_image_pixels
+            )
         ).digest()
         for i in images
     }

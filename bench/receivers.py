@@ -10,7 +10,7 @@ from collections.abc import Callable, Collection, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from webhooks.receiver import InvalidWebhook, verify
+from webhooks import InvalidWebhook, verify
 
 File = tuple[str, bytes]  # media type, body
 Files = Callable[[str], File | None]  # request path -> what to answer, None for 404

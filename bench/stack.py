@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from bench.errors import BenchError
 
 if TYPE_CHECKING:
-    from service.devstack import RunningStack
+    from service.cli.devstack import RunningStack
 
 # pixhook's ids (job_..., bat_..., evt_...), to blank out of log lines and Redis keys.
 ID_PART = re.compile(r"\b(job|bat|evt|dlv|del|cli|upl)_[A-Za-z0-9_-]+")

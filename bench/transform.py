@@ -153,7 +153,7 @@ JOB_ENDS = ("job.completed", "job.failed", "job.canceled")
 
 
 def job_body(image: dict[str, str], webhook_url: str | None = None) -> bytes:
-    """The README's API-tour job: the output spec of `pixhook_thumbnail`, the image as given
+    """The first job of docs/api.md: the output spec of `pixhook_thumbnail`, the image as given
     (`{"base64": ...}` or `{"url": ...}`), and the webhook URL if there is one."""
     spec = {"width": BOX, "height": BOX, "format": "webp", "quality": QUALITY}
     job: dict[str, Any] = {"type": "image.transform", "input": {"image": image, **spec}}
@@ -220,7 +220,7 @@ def run_service(paths: list[Path], rounds: int, repeat: int, concurrency: int) -
 
     from bench.processes import watch
     from bench.receivers import LocalServer
-    from service.devstack import local_stack
+    from service.cli.devstack import local_stack
 
     photos = [path.read_bytes() for path in paths]
     env = {
