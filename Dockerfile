@@ -2,9 +2,11 @@
 # One image for every role: `pixhook api` (default CMD), `pixhook worker --queue jobs|deliveries`,
 # and the `pixhook clients` / `pixhook dlq` admin commands. k8s/ runs it with these arguments.
 #
-# Base image pinned by tag. Pin the digest too when building in CI, e.g.
+# Base image pinned by tag: its digest could not be resolved where this was written (no registry
+# reachable). Pin it where one is, without editing this file:
 #   docker buildx imagetools inspect python:3.11-slim-bookworm --format '{{.Manifest.Digest}}'
-# then FROM python:3.11-slim-bookworm@sha256:<digest> (it could not be resolved offline here).
+#   docker build --build-arg PYTHON_IMAGE=python:3.11-slim-bookworm@sha256:<digest> .
+# `make image` builds this file unchanged with buildah on a Debian stand-in for that base.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS builder
@@ -18,9 +20,12 @@ COPY pyproject.toml README.md constraints.txt ./
 COPY service ./service
 COPY webhooks ./webhooks
 # Runtime dependencies only, at the versions the test suite ran with.
-RUN /opt/venv/bin/pip install -c constraints.txt .
-# pip is not needed at run time; leaving it out shrinks the image and what an attacker could use.
-RUN /opt/venv/bin/pip uninstall --yes pip
+RUN /opt/venv/bin/pip install -c constraints.txt . \
+    && /opt/venv/bin/pip uninstall --yes pip setuptools
+# botocore ships the models of all ~440 AWS services (27 MB); pixhook's storage needs S3, and
+# botocore's own credential providers STS (IRSA, assume-role), SSO, SSO-OIDC and sign-in.
+RUN find /opt/venv/lib/python3*/site-packages/botocore/data -mindepth 1 -maxdepth 1 -type d \
+        ! -name s3 ! -name sts ! -name sso ! -name sso-oidc ! -name signin -exec rm -rf {} +
 
 FROM ${PYTHON_IMAGE}
 ENV PATH=/opt/venv/bin:$PATH \
@@ -29,7 +34,14 @@ ENV PATH=/opt/venv/bin:$PATH \
     PIXHOOK_HOST=0.0.0.0 \
     PIXHOOK_PORT=8000 \
     PIXHOOK_STORAGE=local:/var/lib/pixhook/files
-RUN groupadd --system --gid 10001 pixhook \
+# No pip, setuptools or wheel in the system Python either (the official base has them): nothing
+# installs code into a running container.
+RUN for site in /usr/local/lib/python3*/site-packages; do \
+        [ -d "$site" ] || continue; \
+        (cd "$site" && rm -rf pip* setuptools* wheel* _distutils_hack distutils-precedence.pth); \
+    done \
+    && rm -f /usr/local/bin/pip* /usr/local/bin/wheel \
+    && groupadd --system --gid 10001 pixhook \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin pixhook \
     && mkdir -p /var/lib/pixhook/files \

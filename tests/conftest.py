@@ -28,6 +28,21 @@ def provider_env(standin: OpenAIStandIn) -> dict[str, str]:
     }
 
 
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Figures a test reports (`record_property("figure", ...)`), printed after the run: they
+    travel in the reports, so they reach this process from pytest-xdist's workers too."""
+    figures = [
+        value
+        for report in terminalreporter.getreports("passed")
+        for name, value in report.user_properties
+        if name == "figure"
+    ]
+    if figures:
+        terminalreporter.write_sep("-", "figures")
+        for figure in figures:
+            terminalreporter.write_line(str(figure))
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
