@@ -37,9 +37,11 @@ from redis.asyncio import Redis
 
 from service.keys import PREFIX, Keys
 
+# Milliseconds with their fraction: two calls in one millisecond are still ordered, so a 429 to
+# a call admitted after the last cut cuts again.
 _NOW = """
 local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local now = tonumber(clock[1]) * 1000 + tonumber(clock[2]) / 1000
 """
 
 # The factor now (and when it was last cut): what the cut left, plus the linear recovery since.
@@ -53,12 +55,13 @@ end
 
 # KEYS: rate TAT, token TAT, factor, paused-until. ARGV: interval_ms, burst, ms per token (0: no
 # token limit), token cost, token capacity, recovery per ms. Returns {wait_ms, now_ms}; 0 is go.
+# now_ms goes as a string: Redis would truncate a Lua number to an integer.
 _ADMIT = (
     _NOW
     + _FACTOR
     + """
 local paused = tonumber(redis.call('GET', KEYS[4]) or '0')
-if paused > now then return {paused - now, now} end
+if paused > now then return {math.ceil(paused - now), tostring(now)} end
 local factor = current_factor(KEYS[3], tonumber(ARGV[6]))
 local interval = tonumber(ARGV[1]) / factor
 local tolerance = interval * (tonumber(ARGV[2]) - 1)
@@ -70,13 +73,13 @@ local token_tat = math.max(tonumber(redis.call('GET', KEYS[2]) or '0'), now)
 if per_token > 0 then
   wait = math.max(wait, token_tat + (math.min(cost, capacity) - capacity) * per_token - now)
 end
-if wait > 0 then return {math.ceil(wait), now} end
+if wait > 0 then return {math.ceil(wait), tostring(now)} end
 redis.call('SET', KEYS[1], tat + interval, 'PX', math.ceil(tat + interval - now) + 1000)
 if per_token > 0 then
   local next_tat = token_tat + cost * per_token
   redis.call('SET', KEYS[2], next_tat, 'PX', math.ceil(next_tat - now) + 1000)
 end
-return {0, now}
+return {0, tostring(now)}
 """
 )
 
@@ -148,7 +151,7 @@ class LimitPolicy:
 class Admission:
     """One request let through: when (Redis time, ms) and the tokens it was charged."""
 
-    at_ms: int
+    at_ms: float
     tokens: int
 
 
@@ -222,7 +225,7 @@ class ProviderLimits:
     async def state(self) -> RateState:
         """What every worker sees now; for tests and operators."""
         seconds, micros = await self._redis.time()
-        now_ms = seconds * 1000 + micros // 1000
+        now_ms = seconds * 1000 + micros / 1000
         cut, cut_at = await self._redis.hmget(self._factor_key, ["factor", "at"])  # type: ignore[misc]
         paused_until = float(await self._redis.get(self._paused_key) or 0)
         factor = 1.0
@@ -256,5 +259,5 @@ class ProviderLimits:
         while True:
             wait_ms, now_ms = await self._admit(keys=keys, args=args)
             if not wait_ms:
-                return Admission(int(now_ms), tokens)
+                return Admission(float(now_ms), tokens)
             await asyncio.sleep(float(wait_ms) / 1000)
