@@ -45,6 +45,7 @@ async def launch_job(
         input_key=input_key,
         created_at=created_at,
         metadata=submission.metadata,
+        reference=submission.reference,
         webhook_url=submission.webhook_url,
         webhook_events=submission.webhook_events,
         batch_id=batch_id,

@@ -27,6 +27,8 @@ from service.shapes.validation import REQUEST, validated
 from service.tasks import JOB_TYPES, JobType
 from webhooks import FORBIDDEN_ADDRESS, GuardRefused
 
+MAX_REFERENCE_LENGTH = 200
+
 Url = Annotated[
     str,
     Field(json_schema_extra={"format": "uri"}),
@@ -99,12 +101,30 @@ class Submission:
     webhook_url: str | None
     webhook_events: tuple[str, ...]
     metadata: dict[str, Any]
+    reference: str | None = None
 
     def input_record(self) -> dict[str, Any]:
         """The job's `input` as stored and shown: parameters and a description of the image."""
         if self.image is None:
             return dict(self.params)
         return {"image": self.image.description, **self.params}
+
+
+# The caller's own id for what the job is about (a SKU, a CMS entry id): echoed everywhere the
+# job is, and looked up by (`GET /v1/jobs?reference=`). Printable: it goes into file names.
+Reference = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_REFERENCE_LENGTH,
+        pattern=r"^[^\x00-\x1f\x7f]+$",
+        description="the caller's id for what the job is about, e.g. a SKU",
+    ),
+    Refused(
+        f"{{field}} must be a string of 1 to {MAX_REFERENCE_LENGTH} characters without control"
+        " characters"
+    ),
+]
 
 
 def job_model(job_type: JobType) -> type[BaseModel]:
@@ -115,7 +135,14 @@ def job_model(job_type: JobType) -> type[BaseModel]:
         image: Any = (ImageSource | None, None)
         input_model = create_model(f"{name}JobInput", __base__=input_model, image=image)
     tag: Any = Literal[job_type.name]
-    return create_model(f"{name}Job", __base__=Delivery, type=(tag, ...), input=(input_model, ...))
+    reference: Any = (Reference | None, None)
+    return create_model(
+        f"{name}Job",
+        __base__=Delivery,
+        type=(tag, ...),
+        input=(input_model, ...),
+        reference=reference,
+    )
 
 
 JOB_MODELS = {name: job_model(job_type) for name, job_type in JOB_TYPES.items()}
@@ -160,6 +187,7 @@ def parse_submission(body: Any, upload: bytes | None, settings: Settings) -> Sub
         webhook_url=parse_webhook_url(delivery.webhook_url, settings),
         webhook_events=parse_webhook_events(delivery.webhook_events),
         metadata=parse_metadata(delivery.metadata, settings),
+        reference=job.reference,
     )
 
 

@@ -196,6 +196,16 @@ def test_metadata_over_the_limit(api):
     assert error_of(response)["code"] == "METADATA_TOO_LARGE"
 
 
+@pytest.mark.parametrize("reference", ["", "x" * 201, "SKU\n42", 42, ["SKU-42"]])
+def test_a_reference_that_is_not_a_short_printable_string(api, reference):
+    response = post(api, transform_job(reference=reference))
+
+    assert response.status_code == 422
+    error = error_of(response)
+    assert (error["code"], error["field"]) == ("INVALID_INPUT", "reference")
+    assert "1 to 200 characters" in error["message"]
+
+
 def test_body_over_the_limit_is_refused_before_parsing(api):
     oversized = base64.b64encode(b"\xff" * 1_600_000).decode()  # 2.1 MB of JSON
 

@@ -52,6 +52,19 @@ def test_completed_job_arrives_as_a_verified_webhook(api, make_receiver):
     JobCompletedEvent.model_validate(webhook.payload)  # as docs/webhooks.md describes it
     job = webhook.payload["data"]
     assert (job["id"], job["status"], job["metadata"]) == (job_id, "succeeded", {"sku": "A1"})
+    assert job["reference"] is None
+
+
+def test_a_reference_is_echoed_by_the_job_and_its_webhook(api, make_receiver):
+    receiver = make_receiver()
+    body = transform_job(webhook_url=receiver.url, reference="SKU-42 / blue, large")
+
+    job = api.post("/v1/jobs", json=body).json()
+    [webhook] = receiver.wait_for(1)
+
+    assert job["reference"] == "SKU-42 / blue, large"
+    assert webhook.payload["data"]["reference"] == "SKU-42 / blue, large"
+    assert api.get(f"/v1/jobs/{job['id']}").json()["reference"] == "SKU-42 / blue, large"
 
 
 def test_submission_answers_202_with_a_queued_job(api):

@@ -50,6 +50,7 @@ _JOB: dict[str, Any] = {
     },
     "error": None,
     "metadata": {"sku": "42"},
+    "reference": "SKU-42",
     "webhook_url": "https://shop.example.com/hooks/pixhook",
     "webhook_events": ["completed"],
     "sequence": 2,

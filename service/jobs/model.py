@@ -28,6 +28,8 @@ class Job:
     output: dict[str, Any] | None = None
     error: dict[str, str] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    # The caller's own id for it (a SKU): echoed in views, events and results, and indexed.
+    reference: str | None = None
     webhook_url: str | None = None
     webhook_events: tuple[str, ...] = ("completed",)
     sequence: int = 0

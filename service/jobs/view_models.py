@@ -73,6 +73,7 @@ class JobView(View):
     output: JobOutput | None
     error: JobError | None
     metadata: dict[str, Any]
+    reference: str | None
     webhook_url: str | None
     webhook_events: list[Subscription]
     sequence: Count

@@ -37,6 +37,7 @@ def job_fields(job: Job, storage: Storage, public_url: str) -> dict[str, Any]:
         "output": _output_view(job.output, storage),
         "error": job.error,
         "metadata": job.metadata,
+        "reference": job.reference,
         "webhook_url": job.webhook_url,
         "webhook_events": list(job.webhook_events),
         "sequence": job.sequence,
