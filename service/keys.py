@@ -6,6 +6,7 @@ another); webhooks/keys.py lists the delivery engine's, under the same prefix.
     {p}:job:<id>:deliveries             list   the deliveries of its events
     {p}:job:<id>:runner                 string the worker running it
     {p}:jobs:index[:<kind>:<value>]     zset   job ids, all and by client, type, status, batch
+    {p}:jobs:index:reference:<client>:<reference>  zset  a client's jobs with that reference
     {p}:metrics:jobs                    hash   job counters for /metrics
     {p}:client:<id>                     hash   a client
     {p}:clients                         set    every client id
@@ -15,6 +16,7 @@ another); webhooks/keys.py lists the delivery engine's, under the same prefix.
     {p}:client:<id>:idempotency:<sha256> hash  a used `Idempotency-Key` and its response
     {p}:batch:<id>[:<part>]             hash/… a batch and its parts (service/jobs/batch_store.py)
     {p}:batches:running[:<client>]      set    running batches, all and by client
+    {p}:batches:index:<client>          zset   a client's batch ids by creation time
     {p}:events:<job or batch id>        stream its live events (SSE)
     {p}:vision:<sha256>:<versions>:<model>:<brands>  string a cached vision answer
     {p}:generated:<client>:<sha256>     hash   generated images kept for a repeated request
@@ -56,6 +58,9 @@ class Keys:
     def job_index_of(self, kind: str, value: str) -> str:
         return f"{self.job_index}:{kind}:{value}"
 
+    def job_reference_index(self, client_id: str, reference: str) -> str:
+        return self.job_index_of("reference", f"{client_id}:{reference}")
+
     def client(self, client_id: str) -> str:
         return f"{self.prefix}:client:{client_id}"
 
@@ -77,6 +82,9 @@ class Keys:
 
     def running_batches(self, client_id: str = "") -> str:
         return f"{self.prefix}:batches:running{':' + client_id if client_id else ''}"
+
+    def batch_index(self, client_id: str) -> str:
+        return f"{self.prefix}:batches:index:{client_id}"
 
     def events(self, owner_id: str) -> str:
         return f"{self.prefix}:events:{owner_id}"

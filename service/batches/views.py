@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from service.jobs.batch_store import Batch, BatchStatus
+from service.jobs.index import CURSOR_PATTERN
 from service.jobs.view_models import Count, Subscription, Timestamp, Url, View
 from service.jobs.views import iso
 from service.runtime import Runtime
@@ -49,8 +50,8 @@ class BatchUrls(View):
     cancel: Url
 
 
-class BatchView(View):
-    """A batch, in `GET /v1/batches/{id}` and in the `data` of its webhook events."""
+class BatchSummary(View):
+    """A batch as `GET /v1/batches` lists it: all of `BatchView` but its failures."""
 
     id: str
     object: Literal["batch"]
@@ -66,9 +67,28 @@ class BatchView(View):
     webhook_url: str | None
     webhook_events: list[Subscription]
     metadata: dict[str, Any]
-    failures: list[BatchFailure]
     results: BatchResults | None
     urls: BatchUrls
+
+
+class BatchView(BatchSummary):
+    """A batch, in `GET /v1/batches/{id}` and in the `data` of its webhook events."""
+
+    failures: list[BatchFailure]
+
+
+class BatchPage(View):
+    """A page of batches, newest first; `next_cursor` asks for the next one (null: no more)."""
+
+    data: list[BatchSummary]
+    next_cursor: Annotated[str, Field(pattern=f"^{CURSOR_PATTERN.pattern}$")] | None
+
+
+def batch_summary(batch: Batch, runtime: Runtime) -> dict[str, Any]:
+    """A batch as `GET /v1/batches` lists it: its view without the failures, which the batch's
+    own route shows."""
+    view = batch_view(batch, [], runtime)
+    return BatchSummary.render({k: v for k, v in view.items() if k in BatchSummary.model_fields})
 
 
 def batch_view(batch: Batch, failures: list[dict[str, Any]], runtime: Runtime) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from service.console.web import (
     render,
     visible,
 )
-from service.jobs.index import JobFilter
+from service.jobs.index import IndexCursor, JobFilter
 from service.jobs.model import Job, JobStatus
 from service.jobs.streams import read_events
 from service.runtime import Runtime, runtime
@@ -56,12 +56,21 @@ async def jobs_page(request: Request, session: ConsoleSession) -> Response:
     status = _choice(params.get("status"), get_args(JobStatus))
     job_type = _choice(params.get("type"), sorted(JOB_TYPES))
     client_id = session.client_id or (params.get("client") or None)
-    where = JobFilter(status, job_type, client_id)
-    found = await rt.jobs.page(where, limit=PAGE_SIZE, cursor=cursor_of(params))
+    # With a client, the reference index finds it; across all clients, a bounded walk does.
+    reference = params.get("reference", "").strip() or None
+    statuses = () if status is None else (status,)
+    where = JobFilter(statuses, job_type, client_id, reference)
+    cursor = IndexCursor.parse(params.get("cursor", ""))
+    found = await rt.jobs.page(where, limit=PAGE_SIZE, cursor=cursor)
     context = {
         "jobs": found.jobs,
         "next": older_link(request, found.next_cursor),
-        "filters": {"status": status, "type": job_type, "client": client_id},
+        "filters": {
+            "status": status,
+            "type": job_type,
+            "client": client_id,
+            "reference": reference,
+        },
         "statuses": get_args(JobStatus),
         "types": sorted(JOB_TYPES),
         "clients": await queries.clients_in_view(rt, session.client_id),

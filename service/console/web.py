@@ -123,8 +123,8 @@ def cursor_of(params: Mapping[str, Any]) -> int | None:
     return int(raw) if isinstance(raw, str) and raw.isascii() and raw.isdigit() else None
 
 
-def older_link(request: Request, cursor: int | None) -> str | None:
+def older_link(request: Request, cursor: object | None) -> str | None:
     if cursor is None:
         return None
     params = {k: v for k, v in request.query_params.items() if k != "cursor"}
-    return f"{request.url.path}?{urlencode({**params, 'cursor': cursor})}"
+    return f"{request.url.path}?{urlencode({**params, 'cursor': str(cursor)})}"

@@ -11,6 +11,8 @@ Keys of one batch (`{p}` = `pixhook:batch:<id>`):
 - `{p}:results` list: result lines waiting to be written to storage as the next part.
 - `{p}:failures` list: the first failures, for `GET /v1/batches/{id}`.
 
+A client's batches are listed, newest first, from `pixhook:batches:index:<client>`.
+
 Every change that must not half-happen is one Lua script.
 """
 
@@ -24,6 +26,7 @@ from typing import Any, Literal
 
 from redis.asyncio import Redis
 
+from service.jobs.index import IndexCursor, newest
 from service.keys import PREFIX, Keys
 
 BatchStatus = Literal["running", "completed", "canceled"]
@@ -236,6 +239,7 @@ class BatchStore:
                 pipe.pexpire(key, self._retention_ms)
             pipe.sadd(self._running_key(), batch.id)
             pipe.sadd(self._running_key(batch.client_id), batch.id)
+            pipe.zadd(self._index_key(batch.client_id), {batch.id: int(batch.created_at * 1e6)})
             await pipe.execute()
 
     async def get(self, batch_id: str) -> Batch | None:
@@ -244,6 +248,48 @@ class BatchStore:
             pipe.scard(self.key(batch_id, "inflight"))
             raw, in_flight = await pipe.execute()
         return Batch.from_hash(raw, in_flight) if raw else None
+
+    def _index_key(self, client_id: str) -> str:
+        """The client's batches by creation time, for `GET /v1/batches`."""
+        return self._batch_keys.batch_index(client_id)
+
+    async def page(
+        self,
+        client_id: str,
+        statuses: Sequence[str] = (),
+        *,
+        limit: int,
+        cursor: IndexCursor | None = None,
+    ) -> tuple[list[Batch], IndexCursor | None]:
+        """The client's batches in one of `statuses` (any: all), newest first, after `cursor`."""
+        key = self._index_key(client_id)
+
+        async def read_many(batch_ids: Sequence[str]) -> list[Batch | None]:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for batch_id in batch_ids:
+                    pipe.hgetall(self.key(batch_id))
+                    pipe.scard(self.key(batch_id, "inflight"))
+                replies = await pipe.execute()
+            found = [
+                Batch.from_hash(raw, in_flight) if raw else None
+                for raw, in_flight in zip(replies[::2], replies[1::2], strict=True)
+            ]
+            # A batch's record expires a retention after it ends, which the index cannot know
+            # when the batch is created; its entry goes when a page finds it gone.
+            gone = [i for i, batch in zip(batch_ids, found, strict=True) if batch is None]
+            if gone:
+                await self._redis.zrem(key, *gone)
+            return found
+
+        return await newest(
+            self._redis,
+            key,
+            read_many,
+            lambda batch: not statuses or batch.status in statuses,
+            limit=limit,
+            chunk=limit if not statuses else max(limit, 50),
+            cursor=cursor,
+        )
 
     async def running(self, client_id: str = "") -> list[str]:
         ids = await self._redis.smembers(self._running_key(client_id))  # type: ignore[misc]

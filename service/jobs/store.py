@@ -10,7 +10,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
-from service.jobs.index import JobFilter, JobIndex, JobPage
+from service.jobs.index import IndexCursor, JobFilter, JobIndex, JobsFound
 from service.jobs.metrics import JobMetrics
 from service.jobs.model import TERMINAL, Job, JobStatus
 from service.keys import PREFIX, Keys
@@ -27,7 +27,7 @@ class JobStore:
         self._retention_ms = int(retention_s * 1000)
         self._keys = Keys(prefix)
         self._metrics = JobMetrics(redis, prefix)
-        self.index = JobIndex(redis, prefix)
+        self.index = JobIndex(redis, prefix, retention_ms=self._retention_ms)
 
     def _key(self, job_id: str) -> str:
         return self._keys.job(job_id)
@@ -64,8 +64,10 @@ class JobStore:
         raws = await self._redis.mget([self._key(job_id) for job_id in job_ids])
         return [Job.from_json(raw) if raw else None for raw in raws]
 
-    async def page(self, where: JobFilter, *, limit: int, cursor: int | None = None) -> JobPage:
-        """Newest first, matching `where`, created before `cursor`."""
+    async def page(
+        self, where: JobFilter, *, limit: int, cursor: IndexCursor | None = None
+    ) -> JobsFound:
+        """Newest first, matching `where`, after `cursor` (where the page before ended)."""
         return await self.index.page(where, self.get_many, limit=limit, cursor=cursor)
 
     async def transition(self, job_id: str, status: JobStatus, **changes: Any) -> Job | None:

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
+from service.jobs.index import CURSOR_PATTERN
 from service.jobs.model import JobStatus
 from service.jobs.outputs import JobOutput
 from webhooks import DeliveryStatus
@@ -130,6 +131,13 @@ class DeliveryPage(View):
 
     data: list[DeliveryView]
     next_cursor: Annotated[str, Field(pattern="^[0-9]+$")] | None
+
+
+class JobPage(View):
+    """A page of jobs, newest first; `next_cursor` asks for the next one (null: no more)."""
+
+    data: list[JobView]
+    next_cursor: Annotated[str, Field(pattern=f"^{CURSOR_PATTERN.pattern}$")] | None
 
 
 class Requeued(View):

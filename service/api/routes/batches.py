@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import get_args
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -13,6 +14,7 @@ from service.api.authentication import client_of
 from service.api.bodies import accepted_media_type, parse_json, read_body, read_form
 from service.api.client_routes import ClientRoute
 from service.api.idempotency import idempotent
+from service.api.listing import PAGING, paging, statuses, statuses_param
 from service.api.operations import (
     BODY_ERRORS,
     IDEMPOTENCY_ERRORS,
@@ -43,11 +45,17 @@ from service.batches.intake import (
     csv_rows,
     json_batch,
 )
-from service.batches.views import RESULTS_MEDIA_TYPE, BatchView, batch_view
+from service.batches.views import (
+    RESULTS_MEDIA_TYPE,
+    BatchPage,
+    BatchView,
+    batch_summary,
+    batch_view,
+)
 from service.config import Settings
 from service.errors import InvalidInput, NotFound
 from service.ids import new_id
-from service.jobs.batch_store import Batch, BatchStore
+from service.jobs.batch_store import Batch, BatchStatus, BatchStore
 from service.runtime import runtime
 from service.storage import job_file_key
 
@@ -160,6 +168,26 @@ async def cancel_batch(request: Request) -> JSONResponse:
     return JSONResponse(await _view(request, batch.id))
 
 
+@documented(
+    Operation(
+        "The client's batches, newest first",
+        (Reply(200, "a page", {JSON: BatchPage}),),
+        params=(*PAGING, statuses_param(get_args(BatchStatus))),
+        errors={422: ("INVALID_INPUT",)},
+    )
+)
+async def list_batches(request: Request) -> JSONResponse:
+    rt = runtime(request)
+    limit, cursor = paging(request.query_params)
+    wanted = statuses(request.query_params, get_args(BatchStatus))
+    found, next_cursor = await rt.batches.page(
+        client_of(request).id, wanted, limit=limit, cursor=cursor
+    )
+    views = [batch_summary(batch, rt) for batch in found]
+    page = {"data": views, "next_cursor": None if next_cursor is None else str(next_cursor)}
+    return JSONResponse(BatchPage.render(page))
+
+
 async def own_batch(request: Request, batches: BatchStore) -> Batch:
     """The batch the path names, if the calling client owns it."""
     batch_id = request.path_params["batch_id"]
@@ -180,6 +208,7 @@ async def _view(request: Request, batch_id: str) -> dict[str, object]:
 
 routes = [
     ClientRoute("/v1/batches", create_batch, methods=["POST"]),
+    ClientRoute("/v1/batches", list_batches, methods=["GET"]),
     ClientRoute("/v1/batches/{batch_id}", get_batch, methods=["GET"]),
     ClientRoute("/v1/batches/{batch_id}/events", batch_events, methods=["GET"]),
     ClientRoute("/v1/batches/{batch_id}/cancel", cancel_batch, methods=["POST"]),

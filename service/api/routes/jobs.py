@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from dataclasses import replace
+from typing import Any, get_args
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -12,6 +14,7 @@ from service.api.authentication import client_of
 from service.api.bodies import read_job_request
 from service.api.client_routes import ClientRoute
 from service.api.idempotency import idempotent
+from service.api.listing import PAGING, moment, moment_param, paging, statuses, statuses_param
 from service.api.operations import (
     BODY_ERRORS,
     IDEMPOTENCY_ERRORS,
@@ -22,24 +25,30 @@ from service.api.operations import (
     URL_ERRORS,
     Named,
     Operation,
+    Param,
     Reply,
     documented,
     idempotency_key,
     links,
 )
 from service.errors import InvalidInput, NotFound
-from service.jobs.model import TERMINAL, Job
+from service.jobs.index import JobFilter
+from service.jobs.model import TERMINAL, Job, JobStatus
 from service.jobs.store import JobStore
-from service.jobs.view_models import JobWithDeliveries
+from service.jobs.view_models import JobPage, JobWithDeliveries
 from service.jobs.views import delivery_view, job_fields
 from service.launch import launch_job
 from service.lifecycle import end_job
 from service.runtime import runtime
-from service.submission import JobRequest, JobUpload, read_submission
+from service.submission import MAX_REFERENCE_LENGTH, JobRequest, JobUpload, read_submission
+from service.tasks import JOB_TYPES
 
 _JOB = JobWithDeliveries
 _MISSING = {404: ("JOB_NOT_FOUND",)}
 _IMAGE_ERRORS = ("MISSING_IMAGE", "IMAGE_TOO_LARGE", "INVALID_IMAGE", "TOO_MANY_FRAMES")
+# What a job's `reference` may be (service/submission.py), to look one up.
+_REFERENCE_TEXT = re.compile(f"[^\\x00-\\x1f\\x7f]{{1,{MAX_REFERENCE_LENGTH}}}")
+_REFERENCE = {"type": "string", "pattern": f"^{_REFERENCE_TEXT.pattern}$"}
 
 
 @documented(
@@ -103,6 +112,64 @@ async def cancel_job(request: Request) -> JSONResponse:
     return JSONResponse(await _view(request, canceled))
 
 
+@documented(
+    Operation(
+        "The client's jobs, newest first, filtered",
+        (Reply(200, "a page", {JSON: JobPage}),),
+        params=(
+            *PAGING,
+            statuses_param(get_args(JobStatus)),
+            Param("type", "query", {"enum": sorted(JOB_TYPES)}),
+            Param("reference", "query", _REFERENCE, "exactly this reference"),
+            Param("batch", "query", {"type": "string", "pattern": "^bat_[0-9a-z]{1,40}$"}),
+            moment_param("created_after", "created at or after"),
+            moment_param("created_before", "created before"),
+        ),
+        errors={404: ("BATCH_NOT_FOUND",), 422: ("INVALID_INPUT",)},
+    )
+)
+async def list_jobs(request: Request) -> JSONResponse:
+    rt = runtime(request)
+    params = request.query_params
+    limit, cursor = paging(params)
+    where = JobFilter(
+        statuses=statuses(params, get_args(JobStatus)),
+        type=_job_type(params.get("type")),
+        client_id=client_of(request).id,
+        reference=_reference(params.get("reference")),
+        batch_id=params.get("batch"),
+        created_after=moment(params, "created_after"),
+        created_before=moment(params, "created_before"),
+    )
+    if where.batch_id is not None:
+        batch = await rt.batches.get(where.batch_id)
+        if batch is None or batch.client_id != where.client_id:
+            raise NotFound(f"no batch {where.batch_id}", code="BATCH_NOT_FOUND", field="batch")
+        # Its items are created after it: the walk through the client's jobs stops there.
+        after = max(where.created_after or batch.created_at, batch.created_at)
+        where = replace(where, created_after=after)
+    found = await rt.jobs.page(where, limit=limit, cursor=cursor)
+    public_url = rt.settings.api.public_url
+    views = [job_fields(job, rt.storage, public_url) for job in found.jobs]
+    next_cursor = None if found.next_cursor is None else str(found.next_cursor)
+    return JSONResponse(JobPage.render({"data": views, "next_cursor": next_cursor}))
+
+
+def _job_type(raw: str | None) -> str | None:
+    if raw is not None and raw not in JOB_TYPES:
+        raise InvalidInput(f"type must be one of: {', '.join(sorted(JOB_TYPES))}", field="type")
+    return raw
+
+
+def _reference(raw: str | None) -> str | None:
+    if raw is not None and not _REFERENCE_TEXT.fullmatch(raw):
+        raise InvalidInput(
+            f"reference must be 1 to {MAX_REFERENCE_LENGTH} characters without control characters",
+            field="reference",
+        )
+    return raw
+
+
 async def own_job(request: Request, jobs: JobStore) -> Job:
     """The job the path names, if the calling client owns it."""
     job_id = request.path_params["job_id"]
@@ -123,6 +190,7 @@ async def _view(request: Request, job: Job) -> dict[str, Any]:
 
 routes = [
     ClientRoute("/v1/jobs", create_job, methods=["POST"]),
+    ClientRoute("/v1/jobs", list_jobs, methods=["GET"]),
     ClientRoute("/v1/jobs/{job_id}", get_job, methods=["GET"]),
     ClientRoute("/v1/jobs/{job_id}/cancel", cancel_job, methods=["POST"]),
 ]
