@@ -187,6 +187,18 @@ def test_job_pages_page_by_cursor_and_filter(operator: httpx.Client, app: InProc
     assert "No jobs match." in analyze.text
 
 
+def test_jobs_are_found_by_their_reference(operator: httpx.Client, app: InProcessApi):
+    made = app.new_client("console-reference")
+    with app.http(made.api_key) as own_api:
+        wanted = own_api.post("/v1/jobs", json=transform_job(reference="SKU-77")).json()["id"]
+        own_api.post("/v1/jobs", json=transform_job(reference="SKU-78"))
+
+    found = operator.get("/console/jobs", params={"client": made.client.id, "reference": "SKU-77"})
+
+    assert re.findall(r'<a href="/console/jobs/(job_[^"]+)">', found.text) == [wanted]
+    assert 'value="SKU-77"' in found.text
+
+
 def test_purging_asks_first(operator: httpx.Client, api, make_receiver):
     receiver = make_receiver(respond=lambda n: 410)
     job = api.post("/v1/jobs", json=transform_job(webhook_url=receiver.url)).json()
