@@ -38,7 +38,8 @@ def submit(api: httpx.Client, reference: str | None = None, **job: Any) -> dict[
         body["reference"] = reference
     response = api.post("/v1/jobs", json=body)
     assert response.status_code == 202, response.text
-    return response.json()
+    made: dict[str, Any] = response.json()
+    return made
 
 
 def listed(api: httpx.Client, path: str = "/v1/jobs", **params: Any) -> list[str]:
@@ -301,9 +302,8 @@ def test_pages_of_batches_hold_every_batch_once_newest_first(api):
 def test_a_status_filter_of_batches_keeps_those_with_that_status(api):
     def batch() -> str:
         items = [transform_item()]
-        return api.post("/v1/batches", json={"type": "image.transform", "items": items}).json()[
-            "id"
-        ]
+        made = api.post("/v1/batches", json={"type": "image.transform", "items": items})
+        return str(made.json()["id"])
 
     running, canceled = batch(), batch()
     assert api.post(f"/v1/batches/{canceled}/cancel").status_code == 200
@@ -314,3 +314,16 @@ def test_a_status_filter_of_batches_keeps_those_with_that_status(api):
     assert listed(api, path="/v1/batches", status="canceled") == [canceled]
     assert listed(api, path="/v1/batches", status="completed") == [completed]
     assert listed(api, path="/v1/batches", status="running,canceled") == [canceled, running]
+
+
+def test_a_batch_whose_record_has_expired_leaves_the_list(app, api):
+    kept, expired = (
+        api.post("/v1/batches", json={"type": "image.transform", "items": ["no item"]}).json()["id"]
+        for _ in range(2)
+    )
+    index = f"pixhook:batches:index:{app.client.client.id}"
+    with Redis.from_url(app.redis_url) as redis:
+        redis.delete(f"pixhook:batch:{expired}")
+
+        assert listed(api, path="/v1/batches") == [kept]
+        assert redis.zrange(index, 0, -1) == [kept.encode()]

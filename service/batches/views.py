@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, create_model
 
 from service.jobs.batch_store import Batch, BatchStatus
 from service.jobs.index import CURSOR_PATTERN
@@ -50,8 +50,8 @@ class BatchUrls(View):
     cancel: Url
 
 
-class BatchSummary(View):
-    """A batch as `GET /v1/batches` lists it: all of `BatchView` but its failures."""
+class BatchView(View):
+    """A batch, in `GET /v1/batches/{id}` and in the `data` of its webhook events."""
 
     id: str
     object: Literal["batch"]
@@ -67,14 +67,23 @@ class BatchSummary(View):
     webhook_url: str | None
     webhook_events: list[Subscription]
     metadata: dict[str, Any]
+    failures: list[BatchFailure]
     results: BatchResults | None
     urls: BatchUrls
 
 
-class BatchView(BatchSummary):
-    """A batch, in `GET /v1/batches/{id}` and in the `data` of its webhook events."""
-
-    failures: list[BatchFailure]
+# Made from `BatchView`, so that a field added to a batch's view is listed too.
+_SUMMARY_FIELDS: dict[str, Any] = {
+    name: (field.annotation, field)
+    for name, field in BatchView.model_fields.items()
+    if name != "failures"
+}
+BatchSummary: Any = create_model(
+    "BatchSummary",
+    __base__=View,
+    __doc__="A batch as `GET /v1/batches` lists it: all of `BatchView` but its failures.",
+    **_SUMMARY_FIELDS,
+)
 
 
 class BatchPage(View):
@@ -88,7 +97,10 @@ def batch_summary(batch: Batch, runtime: Runtime) -> dict[str, Any]:
     """A batch as `GET /v1/batches` lists it: its view without the failures, which the batch's
     own route shows."""
     view = batch_view(batch, [], runtime)
-    return BatchSummary.render({k: v for k, v in view.items() if k in BatchSummary.model_fields})
+    summary: dict[str, Any] = BatchSummary.render(
+        {k: v for k, v in view.items() if k != "failures"}
+    )
+    return summary
 
 
 def batch_view(batch: Batch, failures: list[dict[str, Any]], runtime: Runtime) -> dict[str, Any]:

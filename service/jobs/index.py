@@ -11,10 +11,10 @@ scan could not find cheaply is indexed: a type (there are three, each a large sh
 
 A reference (a SKU) is the exception the other way: one key per client and reference, each
 holding a handful of jobs, so that `GET /v1/jobs?reference=` is one small read among millions of
-jobs. Nothing else could find it but a walk through all of a client's jobs. Each such key costs
-about 150 bytes more than its entries; it keeps itself trimmed (entries past retention are dropped
-as a job is added to it, and the key expires a retention after its last job) since the cron that
-trims the other indexes cannot list them.
+jobs, where nothing else could find it but a walk through all of the client's jobs. A job with a
+reference costs about 260 bytes more (a key of its own, its expiry and its entry; Redis 7). The
+cron that trims the other indexes cannot list these keys, so each trims itself: entries past
+retention are dropped as a job is added, and the key expires a retention after its last job.
 """
 
 from __future__ import annotations
