@@ -49,6 +49,7 @@ _IMAGE_ERRORS = ("MISSING_IMAGE", "IMAGE_TOO_LARGE", "INVALID_IMAGE", "TOO_MANY_
 # What a job's `reference` may be (service/submission.py), to look one up.
 _REFERENCE_TEXT = re.compile(f"[^\\x00-\\x1f\\x7f]{{1,{MAX_REFERENCE_LENGTH}}}")
 _REFERENCE = {"type": "string", "pattern": f"^{_REFERENCE_TEXT.pattern}$"}
+_BATCH_ID = re.compile("bat_[0-9a-z]{1,40}")
 
 
 @documented(
@@ -121,7 +122,7 @@ async def cancel_job(request: Request) -> JSONResponse:
             statuses_param(get_args(JobStatus)),
             Param("type", "query", {"enum": sorted(JOB_TYPES)}),
             Param("reference", "query", _REFERENCE, "exactly this reference"),
-            Param("batch", "query", {"type": "string", "pattern": "^bat_[0-9a-z]{1,40}$"}),
+            Param("batch", "query", {"type": "string", "pattern": f"^{_BATCH_ID.pattern}$"}),
             moment_param("created_after", "created at or after"),
             moment_param("created_before", "created before"),
         ),
@@ -137,7 +138,7 @@ async def list_jobs(request: Request) -> JSONResponse:
         type=_job_type(params.get("type")),
         client_id=client_of(request).id,
         reference=_reference(params.get("reference")),
-        batch_id=params.get("batch"),
+        batch_id=_batch_id(params.get("batch")),
         created_after=moment(params, "created_after"),
         created_before=moment(params, "created_before"),
     )
@@ -158,6 +159,13 @@ async def list_jobs(request: Request) -> JSONResponse:
 def _job_type(raw: str | None) -> str | None:
     if raw is not None and raw not in JOB_TYPES:
         raise InvalidInput(f"type must be one of: {', '.join(sorted(JOB_TYPES))}", field="type")
+    return raw
+
+
+def _batch_id(raw: str | None) -> str | None:
+    # Checked before it names a key: `bat_…:items` would name another key of the batch.
+    if raw is not None and not _BATCH_ID.fullmatch(raw):
+        raise InvalidInput("batch must be a batch's id, bat_…", field="batch")
     return raw
 
 
