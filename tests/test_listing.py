@@ -19,6 +19,7 @@ from service.jobs.model import Job
 from service.jobs.store import JobStore
 from tests.support.batches import transform_item
 from tests.support.in_process import InProcessApi
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
@@ -324,3 +325,17 @@ def test_a_batch_whose_record_has_expired_leaves_the_list(app, api):
 
         assert listed(api, path="/v1/batches") == [kept]
         assert redis.zrange(index, 0, -1) == [kept.encode()]
+
+
+def test_a_reference_index_keeps_only_jobs_within_retention(make_app):
+    app = make_app(PIXHOOK_JOB_RETENTION="1s")
+    api = app.http(app.client.api_key)
+    first = submit(api, reference="SKU-3")["id"]
+    key = f"pixhook:jobs:index:reference:{app.client.client.id}:SKU-3"
+    with Redis.from_url(app.redis_url) as redis:
+        redis.pexpire(key, 60_000)  # as if other jobs with it had come since: it outlives the job
+        wait_until(lambda: not redis.exists(f"pixhook:job:{first}"), 5, "the job to expire")
+        second = submit(api, reference="SKU-3")["id"]
+
+        assert redis.zrange(key, 0, -1) == [second.encode()]
+        assert 0 < redis.pttl(key) <= 1000
