@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 
@@ -13,6 +14,16 @@ def new_id(prefix: str) -> str:
     millis = int(time.time() * 1000)
     randomness = secrets.randbits(80)
     return f"{prefix}_{_encode(millis, 10)}{_encode(randomness, 16)}"
+
+
+# Every id pixhook makes, batch items' (`job_<batch>_<index>`) included: one key segment, never
+# a `:` that would name another key of the same record.
+_ID = re.compile(r"[a-z]+_[0-9a-z_]+")
+
+
+def is_id(text: str) -> bool:
+    """Whether `text` could be an id pixhook made: what a path names before it reaches Redis."""
+    return _ID.fullmatch(text) is not None
 
 
 def _encode(number: int, width: int) -> str:

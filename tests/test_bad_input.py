@@ -325,3 +325,23 @@ def test_json_limits_are_listed_by_info(api):
 
     assert (limits["max_json_depth"], limits["max_string_chars"]) == (32, 8192)
     assert limits["max_list_items"] == 100_000
+
+
+def test_an_id_that_names_another_key_of_the_record_is_not_found(app, api):
+    """`GET /v1/batches/bat_X:items` named the batch's items list, which Redis refused as the
+    wrong type: a 503 STORAGE_UNAVAILABLE for what is only an id that does not exist."""
+    job = post(api, transform_job()).json()
+    batch = api.post(
+        "/v1/batches",
+        json={"type": "image.transform", "items": [{"input": transform_job()["input"]}]},
+    ).json()
+    probes = {
+        f"/v1/jobs/{job['id']}:deliveries": "JOB_NOT_FOUND",
+        f"/v1/jobs/{job['id']}:runner": "JOB_NOT_FOUND",
+        f"/v1/batches/{batch['id']}:items": "BATCH_NOT_FOUND",
+        f"/v1/batches/{batch['id']}:done": "BATCH_NOT_FOUND",
+        f"/v1/batches/{batch['id']}:items/events": "BATCH_NOT_FOUND",
+    }
+    for path, code in probes.items():
+        response = api.get(path)
+        assert (response.status_code, error_of(response)["code"]) == (404, code), path

@@ -81,3 +81,15 @@ def test_webhook_signed_with_another_secret_does_not_verify(api, make_receiver):
     [request] = stranger.wait_for(1)
 
     assert not request.verified
+
+
+def test_an_id_that_names_the_attempt_list_is_not_found(api, make_receiver):
+    """`dlv_X:attempts` named the delivery's attempt list, which Redis refused as the wrong type
+    (a 503) instead of the 404 an unknown delivery gets."""
+    job_id = api.post("/v1/jobs", json=transform_job(webhook_url=make_receiver().url)).json()["id"]
+    [delivery] = deliveries_of(api, job_id)
+
+    for path in (f"/v1/deliveries/{delivery['id']}:attempts", f"/v1/dlq/{delivery['id']}:attempts"):
+        response = api.request("DELETE" if "/dlq/" in path else "GET", path)
+        assert response.status_code == 404, path
+        assert response.json()["error"]["code"] == "DELIVERY_NOT_FOUND"

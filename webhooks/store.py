@@ -214,6 +214,9 @@ class DeliveryStore:
         return bool(created)
 
     async def get(self, delivery_id: str) -> Delivery | None:
+        # `dlv_X:attempts` would name the delivery's attempt list: an id is one key segment.
+        if ":" in delivery_id:
+            return None
         raw = await self.redis.hgetall(self.keys.delivery(delivery_id))  # type: ignore[misc]
         return from_hash(raw) if raw else None
 

@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from redis.asyncio import Redis
 
+from service.ids import is_id
 from service.jobs.index import IndexCursor, newest
 from service.keys import PREFIX, Keys
 
@@ -243,6 +244,8 @@ class BatchStore:
             await pipe.execute()
 
     async def get(self, batch_id: str) -> Batch | None:
+        if not is_id(batch_id):
+            return None
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(self.key(batch_id))
             pipe.scard(self.key(batch_id, "inflight"))

@@ -10,6 +10,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
+from service.ids import is_id
 from service.jobs.index import IndexCursor, JobFilter, JobIndex, JobsFound
 from service.jobs.metrics import JobMetrics
 from service.jobs.model import TERMINAL, Job, JobStatus
@@ -54,6 +55,8 @@ class JobStore:
         return bool(created)
 
     async def get(self, job_id: str) -> Job | None:
+        if not is_id(job_id):
+            return None
         raw = await self._redis.get(self._key(job_id))
         return Job.from_json(raw) if raw else None
 
