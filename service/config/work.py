@@ -102,6 +102,14 @@ class JobSettings:
         "how long a job's or batch's live event stream is kept after its last event (the job "
         "record stays for `PIXHOOK_JOB_RETENTION`)",
     )
+    # Renewed every third of it while the holder works: only a holder that died lets it lapse.
+    flight_lease_s: float = seconds(
+        30.0,
+        "PIXHOOK_FLIGHT_LEASE",
+        "how long a dead worker can hold up identical work: the first job to ask for a vision "
+        "answer leases it, identical jobs wait for its answer, and take over once a dead "
+        "holder's lease lapses",
+    )
     webp_effort: int = within(
         WEBP_EFFORTS,
         DEFAULT_WEBP_EFFORT,
