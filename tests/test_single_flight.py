@@ -80,7 +80,7 @@ def test_jobs_waiting_on_the_call_get_its_answer_marked_cached(api, openai_stand
 def test_other_models_and_brand_lists_are_asked_separately(api, openai_standin):
     openai_standin.script([Answer(delay_s=0.3)] * 4)
     image = photo(3)
-    asks = [{"model": "standin-flight-a"}, {"model": "standin-flight-b"}]
+    asks: list[dict[str, Any]] = [{"model": "standin-flight-a"}, {"model": "standin-flight-b"}]
     asks += [{"model": "standin-flight-a", "known_brands": ["Acme"]}]
     ids = [submit(api, image, **ask) for ask in asks for _ in range(4)]
 

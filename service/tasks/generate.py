@@ -14,7 +14,7 @@ from service.providers.errors import PROVIDER_BAD_RESPONSE, ProviderError
 from service.providers.openai import decode_b64_image, open_client
 from service.shapes.fields import Bound
 from service.shapes.validation import REQUEST
-from service.storage import Storage, StorageUnavailable, job_file_key
+from service.storage import Storage, StorageUnavailable, job_file_key, output_key
 from service.tasks.context import TaskContext, inspect_image
 from service.tasks.kept_images import KEEP_S, Generation, KeptImages
 
@@ -145,7 +145,8 @@ async def _store(
     output = imaging.OUTPUT_FORMATS.get(info.format.lower())
     extension = output.extension if output else "bin"
     media_type = output.media_type if output else "application/octet-stream"
-    key = job_file_key(job.client_id, job.id, job.created_at, f"image-{index}.{extension}")
+    filename = f"image-{index}.{extension}"
+    key = output_key(storage, job_file_key(job.client_id, job.id, job.created_at, filename))
     await storage.put(key, data, media_type=media_type)
     return {
         "name": f"image-{index}",

@@ -47,6 +47,8 @@ class SingleFlight:
         self._key = lease_key
         self._lease_ms = max(1, int(lease_s * 1000))
         self._token = secrets.token_hex(16)
+        self._renew_script = redis.register_script(_RENEW)
+        self._release_script = redis.register_script(_RELEASE)
 
     async def run(
         self, lookup: Callable[[], Awaitable[T | None]], compute: Callable[[], Awaitable[T]]
@@ -77,9 +79,9 @@ class SingleFlight:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await renewing
             # Shielded: a job cancelled mid-call still lets its waiters go at once.
-            await asyncio.shield(self._redis.eval(_RELEASE, 1, self._key, self._token))  # type: ignore[misc]
+            await asyncio.shield(self._release_script(keys=[self._key], args=[self._token]))
 
     async def _renew(self) -> None:
         while True:
             await asyncio.sleep(self._lease_ms / 3000)
-            await self._redis.eval(_RENEW, 1, self._key, self._token, self._lease_ms)  # type: ignore[misc]
+            await self._renew_script(keys=[self._key], args=[self._token, self._lease_ms])

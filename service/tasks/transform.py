@@ -17,7 +17,7 @@ from service.errors import InvalidInput
 from service.jobs.model import Job
 from service.shapes.fields import Bound, OneOf
 from service.shapes.validation import REQUEST
-from service.storage import Storage, job_file_key
+from service.storage import Storage, job_file_key, output_key
 from service.tasks.context import TaskContext
 
 NAME = "image.transform"
@@ -130,7 +130,8 @@ async def run(job: Job, image: bytes, ctx: TaskContext) -> dict[str, Any]:
 async def _store(
     job: Job, storage: Storage, name: str, format_name: str, encoded: imaging.EncodedImage
 ) -> dict[str, Any]:
-    key = job_file_key(job.client_id, job.id, job.created_at, f"{name}.{encoded.format.extension}")
+    filename = f"{name}.{encoded.format.extension}"
+    key = output_key(storage, job_file_key(job.client_id, job.id, job.created_at, filename))
     await storage.put(key, encoded.data, media_type=encoded.format.media_type)
     return {
         "name": name,
