@@ -1,4 +1,4 @@
-"""Identical `image.analyze` work in flight at once is paid for once (service/tasks/single_flight.py),
+"""Identical `image.analyze` work in flight at once is paid for once (tasks/single_flight.py),
 against the OpenAI stand-in, with the API and two jobs workers in this process."""
 
 from __future__ import annotations

@@ -527,3 +527,17 @@ def test_batch_results_stay_presigned_in_public_mode(public_stack, moto_url):
     [line] = httpx.get(batch["results"]["url"]).text.splitlines()
     [output] = json.loads(line)["output"]["images"]
     assert "/site/public/" in output["url"] and "X-Amz" not in output["url"]
+
+
+def test_a_named_output_is_public_under_the_clients_folder(public_stack, cdn, s3):
+    body = transform_job(reference="SKU 42/red", output_name="{reference}/{variant}.{ext}")
+    with api_of(public_stack) as api:
+        response = api.post("/v1/jobs", json=body)
+        assert response.status_code == 202, response.text
+        job = wait_for_status(api, response.json()["id"])
+
+    assert job["status"] == "succeeded", job["error"]
+    key = f"site/public/{public_stack.client.client.id}/named/SKU_42_red/default.png"
+    assert job["output"]["images"][0]["url"] == f"{cdn.base_url}/{key}"
+    assert s3.head_object(Bucket=BUCKET, Key=key)["CacheControl"] == DEFAULT_PUBLIC_CACHE_CONTROL
+    assert httpx.get(f"{cdn.base_url}/{key}").status_code == 200
