@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import io
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,13 +15,17 @@ import pytest
 import redis
 from PIL import Image
 
+from service.cli.devstack import RunningStack, local_stack
 from service.keys import KEYS
 from service.providers import vision
 from service.tasks import analyze as analyze_task
+from tests.conftest import provider_env
 from tests.support.batches import wait_for_batch
 from tests.support.in_process import InProcessApi
 from tests.support.jobs import wait_for_status
 from tests.support.openai_standin import PRODUCT, Answer, OpenAIStandIn
+from tests.support.stack_env import STACK_ENV
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
@@ -112,3 +118,58 @@ def test_a_waiter_takes_over_from_a_holder_that_died(app, api, openai_standin: O
     assert openai_standin.paid_calls(model) == 1
     [request] = openai_standin.requests
     assert request["at"] - planted >= 1.4  # not before the dead holder's lease lapsed
+
+
+def test_a_slow_call_keeps_its_lease_and_is_still_made_once(make_app, openai_standin):
+    """The holder renews its lease while it works: a call longer than the lease is not taken
+    over by the jobs waiting on it."""
+    app = make_app(**provider_env(openai_standin), PIXHOOK_FLIGHT_LEASE="300ms")
+    app.start_worker("jobs")
+    api = app.http(app.client.api_key)
+    openai_standin.script([Answer(delay_s=1.2)])
+
+    ids = [submit(api, photo(5), model="standin-flight-slow") for _ in range(4)]
+    jobs = [wait_for_status(api, job_id) for job_id in ids]
+
+    assert {job["status"] for job in jobs} == {"succeeded"}
+    assert openai_standin.paid_calls("standin-flight-slow") == 1
+
+
+@pytest.fixture
+def killable_stack(tmp_path: Path, openai_standin: OpenAIStandIn) -> Iterator[RunningStack]:
+    """One job at a time per worker, so that a second worker's job is the only one it runs."""
+    env = {**STACK_ENV, **provider_env(openai_standin)}
+    env |= {"PIXHOOK_FLIGHT_LEASE": "1s", "PIXHOOK_JOB_CONCURRENCY": "1"}
+    with local_stack(tmp_path, env) as running:
+        yield running
+
+
+def test_a_job_takes_over_from_a_worker_killed_mid_call(killable_stack, openai_standin):
+    """A worker killed while its provider call runs holds its lease only until the lease lapses:
+    the job waiting on another worker for the same photo then makes the call itself."""
+    image, model = photo(6), "standin-flight-killed"
+    openai_standin.script([Answer(delay_s=8)])  # the call the killed worker never sees end
+    processes = killable_stack.processes
+    headers = {"authorization": f"Bearer {killable_stack.client.api_key}"}
+    with httpx.Client(base_url=killable_stack.api_url, headers=headers, timeout=30) as api:
+        submit(api, image, model=model)
+        wait_until(lambda: openai_standin.requests, 10, "the first job's provider call")
+        processes.start_worker("jobs")  # the first worker is busy: the next job runs here
+        waiting = submit(api, image, model=model)
+
+        def running() -> bool:
+            return bool(api.get(f"/v1/jobs/{waiting}").json()["status"] == "running")
+
+        wait_until(running, 20, "the second job to wait on the first one's call")
+        time.sleep(0.5)  # what the test looks for is a call that does not happen
+        assert len(openai_standin.requests) == 1
+
+        processes.processes["worker-jobs"].kill()  # no shutdown: its lease is left behind
+        processes.processes["worker-jobs"].wait(10)
+        killed_at = time.monotonic()
+        job = wait_for_status(api, waiting, timeout_s=30)
+
+    assert job["status"] == "succeeded", job["error"]
+    assert job["output"]["provider"]["cached"] is False
+    [taken_over] = [r for r in openai_standin.requests if r["at"] > killed_at]
+    assert taken_over["body"]["model"] == model
