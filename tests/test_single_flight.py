@@ -83,6 +83,17 @@ def test_jobs_waiting_on_the_call_get_its_answer_marked_cached(api, openai_stand
     assert openai_standin.paid_calls("standin-flight-shared") == 1
 
 
+def test_a_failed_call_lets_the_next_waiting_job_try(api, openai_standin):
+    """An error is not shared: the holder lets go at once, and one waiting job asks again."""
+    openai_standin.script([Answer(status=400, delay_s=0.5)])
+    ids = [submit(api, photo(7), model="standin-flight-refused") for _ in range(3)]
+
+    jobs = [wait_for_status(api, job_id) for job_id in ids]
+
+    assert sorted(job["status"] for job in jobs) == ["failed", "succeeded", "succeeded"]
+    assert len(openai_standin.requests) == 2
+
+
 def test_other_models_and_brand_lists_are_asked_separately(api, openai_standin):
     openai_standin.script([Answer(delay_s=0.3)] * 4)
     image = photo(3)
