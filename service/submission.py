@@ -22,11 +22,11 @@ from pydantic_core import PydanticCustomError
 from service import imaging
 from service.config import Settings
 from service.errors import InvalidInput
+from service.output_names import MAX_TEMPLATE_CHARS, check_output_name
 from service.publishing import SUBSCRIPTIONS
 from service.shapes.fields import INVALID_INPUT, Bound, JsonText, Refused
 from service.shapes.validation import REQUEST, validated
 from service.tasks import JOB_TYPES, JobType
-from service.tasks.output_names import MAX_TEMPLATE_CHARS, check_output_name
 from webhooks import FORBIDDEN_ADDRESS, GuardRefused
 
 MAX_REFERENCE_LENGTH = 200
@@ -199,13 +199,7 @@ def parse_submission(
     image = _image(job_input.image, upload, settings) if takes_image else None
     delivery: Delivery = job
     params = JOB_TYPES[job_type].parse_input(job_input, settings)
-    if job.output_name is not None:
-        check_output_name(
-            job.output_name,
-            outputs=JOB_TYPES[job_type].outputs(params),
-            reference=job.reference,
-            in_batch=batch_item,
-        )
+    output_name = _output_name(job, JOB_TYPES[job_type].outputs(params), batch_item, settings)
     return Submission(
         type=job_type,
         params=params,
@@ -214,8 +208,23 @@ def parse_submission(
         webhook_events=parse_webhook_events(delivery.webhook_events),
         metadata=parse_metadata(delivery.metadata, settings),
         reference=job.reference,
-        output_name=job.output_name,
+        output_name=output_name,
     )
+
+
+def _output_name(job: Any, outputs: list[str], in_batch: bool, settings: Settings) -> str | None:
+    """The job's own `output_name`, checked; else the setting's, for a job it can name."""
+    given, default = job.output_name, settings.jobs.output_name or None
+    template = given if given is not None else default
+    if template is None:
+        return None
+    try:
+        check_output_name(template, outputs=outputs, reference=job.reference, in_batch=in_batch)
+    except InvalidInput:
+        if given is not None:
+            raise
+        return None  # a default that does not fit this job (no reference...): its own folder
+    return template
 
 
 async def read_submission(

@@ -12,6 +12,8 @@ import httpx
 import pytest
 from PIL import Image
 
+from service.config import ConfigError, Settings
+from tests.conftest import provider_env
 from tests.support.batches import transform_item, wait_for_batch
 from tests.support.images import image_bytes
 from tests.support.in_process import InProcessApi
@@ -209,3 +211,25 @@ def test_a_batch_item_whose_name_cannot_be_filled_fails_alone(api):
         "INVALID_OUTPUT_NAME",
         "items[0].output_name",
     )
+
+
+def test_the_setting_names_the_outputs_of_jobs_that_give_no_name(make_app, openai_standin):
+    app = make_app(**provider_env(openai_standin), PIXHOOK_OUTPUT_NAME="{reference}.{ext}")
+    app.start_worker("jobs")
+    api = app.http(app.client.api_key)
+    files = Path(app.settings.storage.location.removeprefix("local:")) / app.client.client.id
+
+    run(api, transform_job(reference="SKU-5"))
+    unnamed = run(api, transform_job())  # nothing to fill {reference} with: its own folder
+
+    assert (files / "named" / "SKU-5.png").is_file()
+    day = unnamed["created_at"][:10].replace("-", "/")
+    assert (files / day / unnamed["id"] / "default.png").is_file()
+
+
+def test_an_unusable_setting_is_refused_at_start():
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"PIXHOOK_OUTPUT_NAME": "{sku}.{ext}"})
+
+    assert caught.value.variable == "PIXHOOK_OUTPUT_NAME"
+    assert "unknown placeholder {sku}" in str(caught.value)

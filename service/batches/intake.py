@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field, create_model
 from service.config import Settings
 from service.errors import InvalidInput
 from service.jobs.batch_store import REFUSED
+from service.output_names import check_template
 from service.shapes.fields import DocumentedAs, JsonText
 from service.shapes.validation import REQUEST, validated
 from service.submission import (
@@ -31,7 +32,6 @@ from service.submission import (
     parse_webhook_events,
     parse_webhook_url,
 )
-from service.tasks.output_names import check_template
 
 
 class BatchFields(Delivery):

@@ -4,8 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from service.config.fields import at_least, count, flag, fraction, rate, seconds, text, url, within
+from service.config.fields import (
+    at_least,
+    count,
+    flag,
+    fraction,
+    rate,
+    seconds,
+    setting,
+    text,
+    url,
+    within,
+)
 from service.imaging.formats import DEFAULT_WEBP_EFFORT, WEBP_EFFORTS
+from service.output_names import parse_template
 
 MiB = 1024 * 1024
 
@@ -109,6 +121,15 @@ class JobSettings:
         "how long a dead worker can hold up identical work: the first job to ask for a vision "
         "answer leases it, identical jobs wait for its answer, and take over once a dead "
         "holder's lease lapses",
+    )
+    output_name: str = setting(
+        "",
+        "PIXHOOK_OUTPUT_NAME",
+        "the `output_name` of jobs and batches that give none, e.g. `{reference}/{variant}.{ext}`; "
+        "a job it cannot name (no `reference` for `{reference}`...) keeps its own folder",
+        parse_template,
+        kind="template",
+        shown_default="— (each job's own folder)",
     )
     webp_effort: int = within(
         WEBP_EFFORTS,

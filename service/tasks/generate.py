@@ -17,7 +17,7 @@ from service.shapes.validation import REQUEST
 from service.storage import Storage, StorageUnavailable
 from service.tasks.context import TaskContext, inspect_image
 from service.tasks.kept_images import KEEP_S, Generation, KeptImages
-from service.tasks.output_names import named_output_key
+from service.tasks.output_keys import named_output_key
 
 NAME = "image.generate"
 MAX_STEPS = 150

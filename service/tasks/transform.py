@@ -19,7 +19,7 @@ from service.shapes.fields import Bound, OneOf
 from service.shapes.validation import REQUEST
 from service.storage import Storage
 from service.tasks.context import TaskContext
-from service.tasks.output_names import named_output_key
+from service.tasks.output_keys import named_output_key
 
 NAME = "image.transform"
 MAX_VARIANTS = 10

@@ -1,8 +1,7 @@
-"""Output files named by the caller: `output_name`, a template like `{reference}/{variant}.{ext}`.
+"""Output file names from a template, `output_name`: `{reference}/{variant}.{ext}`.
 
-A named output is stored at `{client}/named/{rendered name}`: under the client's own folder, so
-no client can reach another's files, and beside (never inside) the dated job folders, so no name
-can land on a job's input. Two jobs that render the same name write the same file: the last wins.
+What a name may be, checked when a job (or a batch, or `PIXHOOK_OUTPUT_NAME`) gives one, and the
+name it renders to; service/tasks/output_keys.py says where a named output is stored.
 """
 
 from __future__ import annotations
@@ -12,14 +11,11 @@ import string
 from collections.abc import Sequence
 
 from service.errors import InvalidInput
-from service.jobs.model import Job
-from service.storage import Storage, job_file_key, output_key
 
 PLACEHOLDERS = ("reference", "variant", "ext", "job_id", "index")
 MAX_TEMPLATE_CHARS = 200
 # Each part of a stored name: S3 allows far more, a file system 255 bytes.
 MAX_SEGMENT_CHARS = 255
-NAMED_FOLDER = "named"
 CODE = "INVALID_OUTPUT_NAME"
 
 # What a name may hold between its placeholders: safe in S3 keys, URLs and file systems alike.
@@ -54,10 +50,21 @@ def check_output_name(
     if "index" in names and not in_batch:
         raise InvalidInput(f"{field}: {{index}} is for batch items only", code=CODE, field=field)
     # The longest name this job could render: its parts must fit a file system.
-    _check_segments(
+    check_segments(
         render(template, reference or "", max(outputs, key=len), "webp", "job_" + "x" * 26, 0),
         field,
     )
+
+
+def parse_template(raw: str) -> str:
+    """`PIXHOOK_OUTPUT_NAME`: a template `check_template` accepts, else ValueError saying why."""
+    try:
+        check_template(raw, "the template")
+        if len(raw) > MAX_TEMPLATE_CHARS:
+            raise ValueError(f"at most {MAX_TEMPLATE_CHARS} characters")
+    except InvalidInput as exc:
+        raise ValueError(exc.message) from exc
+    return raw
 
 
 def check_template(template: str, field: str = "output_name") -> list[str]:
@@ -71,17 +78,6 @@ def check_template(template: str, field: str = "output_name") -> list[str]:
                 f"{field}: unknown placeholder {{{name}}}; use {allowed}", code=CODE, field=field
             )
     return names
-
-
-def named_output_key(storage: Storage, job: Job, variant: str, ext: str) -> str:
-    """Where one of `job`'s outputs is stored: by its `output_name` when it has one, else in the
-    job's own folder."""
-    if job.output_name is None:
-        filename = f"{variant}.{ext}"
-        return output_key(storage, job_file_key(job.client_id, job.id, job.created_at, filename))
-    name = render(job.output_name, job.reference or "", variant, ext, job.id, job.batch_index)
-    _check_segments(name, "output_name")  # checked at submission; held here all the same
-    return output_key(storage, f"{job.client_id}/{NAMED_FOLDER}/{name}")
 
 
 def render(
@@ -128,7 +124,7 @@ def _placeholders(template: str, field: str) -> list[str]:
     return names
 
 
-def _check_segments(name: str, field: str) -> None:
+def check_segments(name: str, field: str) -> None:
     if name.startswith("/") or name.endswith("/"):
         raise InvalidInput(f"{field} must not start or end with '/'", code=CODE, field=field)
     for segment in name.split("/"):
