@@ -58,10 +58,12 @@ def check_output_name(
 
 def parse_template(raw: str) -> str:
     """`PIXHOOK_OUTPUT_NAME`: a template `check_template` accepts, else ValueError saying why."""
+    if len(raw) > MAX_TEMPLATE_CHARS:
+        raise ValueError(f"at most {MAX_TEMPLATE_CHARS} characters")
     try:
         check_template(raw, "the template")
-        if len(raw) > MAX_TEMPLATE_CHARS:
-            raise ValueError(f"at most {MAX_TEMPLATE_CHARS} characters")
+        # Folders are judged on a name it renders: `../{reference}` could never name a job.
+        check_segments(render(raw, "r", "default", "webp", "job_x", 0), "the template")
     except InvalidInput as exc:
         raise ValueError(exc.message) from exc
     return raw

@@ -227,9 +227,13 @@ def test_the_setting_names_the_outputs_of_jobs_that_give_no_name(make_app, opena
     assert (files / day / unnamed["id"] / "default.png").is_file()
 
 
-def test_an_unusable_setting_is_refused_at_start():
+@pytest.mark.parametrize(
+    ("template", "says"),
+    [("{sku}.{ext}", "unknown placeholder {sku}"), ("../{reference}.{ext}", "'..' folders")],
+)
+def test_an_unusable_setting_is_refused_at_start(template, says):
     with pytest.raises(ConfigError) as caught:
-        Settings.from_env({"PIXHOOK_OUTPUT_NAME": "{sku}.{ext}"})
+        Settings.from_env({"PIXHOOK_OUTPUT_NAME": template})
 
     assert caught.value.variable == "PIXHOOK_OUTPUT_NAME"
-    assert "unknown placeholder {sku}" in str(caught.value)
+    assert says in str(caught.value)
