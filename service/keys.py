@@ -20,6 +20,7 @@ another); webhooks/keys.py lists the delivery engine's, under the same prefix.
     {p}:events:<job or batch id>        stream its live events (SSE)
     {p}:vision:<sha256>:<versions>:<model>:<brands>  string a cached vision answer
     {p}:generated:<client>:<sha256>     hash   generated images kept for a repeated request
+    {p}:flight:<sha256>                 string who computes a piece of work now (single flight)
     {p}:worker:<id>                     string a worker's heartbeat
     {p}:provider:<name>:{<model>}:rate|tokens|factor|paused  a model's shared rate limits
     {p}:provider:<name>:slots           zset   provider calls in flight
@@ -94,6 +95,10 @@ class Keys:
 
     def generated_images(self, client_id: str, request_digest: str) -> str:
         return f"{self.prefix}:generated:{client_id}:{request_digest}"
+
+    def flight(self, work_key: str) -> str:
+        """The lease on computing what `work_key` (e.g. a vision answer's key) will hold."""
+        return f"{self.prefix}:flight:{hashlib.sha256(work_key.encode()).hexdigest()}"
 
     def worker(self, worker_id: str) -> str:
         return f"{self.prefix}:worker:{worker_id}"

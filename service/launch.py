@@ -46,6 +46,7 @@ async def launch_job(
         created_at=created_at,
         metadata=submission.metadata,
         reference=submission.reference,
+        output_name=submission.output_name,
         webhook_url=submission.webhook_url,
         webhook_events=submission.webhook_events,
         batch_id=batch_id,

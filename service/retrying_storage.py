@@ -34,6 +34,7 @@ class RetryingStorage:
         self._until = until
         self._on_retry = on_retry
         self.min_part_bytes = inner.min_part_bytes
+        self.public_outputs = inner.public_outputs
 
     async def put(self, key: str, data: bytes, *, media_type: str | None = None) -> None:
         await self._patiently("put", lambda: self._inner.put(key, data, media_type=media_type))

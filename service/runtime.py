@@ -61,6 +61,8 @@ class Runtime:
             settings.api.public_url,
             s3_endpoint_url=settings.storage.s3_endpoint_url,
             s3_region=settings.storage.s3_region,
+            s3_public_base_url=settings.storage.s3_public_base_url,
+            s3_public_cache_control=settings.storage.s3_public_cache_control,
         )
         clients = ClientStore(redis)
         engine = Engine(redis, engine_config(settings), clients.signing_secrets)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
+from urllib.parse import quote
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
@@ -27,6 +28,10 @@ log = logging.getLogger("pixhook.storage")
 
 # SigV4 presigned URLs are valid for at most seven days.
 MAX_PRESIGN_S = 7 * 86400
+# Outputs live under this folder when storage hands them out publicly, so that a bucket policy
+# (or a CDN's origin path) can expose them and nothing else: inputs and results stay private.
+PUBLIC_FOLDER = "public"
+DEFAULT_PUBLIC_CACHE_CONTROL = "public, max-age=31536000, immutable"
 
 
 @dataclass(frozen=True)
@@ -36,7 +41,10 @@ class StoredFile:
 
 
 class Storage(Protocol):
-    """Where job inputs and outputs live; keys come from `job_file_key`."""
+    """Where job inputs and outputs live; keys come from `job_file_key` (and `output_key`)."""
+
+    # Outputs are handed out at permanent public URLs (S3 public mode): see `output_key`.
+    public_outputs: bool
 
     async def put(self, key: str, data: bytes, *, media_type: str | None = None) -> None:
         """Store `data` under `key`; `media_type` defaults to a guess from the key's extension."""
@@ -47,7 +55,7 @@ class Storage(Protocol):
         ...
 
     def url(self, key: str, media_type: str) -> str:
-        """A fresh, expiring URL that downloads the file."""
+        """A URL that downloads the file: fresh and expiring, or permanent for a public output."""
         ...
 
     def resolve_link(self, token: str) -> StoredFile:
@@ -100,6 +108,7 @@ class LocalStorage:
     """Files under one directory, served by the API at `/files/{token}`."""
 
     min_part_bytes = 256 * 1024
+    public_outputs = False
 
     def __init__(self, root: Path, links: FileLinks, public_url: str) -> None:
         self.root = root.resolve()
@@ -184,6 +193,12 @@ def job_file_key(client_id: str, job_id: str, created_at: float, filename: str) 
     return f"{client_id}/{day}/{job_id}/{filename}"
 
 
+def output_key(storage: Storage, key: str) -> str:
+    """Where a job's output named `key` is stored: under `public/` when outputs are public. The
+    key itself then says that its file is public, whatever the setting becomes later."""
+    return f"{PUBLIC_FOLDER}/{key}" if storage.public_outputs else key
+
+
 class S3Storage:
     """Objects in an S3 (or S3-compatible) bucket under a key prefix, handed out as presigned URLs.
 
@@ -193,14 +208,35 @@ class S3Storage:
 
     min_part_bytes = 5 * 1024 * 1024  # S3's own minimum for every part but the last
 
-    def __init__(self, client: S3Client, bucket: str, prefix: str, ttl_s: float) -> None:
+    def __init__(
+        self,
+        client: S3Client,
+        bucket: str,
+        prefix: str,
+        ttl_s: float,
+        *,
+        public_base_url: str = "",
+        public_cache_control: str = DEFAULT_PUBLIC_CACHE_CONTROL,
+    ) -> None:
         self._client = client
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.expires_s = max(1, min(int(ttl_s), MAX_PRESIGN_S))
+        # Public mode: outputs at `<base>/<object key>`, kept by browsers and CDNs for long.
+        self.public_base_url = public_base_url.rstrip("/")
+        self.public_cache_control = public_cache_control
+        self.public_outputs = bool(self.public_base_url)
 
     def object_key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _is_public(self, key: str) -> bool:
+        return self.public_outputs and key.startswith(f"{PUBLIC_FOLDER}/")
+
+    def _cache_control(self, key: str) -> str:
+        if self._is_public(key):
+            return self.public_cache_control
+        return f"private, max-age={self.expires_s}"
 
     async def put(self, key: str, data: bytes, *, media_type: str | None = None) -> None:
         await asyncio.to_thread(self._write, key, data, media_type or guess_media_type(key))
@@ -215,7 +251,7 @@ class S3Storage:
                 Key=self.object_key(key),
                 Body=data,
                 ContentType=media_type,
-                CacheControl=f"private, max-age={self.expires_s}",
+                CacheControl=self._cache_control(key),
             )
 
     def _read(self, object_key: str) -> bytes:
@@ -246,7 +282,7 @@ class S3Storage:
                 Bucket=self.bucket,
                 Key=self.object_key(key),
                 ContentType=media_type,
-                CacheControl=f"private, max-age={self.expires_s}",
+                CacheControl=self._cache_control(key),
             )
         return upload["UploadId"]
 
@@ -287,6 +323,8 @@ class S3Storage:
                 raise
 
     def url(self, key: str, media_type: str) -> str:
+        if self._is_public(key):
+            return f"{self.public_base_url}/{quote(self.object_key(key))}"
         # Signed locally with the client's credentials: no request to S3.
         return self._client.generate_presigned_url(
             "get_object",
@@ -377,10 +415,19 @@ def open_storage(
     *,
     s3_endpoint_url: str = "",
     s3_region: str = "us-east-1",
+    s3_public_base_url: str = "",
+    s3_public_cache_control: str = DEFAULT_PUBLIC_CACHE_CONTROL,
 ) -> Storage:
     """Storage from `PIXHOOK_STORAGE`: `local:DIR` or `s3://bucket[/prefix]`."""
     if spec.startswith("s3://"):
         bucket, prefix = parse_s3_spec(spec)
-        return S3Storage(s3_client(s3_endpoint_url, s3_region), bucket, prefix, ttl_s)
+        return S3Storage(
+            s3_client(s3_endpoint_url, s3_region),
+            bucket,
+            prefix,
+            ttl_s,
+            public_base_url=s3_public_base_url,
+            public_cache_control=s3_public_cache_control,
+        )
     root = Path(spec.removeprefix("local:"))
     return LocalStorage(root, FileLinks(secret_key, ttl_s), public_url)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass
+from functools import partial
 from typing import Annotated, Any, Literal, Union
 from urllib.parse import urlsplit
 
@@ -21,6 +22,7 @@ from pydantic_core import PydanticCustomError
 from service import imaging
 from service.config import Settings
 from service.errors import InvalidInput
+from service.output_names import MAX_TEMPLATE_CHARS, check_output_name
 from service.publishing import SUBSCRIPTIONS
 from service.shapes.fields import INVALID_INPUT, Bound, JsonText, Refused
 from service.shapes.validation import REQUEST, validated
@@ -102,6 +104,7 @@ class Submission:
     webhook_events: tuple[str, ...]
     metadata: dict[str, Any]
     reference: str | None = None
+    output_name: str | None = None
 
     def input_record(self) -> dict[str, Any]:
         """The job's `input` as stored and shown: parameters and a description of the image."""
@@ -127,6 +130,17 @@ Reference = Annotated[
 ]
 
 
+# Its outputs' file names (service/tasks/output_names.py), checked beyond this in parse_submission.
+OutputName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_TEMPLATE_CHARS,
+        description="a template for the outputs' file names, e.g. {reference}/{variant}.{ext}",
+    ),
+]
+
+
 def job_model(job_type: JobType) -> type[BaseModel]:
     """The body of a job of this type: `TransformJob` with its `TransformJobInput` ..."""
     name = job_type.input_model.__name__.removesuffix("Input")
@@ -136,12 +150,14 @@ def job_model(job_type: JobType) -> type[BaseModel]:
         input_model = create_model(f"{name}JobInput", __base__=input_model, image=image)
     tag: Any = Literal[job_type.name]
     reference: Any = (Reference | None, None)
+    output_name: Any = (OutputName | None, None)
     return create_model(
         f"{name}Job",
         __base__=Delivery,
         type=(tag, ...),
         input=(input_model, ...),
         reference=reference,
+        output_name=output_name,
     )
 
 
@@ -162,7 +178,9 @@ class JobUpload(BaseModel):
     image: bytes | None = None
 
 
-def parse_submission(body: Any, upload: bytes | None, settings: Settings) -> Submission:
+def parse_submission(
+    body: Any, upload: bytes | None, settings: Settings, *, batch_item: bool = False
+) -> Submission:
     if not isinstance(body, dict):
         raise InvalidInput("the request body must be a JSON object")
     job_type = parse_job_type(body.get("type"))
@@ -180,22 +198,44 @@ def parse_submission(body: Any, upload: bytes | None, settings: Settings) -> Sub
     takes_image = JOB_TYPES[job_type].takes_image
     image = _image(job_input.image, upload, settings) if takes_image else None
     delivery: Delivery = job
+    params = JOB_TYPES[job_type].parse_input(job_input, settings)
+    output_name = _output_name(job, JOB_TYPES[job_type].outputs(params), batch_item, settings)
     return Submission(
         type=job_type,
-        params=JOB_TYPES[job_type].parse_input(job_input, settings),
+        params=params,
         image=image,
         webhook_url=parse_webhook_url(delivery.webhook_url, settings),
         webhook_events=parse_webhook_events(delivery.webhook_events),
         metadata=parse_metadata(delivery.metadata, settings),
         reference=job.reference,
+        output_name=output_name,
     )
 
 
-async def read_submission(body: Any, upload: bytes | None, settings: Settings) -> Submission:
+def _output_name(job: Any, outputs: list[str], in_batch: bool, settings: Settings) -> str | None:
+    """The job's own `output_name`, checked; else the setting's, for a job it can name."""
+    given, default = job.output_name, settings.jobs.output_name or None
+    template = given if given is not None else default
+    if template is None:
+        return None
+    try:
+        check_output_name(template, outputs=outputs, reference=job.reference, in_batch=in_batch)
+    except InvalidInput:
+        if given is not None:
+            raise
+        return None  # a default that does not fit this job (no reference...): its own folder
+    return template
+
+
+async def read_submission(
+    body: Any, upload: bytes | None, settings: Settings, *, batch_item: bool = False
+) -> Submission:
     """`parse_submission` in a thread: Pillow reads the image's headers there, for as long as
     a hostile file makes it (up to PIXHOOK_IMAGE_CHECK_TIMEOUT), and the event loop goes on
     serving every other request."""
-    return await asyncio.to_thread(parse_submission, body, upload, settings)
+    return await asyncio.to_thread(
+        partial(parse_submission, body, upload, settings, batch_item=batch_item)
+    )
 
 
 def _image(spec: ImageSource | None, upload: bytes | None, settings: Settings) -> ImageInput:

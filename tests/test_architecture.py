@@ -20,6 +20,7 @@ LAYERS: list[set[str]] = [
     {
         *("errors", "ids", "logs", "moments", "backoff", "redis_url", "records", "keys"),
         *("json_shape", "config/", "shapes/", "storage", "retrying_storage", "fetch", "queue"),
+        "output_names",
     },
     {"jobs/", "clients/", "notify/"},  # the record layer, and what messages say
     {"providers/"},

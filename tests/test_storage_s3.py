@@ -23,7 +23,16 @@ from prometheus_client.parser import text_string_to_metric_families
 from service.cli.devstack import RunningStack, free_port, local_stack, stop_process, wait_for
 from service.config import ConfigError, Settings
 from service.errors import NotFound, ServiceUnavailable
-from service.storage import MAX_PRESIGN_S, S3Storage, job_file_key, open_storage, s3_client
+from service.storage import (
+    DEFAULT_PUBLIC_CACHE_CONTROL,
+    MAX_PRESIGN_S,
+    S3Storage,
+    job_file_key,
+    open_storage,
+    output_key,
+    s3_client,
+)
+from tests.support.cdn_standin import CdnStandIn
 from tests.support.images import image_bytes
 from tests.support.jobs import error_of, transform_job, wait_for_status
 from tests.support.openai_standin import API_KEY, OpenAIStandIn
@@ -178,6 +187,8 @@ def test_settings_accept_s3_urls(spec):
         ("PIXHOOK_STORAGE", "s3://Bad_Bucket/x", "not an S3 bucket name"),
         ("PIXHOOK_STORAGE", "gs://bucket", "neither local:DIR nor s3://"),
         ("PIXHOOK_S3_ENDPOINT_URL", "minio:9000", "http"),
+        ("PIXHOOK_S3_PUBLIC_BASE_URL", "cdn.example.com", "http"),
+        ("PIXHOOK_S3_PUBLIC_BASE_URL", "https://cdn.example.com", "need S3 storage"),
     ],
 )
 def test_settings_refuse_unusable_storage(variable, value, message):
@@ -391,3 +402,142 @@ def test_a_generate_job_failed_by_storage_is_not_paid_for_again(
     assert openai_standin.paid_calls("standin-outage") == 1
     for internal in (s3_proxy.url("http"), BUCKET, failed["id"]):
         assert internal not in failed["error"]["message"]
+
+
+# Public mode (issue 18): outputs at permanent `<base>/<object key>` URLs a CMS can keep, cached
+# for long; inputs and results stay private and presigned.
+CDN_BASE = "https://cdn.example.com/assets"
+
+
+def test_public_outputs_are_written_cacheable_and_linked_under_the_base(s3):
+    storage = S3Storage(s3, BUCKET, "pub", ttl_s=600, public_base_url=CDN_BASE + "/")
+    key = output_key(storage, job_file_key("cl_pub", "job_pub", 0, "thumb 1.webp"))
+
+    asyncio.run(storage.put(key, b"webp"))
+
+    assert key == "public/cl_pub/1970/01/01/job_pub/thumb 1.webp"
+    stored = s3.head_object(Bucket=BUCKET, Key=f"pub/{key}")
+    assert stored["CacheControl"] == DEFAULT_PUBLIC_CACHE_CONTROL
+    assert storage.url(key, "image/webp") == f"{CDN_BASE}/pub/{key.replace(' ', '%20')}"
+
+
+def test_inputs_stay_private_and_presigned_in_public_mode(s3):
+    storage = S3Storage(s3, BUCKET, "pub", ttl_s=600, public_base_url=CDN_BASE)
+    key = job_file_key("cl_pub", "job_pub", 0, "input")
+
+    asyncio.run(storage.put(key, b"raw"))
+
+    assert s3.head_object(Bucket=BUCKET, Key=f"pub/{key}")["CacheControl"] == "private, max-age=600"
+    assert "X-Amz-Signature=" in storage.url(key, "application/octet-stream")
+
+
+def test_the_public_cache_control_is_a_setting(s3):
+    settings = Settings.from_env(
+        {
+            "PIXHOOK_STORAGE": f"s3://{BUCKET}/pub",
+            "PIXHOOK_S3_PUBLIC_BASE_URL": CDN_BASE,
+            "PIXHOOK_S3_PUBLIC_CACHE_CONTROL": "public, max-age=600",
+        }
+    )
+    storage = S3Storage(
+        s3,
+        BUCKET,
+        "pub",
+        ttl_s=600,
+        public_base_url=settings.storage.s3_public_base_url,
+        public_cache_control=settings.storage.s3_public_cache_control,
+    )
+    key = output_key(storage, "cl_pub/2024/05/06/job_cc/default.png")
+
+    asyncio.run(storage.put(key, b"png"))
+
+    assert s3.head_object(Bucket=BUCKET, Key=f"pub/{key}")["CacheControl"] == "public, max-age=600"
+
+
+def test_presigned_links_stay_the_default(s3):
+    storage = S3Storage(s3, BUCKET, "pub", ttl_s=600)
+
+    assert output_key(storage, "cl/a.png") == "cl/a.png"
+    assert "X-Amz-Signature=" in storage.url("cl/a.png", "image/png")
+
+
+@pytest.fixture(scope="module")
+def cdn(moto_url: str, s3: Any) -> Iterator[CdnStandIn]:
+    # What an operator grants: anonymous reads of the outputs' folder, and of nothing else.
+    readable = {
+        "Effect": "Allow",
+        "Principal": "*",
+        "Action": "s3:GetObject",
+        "Resource": f"arn:aws:s3:::{BUCKET}/site/public/*",
+    }
+    policy = {"Version": "2012-10-17", "Statement": [readable]}
+    s3.put_bucket_policy(Bucket=BUCKET, Policy=json.dumps(policy))
+    standin = CdnStandIn(moto_url, BUCKET).start()
+    yield standin
+    standin.close()
+
+
+@pytest.fixture(scope="module")
+def public_stack(
+    tmp_path_factory: pytest.TempPathFactory, moto_url: str, cdn: CdnStandIn
+) -> Iterator[RunningStack]:
+    yield from stack_on_s3(
+        tmp_path_factory.mktemp("public-stack"),
+        moto_url,
+        "site",
+        PIXHOOK_S3_PUBLIC_BASE_URL=cdn.base_url,
+    )
+
+
+def test_a_job_output_is_a_permanent_public_url_served_through_the_cdn(public_stack, cdn, s3):
+    with api_of(public_stack) as api:
+        response = api.post("/v1/jobs", json=transform_job(image_bytes((400, 300))))
+        assert response.status_code == 202, response.text
+        job = wait_for_status(api, response.json()["id"])
+
+    assert job["status"] == "succeeded", job["error"]
+    [image] = job["output"]["images"]
+    day = datetime.fromisoformat(job["created_at"]).strftime("%Y/%m/%d")
+    key = f"site/public/{public_stack.client.client.id}/{day}/{job['id']}/default.png"
+    assert image["url"] == f"{cdn.base_url}/{key}"
+    served = httpx.get(image["url"])
+    assert served.status_code == 200
+    assert served.headers["cache-control"] == DEFAULT_PUBLIC_CACHE_CONTROL
+    assert served.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(served.content)).size == (100, 75)
+    input_key = f"site/{public_stack.client.client.id}/{day}/{job['id']}/input"
+    assert s3.head_object(Bucket=BUCKET, Key=input_key)["CacheControl"].startswith("private")
+    assert httpx.get(f"{cdn.base_url}/{input_key}").status_code == 403
+
+
+def test_batch_results_stay_presigned_in_public_mode(public_stack, moto_url):
+    item = {"input": {"image": {"base64": base64.b64encode(image_bytes()).decode()}, "width": 30}}
+    with api_of(public_stack) as api:
+        created = api.post("/v1/batches", json={"type": "image.transform", "items": [item]})
+        assert created.status_code == 202, created.text
+
+        def ended() -> dict[str, Any] | None:
+            batch = api.get(f"/v1/batches/{created.json()['id']}").json()
+            return None if batch["status"] == "running" else cast(dict[str, Any], batch)
+
+        batch = wait_until(ended, 30, "the batch to end")
+
+    assert batch["results"]["url"].startswith(f"{moto_url}/{BUCKET}/site/")
+    assert "X-Amz-Signature=" in batch["results"]["url"]
+    [line] = httpx.get(batch["results"]["url"]).text.splitlines()
+    [output] = json.loads(line)["output"]["images"]
+    assert "/site/public/" in output["url"] and "X-Amz" not in output["url"]
+
+
+def test_a_named_output_is_public_under_the_clients_folder(public_stack, cdn, s3):
+    body = transform_job(reference="SKU 42/red", output_name="{reference}/{variant}.{ext}")
+    with api_of(public_stack) as api:
+        response = api.post("/v1/jobs", json=body)
+        assert response.status_code == 202, response.text
+        job = wait_for_status(api, response.json()["id"])
+
+    assert job["status"] == "succeeded", job["error"]
+    key = f"site/public/{public_stack.client.client.id}/named/SKU_42_red/default.png"
+    assert job["output"]["images"][0]["url"] == f"{cdn.base_url}/{key}"
+    assert s3.head_object(Bucket=BUCKET, Key=key)["CacheControl"] == DEFAULT_PUBLIC_CACHE_CONTROL
+    assert httpx.get(f"{cdn.base_url}/{key}").status_code == 200

@@ -69,7 +69,9 @@ async def fill(runtime: Runtime, batch_id: str, client_batches: list[str] | None
 
 async def _launch_item(runtime: Runtime, batch: Batch, index: int, body: str) -> None:
     try:
-        submission = await read_submission(json.loads(body), None, runtime.settings)
+        submission = await read_submission(
+            json.loads(body), None, runtime.settings, batch_item=True
+        )
     except InvalidInput as exc:
         # Checked at intake already; the settings may have changed since (a lower limit).
         await _record(runtime, batch, index, "failed", error=_error(exc, index))

@@ -19,11 +19,13 @@ from pydantic import BaseModel, Field, create_model
 from service.config import Settings
 from service.errors import InvalidInput
 from service.jobs.batch_store import REFUSED
+from service.output_names import check_template
 from service.shapes.fields import DocumentedAs, JsonText
 from service.shapes.validation import REQUEST, validated
 from service.submission import (
     JOB_MODELS,
     Delivery,
+    OutputName,
     parse_job_type,
     parse_metadata,
     parse_submission,
@@ -39,6 +41,8 @@ class BatchFields(Delivery):
         bool, Field(description="each item's events too, besides the batch's")
     ] = False
     concurrency: Annotated[int, Field(ge=1)] | None = None
+    # Every item's output names; `{index}` is the item's position.
+    output_name: OutputName | None = None
 
 
 @dataclass(frozen=True)
@@ -150,6 +154,8 @@ def _batch(
         )
     if batch.item_webhooks and batch.webhook_url is None:
         raise InvalidInput("item_webhooks needs a webhook_url", field="item_webhooks")
+    if batch.output_name is not None:
+        check_template(batch.output_name)
     if template is not None:
         bodies = (_render_row(job_type, template, row) for row in items)
     else:
@@ -159,7 +165,9 @@ def _batch(
         try:
             if isinstance(body, InvalidInput):
                 raise body
-            parse_submission(body, None, settings)
+            if batch.output_name is not None:
+                body["output_name"] = batch.output_name
+            parse_submission(body, None, settings, batch_item=True)
         except InvalidInput as exc:
             field_name = f"items[{index}].{exc.field}" if exc.field else f"items[{index}]"
             error = {"code": exc.code, "message": exc.message, "field": field_name}

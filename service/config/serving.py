@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from service.config.fields import choice, count, rate, seconds, setting, text, url, within
 from service.redis_url import parse_redis_url
+from service.storage import DEFAULT_PUBLIC_CACHE_CONTROL
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,20 @@ class StorageSettings:
     )
     s3_region: str = text(
         "us-east-1", "PIXHOOK_S3_REGION", "the region S3 requests and presigned URLs are signed for"
+    )
+    s3_public_base_url: str = url(
+        "",
+        "PIXHOOK_S3_PUBLIC_BASE_URL",
+        "a CDN or bucket-website base URL that serves the bucket's objects: job outputs are then "
+        "written under `public/` with `PIXHOOK_S3_PUBLIC_CACHE_CONTROL` and handed out as "
+        "`<base>/<object key>`, permanent links; inputs and batch results stay private "
+        "(docs/operations.md, Public outputs)",
+        shown_default="— (presigned URLs)",
+    )
+    s3_public_cache_control: str = text(
+        DEFAULT_PUBLIC_CACHE_CONTROL,
+        "PIXHOOK_S3_PUBLIC_CACHE_CONTROL",
+        "the `Cache-Control` public outputs are stored with",
     )
     file_url_ttl_s: float = seconds(
         86400.0,

@@ -65,6 +65,13 @@ class Settings:
                 Sealer(self.endpoints.encryption_keys)
             except InvalidSealKey as exc:
                 raise ConfigError("PIXHOOK_ENCRYPTION_KEYS", str(exc)) from exc
+        public_base = self.storage.s3_public_base_url
+        if public_base and not public_base.startswith(("http://", "https://")):
+            raise ConfigError("PIXHOOK_S3_PUBLIC_BASE_URL", "use an http:// or https:// URL")
+        if public_base and not location.startswith("s3://"):
+            raise ConfigError(
+                "PIXHOOK_S3_PUBLIC_BASE_URL", "public outputs need S3 storage (PIXHOOK_STORAGE)"
+            )
         endpoint_url = self.storage.s3_endpoint_url
         if endpoint_url and not endpoint_url.startswith(("http://", "https://")):
             raise ConfigError("PIXHOOK_S3_ENDPOINT_URL", "use an http:// or https:// URL")

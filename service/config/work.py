@@ -4,8 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from service.config.fields import at_least, count, flag, fraction, rate, seconds, text, url, within
+from service.config.fields import (
+    at_least,
+    count,
+    flag,
+    fraction,
+    rate,
+    seconds,
+    setting,
+    text,
+    url,
+    within,
+)
 from service.imaging.formats import DEFAULT_WEBP_EFFORT, WEBP_EFFORTS
+from service.output_names import parse_template
 
 MiB = 1024 * 1024
 
@@ -101,6 +113,23 @@ class JobSettings:
         "PIXHOOK_EVENT_RETENTION",
         "how long a job's or batch's live event stream is kept after its last event (the job "
         "record stays for `PIXHOOK_JOB_RETENTION`)",
+    )
+    # Renewed every third of it while the holder works: only a holder that died lets it lapse.
+    flight_lease_s: float = seconds(
+        30.0,
+        "PIXHOOK_FLIGHT_LEASE",
+        "how long a dead worker can hold up identical work: the first job to ask for a vision "
+        "answer leases it, identical jobs wait for its answer, and take over once a dead "
+        "holder's lease lapses",
+    )
+    output_name: str = setting(
+        "",
+        "PIXHOOK_OUTPUT_NAME",
+        "the `output_name` of jobs and batches that give none, e.g. `{reference}/{variant}.{ext}`; "
+        "a job it cannot name (no `reference` for `{reference}`...) keeps its own folder",
+        parse_template,
+        kind="template",
+        shown_default="— (each job's own folder)",
     )
     webp_effort: int = within(
         WEBP_EFFORTS,

@@ -30,6 +30,8 @@ class Job:
     metadata: dict[str, Any] = field(default_factory=dict)
     # The caller's own id for it (a SKU): echoed in views, events and results, and indexed.
     reference: str | None = None
+    # Its outputs' file names, a template (service/tasks/output_names.py); None: the job's folder.
+    output_name: str | None = None
     webhook_url: str | None = None
     webhook_events: tuple[str, ...] = ("completed",)
     sequence: int = 0

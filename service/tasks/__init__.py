@@ -24,14 +24,25 @@ class JobType:
     # Raises JobFailure or returns the job's output; the image is empty for a type that takes none.
     run: Callable[[Job, bytes, TaskContext], Awaitable[dict[str, Any]]]
     takes_image: bool = True
+    # The names of the outputs a job with these parameters stores (none: it stores no files).
+    outputs: Callable[[dict[str, Any]], list[str]] = lambda params: []
 
 
 JOB_TYPES: dict[str, JobType] = {
     transform.NAME: JobType(
-        transform.NAME, transform.TransformInput, transform.parse_input, transform.run
+        transform.NAME,
+        transform.TransformInput,
+        transform.parse_input,
+        transform.run,
+        outputs=transform.outputs,
     ),
     generate.NAME: JobType(
-        generate.NAME, generate.GenerateInput, generate.parse_input, generate.run, False
+        generate.NAME,
+        generate.GenerateInput,
+        generate.parse_input,
+        generate.run,
+        False,
+        outputs=generate.outputs,
     ),
     analyze.NAME: JobType(analyze.NAME, analyze.AnalyzeInput, analyze.parse_input, analyze.run),
 }

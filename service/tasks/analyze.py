@@ -21,6 +21,7 @@ from service.providers.openai import open_client
 from service.shapes.fields import OneOf
 from service.shapes.validation import REQUEST
 from service.tasks.context import TaskContext
+from service.tasks.single_flight import SingleFlight
 
 NAME = "image.analyze"
 PROVIDERS = ("openai",)
@@ -69,10 +70,26 @@ async def _attributes(image: bytes, params: dict[str, Any], ctx: TaskContext) ->
         partial(vision.prepare_bytes, *prepare), partial(vision.prepare_image, *prepare)
     )
     key = _cache_key(jpeg, model, brands)
-    cached = await ctx.redis.get(key)
-    if cached is not None:
-        found: dict[str, Any] = json.loads(cached)
-        return {"attributes": found["attributes"], "provider": found["provider"] | {"cached": True}}
+
+    async def cached() -> dict[str, Any] | None:
+        entry = await ctx.redis.get(key)
+        return None if entry is None else dict(json.loads(entry))
+
+    async def ask() -> dict[str, Any]:
+        return await _ask(jpeg, key, params, ctx)
+
+    # Identical photos in flight at once (a batch of copies) are asked about once.
+    flight = SingleFlight(ctx.redis, KEYS.flight(key), settings.jobs.flight_lease_s)
+    answer, asked = await flight.run(cached, ask)
+    return {
+        "attributes": answer["attributes"],
+        "provider": answer["provider"] | {"cached": not asked},
+    }
+
+
+async def _ask(jpeg: bytes, key: str, params: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+    """The model's answer, cached under `key` for every job that asks the same."""
+    settings, model, brands = ctx.settings, params["model"], params["known_brands"]
     request = vision.chat_request(model, jpeg, brands)
     async with open_client(settings, ctx.redis, model, ctx.http) as client:
         if settings.providers.stream:
@@ -91,9 +108,11 @@ async def _attributes(image: bytes, params: dict[str, Any], ctx: TaskContext) ->
         "ttft_ms": None if usage.ttft_ms is None else round(usage.ttft_ms, 1),
         "attempts": usage.attempts,
     }
-    entry = json.dumps({"attributes": attributes, "provider": provider})
-    await ctx.redis.set(key, entry, px=int(settings.providers.vision_cache_ttl_s * 1000))
-    return {"attributes": attributes, "provider": provider | {"cached": False}}
+    answer = {"attributes": attributes, "provider": provider}
+    await ctx.redis.set(
+        key, json.dumps(answer), px=int(settings.providers.vision_cache_ttl_s * 1000)
+    )
+    return answer
 
 
 class Deltas:

@@ -14,9 +14,10 @@ from service.providers.errors import PROVIDER_BAD_RESPONSE, ProviderError
 from service.providers.openai import decode_b64_image, open_client
 from service.shapes.fields import Bound
 from service.shapes.validation import REQUEST
-from service.storage import Storage, StorageUnavailable, job_file_key
+from service.storage import Storage, StorageUnavailable
 from service.tasks.context import TaskContext, inspect_image
 from service.tasks.kept_images import KEEP_S, Generation, KeptImages
+from service.tasks.output_keys import named_output_key
 
 NAME = "image.generate"
 MAX_STEPS = 150
@@ -57,6 +58,10 @@ def parse_input(raw: GenerateInput, settings: Settings) -> dict[str, Any]:
         "n": 1 if raw.n is None else raw.n,
         "model": settings.providers.openai_image_model if raw.model is None else raw.model,
     }
+
+
+def outputs(params: dict[str, Any]) -> list[str]:
+    return [f"image-{index}" for index in range(params["n"])]
 
 
 async def run(job: Job, image: bytes, ctx: TaskContext) -> dict[str, Any]:
@@ -145,7 +150,7 @@ async def _store(
     output = imaging.OUTPUT_FORMATS.get(info.format.lower())
     extension = output.extension if output else "bin"
     media_type = output.media_type if output else "application/octet-stream"
-    key = job_file_key(job.client_id, job.id, job.created_at, f"image-{index}.{extension}")
+    key = named_output_key(storage, job, f"image-{index}", extension)
     await storage.put(key, data, media_type=media_type)
     return {
         "name": f"image-{index}",

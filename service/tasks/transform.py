@@ -17,8 +17,9 @@ from service.errors import InvalidInput
 from service.jobs.model import Job
 from service.shapes.fields import Bound, OneOf
 from service.shapes.validation import REQUEST
-from service.storage import Storage, job_file_key
+from service.storage import Storage
 from service.tasks.context import TaskContext
+from service.tasks.output_keys import named_output_key
 
 NAME = "image.transform"
 MAX_VARIANTS = 10
@@ -111,6 +112,10 @@ def _given(output: TransformVariant) -> dict[str, Any]:
     return {name: getattr(output, name) for name in output.model_fields_set & _OUTPUT_FIELDS}
 
 
+def outputs(params: dict[str, Any]) -> list[str]:
+    return list(params.get("variants") or ["default"])
+
+
 async def run(job: Job, image: bytes, ctx: TaskContext) -> dict[str, Any]:
     outputs: dict[str, dict[str, Any]] = job.input.get("variants") or {"default": job.input}
     specs = {name: _output_spec(params) for name, params in outputs.items()}
@@ -130,7 +135,7 @@ async def run(job: Job, image: bytes, ctx: TaskContext) -> dict[str, Any]:
 async def _store(
     job: Job, storage: Storage, name: str, format_name: str, encoded: imaging.EncodedImage
 ) -> dict[str, Any]:
-    key = job_file_key(job.client_id, job.id, job.created_at, f"{name}.{encoded.format.extension}")
+    key = named_output_key(storage, job, name, encoded.format.extension)
     await storage.put(key, encoded.data, media_type=encoded.format.media_type)
     return {
         "name": name,
