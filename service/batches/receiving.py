@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -24,8 +25,10 @@ from service.jobs.batch_store import Batch, BatchStore
 from service.runtime import Runtime
 from service.storage import job_file_key
 
-CHUNK_ITEMS = 1000  # items checked and appended to Redis at a time: one pipeline each
+CHUNK_ITEMS = 1000  # items checked and appended to Redis at a time: one pipeline each...
+CHUNK_BYTES = 1024 * 1024  # ...or fewer, once they took this much of the file
 _REFUSED_CHUNK = 500
+_RENEW_EVERY_S = 5.0  # a reader's lease, while the file arrives however slowly
 
 
 @dataclass(frozen=True)
@@ -48,10 +51,13 @@ class _Stager:
         self._store, self._batch_id, self._maker = store, batch_id, maker
         self._settings, self._renew = settings, renew
         self._waiting: list[Any] = []
+        self._waiting_bytes = 0
+        self._renewed = time.monotonic()
         self.total = 0
         self.refused = 0
 
-    async def add(self, items: list[Any]) -> None:
+    async def add(self, items: list[Any], size: int = 0) -> None:
+        """Add the items read from `size` bytes of the file."""
         for item in items:
             self._waiting.append(item)
             self.total += 1
@@ -59,18 +65,25 @@ class _Stager:
                 check_count(self.total, self._settings)  # refused before the rest is read
             if len(self._waiting) >= CHUNK_ITEMS:
                 await self.flush()
+        self._waiting_bytes += size
+        if self._waiting_bytes >= CHUNK_BYTES:
+            await self.flush()
+        if self._renew is not None and time.monotonic() - self._renewed > _RENEW_EVERY_S:
+            await self._renew()
+            self._renewed = time.monotonic()
 
     async def flush(self) -> None:
+        if not self._waiting:
+            return
         first = self.total - len(self._waiting)
         waiting, self._waiting = self._waiting, []
+        self._waiting_bytes = 0
         entries, refused = await asyncio.to_thread(
             self._maker.entries, first, waiting, self._settings
         )
         self.refused += len(refused)
         errors = [(index, json.dumps(error, separators=(",", ":"))) for index, error in refused]
         await self._store.stage(self._batch_id, entries, errors)
-        if self._renew is not None:
-            await self._renew()
 
     async def done(self) -> Received:
         await self.flush()
@@ -113,7 +126,7 @@ async def stage_file(
             if isinstance(stream, CsvRows) and stream.columns is not None and not checked_columns:
                 maker.check_columns(stream.columns)
                 checked_columns = True
-            await stager.add(items)
+            await stager.add(items, len(chunk))
         items = stream.close()
         if isinstance(stream, CsvRows) and stream.columns is not None and not checked_columns:
             maker.check_columns(stream.columns)
