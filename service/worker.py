@@ -18,7 +18,6 @@ from redis.exceptions import RedisError
 from service.batches.engine import follow_items, reconcile
 from service.batches.items_url import (
     READ_BATCH_ITEMS,
-    READ_TIMEOUT_S,
     read_items,
     reconcile_receiving,
 )
@@ -179,7 +178,9 @@ def _jobs_worker(settings: Settings, options: dict[str, Any], replacing: str | N
     return Worker(
         [
             func(_run_job, name=RUN_JOB, timeout=timeout),
-            func(_read_batch_items, name=READ_BATCH_ITEMS, timeout=READ_TIMEOUT_S, max_tries=1),
+            # The jobs' timeout: arq sizes every claim by its longest function's, and the reaper
+            # reads a claim's age from that size.
+            func(_read_batch_items, name=READ_BATCH_ITEMS, timeout=timeout, max_tries=1),
         ],
         # Every few seconds, without anyone asking: jobs of dead workers are handed back, and
         # batches resume after a crash or a restart.

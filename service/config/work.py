@@ -67,7 +67,7 @@ class LimitSettings:
     max_batch_items: int = count(
         1_000_000,
         "PIXHOOK_MAX_BATCH_ITEMS",
-        "items in one batch (`BATCH_TOO_LARGE`); each takes about 300 bytes of Redis "
+        "items in one batch (`BATCH_TOO_LARGE`); each takes about 200 bytes of Redis "
         "while the batch runs (docs/operations.md, Batch sizes)",
     )
     max_batch_bytes: int = count(
