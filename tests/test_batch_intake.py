@@ -6,15 +6,20 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import time
 import tracemalloc
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from typing import Any
 
 import httpx
 import pytest
 from redis import Redis
 
+from service.batches.intake import ItemMaker, spec_batch
+from service.batches.receiving import new_batch, stage_file
 from service.keys import KEYS
+from service.runtime import Runtime
 from tests.support.batches import results_of
 from tests.support.in_process import InProcessApi
 from tests.support.jobs import error_of
@@ -450,3 +455,35 @@ def test_a_receiving_batch_can_be_canceled(make_app: Callable[..., InProcessApi]
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "canceled"
     assert response.json()["results"] is None
+
+
+def test_refused_items_an_api_left_unrecorded_are_recorded_by_the_worker(
+    make_app: Callable[..., InProcessApi],
+) -> None:
+    """An API that died between opening a batch and recording its refused items would leave
+    the batch one item short of its end for ever."""
+    app = make_app()
+    runtime: Runtime = app.app.state.runtime
+    plan = spec_batch(GENERATE | {"reference_column": "sku"}, app.settings)
+    rows = "sku,name\nSKU-1,mug\n,lamp\n"
+
+    async def opened_then_died() -> str:
+        async def chunks() -> AsyncIterator[bytes]:
+            yield rows.encode()
+
+        maker = ItemMaker(plan, "csv")
+        received = await stage_file(
+            runtime.batches, "bat_crashed", maker, chunks(), "csv", app.settings, "csv"
+        )
+        batch = new_batch("bat_crashed", app.client.client.id, plan, time.time(), received.total)
+        assert await runtime.batches.commit(replace(batch, status="running"))
+        return batch.id
+
+    batch_id = app.call(opened_then_died)
+    app.start_worker("jobs")
+
+    api = app.http(app.client.api_key)
+    batch = ended(api, batch_id)
+    refused = {f["index"]: f["error"] for f in batch["failures"]}  # no provider: 0 fails too
+    assert refused[1]["field"] == "items[1].reference"
+    assert batch["counts"]["total"] == 2

@@ -27,7 +27,7 @@ import httpx
 from service.batches import engine
 from service.batches.intake import ItemMaker, spec_batch
 from service.batches.item_streams import ItemsFormat
-from service.batches.receiving import open_batch, stage_file
+from service.batches.receiving import open_batch, reconcile_refused, stage_file
 from service.errors import InvalidInput
 from service.fetch import MAX_REDIRECTS, tls_context
 from service.jobs.batch_store import Batch
@@ -147,7 +147,8 @@ async def cancel_receiving(runtime: Runtime, batch: Batch) -> bool:
 
 async def reconcile_receiving(runtime: Runtime) -> None:
     """Start the read again of a receiving batch whose reader is gone, or fail the batch when
-    it has been read `MAX_READS` times."""
+    it has been read `MAX_READS` times; record the refused items an opener left unrecorded."""
+    await reconcile_refused(runtime)
     for batch_id in await runtime.batches.receiving():
         batch = await runtime.batches.get(batch_id)
         if batch is None or batch.status != "receiving":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
@@ -28,6 +29,7 @@ from service.storage import job_file_key
 CHUNK_ITEMS = 1000  # items checked and appended to Redis at a time: one pipeline each...
 CHUNK_BYTES = 1024 * 1024  # ...or fewer, once they took this much of the file
 _REFUSED_CHUNK = 500
+_REFUSED_LOCK_S = 30.0
 _RENEW_EVERY_S = 5.0  # a reader's lease, while the file arrives however slowly
 
 
@@ -173,9 +175,25 @@ async def open_batch(runtime: Runtime, batch: Batch, received: Received) -> bool
 
 
 async def record_refused(runtime: Runtime, batch: Batch) -> None:
-    """Record the items refused at intake, a chunk at a time; each is recorded once, so a
-    second caller (reconcile after a crash) records nothing twice."""
-    while refused := await runtime.batches.refused(batch.id, _REFUSED_CHUNK):
-        for index, error in refused:
-            await engine.record_refused(runtime, batch, index, error)
-        await runtime.batches.drop_refused(batch.id, len(refused))
+    """Record the items refused at intake, a chunk at a time, under a lock: the API does it as
+    the batch opens, and `reconcile_refused` finishes what an API that died left."""
+    token = secrets.token_hex(8)
+    if not await runtime.batches.lock(batch.id, "refused", token, _REFUSED_LOCK_S):
+        return  # another process is recording them
+    try:
+        while refused := await runtime.batches.refused(batch.id, _REFUSED_CHUNK):
+            for index, error in refused:
+                await engine.record_refused(runtime, batch, index, error)
+            await runtime.batches.drop_refused(batch.id, len(refused))
+            await runtime.batches.lock_renew(batch.id, "refused", token, _REFUSED_LOCK_S)
+    finally:
+        await runtime.batches.unlock(batch.id, "refused", token)
+
+
+async def reconcile_refused(runtime: Runtime) -> None:
+    """Record the refused items of running batches whose opener died before it had."""
+    for batch_id in await runtime.batches.running():
+        if await runtime.batches.has_refused(batch_id):
+            batch = await runtime.batches.get(batch_id)
+            if batch is not None and batch.status == "running":
+                await record_refused(runtime, batch)

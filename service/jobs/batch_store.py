@@ -380,6 +380,15 @@ class BatchStore:
             found.append((int(index), json.loads(error)))
         return found
 
+    async def has_refused(self, batch_id: str) -> bool:
+        return bool(await self._redis.exists(self.key(batch_id, "refused")))
+
+    async def lock_renew(self, batch_id: str, what: str, token: str, ttl_s: float) -> None:
+        """Keep holding a lock taken with `lock` for `ttl_s` more (if still ours)."""
+        key = self.key(batch_id, f"lock:{what}")
+        if await self._redis.get(key) == token.encode():
+            await self._redis.pexpire(key, int(ttl_s * 1000))
+
     async def drop_refused(self, batch_id: str, count: int) -> None:
         await self._redis.ltrim(self.key(batch_id, "refused"), count, -1)  # type: ignore[misc]
 
