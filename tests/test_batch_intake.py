@@ -353,6 +353,7 @@ def test_items_url_of_a_csv_is_read_by_a_worker(
 
     assert response.status_code == 202, response.text
     assert response.json()["status"] == "receiving"
+    assert response.json()["progress"] == 0.0
     assert response.json()["items_url"] == spec["items_url"]
     batch = ended(api, response.json()["id"])
     assert batch["status"] == "completed"

@@ -7,7 +7,7 @@ caller, so a body of any size passes through a chunk of memory.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Literal
 
 from python_multipart.exceptions import MultipartParseError
@@ -106,7 +106,7 @@ class BatchUploadReader:
         self.items_format = _MEDIA_TYPES.get(media_type, _PART_NAMES[self.part_name])
         return self.items_format
 
-    async def items(self) -> AsyncIterator[bytes]:
+    async def items(self) -> AsyncGenerator[bytes, None]:
         while (event := await self._next()) is not None and event[0] == "data":
             yield event[1]
 

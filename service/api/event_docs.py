@@ -124,7 +124,7 @@ _EXAMPLE_DATA: dict[str, dict[str, Any]] = {
         "status": "failed",
         "started_at": None,
         "counts": dict.fromkeys(_BATCH["counts"], 0),
-        "progress": 1.0,
+        "progress": 0.0,
         "failures": [],
         "results": None,
         "items_url": "https://cms.example.com/exports/catalogue.csv",

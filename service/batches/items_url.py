@@ -17,8 +17,8 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing, asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -178,7 +178,8 @@ async def _download(
     try:
         async with client, client.stream("GET", url) as response:
             found_format = _checked(response, url, limit)
-            yield found_format, _capped(response, limit)
+            async with aclosing(_capped(response, limit)) as chunks:
+                yield found_format, chunks
     except GuardRefused as exc:
         if exc.reason == FORBIDDEN_ADDRESS:
             raise InvalidInput(
@@ -212,7 +213,7 @@ def _checked(response: httpx.Response, url: str, limit: int) -> ItemsFormat:
     return found
 
 
-async def _capped(response: httpx.Response, limit: int) -> AsyncIterator[bytes]:
+async def _capped(response: httpx.Response, limit: int) -> AsyncGenerator[bytes, None]:
     size = 0
     async for chunk in response.aiter_bytes():
         size += len(chunk)

@@ -106,7 +106,8 @@ def batch_view(batch: Batch, failures: list[dict[str, Any]], runtime: Runtime) -
                 "failed": batch.failed,
                 "canceled": batch.canceled,
             },
-            "progress": round(batch.done / batch.total, 4) if batch.total else 1.0,
+            # No items yet (receiving), or never any (failed to read them): nothing done.
+            "progress": round(batch.done / batch.total, 4) if batch.total else 0.0,
             "concurrency": batch.concurrency,
             "item_webhooks": batch.item_webhooks,
             "webhook_url": batch.webhook_url,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from contextlib import aclosing
 from typing import Union
 
 from starlette.requests import Request
@@ -153,10 +154,11 @@ async def _upload_batch(request: Request) -> Response:
     await require_room(rt, client)
     batch_id = new_id("bat")
     store = rt.batches
-    chunks = reader.items()
-    received = await stage_file(
-        store, batch_id, maker, chunks, items_format, settings, reader.part_name
-    )
+    # Closed here, on this loop, when staging stops early: not by the garbage collector.
+    async with aclosing(reader.items()) as chunks:
+        received = await stage_file(
+            store, batch_id, maker, chunks, items_format, settings, reader.part_name
+        )
     try:
         await reader.finish()
     except BaseException:
