@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import json
 import secrets
 import time
@@ -17,6 +19,7 @@ import pytest
 from redis import Redis
 
 from service.batches.intake import ItemMaker, spec_batch
+from service.batches.item_streams import CsvRows
 from service.batches.receiving import new_batch, stage_file
 from service.keys import KEYS
 from service.runtime import Runtime
@@ -488,3 +491,15 @@ def test_refused_items_an_api_left_unrecorded_are_recorded_by_the_worker(
     refused = {f["index"]: f["error"] for f in batch["failures"]}  # no provider: 0 fails too
     assert refused[1]["field"] == "items[1].reference"
     assert batch["counts"]["total"] == 2
+
+
+def test_csv_rows_split_at_any_byte_read_as_the_whole_file_does() -> None:
+    """A chunk may end inside a quoted value, a \\r\\n or a UTF-8 character."""
+    data = 'sku,note\r\nA1,"two\nlines, ""quoted"""\r\nB2,\r\n\r\nC3,"é, ü"\n'.encode()
+    whole = list(csv.DictReader(io.StringIO(data.decode(), newline="")))
+    for size in range(1, 9):
+        stream = CsvRows("csv")
+        rows = [
+            row for at in range(0, len(data), size) for row in stream.feed(data[at : at + size])
+        ]
+        assert rows + stream.close() == whole, f"chunks of {size} bytes"

@@ -11,7 +11,6 @@ this module says what each item becomes.
 from __future__ import annotations
 
 import json
-import string
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Annotated, Any, Literal, Union
@@ -19,6 +18,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, Field, create_model
 
 from service.batches.item_streams import ItemsFormat
+from service.batches.templates import cell, check_template, render
 from service.config import Settings
 from service.errors import InvalidInput
 from service.jobs.batch_store import REFUSED
@@ -156,9 +156,9 @@ def spec_batch(spec: Any, settings: Settings) -> BatchPlan:
     job_type = _job_type(spec)
     batch: Any = validated(BATCH_MODELS[job_type].csv, spec, settings)
     if batch.input is not None:
-        _check_template(batch.input, "input")
+        check_template(batch.input, "input")
     if batch.metadata is not None:
-        _check_template(batch.metadata, "metadata")
+        check_template(batch.metadata, "metadata")
     plan = _plan(job_type, batch, settings)
     items_url = (
         None if batch.items_url is None else parse_url(batch.items_url, "items_url", settings)
@@ -278,14 +278,14 @@ class ItemMaker:
             assert plan.template is not None  # checked as the maker was made
             body: dict[str, Any] = {
                 "type": plan.type,
-                "input": _render(plan.template, row, "input"),
+                "input": render(plan.template, row, "input"),
             }
-            metadata = _render(plan.metadata, row, "metadata") if plan.metadata else {}
+            metadata = render(plan.metadata, row, "metadata") if plan.metadata else {}
             for column in plan.metadata_columns:
-                metadata[column] = _cell(row, column, "metadata")
+                metadata[column] = cell(row, column, "metadata")
             body["metadata"] = metadata
             if plan.reference_column is not None:
-                body["reference"] = _cell(row, plan.reference_column, "reference")
+                body["reference"] = cell(row, plan.reference_column, "reference")
         except InvalidInput as exc:
             return exc
         return body
@@ -303,54 +303,3 @@ def _item_body(job_type: str, item: Any, settings: Settings) -> dict[str, Any] |
     if item.get("reference") is not None:
         body["reference"] = item["reference"]
     return body
-
-
-def _cell(row: dict[str, str], column: str, where: str) -> str:
-    value = (row.get(column) or "").strip()
-    if not value:
-        raise InvalidInput(
-            f"the row has no value in column {column!r}", code="TEMPLATE_FIELD_MISSING", field=where
-        )
-    return value
-
-
-# Templates: `{column}`s that each CSV row fills.
-def _check_template(value: Any, where: str) -> None:
-    """Placeholders are plain column names: `{name}`, never `{0}`, `{a.b}` or `{a[0]}`."""
-    if isinstance(value, dict):
-        for key, inner in value.items():
-            _check_template(inner, f"{where}.{key}")
-    elif isinstance(value, list):
-        for position, inner in enumerate(value):
-            _check_template(inner, f"{where}[{position}]")
-    elif isinstance(value, str):
-        try:
-            names = [name for _, name, _, _ in string.Formatter().parse(value) if name is not None]
-        except ValueError as exc:
-            raise InvalidInput(
-                f"{where} is not a valid template: {exc}", code="INVALID_TEMPLATE", field=where
-            ) from exc
-        for name in names:
-            if not name.isidentifier():
-                raise InvalidInput(
-                    f"{where}: placeholders name a CSV column, like {{color}}; not {{{name}}}",
-                    code="INVALID_TEMPLATE",
-                    field=where,
-                )
-
-
-def _render(value: Any, row: dict[str, str], where: str) -> Any:
-    if isinstance(value, dict):
-        return {key: _render(inner, row, f"{where}.{key}") for key, inner in value.items()}
-    if isinstance(value, list):
-        return [_render(inner, row, f"{where}[{n}]") for n, inner in enumerate(value)]
-    if not isinstance(value, str):
-        return value
-    names = [name for _, name, _, _ in string.Formatter().parse(value) if name]
-    # An empty cell is as missing as an absent column: "photo of , white background" helps no one.
-    missing = [name for name in names if not (row.get(name) or "").strip()]
-    if missing:
-        raise InvalidInput(
-            f"the row has no value for {{{missing[0]}}}", code="TEMPLATE_FIELD_MISSING", field=where
-        )
-    return value.format_map({name: row[name].strip() for name in names})
