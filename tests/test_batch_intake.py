@@ -503,3 +503,36 @@ def test_csv_rows_split_at_any_byte_read_as_the_whole_file_does() -> None:
             row for at in range(0, len(data), size) for row in stream.feed(data[at : at + size])
         ]
         assert rows + stream.close() == whole, f"chunks of {size} bytes"
+
+
+def test_an_upload_whose_staged_items_expired_is_refused_not_run_short(
+    make_app: Callable[..., InProcessApi],
+) -> None:
+    app = make_app()
+    body, media_type = multipart(
+        ("batch", None, None, json.dumps(GENERATE).encode()), ("csv", "c.csv", "text/csv", b"")
+    )
+    head = body.split(b"\r\n\r\n\r\n", 1)[0] + b"\r\n\r\n" + b"name\n"
+    tail = b"\r\n" + body.rsplit(b"\r\n", 2)[1] + b"\r\n"
+
+    async def slow() -> httpx.Response:
+        async def stream() -> AsyncIterator[bytes]:
+            yield head
+            yield "".join(f"item {n}\n" for n in range(1500)).encode()
+            await asyncio.sleep(0.2)  # the first 1,000 are staged by now
+            with Redis.from_url(app.redis_url) as redis:  # ...and expire, as after 10 minutes
+                for key in redis.scan_iter(match=KEYS.batch("*:staged")):
+                    redis.delete(key)
+            yield "".join(f"item {n}\n" for n in range(1500, 2000)).encode()
+            yield tail
+
+        transport = httpx.ASGITransport(app.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            headers = {"content-type": media_type, "authorization": f"Bearer {app.client.api_key}"}
+            return await http.post("/v1/batches", content=stream(), headers=headers)
+
+    response = app.call(slow)
+
+    assert response.status_code == 422, response.text
+    assert error_of(response)["code"] == "UPLOAD_TOO_SLOW"
+    assert batch_keys(app) == []

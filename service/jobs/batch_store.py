@@ -41,9 +41,10 @@ REFUSED = "!"  # the body of an item refused at intake
 STAGING_TTL_S = 600.0  # staged items outlive a stalled upload or a dead reader this long
 
 # KEYS: hash, staged, items, staged-refused, refused, running, client running, receiving.
-# ARGV: retention ms, batch id, hash field/value pairs. 0: nothing staged, or no longer receiving.
+# ARGV: retention ms, batch id, total, hash field/value pairs. 0: not all staged (some expired
+# during a stalled upload, and later ones began a new list), or no longer receiving.
 _COMMIT = """
-if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+if redis.call('LLEN', KEYS[2]) ~= tonumber(ARGV[3]) then return 0 end
 local status = redis.call('HGET', KEYS[1], 'status')
 if status and status ~= 'receiving' then return 0 end
 redis.call('RENAME', KEYS[2], KEYS[3])
@@ -51,7 +52,7 @@ if redis.call('EXISTS', KEYS[4]) == 1 then
   redis.call('RENAME', KEYS[4], KEYS[5])
   redis.call('PEXPIRE', KEYS[5], ARGV[1])
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 redis.call('PEXPIRE', KEYS[3], ARGV[1])
 redis.call('SADD', KEYS[6], ARGV[2])
@@ -300,15 +301,16 @@ class BatchStore:
             if refused:
                 errors = [f"{index}:{error}" for index, error in refused]
                 pipe.rpush(self.key(batch_id, "staged-refused"), *errors)
-                pipe.pexpire(self.key(batch_id, "staged-refused"), ttl_ms)
+            # Renewed with every chunk, refused items or not: the two lists live and die together.
+            pipe.pexpire(self.key(batch_id, "staged-refused"), ttl_ms)
             await pipe.execute()
 
     async def discard_staged(self, batch_id: str) -> None:
         await self._redis.delete(self.key(batch_id, "staged"), self.key(batch_id, "staged-refused"))
 
     async def commit(self, batch: Batch) -> bool:
-        """The staged items become the batch's, and the batch runs: all of it or (False:
-        nothing staged, or no longer receiving, e.g. canceled) none of it."""
+        """The staged items become the batch's, and the batch runs: all `batch.total` of them,
+        or (False: fewer are staged, or it is no longer receiving, e.g. canceled) none."""
         keys = [
             self.key(batch.id),
             self.key(batch.id, "staged"),
@@ -320,7 +322,8 @@ class BatchStore:
             self._batch_keys.receiving_batches,
         ]
         pairs: list[str | int] = [part for item in batch.to_hash().items() for part in item]
-        done = await self._commit(keys=keys, args=[self._retention_ms, batch.id, *pairs])
+        args = [self._retention_ms, batch.id, batch.total, *pairs]
+        done = await self._commit(keys=keys, args=args)
         return bool(done)
 
     async def create_receiving(self, batch: Batch, spec: str) -> None:

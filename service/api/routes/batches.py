@@ -82,7 +82,7 @@ _MISSING = {404: ("BATCH_NOT_FOUND",)}
             409: IDEMPOTENCY_ERRORS,
             422: (*SHAPE_ERRORS, *URL_ERRORS, "INVALID_MULTIPART", "UNKNOWN_JOB_TYPE")
             + ("EMPTY_BATCH", "BATCH_TOO_LARGE", "INVALID_CSV", "INVALID_JSONL")
-            + ("INVALID_TEMPLATE", "UNKNOWN_COLUMN", "BATCH_SPEC_NOT_FIRST")
+            + ("INVALID_TEMPLATE", "UNKNOWN_COLUMN", "BATCH_SPEC_NOT_FIRST", "UPLOAD_TOO_SLOW")
             + ("METADATA_TOO_LARGE", "INVALID_IDEMPOTENCY_KEY"),
             429: ("TOO_MANY_JOBS",),
             503: ("STORAGE_UNAVAILABLE",),
@@ -170,7 +170,13 @@ async def _upload_batch(request: Request) -> Response:
 async def _open(request: Request, batch_id: str, plan: BatchPlan, received: Received) -> Response:
     rt = runtime(request)
     batch = new_batch(batch_id, client_of(request).id, plan, time.time(), received.total)
-    await open_batch(rt, batch, received)
+    if not await open_batch(rt, batch, received):
+        raise InvalidInput(
+            "the upload was too slow: its first items expired before the last arrived (more "
+            "than 10 minutes between two chunks of 1,000 items); send it again, faster",
+            code="UPLOAD_TOO_SLOW",
+            field=None,
+        )
     return JSONResponse(await _view(request, batch.id), status_code=202)
 
 
