@@ -17,6 +17,7 @@ another); webhooks/keys.py lists the delivery engine's, under the same prefix.
     {p}:batch:<id>[:<part>]             hash/… a batch and its parts (service/jobs/batch_store.py)
     {p}:batches:running[:<client>]      set    running batches, all and by client
     {p}:batches:index:<client>          zset   a client's batch ids by creation time
+    {p}:batches:receiving               set    batches whose items a worker reads from a URL
     {p}:events:<job or batch id>        stream its live events (SSE)
     {p}:vision:<sha256>:<versions>:<model>:<brands>  string a cached vision answer
     {p}:generated:<client>:<sha256>     hash   generated images kept for a repeated request
@@ -46,6 +47,7 @@ class Keys:
         self.clients = f"{prefix}:clients"
         self.job_index = f"{prefix}:jobs:index"
         self.job_metrics = f"{prefix}:metrics:jobs"
+        self.receiving_batches = f"{prefix}:batches:receiving"
 
     def job(self, job_id: str) -> str:
         return f"{self.prefix}:job:{job_id}"

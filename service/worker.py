@@ -16,6 +16,11 @@ from arq.worker import Worker, func
 from redis.exceptions import RedisError
 
 from service.batches.engine import follow_items, reconcile
+from service.batches.items_url import (
+    READ_BATCH_ITEMS,
+    read_items,
+    reconcile_receiving,
+)
 from service.config import Settings
 from service.imaging.allocator import return_large_blocks
 from service.keys import DELIVERY_QUEUE, JOB_QUEUE
@@ -42,9 +47,14 @@ async def _run_job(ctx: dict[str, Any], job_id: str) -> None:
         raise
 
 
+async def _read_batch_items(ctx: dict[str, Any], batch_id: str) -> None:
+    await read_items(ctx["runtime"], batch_id)
+
+
 async def _housekeeping(ctx: dict[str, Any]) -> None:
     await reap_orphans(ctx["runtime"].redis, ctx["claim_ttl_s"])
     await reconcile(ctx["runtime"])
+    await reconcile_receiving(ctx["runtime"])
 
 
 async def _trim_job_index(ctx: dict[str, Any]) -> None:
@@ -166,7 +176,12 @@ def _jobs_worker(settings: Settings, options: dict[str, Any], replacing: str | N
         await _opened(ctx).aclose()
 
     return Worker(
-        [func(_run_job, name=RUN_JOB, timeout=timeout)],
+        [
+            func(_run_job, name=RUN_JOB, timeout=timeout),
+            # The jobs' timeout: arq sizes every claim by its longest function's, and the reaper
+            # reads a claim's age from that size.
+            func(_read_batch_items, name=READ_BATCH_ITEMS, timeout=timeout, max_tries=1),
+        ],
         # Every few seconds, without anyone asking: jobs of dead workers are handed back, and
         # batches resume after a crash or a restart.
         cron_jobs=[

@@ -242,8 +242,11 @@ def test_a_bad_batch_is_refused_whole(api, body, code, field):
     assert error_of(response)["field"] == field
 
 
-def test_too_many_items_are_refused(api):
-    response = api.post("/v1/batches", json={"type": "image.transform", "items": [{}] * 10_001})
+def test_too_many_items_are_refused(make_app):
+    app = make_app(PIXHOOK_MAX_BATCH_ITEMS="10")
+    api = app.http(app.client.api_key)
+
+    response = api.post("/v1/batches", json={"type": "image.transform", "items": [{}] * 11})
 
     assert response.status_code == 422
     assert error_of(response)["code"] == "BATCH_TOO_LARGE"

@@ -119,6 +119,21 @@ _EXAMPLE_DATA: dict[str, dict[str, Any]] = {
     | {"counts": _BATCH["counts"] | {"pending": 50, "in_flight": 8, "succeeded": 41}},
     "batch.completed": _BATCH,
     "batch.canceled": _BATCH | {"status": "canceled"},
+    "batch.failed": _BATCH
+    | {
+        "status": "failed",
+        "started_at": None,
+        "counts": dict.fromkeys(_BATCH["counts"], 0),
+        "progress": 0.0,
+        "failures": [],
+        "results": None,
+        "items_url": "https://cms.example.com/exports/catalogue.csv",
+        "error": {
+            "code": "UNKNOWN_COLUMN",
+            "message": "the CSV file has no column 'sku'; its columns: id, image",
+            "field": "reference_column",
+        },
+    },
     "endpoint.disabled": {
         "id": "ep_7hx2m9",
         "object": "endpoint",

@@ -94,6 +94,14 @@ class BatchCanceledEvent(WebhookEvent):
     data: BatchView
 
 
+class BatchFailedEvent(WebhookEvent):
+    """The batch's items could not be read from its `items_url`; `data.error` says why. None of
+    its items ran."""
+
+    type: Literal["batch.failed"]
+    data: BatchView
+
+
 class EndpointDisabledEvent(WebhookEvent):
     """An endpoint was disabled (it failed too long, or answered `410 Gone`); sent to the
     client's other endpoints."""
@@ -125,6 +133,7 @@ EVENTS: dict[str, type[WebhookEvent]] = {
         BatchProgressEvent,
         BatchCompletedEvent,
         BatchCanceledEvent,
+        BatchFailedEvent,
         EndpointDisabledEvent,
         PingEvent,
     )

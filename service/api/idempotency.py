@@ -16,6 +16,11 @@ A response that carries a secret (a new endpoint's signing secret) is stored sea
 endpoint's own copy is: a Redis dump shows neither. If the sealing keys have changed so that it
 no longer opens, the retry is `409 IDEMPOTENCY_UNREADABLE`, never a second creation.
 
+A batch upload (`idempotent_upload`) is too large to read twice: its fingerprint (the same
+digest) is taken as the route reads the body, the claim is renewed every few seconds while it
+does, and a second request with the key reads its own body only to compare fingerprints once
+the first has answered.
+
 A claim is written before the request runs and expires after `_CLAIM_TTL_S` unless the request
 finishes, so an API process that dies mid-request does not hold the key for a day. If Redis dies
 mid-request instead, the API still settles the claim (releases it, or keeps the response of a
@@ -37,6 +42,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Message
 
 from service.api.bodies import read_body, replay_receive
 from service.clients.store import Client
@@ -78,6 +84,23 @@ redis.call('HDEL', KEYS[1], 'token')
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return 1
 """
+
+# KEYS: record. ARGV: token, status, body, ttl ms, fingerprint. An upload's, known at its end.
+_FINISH_UPLOAD = """
+if redis.call('HGET', KEYS[1], 'token') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'status', ARGV[2], 'body', ARGV[3], 'fingerprint', ARGV[5])
+redis.call('HDEL', KEYS[1], 'token')
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+"""
+
+# KEYS: record. ARGV: token, ttl ms. An upload still being read keeps its claim.
+_RENEW = """
+if redis.call('HGET', KEYS[1], 'token') ~= ARGV[1] then return 0 end
+return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+"""
+_UPLOAD_CLAIM_TTL_S = 15.0  # renewed every third of it: a dead API's claim goes soon
+_UNREAD = "unread"  # the fingerprint of an upload still being read
 
 # KEYS: record. ARGV: token.
 _RELEASE = """
@@ -184,6 +207,136 @@ async def _settle_later(script: AsyncScript, record: str, args: list[str | int |
         else:
             log.info("the claim %s is settled now that Redis is back", record)
             return
+
+
+async def idempotent_upload(
+    request: Request, runtime: Runtime, client: Client, body_limit: int, create: Create
+) -> Response:
+    """`idempotent` for a body read as it arrives (a batch upload), never held whole."""
+    key = request.headers.get(KEY_HEADER)
+    if key is None:
+        return await create(request)
+    _check_key(key)
+    record = KEYS.idempotency(client.id, key)
+    token = secrets.token_hex(16)
+    claim = runtime.redis.register_script(_CLAIM)
+    ttl_ms = int(_UPLOAD_CLAIM_TTL_S * 1000)
+    held = await claim(keys=[record], args=[_UNREAD, token, ttl_ms])
+    if held is not None:
+        return await _answer_held(request, runtime, record, body_limit)
+    fingerprint = _StreamedFingerprint(request)
+    keeping = asyncio.create_task(_keep_claim(runtime, record, token))
+    release = runtime.redis.register_script(_RELEASE)
+    try:
+        response = await create(Request(request.scope, fingerprint.receive))
+    except Exception:
+        await _settle(release, record, [token])
+        raise
+    finally:
+        keeping.cancel()
+    if not 200 <= response.status_code < 300:
+        await _settle(release, record, [token])
+        return response
+    finish = runtime.redis.register_script(_FINISH_UPLOAD)
+    kept_ms = int(runtime.settings.api.idempotency_key_ttl_s * 1000)
+    args: list[str | int | bytes] = [
+        token,
+        response.status_code,
+        bytes(response.body),
+        kept_ms,
+        fingerprint.hexdigest(),
+    ]
+    if await _settle(finish, record, args) == 0:
+        log.warning("an idempotency claim expired before its upload finished: %s", record)
+    return response
+
+
+async def _keep_claim(runtime: Runtime, record: str, token: str) -> None:
+    renew = runtime.redis.register_script(_RENEW)
+    while True:
+        await asyncio.sleep(_UPLOAD_CLAIM_TTL_S / 3)
+        try:
+            await renew(keys=[record], args=[token, int(_UPLOAD_CLAIM_TTL_S * 1000)])
+        except RedisError as exc:
+            log.warning("could not renew the claim %s: %s", record, exc)
+
+
+async def _answer_held(request: Request, runtime: Runtime, record: str, limit: int) -> Response:
+    """The key is taken: once its request has answered, this body's fingerprint says whether
+    this is a retry of it (its response again) or another request (a conflict)."""
+    deadline = time.monotonic() + _WAIT_S
+    while True:
+        held = await runtime.redis.hmget(record, ["fingerprint", "status", "body"])  # type: ignore[misc]
+        fingerprint, status, stored = held
+        if fingerprint is None:  # released meanwhile: the first request failed
+            raise Conflict(
+                f"a request with this {KEY_HEADER} just failed; send it again",
+                code="IDEMPOTENCY_IN_PROGRESS",
+                field=KEY_HEADER,
+            )
+        if status is not None:
+            break
+        if time.monotonic() > deadline:
+            raise Conflict(
+                f"a request with this {KEY_HEADER} is still in progress; retry shortly",
+                code="IDEMPOTENCY_IN_PROGRESS",
+                field=KEY_HEADER,
+            )
+        await asyncio.sleep(_POLL_S)
+    mine = _StreamedFingerprint(request)
+    size = 0
+    async for chunk in Request(request.scope, mine.receive).stream():
+        size += len(chunk)
+        if size > limit:
+            break  # larger than any body that could have succeeded: not the same request
+    if size > limit or mine.hexdigest() != fingerprint.decode():
+        raise Conflict(
+            f"this {KEY_HEADER} was used for a different request; use a new key",
+            code="IDEMPOTENCY_CONFLICT",
+            field=KEY_HEADER,
+        )
+    return _replay_response(int(status), stored)
+
+
+class _StreamedFingerprint:
+    """`_fingerprint` of a body taken as it is read, through `receive`."""
+
+    def __init__(self, request: Request) -> None:
+        self._receive = request.receive
+        media_type, options = parse_options_header(request.headers.get("content-type", ""))
+        boundary = options.get(b"boundary")
+        multipart = media_type == b"multipart/form-data" and boundary
+        self._boundary = b"--" + boundary if multipart and boundary else b""
+        self._held = b""  # a tail that may be the start of a boundary the next chunk ends
+        self._digest = hashlib.sha256(f"{request.method} {request.url.path}\n".encode())
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "http.request":
+            self._add(message.get("body", b""))
+        return message
+
+    def _add(self, chunk: bytes) -> None:
+        if not self._boundary:
+            self._digest.update(chunk)
+            return
+        text = self._held + chunk
+        keep = _partial_suffix(text, self._boundary)
+        ready, self._held = text[: len(text) - keep], text[len(text) - keep :]
+        self._digest.update(ready.replace(self._boundary, b"--"))
+
+    def hexdigest(self) -> str:
+        self._digest.update(self._held.replace(self._boundary, b"--") if self._boundary else b"")
+        self._held = b""
+        return self._digest.hexdigest()
+
+
+def _partial_suffix(text: bytes, pattern: bytes) -> int:
+    """The length of the longest end of `text` that begins `pattern` without completing it."""
+    for size in range(min(len(pattern) - 1, len(text)), 0, -1):
+        if pattern.startswith(text[-size:]):
+            return size
+    return 0
 
 
 def _opened(stored: bytes, sealer: Sealer | None) -> bytes:

@@ -315,6 +315,11 @@ async def _reconcile(runtime: Runtime, batch: Batch) -> None:
 # Events: the batch's live stream always; its webhook when asked for, and matching endpoints.
 
 
+async def announce(runtime: Runtime, batch: Batch, event_type: str) -> None:
+    """Publish one of the batch's events (`batch.failed` when its items could not be read)."""
+    await _publish(runtime, batch, event_type)
+
+
 async def _publish(runtime: Runtime, batch: Batch, event_type: str) -> None:
     failures = await runtime.batches.failures(batch.id)
     data = batch_view(batch, failures, runtime)

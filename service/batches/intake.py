@@ -1,34 +1,39 @@
-"""Reading `POST /v1/batches`: a JSON list of items, or a CSV file and an input template.
+"""Reading `POST /v1/batches`: JSON items; or a batch spec and its items as a CSV file (rows
+filling an `input` template) or as JSON lines, uploaded or fetched from `items_url`.
 
-Problems with the batch itself (no items, too many, a broken template) refuse the request. A
-problem with one item (a bad width, a row without a value its template needs) fails that item
-only: the batch runs the rest, and the item's error is in the batch's failures and results.
+Problems with the batch itself (no items, too many, a broken template, a column the file does
+not have) refuse the request. A problem with one item (a bad width, a row without a value its
+template needs) fails that item only: the batch runs the rest, and the item's error is in the
+batch's failures and results. Files are read as they arrive (service/batches/receiving.py);
+this module says what each item becomes.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import string
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, Field, create_model
 
+from service.batches.item_streams import ItemsFormat
+from service.batches.templates import cell, check_template, render
 from service.config import Settings
 from service.errors import InvalidInput
 from service.jobs.batch_store import REFUSED
-from service.output_names import check_template
+from service.output_names import check_template as check_output_name
 from service.shapes.fields import DocumentedAs, JsonText
 from service.shapes.validation import REQUEST, validated
 from service.submission import (
     JOB_MODELS,
     Delivery,
     OutputName,
+    Reference,
     parse_job_type,
     parse_metadata,
     parse_submission,
+    parse_url,
     parse_webhook_events,
     parse_webhook_url,
 )
@@ -41,13 +46,12 @@ class BatchFields(Delivery):
         bool, Field(description="each item's events too, besides the batch's")
     ] = False
     concurrency: Annotated[int, Field(ge=1)] | None = None
-    # Every item's output names; `{index}` is the item's position.
     output_name: OutputName | None = None
 
 
 @dataclass(frozen=True)
 class BatchModels:
-    """A job type's batch bodies: JSON items, or a CSV file's rows and an `input` template."""
+    """A job type's batch bodies: JSON items, or the spec of items read from a file."""
 
     json: type[BaseModel]
     csv: type[BaseModel]
@@ -65,13 +69,33 @@ def _batch_models(job_type: str) -> BatchModels:
         # Validated by `parse_submission`, item by item, so that a bad one fails alone.
         input=(Annotated[Any, DocumentedAs(job_input)], ...),
         metadata=(dict[str, Any] | None, None),
+        reference=(Reference | None, None),
     )
     # Each item is validated by itself (`_item_body`), so that a bad one fails alone.
     items = Annotated[list[Annotated[Any, DocumentedAs(item)]], Field(json_schema_extra=_ITEMS)]
     json_batch = create_model(f"{name}Batch", __base__=BatchFields, type=(tag, ...), items=items)
-    template = Annotated[dict[str, Any], Field(description="the input of each row: {column}s")]
+    template = Annotated[
+        dict[str, Any] | None,
+        Field(description="the input of each CSV row: {column}s; JSON lines carry their own"),
+    ]
+    column: Any = Annotated[str, Field(min_length=1)]
+    reference_column: Any = Annotated[
+        column | None, Field(description="the CSV column of each item's reference")
+    ]
+    metadata_columns: Any = Annotated[
+        list[column] | None, Field(description="CSV columns copied into each item's metadata")
+    ]
+    items_url: Any = Annotated[
+        str | None, Field(description="the items file (CSV or JSON lines) to fetch, not uploaded")
+    ]
     csv_batch = create_model(
-        f"{name}CsvBatch", __base__=BatchFields, type=(tag, ...), input=(template, ...)
+        f"{name}CsvBatch",
+        __base__=BatchFields,
+        type=(tag, ...),
+        input=(template, None),
+        reference_column=(reference_column, None),
+        metadata_columns=(metadata_columns, None),
+        items_url=(items_url, None),
     )
     return BatchModels(json_batch, csv_batch, item)
 
@@ -82,7 +106,7 @@ BATCH_MODELS = {name: _batch_models(name) for name in JOB_MODELS}
 
 
 # Any batch, its type saying which (`BatchRequest` in the document): JSON items, or (as the
-# multipart part `batch`) the template for CSV rows.
+# multipart part `batch`, or as JSON with `items_url`) the spec of items read from a file.
 JsonBatchRequest: Any = Annotated[
     Union[tuple(BATCH_MODELS[name].json for name in sorted(BATCH_MODELS))],  # noqa: UP007
     Field(discriminator="type"),
@@ -94,40 +118,62 @@ CsvBatchRequest: Any = Annotated[
 
 
 class BatchUpload(BaseModel):
-    """A batch as multipart/form-data: the batch as JSON in `batch`, its `input` a template
-    whose `{column}`s each row of the file `csv` fills."""
+    """A batch as multipart/form-data: first the batch spec as JSON in `batch`, then its items,
+    read as they arrive: the file `csv` (rows filling the spec's `input` template), or the
+    file `items` (one item body per line, `application/x-ndjson`)."""
 
     model_config = REQUEST
     batch: Annotated[str, JsonText(CsvBatchRequest)]
-    csv: Annotated[bytes, Field(json_schema_extra={"contentMediaType": "text/csv"})]
+    csv: Annotated[bytes | None, Field(json_schema_extra={"contentMediaType": "text/csv"})] = None
+    items: Annotated[
+        bytes | None, Field(json_schema_extra={"contentMediaType": "application/x-ndjson"})
+    ] = None
 
 
 @dataclass(frozen=True)
-class BatchRequest:
+class BatchPlan:
+    """A batch as its spec describes it, before any item is read."""
+
     type: str
-    # One entry per item, in order: `<index>:<job body JSON>`, or `<index>:!` when refused.
-    entries: list[str]
-    refused: list[tuple[int, dict[str, Any]]]  # (index, error) of the items refused
     webhook_url: str | None
     webhook_events: tuple[str, ...]
     item_webhooks: bool
     concurrency: int
-    metadata: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any]
+    output_name: str | None = None  # each item's, checked once for the whole batch
+    template: dict[str, Any] | None = None  # the `input` of each CSV row
+    reference_column: str | None = None
+    metadata_columns: tuple[str, ...] = ()
+    items_url: str | None = None
 
 
-def json_batch(spec: Any, settings: Settings) -> BatchRequest:
+def json_batch(spec: Any, settings: Settings) -> tuple[BatchPlan, list[Any]]:
     """A batch sent as JSON, its items in it."""
     job_type = _job_type(spec)
     batch: Any = validated(BATCH_MODELS[job_type].json, spec, settings)
-    return _batch(job_type, batch, batch.items, settings, template=None)
+    check_count(len(batch.items), settings)
+    return _plan(job_type, batch, settings), batch.items
 
 
-def csv_batch(spec: Any, rows: list[dict[str, str]], settings: Settings) -> BatchRequest:
-    """A batch sent as CSV rows, with its JSON `spec`: the rows fill its `input` template."""
+def spec_batch(spec: Any, settings: Settings) -> BatchPlan:
+    """A batch whose items come from a file, uploaded or at `items_url`: its JSON `spec`."""
     job_type = _job_type(spec)
     batch: Any = validated(BATCH_MODELS[job_type].csv, spec, settings)
-    _check_template(batch.input, "input")
-    return _batch(job_type, batch, rows, settings, template=batch.input)
+    if batch.input is not None:
+        check_template(batch.input, "input")
+    if batch.metadata is not None:
+        check_template(batch.metadata, "metadata")
+    plan = _plan(job_type, batch, settings)
+    items_url = (
+        None if batch.items_url is None else parse_url(batch.items_url, "items_url", settings)
+    )
+    return replace(
+        plan,
+        template=batch.input,
+        reference_column=batch.reference_column,
+        metadata_columns=tuple(batch.metadata_columns or ()),
+        items_url=items_url,
+    )
 
 
 def _job_type(spec: Any) -> str:
@@ -136,49 +182,13 @@ def _job_type(spec: Any) -> str:
     return parse_job_type(spec.get("type"))
 
 
-def _batch(
-    job_type: str,
-    batch: BatchFields,
-    items: list[Any],
-    settings: Settings,
-    *,
-    template: dict[str, Any] | None,
-) -> BatchRequest:
-    if not items:
-        raise InvalidInput("a batch needs at least one item", code="EMPTY_BATCH", field="items")
-    if len(items) > settings.limits.max_batch_items:
-        raise InvalidInput(
-            f"a batch holds at most {settings.limits.max_batch_items} items, not {len(items)}",
-            code="BATCH_TOO_LARGE",
-            field="items",
-        )
+def _plan(job_type: str, batch: Any, settings: Settings) -> BatchPlan:
     if batch.item_webhooks and batch.webhook_url is None:
         raise InvalidInput("item_webhooks needs a webhook_url", field="item_webhooks")
     if batch.output_name is not None:
-        check_template(batch.output_name)
-    if template is not None:
-        bodies = (_render_row(job_type, template, row) for row in items)
-    else:
-        bodies = (_item_body(job_type, item, settings) for item in items)
-    entries, refused = [], []
-    for index, body in enumerate(bodies):
-        try:
-            if isinstance(body, InvalidInput):
-                raise body
-            if batch.output_name is not None:
-                body["output_name"] = batch.output_name
-            parse_submission(body, None, settings, batch_item=True)
-        except InvalidInput as exc:
-            field_name = f"items[{index}].{exc.field}" if exc.field else f"items[{index}]"
-            error = {"code": exc.code, "message": exc.message, "field": field_name}
-            refused.append((index, error))
-            entries.append(f"{index}:{REFUSED}")
-            continue
-        entries.append(f"{index}:{json.dumps(body, separators=(',', ':'))}")
-    return BatchRequest(
+        check_output_name(batch.output_name)
+    return BatchPlan(
         type=job_type,
-        entries=entries,
-        refused=refused,
         webhook_url=parse_webhook_url(batch.webhook_url, settings),
         webhook_events=parse_webhook_events(batch.webhook_events),
         item_webhooks=batch.item_webhooks,
@@ -186,7 +196,108 @@ def _batch(
             batch.concurrency or settings.batches.concurrency, settings.batches.concurrency
         ),
         metadata=parse_metadata(batch.metadata, settings),
+        output_name=batch.output_name,
     )
+
+
+def check_count(count: int, settings: Settings) -> None:
+    """EMPTY_BATCH for none; BATCH_TOO_LARGE as soon as `count` passes the limit."""
+    if count == 0:
+        raise InvalidInput("a batch needs at least one item", code="EMPTY_BATCH", field="items")
+    if count > settings.limits.max_batch_items:
+        raise InvalidInput(
+            f"a batch holds at most {settings.limits.max_batch_items} items",
+            code="BATCH_TOO_LARGE",
+            field="items",
+        )
+
+
+class ItemMaker:
+    """Turns each item as read (a JSON item, or a CSV row) into its entry in the batch."""
+
+    field = "items"  # an item's errors are at `items[<index>]`, whatever the source
+
+    def __init__(self, plan: BatchPlan, items_format: ItemsFormat | None) -> None:
+        self.plan = plan
+        self._csv = items_format == "csv"
+        if self._csv and plan.template is None:
+            raise InvalidInput(
+                "a CSV batch needs an input template: its {column}s take each row's values",
+                field="input",
+            )
+        csv_only = (
+            ("input", plan.template is not None),
+            ("reference_column", plan.reference_column is not None),
+            ("metadata_columns", bool(plan.metadata_columns)),
+        )
+        for name, given in csv_only:
+            if given and not self._csv:
+                raise InvalidInput(
+                    f"{name} is for CSV rows; JSON items carry their own input, reference "
+                    "and metadata",
+                    field=name,
+                )
+
+    def check_columns(self, columns: Sequence[str]) -> None:
+        """A column the spec names that the file's header lacks refuses the batch."""
+        named = [self.plan.reference_column, *self.plan.metadata_columns]
+        for name in named:
+            if name is not None and name not in columns:
+                raise InvalidInput(
+                    f"the CSV file has no column {name!r}; its columns: {', '.join(columns)}",
+                    code="UNKNOWN_COLUMN",
+                    field="reference_column"
+                    if name == self.plan.reference_column
+                    else "metadata_columns",
+                )
+
+    def entries(
+        self, first: int, items: Sequence[Any], settings: Settings
+    ) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]:
+        """Entries `<index>:<job body JSON>` (or `<index>:!`) and the errors of those refused.
+        Checking an item's image reads its headers with Pillow: call this in a thread."""
+        entries, refused = [], []
+        for index, item in enumerate(items, start=first):
+            body = self._body(item, settings)
+            try:
+                if isinstance(body, InvalidInput):
+                    raise body
+                if self.plan.output_name is not None:
+                    body["output_name"] = self.plan.output_name
+                parse_submission(body, None, settings, batch_item=True)
+            except InvalidInput as exc:
+                where = f"{self.field}[{index}]"
+                field_name = f"{where}.{exc.field}" if exc.field else where
+                refused.append(
+                    (index, {"code": exc.code, "message": exc.message, "field": field_name})
+                )
+                entries.append(f"{index}:{REFUSED}")
+                continue
+            entries.append(f"{index}:{json.dumps(body, separators=(',', ':'))}")
+        return entries, refused
+
+    def _body(self, item: Any, settings: Settings) -> dict[str, Any] | InvalidInput:
+        if self._csv:
+            return self._row_body(item)
+        return _item_body(self.plan.type, item, settings)
+
+    def _row_body(self, row: dict[str, str]) -> dict[str, Any] | InvalidInput:
+        plan = self.plan
+        try:
+            assert plan.template is not None  # checked as the maker was made
+            body: dict[str, Any] = {
+                "type": plan.type,
+                "input": render(plan.template, row, "input"),
+            }
+            metadata = render(plan.metadata, row, "metadata") if plan.metadata else {}
+            for column in plan.metadata_columns:
+                metadata[column] = cell(row, column, "metadata")
+            body["metadata"] = metadata
+            if plan.reference_column is not None:
+                body["reference"] = cell(row, plan.reference_column, "reference")
+        except InvalidInput as exc:
+            return exc
+        return body
 
 
 def _item_body(job_type: str, item: Any, settings: Settings) -> dict[str, Any] | InvalidInput:
@@ -197,79 +308,7 @@ def _item_body(job_type: str, item: Any, settings: Settings) -> dict[str, Any] |
         validated(BATCH_MODELS[job_type].item, {"input": {}} | item, settings)
     except InvalidInput as exc:
         return exc
-    return {"type": job_type, "input": item.get("input", {}), "metadata": item.get("metadata", {})}
-
-
-# CSV rows and templates.
-
-
-def csv_rows(data: bytes, max_rows: int) -> list[dict[str, str]]:
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InvalidInput("the CSV file must be UTF-8", code="INVALID_CSV", field="csv") from exc
-    try:
-        reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
-        if not reader.fieldnames:
-            raise InvalidInput("the CSV file has no header row", code="INVALID_CSV", field="csv")
-        rows = []
-        for row in reader:
-            rows.append({k: v for k, v in row.items() if isinstance(k, str)})
-            if len(rows) > max_rows:
-                break  # enough to say it is too many, without reading the rest
-    except csv.Error as exc:
-        raise InvalidInput(
-            f"the CSV file is malformed at line {reader.line_num}: {exc}",
-            code="INVALID_CSV",
-            field="csv",
-        ) from exc
-    return rows
-
-
-def _check_template(value: Any, where: str) -> None:
-    """Placeholders are plain column names: `{name}`, never `{0}`, `{a.b}` or `{a[0]}`."""
-    if isinstance(value, dict):
-        for key, inner in value.items():
-            _check_template(inner, f"{where}.{key}")
-    elif isinstance(value, list):
-        for position, inner in enumerate(value):
-            _check_template(inner, f"{where}[{position}]")
-    elif isinstance(value, str):
-        try:
-            names = [name for _, name, _, _ in string.Formatter().parse(value) if name is not None]
-        except ValueError as exc:
-            raise InvalidInput(
-                f"{where} is not a valid template: {exc}", code="INVALID_TEMPLATE", field=where
-            ) from exc
-        for name in names:
-            if not name.isidentifier():
-                raise InvalidInput(
-                    f"{where}: placeholders name a CSV column, like {{color}}; not {{{name}}}",
-                    code="INVALID_TEMPLATE",
-                    field=where,
-                )
-
-
-def _render_row(job_type: str, template: dict[str, Any], row: dict[str, str]) -> Any:
-    try:
-        rendered = _render(template, row, "input")
-    except InvalidInput as exc:
-        return exc
-    return {"type": job_type, "input": rendered, "metadata": {}}
-
-
-def _render(value: Any, row: dict[str, str], where: str) -> Any:
-    if isinstance(value, dict):
-        return {key: _render(inner, row, f"{where}.{key}") for key, inner in value.items()}
-    if isinstance(value, list):
-        return [_render(inner, row, f"{where}[{n}]") for n, inner in enumerate(value)]
-    if not isinstance(value, str):
-        return value
-    names = [name for _, name, _, _ in string.Formatter().parse(value) if name]
-    # An empty cell is as missing as an absent column: "photo of , white background" helps no one.
-    missing = [name for name in names if not (row.get(name) or "").strip()]
-    if missing:
-        raise InvalidInput(
-            f"the row has no value for {{{missing[0]}}}", code="TEMPLATE_FIELD_MISSING", field=where
-        )
-    return value.format_map({name: row[name].strip() for name in names})
+    body = {"type": job_type, "input": item.get("input", {}), "metadata": item.get("metadata", {})}
+    if item.get("reference") is not None:
+        body["reference"] = item["reference"]
+    return body

@@ -69,6 +69,12 @@ class BatchView(View):
     metadata: dict[str, Any]
     failures: list[BatchFailure]
     results: BatchResults | None
+    items_url: Annotated[
+        str | None, Field(description="where its items were read from, if not uploaded")
+    ] = None
+    error: Annotated[
+        ItemError | None, Field(description="why a `failed` batch's items could not be read")
+    ] = None
     urls: BatchUrls
 
 
@@ -106,7 +112,8 @@ def batch_summary(batch: Batch, runtime: Runtime) -> dict[str, Any]:
 def batch_view(batch: Batch, failures: list[dict[str, Any]], runtime: Runtime) -> dict[str, Any]:
     """A batch as callers see it, in `GET /v1/batches/{id}` and in batch events."""
     public_url = runtime.settings.api.public_url
-    ended = batch.status != "running"
+    # A batch that never ran (`receiving`, or `failed` to read its items) has no results.
+    ended = batch.status in ("completed", "canceled") and batch.total > 0
     results = None
     if ended:
         results = {
@@ -131,7 +138,8 @@ def batch_view(batch: Batch, failures: list[dict[str, Any]], runtime: Runtime) -
                 "failed": batch.failed,
                 "canceled": batch.canceled,
             },
-            "progress": round(batch.done / batch.total, 4) if batch.total else 1.0,
+            # No items yet (receiving), or never any (failed to read them): nothing done.
+            "progress": round(batch.done / batch.total, 4) if batch.total else 0.0,
             "concurrency": batch.concurrency,
             "item_webhooks": batch.item_webhooks,
             "webhook_url": batch.webhook_url,
@@ -139,6 +147,8 @@ def batch_view(batch: Batch, failures: list[dict[str, Any]], runtime: Runtime) -
             "metadata": batch.metadata,
             "failures": failures,
             "results": results,
+            "items_url": batch.items_url,
+            "error": batch.error,
             "urls": {
                 "self": f"{public_url}/v1/batches/{batch.id}",
                 "events": f"{public_url}/v1/batches/{batch.id}/events",

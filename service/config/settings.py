@@ -152,6 +152,7 @@ class Settings:
             "job_timeout_s": self.jobs.timeout_s,
             "max_batch_items": limits.max_batch_items,
             "max_batch_bytes": limits.max_batch_bytes,
+            "max_batch_upload_bytes": limits.max_batch_upload_bytes,
             "batch_concurrency": self.batches.concurrency,
             "client_requests_per_second": self.clients.requests_per_second,
             "client_burst": self.clients.burst,

@@ -76,9 +76,22 @@ class LimitSettings:
     max_prompt_chars: int = count(
         4000, "PIXHOOK_MAX_PROMPT_CHARS", "longest prompt `image.generate` takes"
     )
-    max_batch_items: int = count(10_000, "PIXHOOK_MAX_BATCH_ITEMS", "items in one batch")
+    max_batch_items: int = count(
+        1_000_000,
+        "PIXHOOK_MAX_BATCH_ITEMS",
+        "items in one batch (`BATCH_TOO_LARGE`); each takes about 200 bytes of Redis "
+        "while the batch runs (docs/operations.md, Batch sizes)",
+    )
     max_batch_bytes: int = count(
-        32 * MiB, "PIXHOOK_MAX_BATCH_BYTES", "a batch's body size (413 beyond it)"
+        32 * MiB,
+        "PIXHOOK_MAX_BATCH_BYTES",
+        "a JSON batch body, or the `batch` part of an upload (413 beyond it)",
+    )
+    max_batch_upload_bytes: int = count(
+        2048 * MiB,
+        "PIXHOOK_MAX_BATCH_UPLOAD_BYTES",
+        "a batch's multipart upload, or the file at its `items_url`, read as it arrives "
+        "(413 `PAYLOAD_TOO_LARGE` beyond it)",
     )
     max_endpoints: int = count(
         50, "PIXHOOK_MAX_ENDPOINTS", "endpoints per client (422 `TOO_MANY_ENDPOINTS`)"

@@ -10,6 +10,13 @@ Keys of one batch (`{p}` = `pixhook:batch:<id>`):
   its job runs twice (a worker died) or its end is reported twice.
 - `{p}:results` list: result lines waiting to be written to storage as the next part.
 - `{p}:failures` list: the first failures, for `GET /v1/batches/{id}`.
+- `{p}:staged`, `{p}:staged-refused` lists: items (and the errors of those refused) read so
+  far while the batch's file arrives. Each append renews their short TTL, so a reader that
+  dies leaves nothing behind for long; `commit` renames them to `items` and `refused` at once,
+  so no batch ever runs on half of its file.
+- `{p}:refused` list: `<index>:<error JSON>` of items refused at intake, recorded (and trimmed)
+  once the batch runs.
+- `{p}:reader` string: the worker reading the batch's `items_url`, while it lives.
 
 A client's batches are listed, newest first, from `pixhook:batches:index:<client>`.
 
@@ -30,10 +37,42 @@ from service.ids import is_id
 from service.jobs.index import IndexCursor, newest
 from service.keys import PREFIX, Keys
 
-BatchStatus = Literal["running", "completed", "canceled"]
+# `receiving`: its items are still being read (from `items_url`); `failed`: they could not be.
+BatchStatus = Literal["receiving", "running", "completed", "canceled", "failed"]
 Outcome = Literal["succeeded", "failed", "canceled"]
 MAX_FAILURES_SHOWN = 100
 REFUSED = "!"  # the body of an item refused at intake
+STAGING_TTL_S = 600.0  # staged items outlive a stalled upload or a dead reader this long
+
+# KEYS: hash, staged, items, staged-refused, refused, running, client running, receiving.
+# ARGV: retention ms, batch id, total, hash field/value pairs. 0: not all staged (some expired
+# during a stalled upload, and later ones began a new list), or no longer receiving.
+_COMMIT = """
+if redis.call('LLEN', KEYS[2]) ~= tonumber(ARGV[3]) then return 0 end
+local status = redis.call('HGET', KEYS[1], 'status')
+if status and status ~= 'receiving' then return 0 end
+redis.call('RENAME', KEYS[2], KEYS[3])
+if redis.call('EXISTS', KEYS[4]) == 1 then
+  redis.call('RENAME', KEYS[4], KEYS[5])
+  redis.call('PEXPIRE', KEYS[5], ARGV[1])
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+redis.call('PEXPIRE', KEYS[3], ARGV[1])
+redis.call('SADD', KEYS[6], ARGV[2])
+redis.call('SADD', KEYS[7], ARGV[2])
+redis.call('SREM', KEYS[8], ARGV[2])
+return 1
+"""
+
+# KEYS: hash, staged, staged-refused, receiving, reader. ARGV: status, error JSON, now, batch id.
+_END_RECEIVING = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'receiving' then return 0 end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'error', ARGV[2], 'finished_at', ARGV[3])
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[5])
+redis.call('SREM', KEYS[4], ARGV[4])
+return 1
+"""
 
 # KEYS: hash, items, inflight, other inflight sets of the client's running batches...
 # ARGV: how many at most, the client's cap, now. Returns the claimed item entries.
@@ -140,6 +179,9 @@ class Batch:
     cancel: bool = False
     closing: float | None = None
     in_flight: int = 0
+    items_url: str | None = None
+    error: dict[str, Any] | None = None  # why a `failed` batch's items could not be read
+    reads: int = 0  # reads of `items_url` started
 
     @property
     def done(self) -> int:
@@ -163,6 +205,8 @@ class Batch:
             "next": "0",
             "parts": "0",
         }
+        if self.items_url is not None:
+            fields["items_url"] = self.items_url
         return fields
 
     @classmethod
@@ -193,6 +237,9 @@ class Batch:
             cancel=h.get("cancel") == "1",
             closing=float(h["closing"]) if "closing" in h else None,
             in_flight=in_flight,
+            items_url=h.get("items_url") or None,
+            error=json.loads(h["error"]) if h.get("error") else None,
+            reads=int(h.get("reads", 0)),
         )
 
 
@@ -216,6 +263,8 @@ class BatchStore:
         self._cancel = redis.register_script(_CANCEL)
         self._part_stored = redis.register_script(_PART_STORED)
         self._unlock = redis.register_script(_UNLOCK)
+        self._commit = redis.register_script(_COMMIT)
+        self._end_receiving = redis.register_script(_END_RECEIVING)
 
     def key(self, batch_id: str, part: str = "") -> str:
         return self._batch_keys.batch(batch_id, part)
@@ -228,20 +277,122 @@ class BatchStore:
         parts = ("", "items", "inflight", "done", "results", "failures")
         return [self.key(batch_id, part) for part in parts]
 
-    async def create(self, batch: Batch, entries: Sequence[str]) -> None:
-        """Store the record and every item entry, in order, before any of them is claimed."""
-        items = self.key(batch.id, "items")
-        chunk = 1000  # bounded pipelines: a 10,000-item batch is not one giant command
-        for start in range(0, len(entries), chunk):
-            await self._redis.rpush(items, *entries[start : start + chunk])  # type: ignore[misc]
+    # Intake: items staged as the batch's file is read, and the batch made of them at once.
+
+    async def stage(
+        self, batch_id: str, entries: Sequence[str], refused: Sequence[tuple[int, str]]
+    ) -> None:
+        """Append read items (and the errors of refused ones) to the batch's staged lists."""
+        ttl_ms = int(STAGING_TTL_S * 1000)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            if entries:
+                pipe.rpush(self.key(batch_id, "staged"), *entries)
+            pipe.pexpire(self.key(batch_id, "staged"), ttl_ms)
+            if refused:
+                errors = [f"{index}:{error}" for index, error in refused]
+                pipe.rpush(self.key(batch_id, "staged-refused"), *errors)
+            # Renewed with every chunk, refused items or not: the two lists live and die together.
+            pipe.pexpire(self.key(batch_id, "staged-refused"), ttl_ms)
+            await pipe.execute()
+
+    async def discard_staged(self, batch_id: str) -> None:
+        await self._redis.delete(self.key(batch_id, "staged"), self.key(batch_id, "staged-refused"))
+
+    async def commit(self, batch: Batch) -> bool:
+        """The staged items become the batch's, and the batch runs: all `batch.total` of them,
+        or (False: fewer are staged, or it is no longer receiving, e.g. canceled) none."""
+        keys = [
+            self.key(batch.id),
+            self.key(batch.id, "staged"),
+            self.key(batch.id, "items"),
+            self.key(batch.id, "staged-refused"),
+            self.key(batch.id, "refused"),
+            self._running_key(),
+            self._running_key(batch.client_id),
+            self._batch_keys.receiving_batches,
+        ]
+        pairs: list[str | int] = [part for item in batch.to_hash().items() for part in item]
+        args = [self._retention_ms, batch.id, batch.total, *pairs]
+        done = await self._commit(keys=keys, args=args)
+        if done:
+            await self._list(batch)
+        return bool(done)
+
+    async def _list(self, batch: Batch) -> None:
+        """In the client's list of batches (`GET /v1/batches`); a repeat is harmless."""
+        await self._redis.zadd(
+            self._index_key(batch.client_id), {batch.id: int(batch.created_at * 1e6)}
+        )
+
+    async def create_receiving(self, batch: Batch, spec: str) -> None:
+        """A batch whose items a worker reads from `items_url`, as its `spec` (JSON) says: seen,
+        not yet running."""
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self.key(batch.id), mapping=batch.to_hash())
-            for key in self._keys(batch.id):
-                pipe.pexpire(key, self._retention_ms)
-            pipe.sadd(self._running_key(), batch.id)
-            pipe.sadd(self._running_key(batch.client_id), batch.id)
+            pipe.hset(self.key(batch.id), mapping=batch.to_hash() | {"spec": spec})
+            pipe.pexpire(self.key(batch.id), self._retention_ms)
+            pipe.sadd(self._batch_keys.receiving_batches, batch.id)
             pipe.zadd(self._index_key(batch.client_id), {batch.id: int(batch.created_at * 1e6)})
             await pipe.execute()
+
+    async def spec(self, batch_id: str) -> str | None:
+        raw = await self._redis.hget(self.key(batch_id), "spec")  # type: ignore[misc]
+        return raw.decode() if raw is not None else None
+
+    async def receiving(self) -> list[str]:
+        ids = await self._redis.smembers(self._batch_keys.receiving_batches)  # type: ignore[misc]
+        return sorted(i.decode() for i in ids)
+
+    async def end_receiving(
+        self, batch_id: str, status: BatchStatus, error: dict[str, Any] | None, now: float
+    ) -> bool:
+        """A receiving batch ends before it ran (`failed`, `canceled`); False if not receiving."""
+        keys = [
+            self.key(batch_id),
+            self.key(batch_id, "staged"),
+            self.key(batch_id, "staged-refused"),
+            self._batch_keys.receiving_batches,
+            self.key(batch_id, "reader"),
+        ]
+        args: list[str | float] = [status, json.dumps(error) if error else "", now, batch_id]
+        return bool(await self._end_receiving(keys=keys, args=args))
+
+    async def take_reader(self, batch_id: str, token: str, ttl_s: float) -> int | None:
+        """Become the batch's one reader: how many reads have started, this one included;
+        None while another reader holds it."""
+        key = self.key(batch_id, "reader")
+        if not await self._redis.set(key, token, nx=True, px=int(ttl_s * 1000)):
+            return None
+        return int(await self._redis.hincrby(self.key(batch_id), "reads", 1))  # type: ignore[misc]
+
+    async def renew_reader(self, batch_id: str, ttl_s: float) -> None:
+        await self._redis.pexpire(self.key(batch_id, "reader"), int(ttl_s * 1000))
+
+    async def reader_alive(self, batch_id: str) -> bool:
+        return bool(await self._redis.exists(self.key(batch_id, "reader")))
+
+    async def release_reader(self, batch_id: str, token: str) -> None:
+        await self._unlock(keys=[self.key(batch_id, "reader")], args=[token])
+
+    async def refused(self, batch_id: str, count: int) -> list[tuple[int, dict[str, Any]]]:
+        """The first `count` items refused at intake and not yet recorded."""
+        raw = await self._redis.lrange(self.key(batch_id, "refused"), 0, count - 1)  # type: ignore[misc]
+        found = []
+        for entry in raw:
+            index, _, error = entry.decode().partition(":")
+            found.append((int(index), json.loads(error)))
+        return found
+
+    async def has_refused(self, batch_id: str) -> bool:
+        return bool(await self._redis.exists(self.key(batch_id, "refused")))
+
+    async def lock_renew(self, batch_id: str, what: str, token: str, ttl_s: float) -> None:
+        """Keep holding a lock taken with `lock` for `ttl_s` more (if still ours)."""
+        key = self.key(batch_id, f"lock:{what}")
+        if await self._redis.get(key) == token.encode():
+            await self._redis.pexpire(key, int(ttl_s * 1000))
+
+    async def drop_refused(self, batch_id: str, count: int) -> None:
+        await self._redis.ltrim(self.key(batch_id, "refused"), count, -1)  # type: ignore[misc]
 
     async def get(self, batch_id: str) -> Batch | None:
         if not is_id(batch_id):

@@ -30,6 +30,7 @@ _BATCH_EMOJI = {
     "batch.progress": ":hourglass_flowing_sand:",
     "batch.completed": ":package:",
     "batch.canceled": ":no_entry_sign:",
+    "batch.failed": ":x:",
 }
 
 Fields = list[tuple[str, str]]
@@ -65,6 +66,9 @@ def _batch_summary(event_type: str, data: Mapping[str, Any]) -> str:
         # floor, so a batch shows 100% only once every item is done
         percent = math.floor(100 * done / counts["total"]) if counts["total"] else 100
         return f"{line} {percent}% ({done} of {counts['total']})"
+    if event_type == "batch.failed":
+        code = _plain(_dig(data, "error", "code"))
+        return f"{line} failed: {escape_mrkdwn(_cut(code, 100))}" if code else f"{line} failed"
     tally = f"{counts['succeeded']} succeeded, {counts['failed']} failed"
     if counts["canceled"]:
         tally += f", {counts['canceled']} canceled"

@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import secrets
 import signal
+from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import httpx
 from anyio.from_thread import BlockingPortal, start_blocking_portal
@@ -27,6 +28,7 @@ from service.config import Settings
 from service.worker import QueueName, create_worker
 
 BASE_URL = "http://testserver"
+T = TypeVar("T")
 
 
 class HasRedis(Protocol):
@@ -129,6 +131,10 @@ class InProcessApi:
 
         worker = self._portal.call(start)
         self._exit.callback(self._portal.call, stop, worker)
+
+    def call(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """`await fn()` on the app's loop, where its Redis connections live."""
+        return self._portal.call(fn)
 
     def new_client(self, name: str, limits: ClientLimits | None = None) -> NewClient:
         """A client made as `pixhook clients create` makes one."""

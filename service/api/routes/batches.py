@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
-from typing import get_args
+from contextlib import aclosing
+from typing import Union, get_args
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from service.api.admission import require_room
 from service.api.authentication import client_of
-from service.api.bodies import accepted_media_type, parse_json, read_body, read_form
+from service.api.batch_upload import BatchUploadReader
+from service.api.bodies import accepted_media_type, parse_json, read_json
 from service.api.client_routes import ClientRoute
-from service.api.idempotency import idempotent
+from service.api.idempotency import idempotent, idempotent_upload
 from service.api.listing import PAGING, paging, statuses, statuses_param
 from service.api.operations import (
     BODY_ERRORS,
@@ -38,26 +41,21 @@ from service.api.routes.live_events import (
 )
 from service.batches import engine
 from service.batches.intake import (
-    BatchRequest,
+    BatchPlan,
     BatchUpload,
+    CsvBatchRequest,
+    ItemMaker,
     JsonBatchRequest,
-    csv_batch,
-    csv_rows,
     json_batch,
+    spec_batch,
 )
-from service.batches.views import (
-    RESULTS_MEDIA_TYPE,
-    BatchPage,
-    BatchView,
-    batch_summary,
-    batch_view,
-)
-from service.config import Settings
-from service.errors import InvalidInput, NotFound
+from service.batches.items_url import cancel_receiving, start_reading
+from service.batches.receiving import Received, new_batch, open_batch, stage_file, stage_items
+from service.batches.views import BatchPage, BatchView, batch_summary, batch_view
+from service.errors import InvalidInput, NotFound, PayloadTooLarge
 from service.ids import new_id
 from service.jobs.batch_store import Batch, BatchStatus, BatchStore
 from service.runtime import runtime
-from service.storage import job_file_key
 
 _BATCH = BatchView
 _MISSING = {404: ("BATCH_NOT_FOUND",)}
@@ -65,25 +63,28 @@ _MISSING = {404: ("BATCH_NOT_FOUND",)}
 
 @documented(
     Operation(
-        "Submit a batch: JSON items, or a CSV file and an input template",
+        "Submit a batch: JSON items, a CSV or JSON lines file, or the URL of one",
         (
             Reply(
                 202,
-                "running",
+                "running, or receiving (its items_url is being read)",
                 {JSON: _BATCH},
                 REPLAYED,
                 links("batch_id", "get_batch", "cancel_batch"),
             ),
         ),
-        body={JSON: Named("BatchRequest", JsonBatchRequest), MULTIPART: BatchUpload},
+        body={
+            JSON: Named("BatchRequest", Union[JsonBatchRequest, CsvBatchRequest]),  # noqa: UP007
+            MULTIPART: BatchUpload,
+        },
         params=(idempotency_key(),),
         errors={
             **BODY_ERRORS,
             409: IDEMPOTENCY_ERRORS,
             422: (*SHAPE_ERRORS, *URL_ERRORS, "INVALID_MULTIPART", "UNKNOWN_JOB_TYPE")
-            + ("EMPTY_BATCH", "BATCH_TOO_LARGE", "INVALID_CSV", "INVALID_TEMPLATE")
-            + ("METADATA_TOO_LARGE", "INVALID_IDEMPOTENCY_KEY")
-            + ("INVALID_OUTPUT_NAME",),
+            + ("EMPTY_BATCH", "BATCH_TOO_LARGE", "INVALID_CSV", "INVALID_JSONL")
+            + ("INVALID_TEMPLATE", "UNKNOWN_COLUMN", "BATCH_SPEC_NOT_FIRST", "UPLOAD_TOO_SLOW")
+            + ("METADATA_TOO_LARGE", "INVALID_IDEMPOTENCY_KEY", "INVALID_OUTPUT_NAME"),
             429: ("TOO_MANY_JOBS",),
             503: ("STORAGE_UNAVAILABLE",),
         },
@@ -91,53 +92,93 @@ _MISSING = {404: ("BATCH_NOT_FOUND",)}
 )
 async def create_batch(request: Request) -> Response:
     rt = runtime(request)
-    limit = rt.settings.limits.max_batch_bytes
-    return await idempotent(request, rt, client_of(request), limit, _create_batch)
+    limits = rt.settings.limits
+    if accepted_media_type(request, multipart=True) == MULTIPART:
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limits.max_batch_upload_bytes:
+            raise PayloadTooLarge(
+                f"the request body is larger than {limits.max_batch_upload_bytes} bytes"
+            )
+        limit = limits.max_batch_upload_bytes
+        return await idempotent_upload(request, rt, client_of(request), limit, _upload_batch)
+    return await idempotent(request, rt, client_of(request), limits.max_batch_bytes, _json_batch)
 
 
-async def _create_batch(request: Request) -> Response:
+async def _json_batch(request: Request) -> Response:
+    """JSON items, or a spec whose `items_url` a worker reads."""
     rt = runtime(request)
     client = client_of(request)
-    intake = await read_batch_request(request, rt.settings)
+    settings = rt.settings
+    spec = await read_json(request, settings.limits.max_batch_bytes, settings.json_shape)
+    if isinstance(spec, dict) and "items_url" in spec:
+        return await _url_batch(request, spec)
+    plan, items = await asyncio.to_thread(json_batch, spec, settings)
     # Its items count against the quota as they start, a few at a time (its concurrency).
     await require_room(rt, client)
-    batch_id, created_at = new_id("bat"), time.time()
-    results_key = job_file_key(client.id, batch_id, created_at, "results.jsonl")
-    batch = Batch(
-        id=batch_id,
-        client_id=client.id,
-        type=intake.type,
-        status="running",
-        created_at=created_at,
-        total=len(intake.entries),
-        concurrency=intake.concurrency,
-        results_key=results_key,
-        upload_id=await rt.storage.start_parts(results_key, media_type=RESULTS_MEDIA_TYPE),
-        webhook_url=intake.webhook_url,
-        webhook_events=intake.webhook_events,
-        item_webhooks=intake.item_webhooks,
-        metadata=intake.metadata,
-    )
-    await rt.batches.create(batch, intake.entries)
-    for index, error in intake.refused:
-        await engine.record_refused(rt, batch, index, error)
-    await engine.fill(rt, batch.id)
+    batch_id = new_id("bat")
+    received = await stage_items(rt.batches, batch_id, ItemMaker(plan, None), items, settings)
+    return await _open(request, batch_id, plan, received)
+
+
+async def _url_batch(request: Request, spec: dict[str, object]) -> Response:
+    rt = runtime(request)
+    client = client_of(request)
+    plan = spec_batch(spec, rt.settings)
+    if plan.items_url is None:
+        raise InvalidInput(
+            "items_url must be the URL of a CSV or JSON lines file", field="items_url"
+        )
+    ItemMaker(plan, "csv" if plan.template is not None else "jsonl")  # its fields fit a format
+    await require_room(rt, client)
+    batch = new_batch(new_id("bat"), client.id, plan, time.time(), total=0)
+    await rt.batches.create_receiving(batch, json.dumps(spec))
+    await start_reading(rt, batch.id)
     return JSONResponse(await _view(request, batch.id), status_code=202)
 
 
-async def read_batch_request(request: Request, settings: Settings) -> BatchRequest:
-    """The batch: JSON items, or a multipart body of the batch as JSON in `batch` (its `input`
-    a template) and the rows in the file `csv`. Checking each item's image reads its headers
-    with Pillow, so that runs in a thread, as `read_submission` does."""
-    media_type = accepted_media_type(request, multipart=True)
-    body = await read_body(request, settings.limits.max_batch_bytes)
-    if media_type == JSON:
-        spec = parse_json(body, settings.json_shape)
-        return await asyncio.to_thread(json_batch, spec, settings)
-    form = await read_form(request, body, fields=("batch",), files=("csv",))
-    spec = parse_json(form["batch"], settings.json_shape)
-    rows = csv_rows(form["csv"], settings.limits.max_batch_items)
-    return await asyncio.to_thread(csv_batch, spec, rows, settings)
+async def _upload_batch(request: Request) -> Response:
+    """A multipart body: the spec in `batch`, then the items file, stored as it arrives."""
+    rt = runtime(request)
+    client = client_of(request)
+    settings = rt.settings
+    reader = BatchUploadReader(
+        request.headers.get("content-type", ""),
+        request.stream(),
+        limit=settings.limits.max_batch_upload_bytes,
+        spec_limit=settings.limits.max_batch_bytes,
+    )
+    plan = spec_batch(parse_json(await reader.spec(), settings.json_shape), settings)
+    if plan.items_url is not None:
+        raise InvalidInput("send items_url or a file, not both", field="items_url")
+    items_format = await reader.open_items()
+    maker = ItemMaker(plan, items_format)
+    await require_room(rt, client)
+    batch_id = new_id("bat")
+    store = rt.batches
+    # Closed here, on this loop, when staging stops early: not by the garbage collector.
+    async with aclosing(reader.items()) as chunks:
+        received = await stage_file(
+            store, batch_id, maker, chunks, items_format, settings, reader.part_name
+        )
+    try:
+        await reader.finish()
+    except BaseException:
+        await store.discard_staged(batch_id)
+        raise
+    return await _open(request, batch_id, plan, received)
+
+
+async def _open(request: Request, batch_id: str, plan: BatchPlan, received: Received) -> Response:
+    rt = runtime(request)
+    batch = new_batch(batch_id, client_of(request).id, plan, time.time(), received.total)
+    if not await open_batch(rt, batch, received):
+        raise InvalidInput(
+            "the upload was too slow: its first items expired before the last arrived (more "
+            "than 10 minutes between two chunks of 1,000 items); send it again, faster",
+            code="UPLOAD_TOO_SLOW",
+            field=None,
+        )
+    return JSONResponse(await _view(request, batch.id), status_code=202)
 
 
 @documented(Operation("A batch", (Reply(200, "the batch", {JSON: _BATCH}),), errors=_MISSING))
@@ -162,6 +203,8 @@ async def batch_events(request: Request) -> Response:
 async def cancel_batch(request: Request) -> JSONResponse:
     rt = runtime(request)
     batch = await own_batch(request, rt.batches)
+    if batch.status == "receiving" and await cancel_receiving(rt, batch):
+        return JSONResponse(await _view(request, batch.id))
     if not await engine.cancel(rt, batch):
         raise InvalidInput(
             f"the batch has already {batch.status}", code="BATCH_ALREADY_FINISHED", field=None

@@ -36,7 +36,7 @@ from service.runtime import runtime
 log = logging.getLogger("pixhook.api")
 
 JOB_TERMINAL_EVENTS = frozenset({"job.completed", "job.failed", "job.canceled"})
-BATCH_TERMINAL_EVENTS = frozenset({"batch.completed", "batch.canceled"})
+BATCH_TERMINAL_EVENTS = frozenset({"batch.completed", "batch.canceled", "batch.failed"})
 # How long a client waits before reconnecting when the connection drops (SSE `retry:`, in ms).
 RETRY_MS = 3000
 # A stream entry id: milliseconds, then a sequence number; each fits in 64 bits.
