@@ -39,6 +39,17 @@ class BatchFields(Delivery):
         bool, Field(description="each item's events too, besides the batch's")
     ] = False
     concurrency: Annotated[int, Field(ge=1)] | None = None
+    item_attempts: (
+        Annotated[
+            int,
+            Field(
+                ge=1,
+                description="runs of an item whose failures may pass (default 3), at most "
+                "PIXHOOK_BATCH_MAX_ITEM_ATTEMPTS",
+            ),
+        ]
+        | None
+    ) = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +120,7 @@ class BatchRequest:
     item_webhooks: bool
     concurrency: int
     metadata: dict[str, Any] = field(default_factory=dict)
+    item_attempts: int = 1
 
 
 def json_batch(spec: Any, settings: Settings) -> BatchRequest:
@@ -178,7 +190,21 @@ def _batch(
             batch.concurrency or settings.batches.concurrency, settings.batches.concurrency
         ),
         metadata=parse_metadata(batch.metadata, settings),
+        item_attempts=_item_attempts(batch.item_attempts, settings),
     )
+
+
+DEFAULT_ITEM_ATTEMPTS = 3
+
+
+def _item_attempts(asked: int | None, settings: Settings) -> int:
+    most = settings.batches.max_item_attempts
+    if asked is not None and asked > most:
+        raise InvalidInput(
+            f"item_attempts must be at most {most} (PIXHOOK_BATCH_MAX_ITEM_ATTEMPTS)",
+            field="item_attempts",
+        )
+    return min(most, DEFAULT_ITEM_ATTEMPTS) if asked is None else asked
 
 
 def _item_body(job_type: str, item: Any, settings: Settings) -> dict[str, Any] | InvalidInput:

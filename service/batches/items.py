@@ -1,0 +1,88 @@
+"""A batch's items as callers read them: a page of them by status (`GET /v1/batches/{id}/items`),
+and every ended one in order, for the results file written anew after a retry and for
+`results.csv`.
+
+What an item is comes from two records: the batch's (its outcome bitmaps and the errors of its
+failed items, service/jobs/batch_store.py) and its job's (reference, metadata, output, attempts).
+An item refused at intake, or canceled before it started, has no job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from service.jobs.batch_store import Batch, ItemStatus
+from service.jobs.model import TERMINAL, Job
+from service.jobs.views import job_view
+from service.runtime import Runtime
+
+# Items read at a time: one MGET of their jobs, one HMGET of their errors.
+CHUNK = 500
+
+
+def item_job_id(batch_id: str, index: int) -> str:
+    return f"job_{batch_id.removeprefix('bat_')}_{index}"
+
+
+async def item_page(
+    runtime: Runtime, batch: Batch, status: ItemStatus | None, after: int, limit: int
+) -> list[dict[str, Any]]:
+    """Up to `limit` items after index `after`, of `status` (None: every ended item)."""
+    indexes = await runtime.batches.indexes(batch.id, status, after, limit, batch.total)
+    return await _items(runtime, batch, indexes)
+
+
+async def ended_items(runtime: Runtime, batch: Batch) -> AsyncIterator[dict[str, Any]]:
+    """Every item that has ended, in index order, a chunk at a time."""
+    after = -1
+    while True:
+        indexes = await runtime.batches.indexes(batch.id, None, after, CHUNK, batch.total)
+        if not indexes:
+            return
+        for item in await _items(runtime, batch, indexes):
+            yield item
+        after = indexes[-1]
+
+
+async def _items(runtime: Runtime, batch: Batch, indexes: list[int]) -> list[dict[str, Any]]:
+    jobs = await runtime.jobs.get_many([item_job_id(batch.id, i) for i in indexes])
+    errors = await runtime.batches.errors(batch.id, indexes)
+    return [
+        item_fields(runtime, index, job, errors.get(index))
+        for index, job in zip(indexes, jobs, strict=True)
+    ]
+
+
+def item_fields(
+    runtime: Runtime, index: int, job: Job | None, recorded: dict[str, Any] | None
+) -> dict[str, Any]:
+    """One item: a results line, and an entry of the items listing."""
+    if job is None:
+        error = None
+        if recorded is not None:
+            error = {k: v for k, v in recorded.items() if k in ("code", "message", "field")}
+        return {
+            "index": index,
+            "reference": None,
+            "metadata": None,
+            "job_id": None,
+            "status": "failed" if error else "canceled",
+            "attempts": 0,
+            "output": None,
+            "error": error,
+        }
+    output = None
+    if job.output is not None:
+        output = job_view(job, runtime.storage, runtime.settings.api.public_url)["output"]
+    status = job.status if job.status in TERMINAL else "running"
+    return {
+        "index": index,
+        "reference": job.reference,
+        "metadata": job.metadata,
+        "job_id": job.id,
+        "status": status,
+        "attempts": job.attempt,
+        "output": output,
+        "error": job.error,
+    }
