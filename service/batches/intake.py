@@ -24,6 +24,7 @@ from service.shapes.validation import REQUEST, validated
 from service.submission import (
     JOB_MODELS,
     Delivery,
+    Reference,
     parse_job_type,
     parse_metadata,
     parse_submission,
@@ -72,6 +73,7 @@ def _batch_models(job_type: str) -> BatchModels:
         # Validated by `parse_submission`, item by item, so that a bad one fails alone.
         input=(Annotated[Any, DocumentedAs(job_input)], ...),
         metadata=(dict[str, Any] | None, None),
+        reference=(Reference | None, None),
     )
     # Each item is validated by itself (`_item_body`), so that a bad one fails alone.
     items = Annotated[list[Annotated[Any, DocumentedAs(item)]], Field(json_schema_extra=_ITEMS)]
@@ -215,7 +217,10 @@ def _item_body(job_type: str, item: Any, settings: Settings) -> dict[str, Any] |
         validated(BATCH_MODELS[job_type].item, {"input": {}} | item, settings)
     except InvalidInput as exc:
         return exc
-    return {"type": job_type, "input": item.get("input", {}), "metadata": item.get("metadata", {})}
+    body = {"type": job_type, "input": item.get("input", {}), "metadata": item.get("metadata", {})}
+    if item.get("reference") is not None:
+        body["reference"] = item["reference"]
+    return body
 
 
 # CSV rows and templates.
