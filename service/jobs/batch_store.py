@@ -37,6 +37,7 @@ BatchStatus = Literal["running", "completed", "canceled"]
 Outcome = Literal["succeeded", "failed", "canceled"]
 ItemStatus = Literal["succeeded", "failed", "canceled", "running"]
 _OUTCOME_PARTS = ("failed", "canceled", "errors", "codes", "latency", "retry")
+_MESSAGE_CHARS = 300
 # Items read from the bitmaps at a time when paging them: 8 KB of each.
 _SCAN_BITS = 65536
 MAX_FAILURES_SHOWN = 100
@@ -374,6 +375,8 @@ class BatchStore:
         if outcome == "failed":
             error = error or {"code": "INTERNAL_ERROR", "message": "no error was recorded"}
             kept = {k: error[k] for k in ("code", "message", "field") if error.get(k) is not None}
+            # The job record keeps the whole message; the batch, enough to list it.
+            kept["message"] = str(kept.get("message", ""))[:_MESSAGE_CHARS]
             entry = json.dumps(kept | {"job": has_job} | ({"bucket": bucket} if bucket else {}))
         args = [
             index,
