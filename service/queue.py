@@ -47,6 +47,7 @@ async def enqueue_job(
     await redis.enqueue_job(
         RUN_JOB,
         job_id,
+        attempt,
         _job_id=arq_job_id(job_id, attempt),
         _queue_name=JOB_QUEUE,
         _defer_by=defer_s or None,

@@ -26,11 +26,16 @@ from service.tasks.context import TaskContext, inspect_image
 log = logging.getLogger("pixhook.jobs")
 
 
-async def execute(runtime: Runtime, job_id: str) -> None:
-    """Safe to call again for the same job: arq may run it twice after a worker dies."""
+async def execute(runtime: Runtime, job_id: str, attempt: int | None = None) -> None:
+    """Safe to call again for the same job: arq may run it twice after a worker dies. `attempt`
+    is the one queued: an arq job left from an attempt before (a retry deferred, then the job
+    canceled and retried) runs nothing."""
     job = await runtime.jobs.get(job_id)
     if job is None:
         log.warning("job %s is gone (expired?); nothing to run", job_id, extra={"job_id": job_id})
+        return
+    if attempt is not None and attempt != job.attempt and job.status not in TERMINAL:
+        log.info("job %s: attempt %d was queued, the job is at %d", job_id, attempt, job.attempt)
         return
     # The job's lines carry the request that created it, as the API's lines for it do.
     context = bind(

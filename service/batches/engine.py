@@ -98,12 +98,9 @@ async def _run_again(runtime: Runtime, batch: Batch, index: int) -> None:
         error = {"code": "INPUT_GONE", "message": "the item's job is no longer kept"}
         await _record(runtime, batch, index, "failed", error=error)
         return
-    max_attempts = job.attempt + batch.item_attempts
-    if await requeue_job(runtime, job, max_attempts=max_attempts) is None:
-        # Run again already (a repeated claim after a crash): its end is recorded as it comes.
-        latest = await runtime.jobs.get(job.id)
-        if latest is not None and latest.status in TERMINAL:
-            await job_ended(runtime, latest)
+    # None: queued again already (this ran twice after a crash); its end is recorded as it comes.
+    await requeue_job(runtime, job, max_attempts=job.attempt + batch.item_attempts)
+    await runtime.batches.rerun_started(batch.id, index)
 
 
 # Items ending.
@@ -325,6 +322,13 @@ async def cancel(runtime: Runtime, batch: Batch) -> bool:
         return False
     first_unclaimed, in_flight = found
     await _cancel_items(runtime, batch, in_flight, first_unclaimed)
+    # Failed items asked to run again that had not started stay as they were: failed.
+    for index in await runtime.batches.drop_retries(batch.id):
+        job = await runtime.jobs.get(item_job_id(batch.id, index))
+        if job is not None and job.status in TERMINAL:
+            await job_ended(runtime, job)
+        else:
+            await _record(runtime, batch, index, "canceled")
     return True
 
 
@@ -371,7 +375,11 @@ async def _reconcile(runtime: Runtime, batch: Batch) -> None:
     if batch.cancel:  # a cancel cut short
         await _cancel_items(runtime, batch, await runtime.batches.in_flight(batch.id), batch.next)
         return
+    rerun = await runtime.batches.rerun_pending(batch.id)
     for index in await runtime.batches.in_flight(batch.id):
+        if index in rerun:  # its job's end is the attempt before the retry: run it again
+            await _run_again(runtime, batch, index)
+            continue
         job = await runtime.jobs.get(item_job_id(batch.id, index))
         if job is None:
             entry = await runtime.batches.entry(batch.id, index)

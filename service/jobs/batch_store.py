@@ -16,6 +16,8 @@ Keys of one batch (`{p}` = `pixhook:batch:<id>`):
 - `{p}:codes` hash: error code -> failed items with it.
 - `{p}:latency` hash: latency bucket (`LATENCY_RATIO` steps) -> items that ended in it.
 - `{p}:retry` list: indexes of failed items asked to run again, claimed before new items.
+- `{p}:rerun` set: those claimed whose job is not yet queued again: until it is, the job's end
+  is the attempt before, which `reconcile` must not record again.
 
 Every change that must not half-happen is one Lua script.
 """
@@ -36,7 +38,7 @@ from service.keys import PREFIX, Keys
 BatchStatus = Literal["running", "completed", "canceled"]
 Outcome = Literal["succeeded", "failed", "canceled"]
 ItemStatus = Literal["succeeded", "failed", "canceled", "running"]
-_OUTCOME_PARTS = ("failed", "canceled", "errors", "codes", "latency", "retry")
+_OUTCOME_PARTS = ("failed", "canceled", "errors", "codes", "latency", "retry", "rerun")
 _MESSAGE_CHARS = 300
 # Items read from the bitmaps at a time when paging them: 8 KB of each.
 _SCAN_BITS = 65536
@@ -47,7 +49,7 @@ RETRY = "@"  # the body of a claimed item that runs its existing job again
 # from them are within 5% of the exact figure, in a hash of at most a few hundred fields.
 LATENCY_RATIO = 1.1
 
-# KEYS: hash, items, inflight, retry, other inflight sets of the client's running batches...
+# KEYS: hash, items, inflight, retry, rerun, other inflight sets of the client's running batches...
 # ARGV: how many at most, the client's cap, now. Returns whether this claim started the batch,
 # then the claimed item entries (items to run again first, as `<index>:@`).
 _CLAIM = """
@@ -55,7 +57,7 @@ local h = redis.call('HMGET', KEYS[1], 'status', 'cancel', 'next', 'total', 'con
 if h[1] ~= 'running' or h[2] == '1' then return {0} end
 local nxt, total, concurrency = tonumber(h[3]), tonumber(h[4]), tonumber(h[5])
 local used = 0
-for k = 5, #KEYS do used = used + redis.call('SCARD', KEYS[k]) end
+for k = 6, #KEYS do used = used + redis.call('SCARD', KEYS[k]) end
 used = used + redis.call('SCARD', KEYS[3])
 local room = math.min(concurrency - redis.call('SCARD', KEYS[3]), tonumber(ARGV[1]),
                       tonumber(ARGV[2]) - used)
@@ -64,6 +66,7 @@ while room > 0 do
   local index = redis.call('LPOP', KEYS[4])
   if not index then break end
   redis.call('SADD', KEYS[3], index)
+  redis.call('SADD', KEYS[5], index)
   claimed[#claimed + 1] = index .. ':@'
   room = room - 1
 end
@@ -337,7 +340,7 @@ class BatchStore:
         `client_batches` are the client's running batches, whose items in flight count too.
         Whether this claim started the batch (its first item), and the items."""
         others = [self.key(other, "inflight") for other in client_batches if other != batch.id]
-        parts = ("", "items", "inflight", "retry")
+        parts = ("", "items", "inflight", "retry", "rerun")
         keys = [self.key(batch.id, part) for part in parts]
         found = await self._claim(keys=[*keys, *others], args=[most, client_cap, time.time()])
         return bool(found[0]), [_split(entry) for entry in found[1:]]
@@ -430,19 +433,36 @@ class BatchStore:
         position = after + 1
         while len(found) < limit and position < total:
             end = min(total, position + _SCAN_BITS)
-            bits = await self._bits(batch_id, position, end)
-            found += [i for i in range(position, end) if _matches(bits, i, status)]
+            found += await self._matching(batch_id, status, position, end)
             position = end
         return found[:limit]
 
-    async def _bits(self, batch_id: str, start: int, end: int) -> _Bits:
-        """The bitmaps' bytes holding items `start` to `end` - 1 (from the byte `start` is in)."""
+    async def _matching(
+        self, batch_id: str, status: ItemStatus | None, start: int, end: int
+    ) -> list[int]:
+        """Indexes from `start` to `end` - 1 whose outcome is `status` (None: ended at all)."""
         first, last = start // 8, (end - 1) // 8
         async with self._redis.pipeline(transaction=False) as pipe:
             for name in ("done", "failed", "canceled"):
                 pipe.getrange(self.key(batch_id, name), first, last)
-            done, failed, canceled = await pipe.execute()
-        return _Bits(first, {"done": done, "failed": failed, "canceled": canceled})
+            raw = await pipe.execute()
+        # As big integers: a chunk's bitmaps are combined in one operation each, not bit by bit.
+        size = last - first + 1
+        done, failed, canceled = (int.from_bytes(r.ljust(size, b"\0"), "big") for r in raw)
+        if status == "failed":
+            chosen = failed
+        elif status == "canceled":
+            chosen = canceled
+        elif status == "succeeded":
+            chosen = done & ~failed & ~canceled
+        else:
+            chosen = done
+        found = []
+        for offset, byte in enumerate(chosen.to_bytes(size, "big")):
+            if byte:  # SETBIT's bit 0 is a byte's highest
+                base = (first + offset) * 8
+                found += [base + b for b in range(8) if byte & (0x80 >> b)]
+        return [i for i in found if start <= i < end]
 
     async def stats(self, batch_id: str) -> BatchStats:
         """Failed items by error code, and item latencies by bucket."""
@@ -476,8 +496,27 @@ class BatchStore:
         start, in_flight = found
         return int(start), sorted(int(i) for i in in_flight)
 
+    async def drop_retries(self, batch_id: str) -> list[int]:
+        """Items asked to run again and not yet claimed, no longer to be: for a cancel."""
+        key = self.key(batch_id, "retry")
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.lrange(key, 0, -1)
+            pipe.delete(key)
+            pending, _ = await pipe.execute()
+        return [int(i) for i in pending]
+
+    async def rerun_pending(self, batch_id: str) -> set[int]:
+        """Items claimed to run again whose job is not yet queued again."""
+        members = await self._redis.smembers(self.key(batch_id, "rerun"))  # type: ignore[misc]
+        return {int(m) for m in members}
+
+    async def rerun_started(self, batch_id: str, index: int) -> None:
+        await self._redis.srem(self.key(batch_id, "rerun"), index)  # type: ignore[misc]
+
     async def failures(self, batch_id: str, total: int) -> list[dict[str, Any]]:
         """The first MAX_FAILURES_SHOWN failed items, `{index, error}`."""
+        if not await self._redis.exists(self.key(batch_id, "failed")):
+            return []
         indexes = await self.indexes(batch_id, "failed", -1, MAX_FAILURES_SHOWN, total)
         errors = await self.errors(batch_id, indexes)
         return [
@@ -533,28 +572,6 @@ def latency_bucket(seconds: float) -> int:
 def bucket_ms(bucket: int) -> float:
     """A bucket's middle, in milliseconds (geometric)."""
     return float(LATENCY_RATIO ** (bucket + 0.5))
-
-
-@dataclass(frozen=True)
-class _Bits:
-    """A stretch of the outcome bitmaps, from byte `first`; SETBIT's bit 0 is a byte's highest."""
-
-    first: int
-    maps: dict[str, bytes]
-
-
-def _matches(bits: _Bits, index: int, status: ItemStatus | None) -> bool:
-    byte, mask = index // 8 - bits.first, 0x80 >> (index % 8)
-
-    def bit(name: str) -> bool:
-        data = bits.maps[name]
-        return byte < len(data) and bool(data[byte] & mask)
-
-    if status is None:
-        return bit("done")
-    if status == "succeeded":
-        return bit("done") and not bit("failed") and not bit("canceled")
-    return bit(status)
 
 
 def _split(entry: bytes | str) -> tuple[int, str]:
