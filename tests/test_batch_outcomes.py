@@ -14,7 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
+from service.api.event_docs import example_body
 from service.api.event_payloads import EVENTS
+from service.notify import SLACK_WORDING
 from tests.conftest import provider_env
 from tests.support.batches import results_of, transform_item, wait_for_batch
 from tests.support.images import image_bytes
@@ -208,6 +210,7 @@ def test_retrying_a_batch_by_error_code_runs_only_those_items_and_rewrites_its_r
     assert response.status_code == 202, response.text
     assert response.json()["status"] == "running"
     assert response.json()["retries"] == 1
+    assert response.json()["counts"]["failed"] == 1  # the two to run again left `failed`
     batch = wait_for_batch(api, batch_id)
     assert batch["status"] == "completed"
     assert batch["counts"]["succeeded"] == 4
@@ -393,3 +396,42 @@ def test_batch_started_is_delivered_when_asked_for(api, make_receiver):
     assert started.payload["data"]["started_at"] is not None
     EVENTS["batch.started"].model_validate(started.payload)
     assert by_type["batch.completed"].payload["data"]["summary"]["success_rate"] == 1.0
+
+
+def test_a_job_of_its_own_is_not_retried_on_its_own(api, photos):
+    photos.failing["/solo.jpg"] = 503
+    body = {"type": "image.transform", "input": {"image": {"url": photos.url("/solo.jpg")}}}
+
+    job = wait_for_status(api, api.post("/v1/jobs", json=body).json()["id"])
+
+    assert job["status"] == "failed"
+    assert job["error"]["retryable"] is True  # its caller may retry it
+    assert (job["attempt"], job["max_attempts"]) == (1, 1)
+    assert photos.fetched("/solo.jpg") == FETCH_TRIES
+
+
+@pytest.mark.parametrize("attempts", [0, 11, "3"])
+def test_item_attempts_out_of_bounds_refuse_the_batch(api, attempts):
+    response = api.post(
+        "/v1/batches",
+        json={"type": "image.transform", "items": [transform_item()], "item_attempts": attempts},
+    )
+
+    assert response.status_code == 422
+    assert error_of(response)["code"] == "INVALID_INPUT"
+    assert error_of(response)["field"] == "item_attempts"
+
+
+def test_slack_words_batch_started_and_shows_the_summary():
+    data = EVENTS["batch.completed"].model_validate(example_body("batch.completed"))
+    completed = data.model_dump(mode="json")["data"]
+    started = EVENTS["batch.started"].model_validate(example_body("batch.started"))
+
+    line = SLACK_WORDING.summary("batch.started", started.model_dump(mode="json")["data"])
+    message = SLACK_WORDING.message({}, "batch.completed", completed, "done")
+
+    assert line == ":arrow_forward: batch `bat_5tq8w2hn3c` (`image.generate`) started: 100 items"
+    text = "\n".join(block.get("text", {}).get("text", "") for block in message["blocks"])
+    assert "*Success rate:* 99.0%" in text
+    assert "*Latency p50 / p95:* 8.4 s / 14.9 s" in text
+    assert "`PROVIDER_REJECTED` 1" in text
