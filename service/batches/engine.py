@@ -21,7 +21,7 @@ from typing import Any
 
 from service.batches.items import ended_items, item_fields, item_job_id
 from service.batches.views import RESULTS_MEDIA_TYPE, batch_view
-from service.errors import InvalidInput
+from service.errors import Conflict, InvalidInput
 from service.jobs.batch_store import REFUSED, RETRY, Batch, BatchStatus, Outcome
 from service.jobs.model import TERMINAL, Job
 from service.jobs.streams import append_event
@@ -149,7 +149,8 @@ async def _record(
         settings.batches.progress_interval_s,
         max(1, int(batch.total * PROGRESS_STEP)),
         has_job=job is not None,
-        latency_s=_latency_s(job),
+        # A canceled item's time says nothing of how long items take.
+        latency_s=None if outcome == "canceled" else _latency_s(job),
         tokens=_tokens(job),
     )
     if not recorded.new:
@@ -307,7 +308,18 @@ async def retry(runtime: Runtime, batch: Batch, codes: frozenset[str] | None) ->
             if e.get("job", True) and (codes is None or e.get("code") in codes)
         ]
         after = indexes[-1]
-    queued = await runtime.batches.retry(batch, chosen) if chosen else 0
+    if not chosen:
+        return 0
+    # Not while it is being finished: its end would close it over the items queued to run again.
+    token = secrets.token_hex(8)
+    if not await runtime.batches.lock(batch.id, "finish", token, _LOCK_TTL_S):
+        raise Conflict(
+            "the batch is being finished; retry in a moment", code="BATCH_FINISHING", field=None
+        )
+    try:
+        queued = await runtime.batches.retry(batch, chosen)
+    finally:
+        await runtime.batches.unlock(batch.id, "finish", token)
     if queued:
         log.info("batch %s: %d failed items run again", batch.id, queued)
         await fill(runtime, batch.id)

@@ -218,6 +218,7 @@ class BatchRetry(BaseModel):
         errors={
             **_MISSING,
             **BODY_ERRORS,
+            409: ("BATCH_FINISHING",),
             422: (*SHAPE_ERRORS, "UNKNOWN_ERROR_CODE", "NOTHING_TO_RETRY", "BATCH_CANCELED"),
         },
         description="Each item keeps its index, reference and metadata and runs its job again "
