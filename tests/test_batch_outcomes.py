@@ -63,10 +63,14 @@ class Photos(Scripted):
         super().__init__(self._answer)
         self.failing: dict[str, int] = {}
         self.fail_times: dict[str, int] = {}  # path -> fail only this many requests
+        self.held = threading.Event()  # set: answers wait for `release`
+        self.release = threading.Event()
         self._guard = threading.Lock()
 
     def _answer(self, number: int) -> Response:
         path = self.requests[number].request_line.split()[1]
+        if self.held.is_set():
+            self.release.wait(20)
         with self._guard:
             seen = self.fetched(path)
             status = self.failing.get(path)
@@ -239,6 +243,27 @@ def test_retrying_a_whole_batch_runs_every_failed_item(api, photos):
     assert batch["counts"]["succeeded"] == 3
     assert batch["summary"]["success_rate"] == 1.0
     assert len(results_of(api, batch)) == 3
+
+
+def test_canceling_a_retry_leaves_the_items_not_yet_run_failed(api, photos):
+    photos.failing |= {f"/p{i}.jpg": 404 for i in range(4)}
+    batch_id = submit(api, url_items(photos, 4), concurrency=1)
+    wait_for_batch(api, batch_id)
+    photos.failing.clear()
+    photos.held.set()  # the first item run again is held: the rest wait their turn
+    assert api.post(f"/v1/batches/{batch_id}/retry").status_code == 202
+
+    response = api.post(f"/v1/batches/{batch_id}/cancel")
+
+    assert response.status_code == 200, response.text
+    photos.release.set()
+    batch = wait_for_batch(api, batch_id)
+    assert batch["status"] == "canceled"
+    counts = batch["counts"]
+    assert counts["failed"] >= 3  # never run again: as they were
+    assert counts["succeeded"] + counts["failed"] + counts["canceled"] == 4
+    lines = results_of(api, batch)
+    assert sorted(line["index"] for line in lines) == [0, 1, 2, 3]
 
 
 @pytest.mark.parametrize(
