@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from service.api.routes import batches, deliveries, endpoints, jobs
+from service.api.routes import batch_outcomes, batches, deliveries, endpoints, jobs
 from service.api.routes import live_events as events
 from service.cli.devstack import RunningStack, local_stack
 from service.storage import FileLinks
@@ -103,6 +103,7 @@ def test_every_route_that_takes_an_id_is_probed():
         *jobs.routes,
         *events.routes,
         *batches.routes,
+        *batch_outcomes.routes,
         *deliveries.routes,
         *endpoints.routes,
     ]

@@ -100,7 +100,7 @@ async def _run_again(runtime: Runtime, batch: Batch, index: int) -> None:
         return
     # None: queued again already (this ran twice after a crash); its end is recorded as it comes.
     await requeue_job(runtime, job, max_attempts=job.attempt + batch.item_attempts)
-    await runtime.batches.rerun_started(batch.id, index)
+    await runtime.batches.outcomes.rerun_started(batch.id, index)
 
 
 # Items ending.
@@ -298,10 +298,12 @@ async def retry(runtime: Runtime, batch: Batch, codes: frozenset[str] | None) ->
     chosen: list[int] = []
     after = -1
     while True:
-        indexes = await runtime.batches.indexes(batch.id, "failed", after, 5000, batch.total)
+        indexes = await runtime.batches.outcomes.indexes(
+            batch.id, "failed", after, 5000, batch.total
+        )
         if not indexes:
             break
-        errors = await runtime.batches.errors(batch.id, indexes)
+        errors = await runtime.batches.outcomes.errors(batch.id, indexes)
         chosen += [
             i
             for i, e in errors.items()
@@ -335,7 +337,7 @@ async def cancel(runtime: Runtime, batch: Batch) -> bool:
     first_unclaimed, in_flight = found
     await _cancel_items(runtime, batch, in_flight, first_unclaimed)
     # Failed items asked to run again that had not started stay as they were: failed.
-    for index in await runtime.batches.drop_retries(batch.id):
+    for index in await runtime.batches.outcomes.drop_retries(batch.id):
         job = await runtime.jobs.get(item_job_id(batch.id, index))
         if job is not None and job.status in TERMINAL:
             await job_ended(runtime, job)
@@ -387,7 +389,7 @@ async def _reconcile(runtime: Runtime, batch: Batch) -> None:
     if batch.cancel:  # a cancel cut short
         await _cancel_items(runtime, batch, await runtime.batches.in_flight(batch.id), batch.next)
         return
-    rerun = await runtime.batches.rerun_pending(batch.id)
+    rerun = await runtime.batches.outcomes.rerun_pending(batch.id)
     for index in await runtime.batches.in_flight(batch.id):
         if index in rerun:  # its job's end is the attempt before the retry: run it again
             await _run_again(runtime, batch, index)
@@ -409,8 +411,8 @@ async def _reconcile(runtime: Runtime, batch: Batch) -> None:
 
 
 async def _publish(runtime: Runtime, batch: Batch, event_type: str) -> None:
-    failures = await runtime.batches.failures(batch.id, batch.total)
-    stats = await runtime.batches.stats(batch.id)
+    failures = await runtime.batches.outcomes.failures(batch.id, batch.total)
+    stats = await runtime.batches.outcomes.stats(batch.id)
     data = batch_view(batch, failures, runtime, stats)
     settings = runtime.settings
     await append_event(runtime.redis, batch.id, event_type, data, settings.jobs.event_retention_s)

@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from service.jobs.batch_store import Batch, ItemStatus
+from service.jobs.batch_outcomes import ItemStatus
+from service.jobs.batch_store import Batch
 from service.jobs.model import TERMINAL, Job
 from service.jobs.views import job_view
 from service.runtime import Runtime
@@ -29,7 +30,7 @@ async def item_page(
     runtime: Runtime, batch: Batch, status: ItemStatus | None, after: int, limit: int
 ) -> list[dict[str, Any]]:
     """Up to `limit` items after index `after`, of `status` (None: every ended item)."""
-    indexes = await runtime.batches.indexes(batch.id, status, after, limit, batch.total)
+    indexes = await runtime.batches.outcomes.indexes(batch.id, status, after, limit, batch.total)
     return await _items(runtime, batch, indexes)
 
 
@@ -37,7 +38,7 @@ async def ended_items(runtime: Runtime, batch: Batch) -> AsyncIterator[dict[str,
     """Every item that has ended, in index order, a chunk at a time."""
     after = -1
     while True:
-        indexes = await runtime.batches.indexes(batch.id, None, after, CHUNK, batch.total)
+        indexes = await runtime.batches.outcomes.indexes(batch.id, None, after, CHUNK, batch.total)
         if not indexes:
             return
         for item in await _items(runtime, batch, indexes):
@@ -47,7 +48,7 @@ async def ended_items(runtime: Runtime, batch: Batch) -> AsyncIterator[dict[str,
 
 async def _items(runtime: Runtime, batch: Batch, indexes: list[int]) -> list[dict[str, Any]]:
     jobs = await runtime.jobs.get_many([item_job_id(batch.id, i) for i in indexes])
-    errors = await runtime.batches.errors(batch.id, indexes)
+    errors = await runtime.batches.outcomes.errors(batch.id, indexes)
     return [
         item_fields(runtime, index, job, errors.get(index))
         for index, job in zip(indexes, jobs, strict=True)

@@ -7,7 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from service.jobs.batch_store import Batch, BatchStats, BatchStatus, bucket_ms
+from service.jobs.batch_outcomes import BatchStats, bucket_ms
+from service.jobs.batch_store import Batch, BatchStatus
 from service.jobs.outputs import JobOutput
 from service.jobs.view_models import Count, JobError, Subscription, Timestamp, Url, View
 from service.jobs.views import iso
