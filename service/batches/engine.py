@@ -19,8 +19,8 @@ from dataclasses import replace
 from functools import partial
 from typing import Any
 
-from service.batches.items import ended_items, item_fields, item_job_id
-from service.batches.views import RESULTS_MEDIA_TYPE, batch_view
+from service.batches.items import item_fields, item_job_id, rewrite_results
+from service.batches.views import batch_view
 from service.errors import Conflict, InvalidInput
 from service.jobs.batch_store import REFUSED, RETRY, Batch, BatchStatus, Outcome
 from service.jobs.model import TERMINAL, Job
@@ -249,7 +249,7 @@ async def finish(runtime: Runtime, batch_id: str) -> None:
             return
         rewrite = batch.rewrite
         if rewrite:
-            await _rewrite_results(runtime, batch)
+            await rewrite_results(runtime, batch)
         else:
             await _store_part(runtime, batch_id, final=True)
         batch = await runtime.batches.get(batch_id)
@@ -265,31 +265,6 @@ async def finish(runtime: Runtime, batch_id: str) -> None:
         log.info("batch %s %s: %d items", batch.id, status, batch.total)
     finally:
         await runtime.batches.unlock(batch_id, "finish", token)
-
-
-async def _rewrite_results(runtime: Runtime, batch: Batch) -> None:
-    """After a retry: a new results file, one line per item with its latest outcome, in index
-    order, written from the records (the first file's lines are in the order items ended)."""
-    key = batch.results_key.rsplit("/", 1)[0] + f"/results-{batch.retries}.jsonl"
-    upload_id = await runtime.storage.start_parts(key, media_type=RESULTS_MEDIA_TYPE)
-    chunk = bytearray()
-    parts = lines = 0
-
-    async def put() -> None:
-        nonlocal parts
-        parts += 1
-        await runtime.storage.put_part(key, upload_id, parts, bytes(chunk))
-        chunk.clear()
-
-    async for item in ended_items(runtime, batch):
-        chunk += json.dumps(item, separators=(",", ":")).encode() + b"\n"
-        lines += 1
-        if len(chunk) >= runtime.storage.min_part_bytes:
-            await put()
-    if chunk or parts == 0:
-        await put()
-    await runtime.storage.finish_parts(key, upload_id, parts)
-    await runtime.batches.results_rewritten(batch.id, key, upload_id, parts, lines)
 
 
 async def retry(runtime: Runtime, batch: Batch, codes: frozenset[str] | None) -> int:

@@ -9,9 +9,11 @@ An item refused at intake, or canceled before it started, has no job.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+from service.batches.views import RESULTS_MEDIA_TYPE
 from service.jobs.batch_outcomes import ItemStatus
 from service.jobs.batch_store import Batch
 from service.jobs.model import TERMINAL, Job
@@ -87,3 +89,28 @@ def item_fields(
         "output": output,
         "error": job.error,
     }
+
+
+async def rewrite_results(runtime: Runtime, batch: Batch) -> None:
+    """After a retry: a new results file, one line per item with its latest outcome, in index
+    order, written from the records (the first file's lines are in the order items ended)."""
+    key = batch.results_key.rsplit("/", 1)[0] + f"/results-{batch.retries}.jsonl"
+    upload_id = await runtime.storage.start_parts(key, media_type=RESULTS_MEDIA_TYPE)
+    chunk = bytearray()
+    parts = lines = 0
+
+    async def put() -> None:
+        nonlocal parts
+        parts += 1
+        await runtime.storage.put_part(key, upload_id, parts, bytes(chunk))
+        chunk.clear()
+
+    async for item in ended_items(runtime, batch):
+        chunk += json.dumps(item, separators=(",", ":")).encode() + b"\n"
+        lines += 1
+        if len(chunk) >= runtime.storage.min_part_bytes:
+            await put()
+    if chunk or parts == 0:
+        await put()
+    await runtime.storage.finish_parts(key, upload_id, parts)
+    await runtime.batches.results_rewritten(batch.id, key, upload_id, parts, lines)
