@@ -122,7 +122,8 @@ class BatchRequest:
     item_webhooks: bool
     concurrency: int
     metadata: dict[str, Any] = field(default_factory=dict)
-    item_attempts: int = 1
+    # Runs of an item whose failures may pass: `_item_attempts` reads and bounds the request's.
+    item_attempts: int = 3
 
 
 def json_batch(spec: Any, settings: Settings) -> BatchRequest:
