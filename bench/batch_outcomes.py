@@ -22,7 +22,7 @@ from pathlib import Path
 from redis.asyncio import Redis
 
 from service.cli.devstack import EmbeddedRedis
-from service.jobs.batch_store import Batch, BatchStore
+from service.jobs.batch_store import Batch, BatchStore, Outcome
 
 MESSAGE = "fetching the image answered 503 (3 attempts)"
 PARTS = ("done", "failed", "canceled", "errors", "codes", "latency")
@@ -55,7 +55,7 @@ async def measure(redis_url: str, items: int, failed_share: float) -> None:
         fails = rng.random() < failed_share
         failed += fails
         error = {"code": "IMAGE_FETCH_FAILED", "message": MESSAGE} if fails else None
-        outcome = "failed" if fails else "succeeded"
+        outcome: Outcome = "failed" if fails else "succeeded"
         latency_s = rng.lognormvariate(-1.0, 0.8)
         await store.record(
             batch.id, index, outcome, "", error, 0.0, 1e9, items, latency_s=latency_s
