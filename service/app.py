@@ -18,7 +18,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.error_body import error_body
 from service.api.rate_limits import RateLimitHeaders
-from service.api.routes import batches, deliveries, endpoints, files, jobs, metrics, system
+from service.api.routes import (
+    batch_outcomes,
+    batches,
+    deliveries,
+    endpoints,
+    files,
+    jobs,
+    metrics,
+    system,
+)
 from service.api.routes import live_events as events
 from service.api.security_headers import API_HEADERS, SecurityHeaders, add_missing
 from service.batches.engine import follow_items
@@ -48,6 +57,7 @@ def create_app(settings: Settings) -> Starlette:
             *jobs.routes,
             *events.routes,
             *batches.routes,
+            *batch_outcomes.routes,
             *deliveries.routes,
             *endpoints.routes,
             *files.routes,

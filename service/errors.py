@@ -12,7 +12,11 @@ PixhookError
 │   ├── UnsupportedMediaType   415
 │   ├── TooManyRequests        429  (with its Retry-After)
 │   └── ServiceUnavailable     503  (with its Retry-After)
-└── JobFailure                 ends a job as `failed` with {code, message}
+└── JobFailure                 ends a job as `failed` with {code, message, retryable}
+
+A job's failure is transient (`retryable`: another attempt may succeed, and a batch item is
+tried again on its own) or final. `JOB_ERRORS` says which by code; a raiser that knows better
+from its evidence (the image host answered 503 three times, not 404) says so itself.
 """
 
 from __future__ import annotations
@@ -95,5 +99,51 @@ class ServiceUnavailable(ApiError):
     retry_after_s = UNAVAILABLE_RETRY_AFTER_S
 
 
+# Every code a job may fail with, and whether such a failure may pass by default. IMAGE_FETCH_FAILED
+# and IMAGE_DNS_FAILURE are final unless the fetcher gave up on failures that pass (5xx, resets,
+# a resolver's EAI_AGAIN); a ProviderError says for itself. A timeout of the whole job is final:
+# the same image would take as long again.
+JOB_ERRORS: dict[str, bool] = {
+    "INVALID_IMAGE": False,
+    "TOO_MANY_FRAMES": False,
+    "IMAGE_TOO_COMPLEX": False,
+    "STORAGE_UNAVAILABLE": True,
+    "SERVICE_UNAVAILABLE": True,
+    "OUTPUT_TOO_LARGE": False,
+    "DECODE_TOO_LARGE": False,
+    "OUTPUT_SIDE_TOO_LARGE": False,
+    "CROP_OUTSIDE_IMAGE": False,
+    "IMAGE_TOO_LARGE": False,
+    "INPUT_GONE": False,
+    "IMAGE_FETCH_FAILED": False,
+    "IMAGE_FETCH_TIMEOUT": True,
+    "IMAGE_DNS_FAILURE": False,
+    "URL_NOT_ALLOWED": False,
+    "JOB_TIMEOUT": False,
+    "PROVIDER_AUTH": False,
+    "PROVIDER_UNAVAILABLE": True,
+    "PROVIDER_BAD_RESPONSE": False,
+    "PROVIDER_REJECTED": False,
+    "PROVIDER_NOT_CONFIGURED": False,
+    "INTERNAL_ERROR": False,
+}
+
+
 class JobFailure(PixhookError):
-    """Raised inside a job: the job ends `failed` with this code and message."""
+    """Raised inside a job: the job ends `failed` with this code and message. `retryable`
+    (default: by `JOB_ERRORS`) says whether another attempt may succeed."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        field: str | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        super().__init__(message, code=code, field=field)
+        self.retryable = JOB_ERRORS.get(self.code, False) if retryable is None else retryable
+
+    def as_error(self) -> dict[str, object]:
+        """The job's `error` as it is recorded and shown."""
+        return {"code": self.code, "message": self.message, "retryable": self.retryable}

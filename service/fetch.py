@@ -73,10 +73,12 @@ async def fetch_image(
 def _wait_or_give_up(exc: _Transient, attempt: int) -> float:
     failure = exc.failure
     if attempt >= FETCH_ATTEMPTS:
-        raise JobFailure(f"{failure.message} ({attempt} attempts)", code=failure.code) from exc
+        # Every try failed in a way that passes: a later attempt of the job may succeed.
+        message = f"{failure.message} ({attempt} attempts)"
+        raise JobFailure(message, code=failure.code, retryable=True) from exc
     if exc.retry_after_s is not None and exc.retry_after_s > MAX_RETRY_AFTER_S:
         message = f"{failure.message}, asking to be retried after {exc.retry_after_s:g}s"
-        raise JobFailure(message, code=failure.code) from exc
+        raise JobFailure(message, code=failure.code, retryable=True) from exc
     return max(backoff_s(attempt, FIRST_BACKOFF_S, MAX_BACKOFF_S), exc.retry_after_s or 0.0)
 
 

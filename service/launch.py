@@ -24,6 +24,7 @@ async def launch_job(
     job_id: str | None = None,
     batch_id: str | None = None,
     batch_index: int | None = None,
+    max_attempts: int = 1,
 ) -> Job:
     """Store the input and the record, then queue the job. With a given `job_id` it is safe to
     call again: a job that exists already is queued again, never created twice (arq ignores a
@@ -51,13 +52,14 @@ async def launch_job(
         webhook_events=submission.webhook_events,
         batch_id=batch_id,
         batch_index=batch_index,
+        max_attempts=max_attempts,
         # The worker logs the job under the request that created it (service/logs.py).
         request_id=bound("request_id"),
     )
     if not await runtime.jobs.create(job):
         existing = await runtime.jobs.get(job_id)
         job = existing if existing is not None else job
-    await enqueue_job(runtime.redis, job.id)
+    await enqueue_job(runtime.redis, job.id, attempt=job.attempt)
     log.info(
         "queued %s job %s",
         job.type,

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from service.jobs.model import Job, JobStatus
-from service.publishing import publish_status
+from service.publishing import publish_status, stream_status
+from service.queue import enqueue_job
 from service.runtime import Runtime
 
 
@@ -28,3 +29,29 @@ async def announce_end(runtime: Runtime, job: Job) -> None:
     the same event and deliveries, and listeners record an end once."""
     await publish_status(runtime, job)
     await runtime.job_end.notify(job)
+
+
+async def requeue_job(
+    runtime: Runtime, job: Job, *, max_attempts: int, defer_s: float = 0.0
+) -> Job | None:
+    """Run the job again as its next attempt, the same id: from `running` after a transient
+    failure, or from `failed` or `canceled` when a caller asks. The error that ended the last
+    attempt joins `earlier_errors`; None when the job's status no longer allows it."""
+    earlier = [*job.earlier_errors, job.error] if job.error else list(job.earlier_errors)
+    queued = await runtime.jobs.transition(
+        job.id,
+        "queued",
+        attempt=job.attempt + 1,
+        max_attempts=max(max_attempts, job.attempt + 1),
+        earlier_errors=earlier,
+        error=None,
+        output=None,
+        started_at=None,
+        finished_at=None,
+    )
+    if queued is None:
+        return None
+    # The live stream shows it queued again; no webhook asks for that.
+    await stream_status(runtime, queued)
+    await enqueue_job(runtime.redis, queued.id, attempt=queued.attempt, defer_s=defer_s)
+    return queued

@@ -21,7 +21,13 @@ STATUS_EVENTS = {
 SUBSCRIPTIONS = frozenset(get_args(Subscription))
 # Only in the live stream: no webhook subscription asks for it.
 QUEUED_EVENT = "job.queued"
-BATCH_EVENTS = ("batch.progress", "batch.completed", "batch.canceled", "batch.failed")
+BATCH_EVENTS = (
+    "batch.started",
+    "batch.progress",
+    "batch.completed",
+    "batch.canceled",
+    "batch.failed",
+)
 # What an endpoint can subscribe to (a `ping` comes only from its test send).
 WEBHOOK_EVENT_TYPES = (
     *(event_type for event_type, _ in STATUS_EVENTS.values()),

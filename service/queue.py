@@ -33,5 +33,22 @@ async def connect(redis_url: str) -> ArqRedis:
     )
 
 
-async def enqueue_job(redis: ArqRedis, job_id: str) -> None:
-    await redis.enqueue_job(RUN_JOB, job_id, _job_id=job_id, _queue_name=JOB_QUEUE)
+def arq_job_id(job_id: str, attempt: int = 1) -> str:
+    """The arq id of one attempt at a job: arq refuses an id it still holds, and the attempt
+    after a failure is queued while the failed one still runs."""
+    return job_id if attempt <= 1 else f"{job_id}:{attempt}"
+
+
+async def enqueue_job(
+    redis: ArqRedis, job_id: str, *, attempt: int = 1, defer_s: float | None = None
+) -> None:
+    """Queue an attempt at the job, after `defer_s`; queuing the same attempt again is a no-op
+    while arq holds it."""
+    await redis.enqueue_job(
+        RUN_JOB,
+        job_id,
+        attempt,
+        _job_id=arq_job_id(job_id, attempt),
+        _queue_name=JOB_QUEUE,
+        _defer_by=defer_s or None,
+    )

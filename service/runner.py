@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from functools import partial
 
 from service import imaging
+from service.backoff import backoff_s
 from service.errors import JobFailure, NotFound, ServiceUnavailable
 from service.fetch import fetch_image
 from service.jobs.metrics import JobMetrics
 from service.jobs.model import TERMINAL, Job
 from service.jobs.streams import append_event
-from service.lifecycle import announce_end, end_job
+from service.lifecycle import announce_end, end_job, requeue_job
 from service.logs import bind
 from service.publishing import publish_status
 from service.retrying_storage import RetryingStorage
@@ -24,11 +26,16 @@ from service.tasks.context import TaskContext, inspect_image
 log = logging.getLogger("pixhook.jobs")
 
 
-async def execute(runtime: Runtime, job_id: str) -> None:
-    """Safe to call again for the same job: arq may run it twice after a worker dies."""
+async def execute(runtime: Runtime, job_id: str, attempt: int | None = None) -> None:
+    """Safe to call again for the same job: arq may run it twice after a worker dies. `attempt`
+    is the one queued: an arq job left from an attempt before (a retry deferred, then the job
+    canceled and retried) runs nothing."""
     job = await runtime.jobs.get(job_id)
     if job is None:
         log.warning("job %s is gone (expired?); nothing to run", job_id, extra={"job_id": job_id})
+        return
+    if attempt is not None and attempt != job.attempt and job.status not in TERMINAL:
+        log.info("job %s: attempt %d was queued, the job is at %d", job_id, attempt, job.attempt)
         return
     # The job's lines carry the request that created it, as the API's lines for it do.
     context = bind(
@@ -62,23 +69,49 @@ async def _finish(runtime: Runtime, job: Job) -> None:
         async with asyncio.timeout(runtime.settings.jobs.timeout_s):
             output = await _run(runtime, job)
     except JobFailure as exc:
-        finished = await end_job(runtime, job.id, "failed", error=_error(exc))
+        failure = exc
     except ServiceUnavailable as exc:
         if isinstance(exc, StorageUnavailable):
             await JobMetrics(runtime.redis).storage_failed(exc.operation)
         failure = JobFailure(exc.message, code=exc.code)
-        finished = await end_job(runtime, job.id, "failed", error=_error(failure))
     except TimeoutError:
         failure = JobFailure(
             f"the job ran longer than {runtime.settings.jobs.timeout_s:g}s", code="JOB_TIMEOUT"
         )
-        finished = await end_job(runtime, job.id, "failed", error=_error(failure))
     except Exception:
         log.exception("job %s failed unexpectedly", job.id)
         failure = JobFailure("the job failed unexpectedly", code="INTERNAL_ERROR")
-        finished = await end_job(runtime, job.id, "failed", error=_error(failure))
     else:
-        finished = await end_job(runtime, job.id, "succeeded", output=output)
+        await _ended(runtime, job, await end_job(runtime, job.id, "succeeded", output=output))
+        return
+    if failure.retryable and job.attempt < job.max_attempts:
+        await _try_again(runtime, job, failure)
+        return
+    await _ended(runtime, job, await end_job(runtime, job.id, "failed", error=failure.as_error()))
+
+
+async def _try_again(runtime: Runtime, job: Job, failure: JobFailure) -> None:
+    """A failure that may pass, with attempts left: the job is queued again after a backoff,
+    and nothing is announced as final (a batch records only the item's last outcome)."""
+    batches = runtime.settings.batches
+    first_s, most_s = batches.item_retry_backoff_s, batches.item_retry_max_backoff_s
+    wait_s = backoff_s(job.attempt, first_s, most_s)
+    failed = replace(job, error=failure.as_error())
+    queued = await requeue_job(runtime, failed, max_attempts=job.max_attempts, defer_s=wait_s)
+    if queued is None:
+        await _ended(runtime, job, None)
+        return
+    log.info(
+        "job %s attempt %d failed (%s); attempt %d in %.1fs",
+        job.id,
+        job.attempt,
+        failure.code,
+        queued.attempt,
+        wait_s,
+    )
+
+
+async def _ended(runtime: Runtime, job: Job, finished: Job | None) -> None:
     if finished is None:
         # Canceled while it ran: the cancel already announced the final status.
         log.info("job %s was canceled while it ran", job.id)
@@ -140,7 +173,3 @@ async def _publish_latest(runtime: Runtime, job_id: str) -> None:
     latest = await runtime.jobs.get(job_id)
     if latest is not None and latest.status in TERMINAL:
         await announce_end(runtime, latest)
-
-
-def _error(failure: JobFailure) -> dict[str, str]:
-    return {"code": failure.code, "message": failure.message}

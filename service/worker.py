@@ -38,12 +38,14 @@ _FIRST_RECONNECT_DELAY_S = 1.0
 _MAX_RECONNECT_DELAY_S = 30.0
 
 
-async def _run_job(ctx: dict[str, Any], job_id: str) -> None:
-    await ctx["presence"].running(job_id)
+async def _run_job(ctx: dict[str, Any], job_id: str, attempt: int | None = None) -> None:
+    # arq's id, not the job's: a job's later attempts are arq jobs of their own (queue.arq_job_id).
+    claimed = ctx.get("job_id", job_id)
+    await ctx["presence"].running(claimed)
     try:
-        await execute(ctx["runtime"], job_id)
+        await execute(ctx["runtime"], job_id, attempt)
     except asyncio.CancelledError:
-        ctx["cut_short"].add(job_id)  # handed back at shutdown, see _jobs_worker
+        ctx["cut_short"].add(claimed)  # handed back at shutdown, see _jobs_worker
         raise
 
 

@@ -327,5 +327,6 @@ def test_a_batchs_event_stream_runs_until_it_completes(api):
 
     assert received[-1].event == "batch.completed"
     assert received[-1].payload["counts"]["succeeded"] == 20
-    assert {frame.event for frame in received[:-1]} <= {"batch.progress"}
+    assert received[0].event == "batch.started"
+    assert {frame.event for frame in received[1:-1]} <= {"batch.progress"}
     assert len({frame.id for frame in received}) == len(received)

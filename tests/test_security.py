@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from service.api.routes import batches, deliveries, endpoints, jobs
+from service.api.routes import batch_outcomes, batches, deliveries, endpoints, jobs
 from service.api.routes import live_events as events
 from service.cli.devstack import RunningStack, local_stack
 from service.storage import FileLinks
@@ -77,9 +77,13 @@ PROBES = [
     ("GET", "/v1/jobs/{job}"),
     ("POST", "/v1/jobs/{job}/cancel"),
     ("GET", "/v1/jobs/{job}/events"),
+    ("POST", "/v1/jobs/{job}/retry"),
     ("GET", "/v1/batches/{batch}"),
     ("POST", "/v1/batches/{batch}/cancel"),
     ("GET", "/v1/batches/{batch}/events"),
+    ("POST", "/v1/batches/{batch}/retry"),
+    ("GET", "/v1/batches/{batch}/items"),
+    ("GET", "/v1/batches/{batch}/results.csv"),
     ("GET", "/v1/deliveries/{delivery}"),
     ("POST", "/v1/deliveries/{delivery}/retry"),
     ("DELETE", "/v1/dlq/{delivery}"),
@@ -99,6 +103,7 @@ def test_every_route_that_takes_an_id_is_probed():
         *jobs.routes,
         *events.routes,
         *batches.routes,
+        *batch_outcomes.routes,
         *deliveries.routes,
         *endpoints.routes,
     ]

@@ -55,6 +55,9 @@ _JOB: dict[str, Any] = {
     "webhook_events": ["completed"],
     "sequence": 2,
     "batch": None,
+    "attempt": 1,
+    "max_attempts": 1,
+    "earlier_errors": [],
     "urls": {
         "self": "https://pixhook.example.com/v1/jobs/job_9m2xk4q7vd",
         "events": "https://pixhook.example.com/v1/jobs/job_9m2xk4q7vd/events",
@@ -81,6 +84,8 @@ _BATCH: dict[str, Any] = {
     },
     "progress": 1.0,
     "concurrency": 8,
+    "item_attempts": 3,
+    "retries": 0,
     "item_webhooks": False,
     "webhook_url": "https://cms.example.com/hooks/pixhook",
     "webhook_events": ["progress", "completed"],
@@ -91,6 +96,14 @@ _BATCH: dict[str, Any] = {
             "error": {"code": "PROVIDER_REJECTED", "message": "the provider refused the prompt"},
         }
     ],
+    "summary": {
+        "by_status": {"succeeded": 99, "failed": 1, "canceled": 0, "running": 0, "pending": 0},
+        "by_error_code": {"PROVIDER_REJECTED": 1},
+        "success_rate": 0.99,
+        "latency": {"p50_ms": 8420.5, "p95_ms": 14890.2},
+        "throughput_per_s": 0.055,
+        "tokens": {"prompt": 0, "completion": 0, "total": 0, "cost": None},
+    },
     "results": {
         "url": "https://pixhook.example.com/files/…?expires=…&signature=…",
         "media_type": "application/x-ndjson",
@@ -100,6 +113,9 @@ _BATCH: dict[str, Any] = {
         "self": "https://pixhook.example.com/v1/batches/bat_5tq8w2hn3c",
         "events": "https://pixhook.example.com/v1/batches/bat_5tq8w2hn3c/events",
         "cancel": "https://pixhook.example.com/v1/batches/bat_5tq8w2hn3c/cancel",
+        "items": "https://pixhook.example.com/v1/batches/bat_5tq8w2hn3c/items",
+        "retry": "https://pixhook.example.com/v1/batches/bat_5tq8w2hn3c/retry",
+        "results_csv": "https://pixhook.example.com/v1/batches/bat_5tq8w2hn3c/results.csv",
     },
 }
 _RUNNING_BATCH = {"status": "running", "finished_at": None, "results": None, "progress": 0.42}
@@ -111,9 +127,28 @@ _EXAMPLE_DATA: dict[str, dict[str, Any]] = {
     | {
         "status": "failed",
         "finished_at": _AT,
-        "error": {"code": "IMAGE_FETCH_FAILED", "message": "the image URL answered 404"},
+        "error": {
+            "code": "IMAGE_FETCH_FAILED",
+            "message": "the image URL answered 404",
+            "retryable": False,
+        },
     },
     "job.canceled": _JOB | _UNFINISHED | {"status": "canceled", "finished_at": _AT},
+    "batch.started": _BATCH
+    | _RUNNING_BATCH
+    | {
+        "progress": 0.0,
+        "counts": _BATCH["counts"] | {"pending": 92, "in_flight": 8, "succeeded": 0, "failed": 0},
+        "failures": [],
+        "summary": _BATCH["summary"]
+        | {
+            "by_status": {"succeeded": 0, "failed": 0, "canceled": 0, "running": 8, "pending": 92},
+            "by_error_code": {},
+            "success_rate": None,
+            "latency": {"p50_ms": None, "p95_ms": None},
+            "throughput_per_s": None,
+        },
+    },
     "batch.progress": _BATCH
     | _RUNNING_BATCH
     | {"counts": _BATCH["counts"] | {"pending": 50, "in_flight": 8, "succeeded": 41}},

@@ -73,6 +73,13 @@ class JobCanceledEvent(WebhookEvent):
     data: JobView
 
 
+class BatchStartedEvent(WebhookEvent):
+    """The batch's first item started (`webhook_events` must include `started`)."""
+
+    type: Literal["batch.started"]
+    data: BatchView
+
+
 class BatchProgressEvent(WebhookEvent):
     """More of the batch's items ended."""
 
@@ -81,7 +88,9 @@ class BatchProgressEvent(WebhookEvent):
 
 
 class BatchCompletedEvent(WebhookEvent):
-    """Every item ended; `data.results.url` is the JSON Lines file of their results."""
+    """Every item ended; `data.results.url` is the JSON Lines file of their results and
+    `data.summary` says how it went. After a retry the batch completes again, with an event of
+    its own."""
 
     type: Literal["batch.completed"]
     data: BatchView
@@ -130,6 +139,7 @@ EVENTS: dict[str, type[WebhookEvent]] = {
         JobCompletedEvent,
         JobFailedEvent,
         JobCanceledEvent,
+        BatchStartedEvent,
         BatchProgressEvent,
         BatchCompletedEvent,
         BatchCanceledEvent,

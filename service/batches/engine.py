@@ -19,14 +19,14 @@ from dataclasses import replace
 from functools import partial
 from typing import Any
 
+from service.batches.items import item_fields, item_job_id, rewrite_results
 from service.batches.views import batch_view
-from service.errors import InvalidInput
-from service.jobs.batch_store import REFUSED, Batch, BatchStatus, Outcome
+from service.errors import Conflict, InvalidInput
+from service.jobs.batch_store import REFUSED, RETRY, Batch, BatchStatus, Outcome
 from service.jobs.model import TERMINAL, Job
 from service.jobs.streams import append_event
-from service.jobs.views import job_view
 from service.launch import launch_job
-from service.lifecycle import end_job
+from service.lifecycle import end_job, requeue_job
 from service.queue import enqueue_job
 from service.runtime import Runtime
 from service.submission import read_submission
@@ -37,10 +37,6 @@ log = logging.getLogger("pixhook.batches")
 PROGRESS_STEP = 0.05  # a progress event at least every 5% of the items...
 STALLED_CLOSE_S = 60.0  # ...and a batch whose finisher died is finished by `reconcile` after this
 _LOCK_TTL_S = 120.0
-
-
-def item_job_id(batch_id: str, index: int) -> str:
-    return f"job_{batch_id.removeprefix('bat_')}_{index}"
 
 
 # Starting items.
@@ -62,12 +58,18 @@ async def fill(runtime: Runtime, batch_id: str, client_batches: list[str] | None
     if client_batches is None:
         client_batches = await runtime.batches.running(batch.client_id)
     cap = runtime.settings.batches.client_concurrency
-    claimed = await runtime.batches.claim(batch, batch.concurrency, cap, client_batches)
+    started, claimed = await runtime.batches.claim(batch, batch.concurrency, cap, client_batches)
+    if started:
+        current = await runtime.batches.get(batch.id)
+        await _publish(runtime, current or batch, "batch.started")
     for index, body in claimed:
         await _launch_item(runtime, batch, index, body)
 
 
 async def _launch_item(runtime: Runtime, batch: Batch, index: int, body: str) -> None:
+    if body == RETRY:
+        await _run_again(runtime, batch, index)
+        return
     try:
         submission = await read_submission(
             json.loads(body), None, runtime.settings, batch_item=True
@@ -87,7 +89,20 @@ async def _launch_item(runtime: Runtime, batch: Batch, index: int, body: str) ->
         job_id=item_job_id(batch.id, index),
         batch_id=batch.id,
         batch_index=index,
+        max_attempts=batch.item_attempts,
     )
+
+
+async def _run_again(runtime: Runtime, batch: Batch, index: int) -> None:
+    """A failed item asked to run again: its job's next attempt, with the batch's attempts."""
+    job = await runtime.jobs.get(item_job_id(batch.id, index))
+    if job is None:
+        error = {"code": "INPUT_GONE", "message": "the item's job is no longer kept"}
+        await _record(runtime, batch, index, "failed", error=error)
+        return
+    # None: queued again already (this ran twice after a crash); its end is recorded as it comes.
+    await requeue_job(runtime, job, max_attempts=job.attempt + batch.item_attempts)
+    await runtime.batches.outcomes.rerun_started(batch.id, index)
 
 
 # Items ending.
@@ -124,18 +139,21 @@ async def _record(
     job: Job | None = None,
     error: dict[str, Any] | None = None,
 ) -> None:
-    line = json.dumps(_result_line(runtime, index, outcome, job, error), separators=(",", ":"))
-    failure = None if outcome != "failed" else {"index": index, "error": error}
+    line = json.dumps(item_fields(runtime, index, job, error), separators=(",", ":"))
     settings = runtime.settings
     recorded = await runtime.batches.record(
         batch.id,
         index,
         outcome,
         line,
-        failure,
+        error,
         time.time(),
         settings.batches.progress_interval_s,
         max(1, int(batch.total * PROGRESS_STEP)),
+        has_job=job is not None,
+        # A canceled item's time says nothing of how long items take.
+        latency_s=None if outcome == "canceled" else _latency_s(job),
+        tokens=_tokens(job),
     )
     if not recorded.new:
         return
@@ -151,23 +169,24 @@ async def _record(
         await fill_client(runtime, batch.client_id)
 
 
-def _result_line(
-    runtime: Runtime,
-    index: int,
-    outcome: Outcome,
-    job: Job | None,
-    error: dict[str, Any] | None,
-) -> dict[str, Any]:
-    output = None
-    if job is not None and job.output is not None:
-        output = job_view(job, runtime.storage, runtime.settings.api.public_url)["output"]
-    return {
-        "index": index,
-        "job_id": job.id if job else None,
-        "status": outcome,
-        "output": output,
-        "error": error,
-    }
+def _latency_s(job: Job | None) -> float | None:
+    """From the start of the item's job (its last attempt) to its end."""
+    if job is None or job.started_at is None or job.finished_at is None:
+        return None
+    return max(0.0, job.finished_at - job.started_at)
+
+
+def _tokens(job: Job | None) -> tuple[int, int, int]:
+    """The provider tokens the item's job spent: none for an answer served from the cache."""
+    provider = (job.output or {}).get("provider") if job is not None else None
+    if not isinstance(provider, dict) or provider.get("cached"):
+        return (0, 0, 0)
+    usage = provider.get("usage")
+    if not isinstance(usage, dict):
+        return (0, 0, 0)
+    names = ("prompt_tokens", "completion_tokens", "total_tokens")
+    counts = [usage.get(name) for name in names]
+    return tuple(c if isinstance(c, int) and c >= 0 else 0 for c in counts)  # type: ignore[return-value]
 
 
 def _error(exc: InvalidInput, index: int) -> dict[str, Any]:
@@ -230,11 +249,16 @@ async def finish(runtime: Runtime, batch_id: str) -> None:
         batch = await runtime.batches.get(batch_id)
         if batch is None or batch.status != "running":
             return
-        await _store_part(runtime, batch_id, final=True)
+        rewrite = batch.rewrite
+        if rewrite:
+            await rewrite_results(runtime, batch)
+        else:
+            await _store_part(runtime, batch_id, final=True)
         batch = await runtime.batches.get(batch_id)
         if batch is None:
             return
-        await runtime.storage.finish_parts(batch.results_key, batch.upload_id, batch.parts)
+        if not rewrite:
+            await runtime.storage.finish_parts(batch.results_key, batch.upload_id, batch.parts)
         status: BatchStatus = "canceled" if batch.cancel else "completed"
         finished_at = time.time()
         await runtime.batches.close(batch, status, finished_at)
@@ -245,6 +269,42 @@ async def finish(runtime: Runtime, batch_id: str) -> None:
         await runtime.batches.unlock(batch_id, "finish", token)
 
 
+async def retry(runtime: Runtime, batch: Batch, codes: frozenset[str] | None) -> int:
+    """Run the batch's failed items again (those failed with one of `codes`, if given); items
+    refused at intake have no job to run and are left as they are. How many will run."""
+    chosen: list[int] = []
+    after = -1
+    while True:
+        indexes = await runtime.batches.outcomes.indexes(
+            batch.id, "failed", after, 5000, batch.total
+        )
+        if not indexes:
+            break
+        errors = await runtime.batches.outcomes.errors(batch.id, indexes)
+        chosen += [
+            i
+            for i, e in errors.items()
+            if e.get("job", True) and (codes is None or e.get("code") in codes)
+        ]
+        after = indexes[-1]
+    if not chosen:
+        return 0
+    # Not while it is being finished: its end would close it over the items queued to run again.
+    token = secrets.token_hex(8)
+    if not await runtime.batches.lock(batch.id, "finish", token, _LOCK_TTL_S):
+        raise Conflict(
+            "the batch is being finished; retry in a moment", code="BATCH_FINISHING", field=None
+        )
+    try:
+        queued = await runtime.batches.retry(batch, chosen)
+    finally:
+        await runtime.batches.unlock(batch.id, "finish", token)
+    if queued:
+        log.info("batch %s: %d failed items run again", batch.id, queued)
+        await fill(runtime, batch.id)
+    return queued
+
+
 async def cancel(runtime: Runtime, batch: Batch) -> bool:
     """Stop starting items, cancel the ones in flight, count the rest as canceled; False when
     the batch is not running."""
@@ -253,6 +313,13 @@ async def cancel(runtime: Runtime, batch: Batch) -> bool:
         return False
     first_unclaimed, in_flight = found
     await _cancel_items(runtime, batch, in_flight, first_unclaimed)
+    # Failed items asked to run again that had not started stay as they were: failed.
+    for index in await runtime.batches.outcomes.drop_retries(batch.id):
+        job = await runtime.jobs.get(item_job_id(batch.id, index))
+        if job is not None and job.status in TERMINAL:
+            await job_ended(runtime, job)
+        else:
+            await _record(runtime, batch, index, "canceled")
     return True
 
 
@@ -299,7 +366,11 @@ async def _reconcile(runtime: Runtime, batch: Batch) -> None:
     if batch.cancel:  # a cancel cut short
         await _cancel_items(runtime, batch, await runtime.batches.in_flight(batch.id), batch.next)
         return
+    rerun = await runtime.batches.outcomes.rerun_pending(batch.id)
     for index in await runtime.batches.in_flight(batch.id):
+        if index in rerun:  # its job's end is the attempt before the retry: run it again
+            await _run_again(runtime, batch, index)
+            continue
         job = await runtime.jobs.get(item_job_id(batch.id, index))
         if job is None:
             entry = await runtime.batches.entry(batch.id, index)
@@ -308,7 +379,8 @@ async def _reconcile(runtime: Runtime, batch: Batch) -> None:
         elif job.status in TERMINAL:
             await job_ended(runtime, job)
         elif job.status == "queued":
-            await enqueue_job(runtime.redis, job.id)  # arq ignores an id it still holds
+            # arq ignores an id it still holds, a retry deferred by its backoff included.
+            await enqueue_job(runtime.redis, job.id, attempt=job.attempt)
     await fill(runtime, batch.id)
 
 
@@ -321,17 +393,27 @@ async def announce(runtime: Runtime, batch: Batch, event_type: str) -> None:
 
 
 async def _publish(runtime: Runtime, batch: Batch, event_type: str) -> None:
-    failures = await runtime.batches.failures(batch.id)
-    data = batch_view(batch, failures, runtime)
+    failures = await runtime.batches.outcomes.failures(batch.id, batch.total)
+    stats = await runtime.batches.outcomes.stats(batch.id)
+    data = batch_view(batch, failures, runtime, stats)
     settings = runtime.settings
     await append_event(runtime.redis, batch.id, event_type, data, settings.jobs.event_retention_s)
-    subscription = "progress" if event_type == "batch.progress" else "completed"
+    subscription = _SUBSCRIPTIONS.get(event_type, "completed")
     wanted = batch.webhook_url is not None and subscription in batch.webhook_events
-    # Derived from what the event reports, so announcing it again after a crash is one event.
-    moment = f"p{batch.done}" if event_type == "batch.progress" else "end"
+    # Derived from what the event reports, so announcing it again after a crash is one event; a
+    # batch that ends again after a retry ends with an event of its own.
+    moment = {"batch.progress": f"p{batch.done}", "batch.started": "started"}.get(event_type)
+    if moment is None:
+        moment = "end" if batch.retries == 0 else f"end{batch.retries}"
+    elif event_type == "batch.progress" and batch.retries:
+        moment += f"r{batch.retries}"
     await runtime.engine.publish(
         Event(event_type, f"evt_{batch.id.removeprefix('bat_')}_{moment}", data),
         owner=batch.client_id,
         direct_url=batch.webhook_url if wanted else None,
         endpoints=await runtime.endpoints.owned_by(batch.client_id),
     )
+
+
+# A batch event -> the `webhook_events` subscription that asks for it.
+_SUBSCRIPTIONS = {"batch.started": "started", "batch.progress": "progress"}

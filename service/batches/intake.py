@@ -47,6 +47,17 @@ class BatchFields(Delivery):
     ] = False
     concurrency: Annotated[int, Field(ge=1)] | None = None
     output_name: OutputName | None = None
+    item_attempts: (
+        Annotated[
+            int,
+            Field(
+                ge=1,
+                description="runs of an item whose failures may pass (default 3), at most "
+                "PIXHOOK_BATCH_MAX_ITEM_ATTEMPTS",
+            ),
+        ]
+        | None
+    ) = None
 
 
 @dataclass(frozen=True)
@@ -145,6 +156,8 @@ class BatchPlan:
     reference_column: str | None = None
     metadata_columns: tuple[str, ...] = ()
     items_url: str | None = None
+    # Runs of an item whose failures may pass: `_item_attempts` reads and bounds the request's.
+    item_attempts: int = 3
 
 
 def json_batch(spec: Any, settings: Settings) -> tuple[BatchPlan, list[Any]]:
@@ -197,6 +210,7 @@ def _plan(job_type: str, batch: Any, settings: Settings) -> BatchPlan:
         ),
         metadata=parse_metadata(batch.metadata, settings),
         output_name=batch.output_name,
+        item_attempts=_item_attempts(batch.item_attempts, settings),
     )
 
 
@@ -298,6 +312,19 @@ class ItemMaker:
         except InvalidInput as exc:
             return exc
         return body
+
+
+DEFAULT_ITEM_ATTEMPTS = 3
+
+
+def _item_attempts(asked: int | None, settings: Settings) -> int:
+    most = settings.batches.max_item_attempts
+    if asked is not None and asked > most:
+        raise InvalidInput(
+            f"item_attempts must be at most {most} (PIXHOOK_BATCH_MAX_ITEM_ATTEMPTS)",
+            field="item_attempts",
+        )
+    return min(most, DEFAULT_ITEM_ATTEMPTS) if asked is None else asked
 
 
 def _item_body(job_type: str, item: Any, settings: Settings) -> dict[str, Any] | InvalidInput:

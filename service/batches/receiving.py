@@ -158,6 +158,7 @@ def new_batch(
         item_webhooks=plan.item_webhooks,
         metadata=plan.metadata,
         items_url=plan.items_url,
+        item_attempts=plan.item_attempts,
     )
 
 

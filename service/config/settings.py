@@ -154,6 +154,7 @@ class Settings:
             "max_batch_bytes": limits.max_batch_bytes,
             "max_batch_upload_bytes": limits.max_batch_upload_bytes,
             "batch_concurrency": self.batches.concurrency,
+            "batch_max_item_attempts": self.batches.max_item_attempts,
             "client_requests_per_second": self.clients.requests_per_second,
             "client_burst": self.clients.burst,
             "client_max_in_flight": self.clients.max_in_flight,

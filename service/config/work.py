@@ -171,6 +171,22 @@ class BatchSettings:
         "PIXHOOK_BATCH_PROGRESS_INTERVAL",
         "at most one `batch.progress` event per this many seconds (or per 5% of the items)",
     )
+    max_item_attempts: int = count(
+        10,
+        "PIXHOOK_BATCH_MAX_ITEM_ATTEMPTS",
+        "the most a batch's `item_attempts` may be: runs of one item whose failures may pass "
+        "(its default is 3, or this when lower)",
+    )
+    item_retry_backoff_s: float = seconds(
+        2.0,
+        "PIXHOOK_BATCH_ITEM_RETRY_BACKOFF",
+        "the wait before an item's second attempt, doubling for each further one (jittered)",
+    )
+    item_retry_max_backoff_s: float = seconds(
+        60.0,
+        "PIXHOOK_BATCH_ITEM_RETRY_MAX_BACKOFF",
+        "the longest wait between two attempts of an item",
+    )
 
 
 @dataclass(frozen=True)

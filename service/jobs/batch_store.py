@@ -9,7 +9,6 @@ Keys of one batch (`{p}` = `pixhook:batch:<id>`):
 - `{p}:done` bitmap: a bit per finished item, so each item's result is written once even when
   its job runs twice (a worker died) or its end is reported twice.
 - `{p}:results` list: result lines waiting to be written to storage as the next part.
-- `{p}:failures` list: the first failures, for `GET /v1/batches/{id}`.
 - `{p}:staged`, `{p}:staged-refused` lists: items (and the errors of those refused) read so
   far while the batch's file arrives. Each append renews their short TTL, so a reader that
   dies leaves nothing behind for long; `commit` renames them to `items` and `refused` at once,
@@ -17,6 +16,15 @@ Keys of one batch (`{p}` = `pixhook:batch:<id>`):
 - `{p}:refused` list: `<index>:<error JSON>` of items refused at intake, recorded (and trimmed)
   once the batch runs.
 - `{p}:reader` string: the worker reading the batch's `items_url`, while it lives.
+- `{p}:failed`, `{p}:canceled` bitmaps: a bit per item whose (latest) outcome is that; an item
+  done and in neither succeeded. With `done`, they page the items by status.
+- `{p}:errors` hash: index -> the error of each failed item, `{code, message, field?, job,
+  bucket}` (`job`: it has a job to run again; `bucket`: its latency's, to take back on a retry).
+- `{p}:codes` hash: error code -> failed items with it.
+- `{p}:latency` hash: latency bucket (`LATENCY_RATIO` steps) -> items that ended in it.
+- `{p}:retry` list: indexes of failed items asked to run again, claimed before new items.
+- `{p}:rerun` set: those claimed whose job is not yet queued again: until it is, the job's end
+  is the attempt before, which `reconcile` must not record again.
 
 A client's batches are listed, newest first, from `pixhook:batches:index:<client>`.
 
@@ -28,19 +36,21 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from redis.asyncio import Redis
 
 from service.ids import is_id
+from service.jobs.batch_outcomes import BatchOutcomes, latency_bucket
 from service.jobs.index import IndexCursor, newest
 from service.keys import PREFIX, Keys
 
 # `receiving`: its items are still being read (from `items_url`); `failed`: they could not be.
 BatchStatus = Literal["receiving", "running", "completed", "canceled", "failed"]
 Outcome = Literal["succeeded", "failed", "canceled"]
-MAX_FAILURES_SHOWN = 100
+_OUTCOME_PARTS = ("failed", "canceled", "errors", "codes", "latency", "retry", "rerun")
+_MESSAGE_CHARS = 300
 REFUSED = "!"  # the body of an item refused at intake
 STAGING_TTL_S = 600.0  # staged items outlive a stalled upload or a dead reader this long
 
@@ -73,18 +83,29 @@ redis.call('DEL', KEYS[2], KEYS[3], KEYS[5])
 redis.call('SREM', KEYS[4], ARGV[4])
 return 1
 """
+RETRY = "@"  # the body of a claimed item that runs its existing job again
 
-# KEYS: hash, items, inflight, other inflight sets of the client's running batches...
-# ARGV: how many at most, the client's cap, now. Returns the claimed item entries.
+# KEYS: hash, items, inflight, retry, rerun, other inflight sets of the client's running batches...
+# ARGV: how many at most, the client's cap, now. Returns whether this claim started the batch,
+# then the claimed item entries (items to run again first, as `<index>:@`).
 _CLAIM = """
 local h = redis.call('HMGET', KEYS[1], 'status', 'cancel', 'next', 'total', 'concurrency')
-if h[1] ~= 'running' or h[2] == '1' then return {} end
+if h[1] ~= 'running' or h[2] == '1' then return {0} end
 local nxt, total, concurrency = tonumber(h[3]), tonumber(h[4]), tonumber(h[5])
 local used = 0
-for k = 3, #KEYS do used = used + redis.call('SCARD', KEYS[k]) end
+for k = 6, #KEYS do used = used + redis.call('SCARD', KEYS[k]) end
+used = used + redis.call('SCARD', KEYS[3])
 local room = math.min(concurrency - redis.call('SCARD', KEYS[3]), tonumber(ARGV[1]),
                       tonumber(ARGV[2]) - used)
-local claimed = {}
+local claimed = {0}
+while room > 0 do
+  local index = redis.call('LPOP', KEYS[4])
+  if not index then break end
+  redis.call('SADD', KEYS[3], index)
+  redis.call('SADD', KEYS[5], index)
+  claimed[#claimed + 1] = index .. ':@'
+  room = room - 1
+end
 while room > 0 and nxt < total do
   local entry = redis.call('LINDEX', KEYS[2], nxt)
   local index, body = string.match(entry, '^(%d+):(.*)$')
@@ -96,21 +117,34 @@ while room > 0 and nxt < total do
   nxt = nxt + 1
 end
 redis.call('HSET', KEYS[1], 'next', nxt)
-if #claimed > 0 then redis.call('HSETNX', KEYS[1], 'started_at', ARGV[3]) end
+if #claimed > 1 then claimed[1] = redis.call('HSETNX', KEYS[1], 'started_at', ARGV[3]) end
 return claimed
 """
 
-# KEYS: hash, done, inflight, results, failures
-# ARGV: index, outcome, line, failure JSON or '', now, progress interval (s), progress step
+# KEYS: hash, done, inflight, results, failed, canceled, errors, codes, latency
+# ARGV: index, outcome, line, error entry JSON or '', now, progress interval (s), progress step,
+#       error code or '', latency bucket or '', prompt tokens, completion tokens, total tokens
 # Returns {recorded, progress due, last item, bytes waiting}.
 _RECORD = """
 if redis.call('SETBIT', KEYS[2], ARGV[1], 1) == 1 then return {0, 0, 0, 0} end
 redis.call('SREM', KEYS[3], ARGV[1])
 redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
-redis.call('RPUSH', KEYS[4], ARGV[3])
-local waiting = redis.call('HINCRBY', KEYS[1], 'waiting_bytes', #ARGV[3] + 1)
-if ARGV[4] ~= '' and redis.call('LLEN', KEYS[5]) < tonumber(ARGV[8]) then
-  redis.call('RPUSH', KEYS[5], ARGV[4])
+if ARGV[2] == 'failed' then
+  redis.call('SETBIT', KEYS[5], ARGV[1], 1)
+  redis.call('HSET', KEYS[7], ARGV[1], ARGV[4])
+  if ARGV[8] ~= '' then redis.call('HINCRBY', KEYS[8], ARGV[8], 1) end
+elseif ARGV[2] == 'canceled' then
+  redis.call('SETBIT', KEYS[6], ARGV[1], 1)
+end
+if ARGV[9] ~= '' then redis.call('HINCRBY', KEYS[9], ARGV[9], 1) end
+for k, name in ipairs({'tokens_prompt', 'tokens_completion', 'tokens_total'}) do
+  if ARGV[9 + k] ~= '0' then redis.call('HINCRBY', KEYS[1], name, ARGV[9 + k]) end
+end
+-- After a retry the results file is written again from the records as the batch ends.
+local waiting = 0
+if redis.call('HGET', KEYS[1], 'rewrite') ~= '1' then
+  redis.call('RPUSH', KEYS[4], ARGV[3])
+  waiting = redis.call('HINCRBY', KEYS[1], 'waiting_bytes', #ARGV[3] + 1)
 end
 local h = redis.call('HMGET', KEYS[1], 'succeeded', 'failed', 'canceled', 'total',
                      'progress_at', 'progress_done', 'closing')
@@ -128,6 +162,35 @@ if done >= total and not h[7] then
   last = 1
 end
 return {1, progress, last, waiting}
+"""
+
+# KEYS: hash, done, failed, errors, codes, latency, retry, running, client's running
+# ARGV: batch id, then the indexes to run again. Each still failed is taken back from the counts
+# and queued to be claimed; the batch runs again. Returns how many were queued.
+_RETRY = """
+local queued = 0
+for i = 2, #ARGV do
+  local index = ARGV[i]
+  if redis.call('GETBIT', KEYS[3], index) == 1 then
+    local entry = cjson.decode(redis.call('HGET', KEYS[4], index) or '{}')
+    redis.call('SETBIT', KEYS[3], index, 0)
+    redis.call('SETBIT', KEYS[2], index, 0)
+    redis.call('HDEL', KEYS[4], index)
+    if entry['code'] then redis.call('HINCRBY', KEYS[5], entry['code'], -1) end
+    if entry['bucket'] then redis.call('HINCRBY', KEYS[6], entry['bucket'], -1) end
+    redis.call('HINCRBY', KEYS[1], 'failed', -1)
+    redis.call('RPUSH', KEYS[7], index)
+    queued = queued + 1
+  end
+end
+if queued > 0 then
+  redis.call('HSET', KEYS[1], 'status', 'running', 'rewrite', '1')
+  redis.call('HINCRBY', KEYS[1], 'retries', 1)
+  redis.call('HDEL', KEYS[1], 'finished_at', 'closing')
+  redis.call('SADD', KEYS[8], ARGV[1])
+  redis.call('SADD', KEYS[9], ARGV[1])
+end
+return queued
 """
 
 # KEYS: hash, inflight. Stops claiming; returns the first never-claimed index and the in-flight.
@@ -182,6 +245,12 @@ class Batch:
     items_url: str | None = None
     error: dict[str, Any] | None = None  # why a `failed` batch's items could not be read
     reads: int = 0  # reads of `items_url` started
+    # Runs of an item whose failures may pass (service/errors.py, JOB_ERRORS).
+    item_attempts: int = 1
+    # Times failed items were asked to run again: the results file is then written anew.
+    retries: int = 0
+    rewrite: bool = False
+    tokens: dict[str, int] = field(default_factory=dict)
 
     @property
     def done(self) -> int:
@@ -202,6 +271,7 @@ class Batch:
             "webhook_events": json.dumps(list(self.webhook_events)),
             "item_webhooks": "1" if self.item_webhooks else "0",
             "metadata": json.dumps(self.metadata),
+            "item_attempts": str(self.item_attempts),
             "next": "0",
             "parts": "0",
         }
@@ -240,6 +310,12 @@ class Batch:
             items_url=h.get("items_url") or None,
             error=json.loads(h["error"]) if h.get("error") else None,
             reads=int(h.get("reads", 0)),
+            item_attempts=int(h.get("item_attempts", 1)),
+            retries=int(h.get("retries", 0)),
+            rewrite=h.get("rewrite") == "1",
+            tokens={
+                name: int(h.get(f"tokens_{name}", 0)) for name in ("prompt", "completion", "total")
+            },
         )
 
 
@@ -262,6 +338,9 @@ class BatchStore:
         self._record = redis.register_script(_RECORD)
         self._cancel = redis.register_script(_CANCEL)
         self._part_stored = redis.register_script(_PART_STORED)
+        self._retry = redis.register_script(_RETRY)
+        # What became of the items: read by status, with their errors and the batch's figures.
+        self.outcomes = BatchOutcomes(redis, prefix)
         self._unlock = redis.register_script(_UNLOCK)
         self._commit = redis.register_script(_COMMIT)
         self._end_receiving = redis.register_script(_END_RECEIVING)
@@ -274,7 +353,7 @@ class BatchStore:
         return self._batch_keys.running_batches(client_id)
 
     def _keys(self, batch_id: str) -> list[str]:
-        parts = ("", "items", "inflight", "done", "results", "failures")
+        parts = ("", "items", "inflight", "done", "results", "failures", *_OUTCOME_PARTS)
         return [self.key(batch_id, part) for part in parts]
 
     # Intake: items staged as the batch's file is read, and the batch made of them at once.
@@ -451,13 +530,15 @@ class BatchStore:
 
     async def claim(
         self, batch: Batch, most: int, client_cap: int, client_batches: list[str]
-    ) -> list[tuple[int, str]]:
+    ) -> tuple[bool, list[tuple[int, str]]]:
         """Take up to `most` items to run, within the batch's and the client's concurrency;
-        `client_batches` are the client's running batches, whose items in flight count too."""
+        `client_batches` are the client's running batches, whose items in flight count too.
+        Whether this claim started the batch (its first item), and the items."""
         others = [self.key(other, "inflight") for other in client_batches if other != batch.id]
-        keys = [self.key(batch.id), self.key(batch.id, "items"), self.key(batch.id, "inflight")]
-        entries = await self._claim(keys=[*keys, *others], args=[most, client_cap, time.time()])
-        return [_split(entry) for entry in entries]
+        parts = ("", "items", "inflight", "retry", "rerun")
+        keys = [self.key(batch.id, part) for part in parts]
+        found = await self._claim(keys=[*keys, *others], args=[most, client_cap, time.time()])
+        return bool(found[0]), [_split(entry) for entry in found[1:]]
 
     async def entry(self, batch_id: str, index: int) -> tuple[int, str] | None:
         raw = await self._redis.lindex(self.key(batch_id, "items"), index)  # type: ignore[misc]
@@ -477,25 +558,68 @@ class BatchStore:
         index: int,
         outcome: Outcome,
         line: str,
-        failure: dict[str, Any] | None,
+        error: dict[str, Any] | None,
         now: float,
         progress_interval_s: float,
         progress_step: int,
+        *,
+        has_job: bool = True,
+        latency_s: float | None = None,
+        tokens: tuple[int, int, int] = (0, 0, 0),
     ) -> Recorded:
         """Record one item's end, once: later reports of the same item change nothing."""
+        bucket = "" if latency_s is None else str(latency_bucket(latency_s))
+        entry = ""
+        if outcome == "failed":
+            error = error or {"code": "INTERNAL_ERROR", "message": "no error was recorded"}
+            kept = {k: error[k] for k in ("code", "message", "field") if error.get(k) is not None}
+            # The job record keeps the whole message; the batch, enough to list it.
+            kept["message"] = str(kept.get("message", ""))[:_MESSAGE_CHARS]
+            entry = json.dumps(kept | {"job": has_job} | ({"bucket": bucket} if bucket else {}))
         args = [
             index,
             outcome,
             line,
-            json.dumps(failure) if failure else "",
+            entry,
             now,
             progress_interval_s,
             progress_step,
-            MAX_FAILURES_SHOWN,
+            (error or {}).get("code", "") if outcome == "failed" else "",
+            bucket,
+            *tokens,
         ]
-        keys = [self.key(batch_id, p) for p in ("", "done", "inflight", "results", "failures")]
+        parts = ("", "done", "inflight", "results", "failed", "canceled", "errors", "codes")
+        keys = [self.key(batch_id, p) for p in (*parts, "latency")]
         new, progress, last, waiting = await self._record(keys=keys, args=args)
         return Recorded(bool(new), bool(progress), bool(last), int(waiting))
+
+    async def retry(self, batch: Batch, indexes: Sequence[int]) -> int:
+        """Queue failed items to run again (those still failed); the batch runs again if any
+        was. How many were queued."""
+        parts = ("", "done", "failed", "errors", "codes", "latency", "retry")
+        keys = [self.key(batch.id, part) for part in parts]
+        keys += [self._running_key(), self._running_key(batch.client_id)]
+        queued = 0
+        for start in range(0, len(indexes), 5000):  # one script call holds Redis: keep it short
+            chunk = indexes[start : start + 5000]
+            queued += int(await self._retry(keys=keys, args=[batch.id, *chunk]))
+        if queued:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                for key in self._keys(batch.id):
+                    pipe.pexpire(key, self._retention_ms)
+                await pipe.execute()
+        return queued
+
+    async def results_rewritten(
+        self, batch_id: str, results_key: str, upload_id: str, parts: int, lines: int
+    ) -> None:
+        """The results file was written anew, from the records: where it is now."""
+        fields = {"results_key": results_key, "upload_id": upload_id, "parts": str(parts)}
+        fields |= {"result_lines": str(lines), "rewrite": "0", "waiting_bytes": "0"}
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self.key(batch_id), mapping=fields)
+            pipe.delete(self.key(batch_id, "results"))
+            await pipe.execute()
 
     async def cancel(self, batch_id: str) -> tuple[int, list[int]] | None:
         """Stop claiming; the first never-claimed index and the items in flight, or None if the
@@ -506,10 +630,6 @@ class BatchStore:
             return None
         start, in_flight = found
         return int(start), sorted(int(i) for i in in_flight)
-
-    async def failures(self, batch_id: str) -> list[dict[str, Any]]:
-        raw = await self._redis.lrange(self.key(batch_id, "failures"), 0, -1)  # type: ignore[misc]
-        return [json.loads(item) for item in raw]
 
     async def waiting_lines(self, batch_id: str, start: int, stop: int) -> list[bytes]:
         lines: list[bytes] = await self._redis.lrange(  # type: ignore[misc]

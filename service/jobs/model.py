@@ -26,7 +26,7 @@ class Job:
     started_at: float | None = None
     finished_at: float | None = None
     output: dict[str, Any] | None = None
-    error: dict[str, str] | None = None
+    error: dict[str, Any] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     # The caller's own id for it (a SKU): echoed in views, events and results, and indexed.
     reference: str | None = None
@@ -40,6 +40,12 @@ class Job:
     batch_index: int | None = None
     # The X-Request-ID of the request that created the job, so the worker's log lines carry it.
     request_id: str | None = None
+    # Which run of the job this is, and how many a transient failure may take before the job
+    # fails for good (a batch item's `item_attempts`; 1 for a job of its own). A retry, automatic
+    # or asked for, runs the same job again: the errors of the runs before are kept in order.
+    attempt: int = 1
+    max_attempts: int = 1
+    earlier_errors: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> str:
         # Shallow: `asdict` deep-copies input and output first, 7x the cost for the same bytes.

@@ -16,9 +16,13 @@ from service.jobs.metrics import JobMetrics
 from service.jobs.model import TERMINAL, Job, JobStatus
 from service.keys import PREFIX, Keys
 
+# Back to `queued` is a new attempt: from `running` when a transient failure is retried on its own,
+# from `failed` or `canceled` when a caller asks (service/lifecycle.py, `requeue_job`).
 _ALLOWED: dict[str, frozenset[str]] = {
     "queued": frozenset({"running", "failed", "canceled"}),
-    "running": frozenset({"succeeded", "failed", "canceled"}),
+    "running": frozenset({"succeeded", "failed", "canceled", "queued"}),
+    "failed": frozenset({"queued"}),
+    "canceled": frozenset({"queued"}),
 }
 
 
@@ -95,6 +99,8 @@ class JobStore:
                     pipe.set(key, updated.to_json(), keepttl=True)
                     if status in TERMINAL:
                         pipe.zrem(self.unfinished_key(job.client_id), job_id)
+                    elif job.status in TERMINAL:  # tried again: it counts against the quota
+                        pipe.zadd(self.unfinished_key(job.client_id), {job_id: job.created_at})
                     self.index.moved(pipe, job, updated)
                     # In the transaction: a change is counted exactly once, whoever makes it.
                     await self._metrics.transitioned(job, updated, client=pipe)

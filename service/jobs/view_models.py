@@ -42,6 +42,8 @@ class View(BaseModel):
 class JobError(View):
     code: str
     message: str
+    # Whether another attempt may succeed (docs/errors.md, Job errors); absent on older jobs.
+    retryable: bool | None = None
 
 
 class JobBatch(View):
@@ -79,6 +81,11 @@ class JobView(View):
     webhook_events: list[Subscription]
     sequence: Count
     batch: JobBatch | None
+    # This run of the job, from 1; a transient failure is run again up to `max_attempts`.
+    attempt: Annotated[int, Field(ge=1)]
+    max_attempts: Annotated[int, Field(ge=1)]
+    # The errors of the runs before this one, oldest first.
+    earlier_errors: list[JobError]
     urls: JobUrls
 
 

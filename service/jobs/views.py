@@ -42,6 +42,9 @@ def job_fields(job: Job, storage: Storage, public_url: str) -> dict[str, Any]:
         "webhook_events": list(job.webhook_events),
         "sequence": job.sequence,
         "batch": batch,
+        "attempt": job.attempt,
+        "max_attempts": job.max_attempts,
+        "earlier_errors": job.earlier_errors,
         "urls": {
             "self": f"{public_url}/v1/jobs/{job.id}",
             "events": f"{public_url}/v1/jobs/{job.id}/events",

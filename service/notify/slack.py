@@ -27,6 +27,7 @@ _JOB_VERBS = {
     "job.canceled": (":no_entry_sign:", "canceled"),
 }
 _BATCH_EMOJI = {
+    "batch.started": ":arrow_forward:",
     "batch.progress": ":hourglass_flowing_sand:",
     "batch.completed": ":package:",
     "batch.canceled": ":no_entry_sign:",
@@ -61,6 +62,8 @@ def summary_line(event_type: str, data: Mapping[str, Any]) -> str:
 def _batch_summary(event_type: str, data: Mapping[str, Any]) -> str:
     counts = _counts(data)
     line = f"{_BATCH_EMOJI[event_type]} batch {_code(data.get('id'))} ({_code(data.get('type'))})"
+    if event_type == "batch.started":
+        return f"{line} started: {counts['total']} items"
     if event_type == "batch.progress":
         done = counts["succeeded"] + counts["failed"] + counts["canceled"]
         # floor, so a batch shows 100% only once every item is done
@@ -94,7 +97,7 @@ def default_message(
             head["accessory"] = {"type": "image", "image_url": url, "alt_text": name or "output"}
         blocks += _sections(_output_links(data), _error_text(data))
     elif event_type.startswith("batch."):
-        blocks += _sections(_failures_text(data))
+        blocks += _sections(_summary_text(data), _failures_text(data))
     elif event_type == "ping":
         blocks += _sections(_text(data.get("message"), 1000))
     blocks.append({"type": "context", "elements": _context_elements(event, event_type, data)})
@@ -131,6 +134,39 @@ def _count_fields(data: Mapping[str, Any]) -> Fields:
     if _plain(data.get("status")) == "running":
         fields.append(("Pending", str(counts["pending"] + counts["in_flight"])))
     return fields
+
+
+def _summary_text(data: Mapping[str, Any]) -> str:
+    """How the batch went, one line a figure: a section of its own, as a section holds at most
+    ten fields and the counts and metadata take those."""
+    lines = [f"*{label}:* {value}" for label, value in _summary_fields(data.get("summary"))]
+    return "*Summary*\n" + "\n".join(lines) if lines else ""
+
+
+def _summary_fields(summary: object) -> Fields:
+    """How the batch went: success rate, latency, throughput and its commonest error codes."""
+    if not isinstance(summary, Mapping):
+        return []
+    fields: Fields = []
+    rate = summary.get("success_rate")
+    if isinstance(rate, int | float) and not isinstance(rate, bool):
+        fields.append(("Success rate", f"{rate * 100:.1f}%"))
+    p50, p95 = _dig(summary, "latency", "p50_ms"), _dig(summary, "latency", "p95_ms")
+    if isinstance(p50, int | float) and isinstance(p95, int | float):
+        fields.append(("Latency p50 / p95", f"{_ms(p50)} / {_ms(p95)}"))
+    throughput = summary.get("throughput_per_s")
+    if isinstance(throughput, int | float) and not isinstance(throughput, bool):
+        fields.append(("Throughput", f"{throughput:.2f} items/s"))
+    codes = summary.get("by_error_code")
+    if isinstance(codes, Mapping) and codes:
+        top = list(codes.items())[:3]
+        text = ", ".join(f"{_code(code)} {_text(count, 12)}" for code, count in top)
+        fields.append(("Errors", text + (" …" if len(codes) > 3 else "")))
+    return fields
+
+
+def _ms(value: float) -> str:
+    return f"{value:.0f} ms" if value < 1000 else f"{value / 1000:.1f} s"
 
 
 def _metadata_field(metadata: object) -> Fields:

@@ -27,7 +27,6 @@ class ProviderError(JobFailure):
         status: int | None = None,
         retry_after_s: float | None = None,
     ) -> None:
-        super().__init__(message, code=code)
-        self.retryable = retryable
+        super().__init__(message, code=code, retryable=retryable)
         self.status = status
         self.retry_after_s = retry_after_s

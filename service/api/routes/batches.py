@@ -51,7 +51,7 @@ from service.batches.intake import (
 )
 from service.batches.items_url import cancel_receiving, start_reading
 from service.batches.receiving import Received, new_batch, open_batch, stage_file, stage_items
-from service.batches.views import BatchPage, BatchView, batch_summary, batch_view
+from service.batches.views import BatchPage, BatchView, batch_list_item, batch_view
 from service.errors import InvalidInput, NotFound, PayloadTooLarge
 from service.ids import new_id
 from service.jobs.batch_store import Batch, BatchStatus, BatchStore
@@ -227,7 +227,7 @@ async def list_batches(request: Request) -> JSONResponse:
     found, next_cursor = await rt.batches.page(
         client_of(request).id, wanted, limit=limit, cursor=cursor
     )
-    views = [batch_summary(batch, rt) for batch in found]
+    views = [batch_list_item(batch, rt) for batch in found]
     page = {"data": views, "next_cursor": None if next_cursor is None else str(next_cursor)}
     return JSONResponse(BatchPage.render(page))
 
@@ -247,7 +247,13 @@ async def _view(request: Request, batch_id: str) -> dict[str, object]:
     batch = await rt.batches.get(batch_id)
     if batch is None:
         raise NotFound(f"no batch {batch_id}", code="BATCH_NOT_FOUND", field="id")
-    return batch_view(batch, await rt.batches.failures(batch_id), rt)
+    failures = await rt.batches.outcomes.failures(batch_id, batch.total)
+    return batch_view(batch, failures, rt, await rt.batches.outcomes.stats(batch_id))
+
+
+async def batch_reply(request: Request, batch_id: str) -> dict[str, object]:
+    """The batch as these routes answer it, for the routes of its outcomes beside them."""
+    return await _view(request, batch_id)
 
 
 routes = [

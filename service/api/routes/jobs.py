@@ -9,7 +9,7 @@ from typing import Any, get_args
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from service.api.admission import job_slot
+from service.api.admission import job_slot, require_room
 from service.api.authentication import client_of
 from service.api.bodies import read_job_request
 from service.api.client_routes import ClientRoute
@@ -38,7 +38,7 @@ from service.jobs.store import JobStore
 from service.jobs.view_models import JobPage, JobWithDeliveries
 from service.jobs.views import delivery_view, job_fields
 from service.launch import launch_job
-from service.lifecycle import end_job
+from service.lifecycle import end_job, requeue_job
 from service.runtime import runtime
 from service.submission import MAX_REFERENCE_LENGTH, JobRequest, JobUpload, read_submission
 from service.tasks import JOB_TYPES
@@ -179,6 +179,37 @@ def _reference(raw: str | None) -> str | None:
     return raw
 
 
+@documented(
+    Operation(
+        "Run a failed or canceled job again: its next attempt, under the same id",
+        (Reply(202, "queued again", {JSON: _JOB}),),
+        errors={**_MISSING, 422: ("JOB_NOT_RETRYABLE", "JOB_IN_BATCH"), 429: ("TOO_MANY_JOBS",)},
+        description="The job keeps its id, input, reference and metadata; `attempt` counts up, "
+        "the error that ended the last attempt moves to `earlier_errors`, and its events "
+        "continue its `sequence` (so each has a new `webhook-id`).",
+    )
+)
+async def retry_job(request: Request) -> JSONResponse:
+    rt = runtime(request)
+    job = await own_job(request, rt.jobs)
+    if job.batch_id is not None:
+        raise InvalidInput(
+            f"the job is an item of batch {job.batch_id}: retry it there, "
+            f"POST /v1/batches/{job.batch_id}/retry",
+            code="JOB_IN_BATCH",
+        )
+    if job.status not in ("failed", "canceled"):
+        raise InvalidInput(
+            f"only a failed or canceled job runs again; this one is {job.status}",
+            code="JOB_NOT_RETRYABLE",
+        )
+    await require_room(rt, client_of(request))
+    queued = await requeue_job(rt, job, max_attempts=job.max_attempts)
+    if queued is None:  # retried by another request meanwhile
+        raise InvalidInput("the job is no longer failed or canceled", code="JOB_NOT_RETRYABLE")
+    return JSONResponse(await _view(request, queued), status_code=202)
+
+
 async def own_job(request: Request, jobs: JobStore) -> Job:
     """The job the path names, if the calling client owns it."""
     job_id = request.path_params["job_id"]
@@ -202,4 +233,5 @@ routes = [
     ClientRoute("/v1/jobs", list_jobs, methods=["GET"]),
     ClientRoute("/v1/jobs/{job_id}", get_job, methods=["GET"]),
     ClientRoute("/v1/jobs/{job_id}/cancel", cancel_job, methods=["POST"]),
+    ClientRoute("/v1/jobs/{job_id}/retry", retry_job, methods=["POST"]),
 ]
