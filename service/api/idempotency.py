@@ -144,11 +144,7 @@ async def idempotent(
         if status is not None:
             return _replay_response(int(status), _opened(stored, sealer))
         if time.monotonic() > deadline:
-            raise Conflict(
-                f"a request with this {KEY_HEADER} is still in progress; retry shortly",
-                code="IDEMPOTENCY_IN_PROGRESS",
-                field=KEY_HEADER,
-            )
+            raise _still_in_progress()
         await asyncio.sleep(_POLL_S)
     replayed = Request(request.scope, replay_receive(body))
     return await _create_once(runtime, record, token, replayed, create, sealer)
@@ -277,11 +273,7 @@ async def _answer_held(request: Request, runtime: Runtime, record: str, limit: i
         if status is not None:
             break
         if time.monotonic() > deadline:
-            raise Conflict(
-                f"a request with this {KEY_HEADER} is still in progress; retry shortly",
-                code="IDEMPOTENCY_IN_PROGRESS",
-                field=KEY_HEADER,
-            )
+            raise _still_in_progress()
         await asyncio.sleep(_POLL_S)
     mine = _StreamedFingerprint(request)
     size = 0
@@ -377,4 +369,12 @@ def _fingerprint(request: Request, body: bytes) -> str:
 def _replay_response(status_code: int, body: bytes) -> Response:
     return Response(
         body, status_code, headers={REPLAYED_HEADER: "true"}, media_type="application/json"
+    )
+
+
+def _still_in_progress() -> Conflict:
+    return Conflict(
+        f"a request with this {KEY_HEADER} is still in progress; retry shortly",
+        code="IDEMPOTENCY_IN_PROGRESS",
+        field=KEY_HEADER,
     )
