@@ -199,6 +199,25 @@ def test_jobs_are_found_by_their_reference(operator: httpx.Client, app: InProces
     assert 'value="SKU-77"' in found.text
 
 
+def test_a_jobs_reference_and_metadata_show_in_the_list_and_on_its_page(
+    operator: httpx.Client, app: InProcessApi
+):
+    made = app.new_client("console-reference-shown")
+    metadata = {"category": "shoes", "row": 7, "colours": ["red"], "size": "42"}
+    with app.http(made.api_key) as own_api:
+        body = transform_job(reference="SKU-<b>9</b>", metadata=metadata)
+        job_id = own_api.post("/v1/jobs", json=body).json()["id"]
+
+    listed = operator.get("/console/jobs", params={"client": made.client.id}).text
+    page = operator.get(f"/console/jobs/{job_id}").text
+
+    link = f"/console/jobs?reference=SKU-%3Cb%3E9%3C/b%3E&amp;client={made.client.id}"
+    assert f'<a href="{link}">SKU-&lt;b&gt;9&lt;/b&gt;</a>' in listed
+    assert "category=shoes, row=7, colours=[&#34;red&#34;] … and 1 more" in listed
+    assert "<dt>Reference</dt><dd><code>SKU-&lt;b&gt;9&lt;/b&gt;</code></dd>" in page
+    assert "<b>9</b>" not in listed + page
+
+
 def test_purging_asks_first(operator: httpx.Client, api, make_receiver):
     receiver = make_receiver(respond=lambda n: 410)
     job = api.post("/v1/jobs", json=transform_job(webhook_url=receiver.url)).json()

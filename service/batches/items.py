@@ -36,6 +36,17 @@ async def item_page(
     return await _items(runtime, batch, indexes)
 
 
+async def failures(runtime: Runtime, batch: Batch) -> list[dict[str, Any]]:
+    """The batch view's first failed items, `{index, reference, error}`: a failure is read by
+    the product it is about."""
+    failed = await runtime.batches.outcomes.failures(batch.id, batch.total)
+    jobs = await runtime.jobs.get_many([item_job_id(batch.id, f["index"]) for f in failed])
+    return [
+        {"index": f["index"], "reference": None if job is None else job.reference} | f
+        for f, job in zip(failed, jobs, strict=True)
+    ]
+
+
 async def ended_items(runtime: Runtime, batch: Batch) -> AsyncIterator[dict[str, Any]]:
     """Every item that has ended, in index order, a chunk at a time."""
     after = -1
