@@ -412,8 +412,11 @@ def test_a_batchs_failures_name_each_items_reference_in_its_view_and_webhook(
 
     batch = wait_for_batch(api, submit(api, items, webhook_url=receiver.url))
 
-    expected = [(1, "SKU-1", "IMAGE_FETCH_FAILED"), (2, None, "INVALID_INPUT")]
+    # The item refused at intake has no job; its failure still names its product.
+    expected = [(1, "SKU-1", "IMAGE_FETCH_FAILED"), (2, "SKU-BAD", "INVALID_INPUT")]
     assert [(f["index"], f["reference"], f["error"]["code"]) for f in batch["failures"]] == expected
+    failed = sorted(line["reference"] for line in results_of(api, batch) if line["error"])
+    assert failed == ["SKU-1", "SKU-BAD"]
     [completed] = receiver.wait_for(1, timeout_s=30)
     assert completed.payload["data"]["failures"] == batch["failures"]
     EVENTS["batch.completed"].model_validate(completed.payload)
