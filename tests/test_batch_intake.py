@@ -164,6 +164,21 @@ def test_an_empty_reference_cell_fails_that_item_alone(api: httpx.Client) -> Non
     assert failure["error"]["field"] == "items[1].reference"
 
 
+def test_a_row_refused_at_intake_keeps_its_reference_in_its_failure_and_results(
+    api: httpx.Client,
+) -> None:
+    rows = "sku,name\nSKU-1,mug\nSKU-2,\n"
+
+    response = upload(api, GENERATE | {"reference_column": "sku"}, rows)
+
+    assert response.status_code == 202, response.text
+    batch = ended(api, response.json()["id"])
+    [failure] = batch["failures"]
+    assert (failure["reference"], failure["error"]["field"]) == ("SKU-2", "items[1].input.prompt")
+    results = api.get(f"/v1/batches/{batch['id']}/results.csv").text
+    assert results.splitlines()[2].startswith("1,SKU-2,failed,TEMPLATE_FIELD_MISSING,")
+
+
 @pytest.mark.parametrize(
     ("named", "field"),
     [

@@ -403,6 +403,25 @@ def test_the_summary_counts_the_tokens_provider_jobs_spent(api):
     assert tokens["cost"] is None
 
 
+def test_a_batchs_failures_name_each_items_reference_in_its_view_and_webhook(
+    api, photos, make_receiver
+):
+    receiver = make_receiver()
+    photos.failing["/p1.jpg"] = 404
+    items = [*url_items(photos, 2), transform_item(width=-3) | {"reference": "SKU-BAD"}]
+
+    batch = wait_for_batch(api, submit(api, items, webhook_url=receiver.url))
+
+    # The item refused at intake has no job; its failure still names its product.
+    expected = [(1, "SKU-1", "IMAGE_FETCH_FAILED"), (2, "SKU-BAD", "INVALID_INPUT")]
+    assert [(f["index"], f["reference"], f["error"]["code"]) for f in batch["failures"]] == expected
+    failed = sorted(line["reference"] for line in results_of(api, batch) if line["error"])
+    assert failed == ["SKU-1", "SKU-BAD"]
+    [completed] = receiver.wait_for(1, timeout_s=30)
+    assert completed.payload["data"]["failures"] == batch["failures"]
+    EVENTS["batch.completed"].model_validate(completed.payload)
+
+
 def test_batch_started_is_delivered_when_asked_for(api, make_receiver):
     receiver = make_receiver()
 

@@ -10,11 +10,13 @@ import httpx
 import pytest
 from redis import Redis
 
+from tests.support.batches import transform_item, wait_for_batch
 from tests.support.cli import pixhook
 from tests.support.console import sign_in
 from tests.support.deliveries import deliveries_of
 from tests.support.in_process import InProcessApi
 from tests.support.jobs import transform_job, wait_for_status
+from tests.support.raw_servers import Response, Scripted
 from tests.support.stack_env import STACK_ENV
 from tests.support.webhook_receiver import Receiver
 
@@ -197,6 +199,50 @@ def test_jobs_are_found_by_their_reference(operator: httpx.Client, app: InProces
 
     assert re.findall(r'<a href="/console/jobs/(job_[^"]+)">', found.text) == [wanted]
     assert 'value="SKU-77"' in found.text
+
+
+def test_a_jobs_reference_and_metadata_show_in_the_list_and_on_its_page(
+    operator: httpx.Client, app: InProcessApi
+):
+    made = app.new_client("console-reference-shown")
+    metadata = {"category": "shoes", "row": 7, "colours": ["red"], "size": "42"}
+    with app.http(made.api_key) as own_api:
+        body = transform_job(reference="SKU-<b>9</b>", metadata=metadata)
+        job_id = own_api.post("/v1/jobs", json=body).json()["id"]
+
+    listed = operator.get("/console/jobs", params={"client": made.client.id}).text
+    page = operator.get(f"/console/jobs/{job_id}").text
+
+    link = f"/console/jobs?reference=SKU-%3Cb%3E9%3C/b%3E&amp;client={made.client.id}"
+    assert f'<a href="{link}">SKU-&lt;b&gt;9&lt;/b&gt;</a>' in listed
+    assert "category=shoes, row=7, colours=[&#34;red&#34;] … and 1 more" in listed
+    assert "<dt>Reference</dt><dd><code>SKU-&lt;b&gt;9&lt;/b&gt;</code></dd>" in page
+    assert "<b>9</b>" not in listed + page
+
+
+def test_a_batch_page_lists_its_failures_by_reference_with_their_jobs(
+    operator: httpx.Client, api: httpx.Client, serve
+):
+    missing = serve(Scripted(lambda n: Response(404))).url("/gone.jpg")
+    items = [
+        transform_item() | {"reference": "SKU-OK"},
+        {"input": {"image": {"url": missing}, "width": 20}, "reference": "SKU-<i>"},
+        transform_item(width=-3) | {"reference": "SKU-REFUSED"},
+    ]
+    answer = api.post("/v1/batches", json={"type": "image.transform", "items": items})
+    batch = wait_for_batch(api, answer.json()["id"])
+    job_id = f"job_{batch['id'].removeprefix('bat_')}_1"
+
+    page = operator.get(f"/console/batches/{batch['id']}")
+    from_job = operator.get(f"/console/jobs/{job_id}").text
+
+    assert page.status_code == 200
+    rows = re.findall(r"<tr>\s*<td>#(\d+)</td>\s*<td>([^<]*)</td>.*?</tr>", page.text, re.S)
+    assert rows == [("1", "SKU-&lt;i&gt;"), ("2", "SKU-REFUSED")]
+    assert f'<a href="/console/jobs/{job_id}">' in page.text
+    assert "refused at intake" in page.text
+    assert f'<a href="/console/batches/{batch["id"]}">' in from_job
+    assert operator.get("/console/batches/bat_nope").status_code == 404
 
 
 def test_purging_asks_first(operator: httpx.Client, api, make_receiver):

@@ -9,6 +9,7 @@ import re
 import shlex
 import subprocess
 import sys
+import threading
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,9 @@ from PIL import Image
 
 from service.config.docs import COMMAND, configuration_markdown
 from service.publishing import WEBHOOK_EVENT_TYPES
+from tests.support.batches import wait_for_batch
+from tests.support.images import image_bytes
+from tests.support.raw_servers import Response, Scripted
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -136,6 +140,53 @@ def test_the_readme_job_runs_and_its_webhook_arrives_as_shown(api: httpx.Client,
     assert webhook.payload["type"] == "job.completed"
     assert webhook.payload["data"]["metadata"] == {"sku": "SNEAKER-42"}
     assert webhook.payload["data"]["output"]["images"][0]["width"] == 512
+
+
+def test_the_catalogue_run_works_as_written(api: httpx.Client, make_receiver, serve):
+    """docs/catalogue.md, run: its spec and CSV, the webhooks, the results' columns, its retry."""
+    text = (ROOT / "docs" / "catalogue.md").read_text()
+    spec = json.loads(re.search(r"-F 'batch=(.*?)'", text, re.S)[1])  # type: ignore[index]
+    catalogue, results_example = re.findall(r"```csv\n(.*?)```", text, re.S)
+    retry_body = json.loads(re.search(r"/retry .*?-d '(.*?)'", text, re.S)[1])  # type: ignore[index]
+    back = threading.Event()  # the lamp's photo, missing until put back
+
+    def photo(number: int) -> Response:
+        if "lamp" in photos.requests[number].request_line and not back.is_set():
+            return Response(404, body=b"not found")
+        return Response(200, {"content-type": "image/jpeg"}, image_bytes((80, 60)))
+
+    photos = serve(Scripted(photo))
+    receiver = make_receiver()
+    csv = catalogue.replace("https://shop.example.com/p/", photos.url("/p/"))
+    spec["webhook_url"] = receiver.url
+
+    answer = api.post(
+        "/v1/batches", data={"batch": json.dumps(spec)}, files={"csv": ("c.csv", csv, "text/csv")}
+    )
+    assert answer.status_code == 202, answer.text
+    batch_id = answer.json()["id"]
+    started, completed = sorted(
+        receiver.wait_for(2), key=lambda w: w.payload["type"] != "batch.started"
+    )
+    assert (started.payload["type"], completed.payload["type"]) == (
+        "batch.started",
+        "batch.completed",
+    )
+    [failure] = completed.payload["data"]["failures"]
+    assert (failure["index"], failure["reference"]) == (2, "LAMP-3")
+    assert failure["error"]["code"] == "IMAGE_FETCH_FAILED"
+    results = api.get(f"/v1/batches/{batch_id}/results.csv").text
+    assert results.splitlines()[0] == results_example.splitlines()[0]
+    assert [row.split(",")[1] for row in results.splitlines()[1:]] == [
+        "SNEAKER-42",
+        "MUG-7",
+        "LAMP-3",
+    ]
+
+    back.set()
+    retried = api.post(f"/v1/batches/{batch_id}/retry", json=retry_body)
+    assert retried.status_code == 202, retried.text
+    assert wait_for_batch(api, batch_id)["counts"]["succeeded"] == 3
 
 
 def test_the_readme_is_a_front_page_not_the_manual():

@@ -170,6 +170,23 @@ def test_job_fields_show_type_status_duration_id_and_batch():
     ]
 
 
+def test_a_job_with_a_reference_is_named_by_it_in_its_summary_and_fields():
+    data = failed_job(reference="SKU-42", metadata={"category": "shoes"})
+
+    message = slack_message(event("job.failed", data))
+
+    assert message["text"] == ":x: `image.analyze` job `job_abc` for `SKU-42` failed: INVALID_IMAGE"
+    assert "*Reference*\n`SKU-42`" in fields(message)
+    assert "*Metadata*\ncategory=shoes" in fields(message)
+
+
+def test_a_reference_cannot_mention_the_channel_or_break_out_of_its_code_span():
+    message = slack_message(event("job.completed", job(reference="<!channel> `x`")))
+
+    assert "<!channel>" not in json.dumps(message)
+    assert "*Reference*\n`&lt;!channel&gt; ˋxˋ`" in fields(message)
+
+
 def test_metadata_shows_a_few_pairs_and_how_many_more():
     metadata = {f"key{n}": n for n in range(7)}
 
@@ -259,6 +276,21 @@ def test_batch_lists_its_first_failures():
     [listing] = [text for text in texts(message) if text.startswith("*Failures*")]
     assert listing.splitlines()[1] == "• item 0: `INVALID_IMAGE` cannot decode"
     assert listing.splitlines()[-1] == "… and 2 more"
+
+
+def test_batch_failures_name_each_items_reference():
+    failures = [
+        {"index": 3, "reference": "SKU-3", "error": {"code": "INVALID_IMAGE", "message": "bad"}},
+        {"index": 4, "reference": None, "error": {"code": "INVALID_INPUT", "message": "x"}},
+    ]
+
+    message = slack_message(event("batch.completed", batch(failures=failures)))
+
+    [listing] = [text for text in texts(message) if text.startswith("*Failures*")]
+    assert listing.splitlines()[1:] == [
+        "• item 3 for `SKU-3`: `INVALID_IMAGE` bad",
+        "• item 4: `INVALID_INPUT` x",
+    ]
 
 
 def test_batch_context_links_to_the_batch_and_its_results():

@@ -19,7 +19,7 @@ from dataclasses import replace
 from functools import partial
 from typing import Any
 
-from service.batches.items import item_fields, item_job_id, rewrite_results
+from service.batches.items import failures, item_fields, item_job_id, rewrite_results
 from service.batches.views import batch_view
 from service.errors import Conflict, InvalidInput
 from service.jobs.batch_store import REFUSED, RETRY, Batch, BatchStatus, Outcome
@@ -393,9 +393,8 @@ async def announce(runtime: Runtime, batch: Batch, event_type: str) -> None:
 
 
 async def _publish(runtime: Runtime, batch: Batch, event_type: str) -> None:
-    failures = await runtime.batches.outcomes.failures(batch.id, batch.total)
     stats = await runtime.batches.outcomes.stats(batch.id)
-    data = batch_view(batch, failures, runtime, stats)
+    data = batch_view(batch, await failures(runtime, batch), runtime, stats)
     settings = runtime.settings
     await append_event(runtime.redis, batch.id, event_type, data, settings.jobs.event_retention_s)
     subscription = _SUBSCRIPTIONS.get(event_type, "completed")

@@ -11,6 +11,7 @@ this module says what each item becomes.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Annotated, Any, Literal, Union
@@ -27,6 +28,7 @@ from service.shapes.fields import DocumentedAs, JsonText
 from service.shapes.validation import REQUEST, validated
 from service.submission import (
     JOB_MODELS,
+    MAX_REFERENCE_LENGTH,
     Delivery,
     OutputName,
     Reference,
@@ -282,13 +284,23 @@ class ItemMaker:
             except InvalidInput as exc:
                 where = f"{self.field}[{index}]"
                 field_name = f"{where}.{exc.field}" if exc.field else where
-                refused.append(
-                    (index, {"code": exc.code, "message": exc.message, "field": field_name})
-                )
+                error = {"code": exc.code, "message": exc.message, "field": field_name}
+                refused.append((index, error | self._reference_of(item)))
                 entries.append(f"{index}:{REFUSED}")
                 continue
             entries.append(f"{index}:{json.dumps(body, separators=(',', ':'))}")
         return entries, refused
+
+    def _reference_of(self, item: Any) -> dict[str, str]:
+        """A refused item's reference, when it has a valid one: its failure, in the results
+        too, still names the product it is about."""
+        value: object = None
+        if isinstance(item, dict):
+            column = self.plan.reference_column
+            value = item.get("reference") if not self._csv else (item.get(column) or "").strip()
+        if isinstance(value, str) and _REFERENCE.fullmatch(value):
+            return {"reference": value}
+        return {}
 
     def _body(self, item: Any, settings: Settings) -> dict[str, Any] | InvalidInput:
         if self._csv:
@@ -313,6 +325,9 @@ class ItemMaker:
             return exc
         return body
 
+
+# What a job's `reference` may be (service/submission.py, Reference).
+_REFERENCE = re.compile(f"[^\\x00-\\x1f\\x7f]{{1,{MAX_REFERENCE_LENGTH}}}")
 
 DEFAULT_ITEM_ATTEMPTS = 3
 

@@ -36,6 +36,19 @@ async def item_page(
     return await _items(runtime, batch, indexes)
 
 
+async def failures(runtime: Runtime, batch: Batch) -> list[dict[str, Any]]:
+    """The batch view's first failed items, `{index, reference, error}`: a failure is read by
+    the product it is about."""
+    failed = await runtime.batches.outcomes.failures(batch.id, batch.total)
+    jobs = await runtime.jobs.get_many([item_job_id(batch.id, f["index"]) for f in failed])
+    references = {f["index"]: job.reference for f, job in zip(failed, jobs, strict=True) if job}
+    # Items refused at intake have no job: their reference was kept with their error.
+    refused = [f["index"] for f in failed if f["index"] not in references]
+    for index, error in (await runtime.batches.outcomes.errors(batch.id, refused)).items():
+        references[index] = error.get("reference")
+    return [{"index": f["index"], "reference": references.get(f["index"])} | f for f in failed]
+
+
 async def ended_items(runtime: Runtime, batch: Batch) -> AsyncIterator[dict[str, Any]]:
     """Every item that has ended, in index order, a chunk at a time."""
     after = -1
@@ -67,7 +80,7 @@ def item_fields(
             error = {k: v for k, v in recorded.items() if k in ("code", "message", "field")}
         return {
             "index": index,
-            "reference": None,
+            "reference": (recorded or {}).get("reference"),
             "metadata": None,
             "job_id": None,
             "status": "failed" if error else "canceled",

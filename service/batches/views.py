@@ -36,6 +36,8 @@ class ItemError(View):
 
 class BatchFailure(View):
     index: Count
+    # The item's own reference, so a failure names the product; none when refused at intake.
+    reference: str | None = None
     error: ItemError
 
 

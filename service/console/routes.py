@@ -6,6 +6,7 @@ from __future__ import annotations
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from service.console.batches import batch_page
 from service.console.dead_letters import dlq_act, dlq_page, dlq_purge
 from service.console.pages import (
     deliveries_page,
@@ -28,6 +29,7 @@ routes: list[BaseRoute] = [
     Route("/overview", overview_page, methods=["GET"]),
     Route("/jobs", jobs_page, methods=["GET"]),
     Route("/jobs/{job_id}", job_page, methods=["GET"]),
+    Route("/batches/{batch_id}", batch_page, methods=["GET"]),
     Route("/deliveries", deliveries_page, methods=["GET"]),
     Route("/deliveries/{delivery_id}", delivery_page, methods=["GET"]),
     Route("/deliveries/{delivery_id}/retry", retry_delivery, methods=["POST"]),

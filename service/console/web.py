@@ -3,6 +3,7 @@ as pages, and the paging links."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from functools import wraps
@@ -34,7 +35,17 @@ def _seconds(span: float) -> str:
     return f"{span * 1000:.0f} ms" if span < 1 else f"{span:.1f} s"
 
 
-templates.env.filters |= {"when": _when, "seconds": _seconds, "host": host_of}
+def _pairs(metadata: Mapping[str, Any] | None, shown: int = 3) -> str:
+    """A job's metadata in a table cell: its first few `key=value` pairs, and how many more."""
+    pairs = [
+        f"{key}={value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)}"
+        for key, value in (metadata or {}).items()
+    ]
+    more = f" … and {len(pairs) - shown} more" if len(pairs) > shown else ""
+    return ", ".join(pairs[:shown]) + more
+
+
+templates.env.filters |= {"when": _when, "seconds": _seconds, "host": host_of, "pairs": _pairs}
 
 
 class Refused(Exception):

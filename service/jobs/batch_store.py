@@ -572,7 +572,9 @@ class BatchStore:
         entry = ""
         if outcome == "failed":
             error = error or {"code": "INTERNAL_ERROR", "message": "no error was recorded"}
-            kept = {k: error[k] for k in ("code", "message", "field") if error.get(k) is not None}
+            # An item refused at intake has no job: its reference is kept with its error.
+            names = ("code", "message", "field", "reference")
+            kept = {k: error[k] for k in names if error.get(k) is not None}
             # The job record keeps the whole message; the batch, enough to list it.
             kept["message"] = str(kept.get("message", ""))[:_MESSAGE_CHARS]
             entry = json.dumps(kept | {"job": has_job} | ({"bucket": bucket} if bucket else {}))

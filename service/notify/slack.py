@@ -41,7 +41,7 @@ def summary_line(event_type: str, data: Mapping[str, Any]) -> str:
     """One line of mrkdwn saying what happened, e.g. ":x: `image.analyze` job `job_1` failed"."""
     if event_type in _JOB_VERBS:
         emoji, verb = _JOB_VERBS[event_type]
-        line = f"{emoji} {_code(data.get('type'))} job {_code(data.get('id'))} {verb}"
+        line = f"{emoji} {_code(data.get('type'))} job {_code(data.get('id'))}{_for(data)} {verb}"
         code = _plain(_dig(data, "error", "code"))
         if event_type == "job.failed" and code:
             return f"{line}: {escape_mrkdwn(_cut(code, 100))}"
@@ -110,6 +110,8 @@ def _fields(event_type: str, data: Mapping[str, Any]) -> Fields:
         duration = _duration(data)
         fields += [("Duration", duration)] if duration else []
         fields.append(("Id", _code(data.get("id"))))
+        if _plain(data.get("reference")):
+            fields.append(("Reference", _code(data.get("reference"))))
         if event_type.startswith("batch."):
             fields += _count_fields(data)
         elif isinstance(data.get("batch"), Mapping):
@@ -167,6 +169,11 @@ def _summary_fields(summary: object) -> Fields:
 
 def _ms(value: float) -> str:
     return f"{value:.0f} ms" if value < 1000 else f"{value / 1000:.1f} s"
+
+
+def _for(data: Mapping[str, Any]) -> str:
+    """' for `SKU-42`': the caller's own name for what a job or item is about, if it has one."""
+    return f" for {_code(data.get('reference'))}" if _plain(data.get("reference")) else ""
 
 
 def _metadata_field(metadata: object) -> Fields:
@@ -227,7 +234,8 @@ def _failures_text(data: Mapping[str, Any]) -> str:
         nested = failure.get("error")  # items refused at intake nest it; job failures do not
         error = nested if isinstance(nested, Mapping) else failure
         code, message = _code(error.get("code")), _text(error.get("message"), 150)
-        lines.append(f"• item {_text(failure.get('index'), 20)}: {code} {message}")
+        item = f"item {_text(failure.get('index'), 20)}{_for(failure)}"
+        lines.append(f"• {item}: {code} {message}")
     if len(failures) > _FAILURES_SHOWN:
         lines.append(f"… and {len(failures) - _FAILURES_SHOWN} more")
     return "\n".join(lines)

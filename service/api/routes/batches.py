@@ -49,6 +49,7 @@ from service.batches.intake import (
     json_batch,
     spec_batch,
 )
+from service.batches.items import failures
 from service.batches.items_url import cancel_receiving, start_reading
 from service.batches.receiving import Received, new_batch, open_batch, stage_file, stage_items
 from service.batches.views import BatchPage, BatchView, batch_list_item, batch_view
@@ -247,8 +248,8 @@ async def _view(request: Request, batch_id: str) -> dict[str, object]:
     batch = await rt.batches.get(batch_id)
     if batch is None:
         raise NotFound(f"no batch {batch_id}", code="BATCH_NOT_FOUND", field="id")
-    failures = await rt.batches.outcomes.failures(batch_id, batch.total)
-    return batch_view(batch, failures, rt, await rt.batches.outcomes.stats(batch_id))
+    failed = await failures(rt, batch)
+    return batch_view(batch, failed, rt, await rt.batches.outcomes.stats(batch_id))
 
 
 async def batch_reply(request: Request, batch_id: str) -> dict[str, object]:
