@@ -13,12 +13,13 @@ from typing import Any
 from webhooks import InvalidWebhook, verify
 
 File = tuple[str, bytes]  # media type, body
-Files = Callable[[str], File | None]  # request path -> what to answer, None for 404
+# Request path -> what to answer: a file, a status to answer instead (a 503, say), None for 404.
+Files = Callable[[str], File | int | None]
 
 PHOTO_PATH = re.compile(r"/photos/(\d+)\.jpg")
 
 
-def _no_files(path: str) -> File | None:
+def _no_files(path: str) -> File | int | None:
     return None
 
 
@@ -38,12 +39,14 @@ def photos(images: Sequence[bytes], *, cycle: bool = False) -> Files:
 
 class LocalServer:
     """`GET <path>` answers what `files` finds for the path (404 if nothing), counting them in
-    `files_served`; `POST` checks a webhook with `secret` (settable: a new stack, a new client)
-    and records its event by the id it is about (`data.id`): `events[id]` = [(arrival, type)]."""
+    `files_served` (and the statuses it answers instead in `statuses_served`); `POST` checks a
+    webhook with `secret` (settable: a new stack, a new client) and records its event by the id
+    it is about (`data.id`): `events[id]` = [(arrival, type)]."""
 
     def __init__(self, files: Files = _no_files, secret: str = "") -> None:
         self.secret = secret
         self.files_served = 0
+        self.statuses_served = 0
         self.rejected = 0  # webhooks that failed verification
         self.events: dict[str, list[tuple[float, str]]] = {}
         self._files = files
@@ -66,8 +69,8 @@ class LocalServer:
 
             def do_GET(self) -> None:
                 found = server.serve(self.path)
-                if found is None:
-                    self.send_error(404)
+                if found is None or isinstance(found, int):
+                    self.send_error(found or 404)
                     return
                 media_type, data = found
                 self.send_response(200)
@@ -88,11 +91,14 @@ class LocalServer:
 
         return Handler
 
-    def serve(self, path: str) -> File | None:
+    def serve(self, path: str) -> File | int | None:
         found = self._files(path)
         if found is not None:
             with self._lock:
-                self.files_served += 1
+                if isinstance(found, int):
+                    self.statuses_served += 1
+                else:
+                    self.files_served += 1
         return found
 
     def record(self, headers: dict[str, str], body: bytes) -> int:
