@@ -55,7 +55,7 @@ end
 
 # KEYS: rate TAT, token TAT, factor, paused-until. ARGV: interval_ms, burst, ms per token (0: no
 # token limit), token cost, token capacity, recovery per ms. Returns {wait_ms, now_ms}; 0 is go.
-# now_ms goes as a string: Redis would truncate a Lua number to an integer.
+# wait_ms and now_ms go as strings: Redis would truncate a Lua number to an integer.
 _ADMIT = (
     _NOW
     + _FACTOR
@@ -65,15 +65,20 @@ if paused > now then return {math.ceil(paused - now), tostring(now)} end
 local factor = current_factor(KEYS[3], tonumber(ARGV[6]))
 local interval = tonumber(ARGV[1]) / factor
 local tolerance = interval * (tonumber(ARGV[2]) - 1)
--- after a pause, start at the steady rate: no burst into a provider that just refused us
-local tat = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now, paused + tolerance)
+-- A waiter that wakes a little after its turn (a quarter of an interval at most) keeps the
+-- schedule: restarting it from `now` lost each one's lateness, ~5% of the rate at 45/s. Later
+-- than that, the limiter was idle and starts from now, with no credit for the idle time. After a
+-- pause, start at the steady rate: no burst into a provider that just refused us.
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now - interval / 4 then tat = now end
+tat = math.max(tat, paused + tolerance)
 local wait = tat - tolerance - now
 local per_token, cost, capacity = tonumber(ARGV[3]) / factor, tonumber(ARGV[4]), tonumber(ARGV[5])
 local token_tat = math.max(tonumber(redis.call('GET', KEYS[2]) or '0'), now)
 if per_token > 0 then
   wait = math.max(wait, token_tat + (math.min(cost, capacity) - capacity) * per_token - now)
 end
-if wait > 0 then return {math.ceil(wait), tostring(now)} end
+if wait > 0 then return {tostring(wait), tostring(now)} end
 redis.call('SET', KEYS[1], tat + interval, 'PX', math.ceil(tat + interval - now) + 1000)
 if per_token > 0 then
   local next_tat = token_tat + cost * per_token
