@@ -195,10 +195,11 @@ class Config:
     timeout_s: float
     kill: bool
     keep_workdir: bool
+    headroom: float = 0.0  # pixhook's rate is this share below the provider's limit
 
     @property
     def rate(self) -> int:
-        return self.limit.per_minute if self.limit else 600_000
+        return int(self.limit.per_minute * (1 - self.headroom)) if self.limit else 600_000
 
     def stack_env(self, provider: Provider) -> dict[str, str]:
         return {
@@ -734,6 +735,13 @@ def main() -> int:
         default=48,
         help="PIXHOOK_PROVIDER_CONCURRENCY, _JOB_CONCURRENCY and _BATCH_CONCURRENCY (default 48)",
     )
+    parser.add_argument(
+        "--headroom",
+        type=float,
+        default=0.03,
+        help="set pixhook's rate this share below the provider's limit (default 0.03): at the "
+        "limit exactly, jitter puts one request too many into a provider's window now and then",
+    )
     parser.add_argument("--workers", type=int, default=2, help="jobs workers (default 2)")
     parser.add_argument(
         "--latency", type=float, default=0.2, help="seconds before each reply (default 0.2)"
@@ -757,6 +765,7 @@ def main() -> int:
         args.timeout,
         args.kill,
         args.keep_workdir,
+        args.headroom,
     )
     reply = Answer(delay_s=args.latency, chunk_delay_s=args.chunk_delay, chunk_chars=64)
     print(
