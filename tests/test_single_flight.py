@@ -134,10 +134,12 @@ def test_a_waiter_takes_over_from_a_holder_that_died(app, api, openai_standin: O
 def test_a_slow_call_keeps_its_lease_and_is_still_made_once(make_app, openai_standin):
     """The holder renews its lease while it works: a call longer than the lease is not taken
     over by the jobs waiting on it."""
-    app = make_app(**provider_env(openai_standin), PIXHOOK_FLIGHT_LEASE="300ms")
+    # Renewed every third of the lease: a holder starved of CPU for two thirds of it (a loaded
+    # 2-core machine running the suite) would lose it, so it is not cut finer than a second.
+    app = make_app(**provider_env(openai_standin), PIXHOOK_FLIGHT_LEASE="1s")
     app.start_worker("jobs")
     api = app.http(app.client.api_key)
-    openai_standin.script([Answer(delay_s=1.2)])
+    openai_standin.script([Answer(delay_s=3)])
 
     ids = [submit(api, photo(5), model="standin-flight-slow") for _ in range(4)]
     jobs = [wait_for_status(api, job_id) for job_id in ids]
@@ -150,7 +152,8 @@ def test_a_slow_call_keeps_its_lease_and_is_still_made_once(make_app, openai_sta
 def killable_stack(tmp_path: Path, openai_standin: OpenAIStandIn) -> Iterator[RunningStack]:
     """One job at a time per worker, so that a second worker's job is the only one it runs."""
     env = {**STACK_ENV, **provider_env(openai_standin)}
-    env |= {"PIXHOOK_FLIGHT_LEASE": "1s", "PIXHOOK_JOB_CONCURRENCY": "1"}
+    # Long enough that a worker starved of CPU by the rest of the suite still renews it in time.
+    env |= {"PIXHOOK_FLIGHT_LEASE": "3s", "PIXHOOK_JOB_CONCURRENCY": "1"}
     with local_stack(tmp_path, env) as running:
         yield running
 
