@@ -9,7 +9,7 @@ import collections
 import hashlib
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -27,7 +27,6 @@ from tests.support.raw_servers import Response, Scripted
 from tests.support.sse import frames
 from tests.support.stack_env import STACK_ENV
 from tests.support.waiting import wait_until
-from tests.support.webhook_receiver import Receiver, receivers
 
 JOB_CONCURRENCY = 4  # per jobs worker: the most provider calls one worker can have in flight
 PHOTOS = 40
@@ -57,19 +56,6 @@ def stack(
     }
     with local_stack(tmp_path_factory.mktemp("resumption"), env) as running:
         yield running
-
-
-@pytest.fixture
-def api(stack: RunningStack) -> Iterator[httpx.Client]:
-    headers = {"authorization": f"Bearer {stack.client.api_key}"}
-    with httpx.Client(base_url=stack.api_url, headers=headers, timeout=30) as client:
-        yield client
-
-
-@pytest.fixture
-def make_receiver(stack: RunningStack) -> Iterator[Callable[..., Receiver]]:
-    with receivers(stack.client.webhook_secret) as create:
-        yield create
 
 
 @pytest.fixture
