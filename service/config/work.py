@@ -16,6 +16,7 @@ from service.config.fields import (
     url,
     within,
 )
+from service.config.prices import DEFAULT_PRICES, PriceTable, parse_prices
 from service.imaging.formats import DEFAULT_WEBP_EFFORT, WEBP_EFFORTS
 from service.output_names import parse_template
 
@@ -256,6 +257,16 @@ class ProviderSettings:
         2048,
         "PIXHOOK_VISION_MAX_SIDE",
         "photos are downscaled to this before upload (and further if they would weigh over 5 MB)",
+    )
+    prices: PriceTable = setting(
+        DEFAULT_PRICES,
+        "PIXHOOK_PROVIDER_PRICES",
+        "USD per million tokens by model, over the built-in list prices: a JSON object (or "
+        '`@file.json`) of `"provider/model": {"input": 3, "output": 15, "cached_input": 0.3}`; '
+        "a model without a price is used, but its cost is unknown (`null`)",
+        parse_prices,
+        kind="JSON object",
+        shown_default="list prices of the Claude and GPT models in docs/providers.md",
     )
     vision_cache_ttl_s: float = seconds(
         30 * 86400.0, "PIXHOOK_VISION_CACHE_TTL", "how long vision answers are cached"
