@@ -125,6 +125,7 @@ JOB_ERRORS: dict[str, bool] = {
     "PROVIDER_BAD_RESPONSE": False,
     "PROVIDER_REJECTED": False,
     "PROVIDER_NOT_CONFIGURED": False,
+    "PROVIDER_KEYS_EXHAUSTED": False,
     "INTERNAL_ERROR": False,
 }
 

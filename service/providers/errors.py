@@ -5,7 +5,12 @@ PixhookError → JobFailure → ProviderError(code, retryable)
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from service.errors import JobFailure
+
+if TYPE_CHECKING:
+    from service.providers.wire import LimitHints
 
 # Stable failure codes a job can end with.
 PROVIDER_AUTH = "PROVIDER_AUTH"
@@ -13,6 +18,8 @@ PROVIDER_UNAVAILABLE = "PROVIDER_UNAVAILABLE"
 PROVIDER_BAD_RESPONSE = "PROVIDER_BAD_RESPONSE"
 PROVIDER_REJECTED = "PROVIDER_REJECTED"
 PROVIDER_NOT_CONFIGURED = "PROVIDER_NOT_CONFIGURED"
+# Every key of the provider was refused (401/403): batches pause rather than fail their items.
+PROVIDER_KEYS_EXHAUSTED = "PROVIDER_KEYS_EXHAUSTED"
 
 
 class ProviderError(JobFailure):
@@ -26,7 +33,10 @@ class ProviderError(JobFailure):
         retryable: bool,
         status: int | None = None,
         retry_after_s: float | None = None,
+        hints: LimitHints | None = None,
     ) -> None:
         super().__init__(message, code=code, retryable=retryable)
         self.status = status
         self.retry_after_s = retry_after_s
+        # What the refusal's rate-limit headers said of the key's window.
+        self.hints = hints
