@@ -7,13 +7,13 @@ confidence) and rejected with PROVIDER_BAD_RESPONSE where it is not.
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 from collections.abc import Sequence
 from typing import Any
 
 from service import imaging
+from service.providers.chat import ChatRequest, ImagePart, Message, TextPart
 from service.providers.errors import PROVIDER_BAD_RESPONSE, ProviderError
 
 # Part of the cache key: a reworded prompt must not be answered from an older prompt's cache.
@@ -26,6 +26,8 @@ MAX_UPLOAD_BYTES = 5_000_000
 CONDITIONS = ("new", "used", "refurbished", "damaged", "unknown")
 QUALITIES = ("high", "medium", "low")
 MAX_TAGS = 20
+# A product description's JSON is ~150–400 tokens; logos add ~40 each.
+MAX_REPLY_TOKENS = 1500
 
 _PROMPT = """You describe product photos for an online shop's catalogue.
 Answer with one JSON object and nothing else, with exactly these keys:
@@ -74,34 +76,12 @@ def _upload_spec(side: int) -> imaging.OutputSpec:
     return imaging.OutputSpec(max_side=side, format="jpeg", max_bytes=MAX_UPLOAD_BYTES)
 
 
-def chat_request(model: str, jpeg: bytes, known_brands: Sequence[str]) -> dict[str, Any]:
+def analysis_request(jpeg: bytes, known_brands: Sequence[str]) -> ChatRequest:
     prompt = _PROMPT
     if known_brands:
         prompt += _LOGO_PROMPT.format(brands=", ".join(known_brands))
-    image_url = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()
-    return {
-        "model": model,
-        "response_format": {"type": "json_object"},
-        "messages": [
-            {
-                "role": "user",
-                "content": [
-                    {"type": "text", "text": prompt},
-                    {"type": "image_url", "image_url": {"url": image_url}},
-                ],
-            }
-        ],
-    }
-
-
-def reply_text(reply: dict[str, Any]) -> str:
-    try:
-        content = reply["choices"][0]["message"]["content"]
-    except (KeyError, IndexError, TypeError) as exc:
-        raise _bad("the reply has no choices[0].message.content") from exc
-    if not isinstance(content, str):
-        raise _bad("the reply's content is not text")
-    return content
+    message = Message("user", (TextPart(prompt), ImagePart(jpeg, "image/jpeg")))
+    return ChatRequest((message,), max_tokens=MAX_REPLY_TOKENS, json_reply=True)
 
 
 def parse_attributes(text: str, known_brands: Sequence[str]) -> dict[str, Any]:
