@@ -202,7 +202,7 @@ def plan_jobs(
     ):
         job_type, client_id = types[n], client_ids[n]
         params = dict(inputs[job_type])
-        if JOB_TYPES[job_type].takes_image:
+        if JOB_TYPES[job_type].image == "required":
             url = f"https://images.example.net/{client_id}/{n}.jpg"
             params = {"image": {"source": "url", "url": url}, **params}
         started_at = created_at + rng.uniform(0.02, 1.5)

@@ -126,7 +126,7 @@ async def _run(runtime: Runtime, job: Job) -> dict[str, object]:
     # the rest is left to record the failure (and for image.generate, keep what was paid for).
     writes_until = asyncio.get_running_loop().time() + runtime.settings.jobs.timeout_s * 0.9
     job_type = JOB_TYPES[job.type]
-    image = await _input_image(runtime, job) if job_type.takes_image else b""
+    image = await _input_image(runtime, job) if "image" in job.input else b""
     emit = partial(
         append_event, runtime.redis, job.id, ttl_s=runtime.settings.jobs.event_retention_s
     )

@@ -145,7 +145,7 @@ def job_model(job_type: JobType) -> type[BaseModel]:
     """The body of a job of this type: `TransformJob` with its `TransformJobInput` ..."""
     name = job_type.input_model.__name__.removesuffix("Input")
     input_model = job_type.input_model
-    if job_type.takes_image:
+    if job_type.image != "none":
         image: Any = (ImageSource | None, None)
         input_model = create_model(f"{name}JobInput", __base__=input_model, image=image)
     tag: Any = Literal[job_type.name]
@@ -186,7 +186,7 @@ def parse_submission(
     job_type = parse_job_type(body.get("type"))
     raw_input = body.get("input")
     # Said plainly, rather than as an unknown field: the type takes no image at all.
-    if not JOB_TYPES[job_type].takes_image and (
+    if JOB_TYPES[job_type].image == "none" and (
         upload is not None or (isinstance(raw_input, dict) and "image" in raw_input)
     ):
         raise InvalidInput(f"{job_type} takes no input image", field="input.image")
@@ -195,8 +195,9 @@ def parse_submission(
         JOB_MODELS[job_type], body if "input" in body else {**body, "input": {}}, settings
     )
     job_input = job.input
-    takes_image = JOB_TYPES[job_type].takes_image
-    image = _image(job_input.image, upload, settings) if takes_image else None
+    wanted = JOB_TYPES[job_type].image
+    given = wanted != "none" and (job_input.image is not None or upload is not None)
+    image = _image(job_input.image, upload, settings) if wanted == "required" or given else None
     delivery: Delivery = job
     params = JOB_TYPES[job_type].parse_input(job_input, settings)
     output_name = _output_name(job, JOB_TYPES[job_type].outputs(params), batch_item, settings)

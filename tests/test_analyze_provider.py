@@ -28,6 +28,7 @@ from service.providers.wire import Endpoint
 from service.storage import open_storage
 from service.tasks import analyze as analyze_task
 from service.tasks.context import TaskContext
+from service.tasks.streamed_text import Deltas
 from tests.conftest import provider_env
 from tests.support.cli import pixhook
 from tests.support.images import image_bytes
@@ -373,7 +374,7 @@ def test_deltas_are_coalesced_into_few_events():
         return "0-0"
 
     async def main() -> None:
-        deltas = analyze_task.Deltas(emit)
+        deltas = Deltas(emit)
         for number in range(1000):
             await deltas.add(f"{number % 10}", 1)
         await deltas.flush()

@@ -50,7 +50,9 @@ def test_unknown_job_type(api):
     assert response.status_code == 422
     assert error_of(response) == {
         "code": "UNKNOWN_JOB_TYPE",
-        "message": "type must be one of: image.analyze, image.generate, image.transform",
+        "message": (
+            "type must be one of: image.analyze, image.generate, image.transform, text.generate"
+        ),
         "field": "type",
     }
 

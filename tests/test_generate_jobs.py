@@ -119,12 +119,12 @@ def test_slow_provider_times_out_and_is_retried(api, openai_standin):
     assert job["output"]["provider"]["attempts"] == 2
 
 
-def test_rejected_credentials_fail_at_once(api, openai_standin):
+def test_a_refused_only_key_fails_the_job_at_once(api, openai_standin):
     openai_standin.script([Answer(401)])
 
     job = run(api, width=64, height=64)
 
-    assert (job["status"], job["error"]["code"]) == ("failed", "PROVIDER_AUTH")
+    assert (job["status"], job["error"]["code"]) == ("failed", "PROVIDER_KEYS_EXHAUSTED")
     assert len(openai_standin.requests) == 1
 
 
@@ -141,7 +141,6 @@ def test_rejected_credentials_fail_at_once(api, openai_standin):
         ({"steps": 500}, "input.steps"),
         ({"n": 9}, "input.n"),
         ({"seed": -1}, "input.seed"),
-        ({"image": {"base64": "AAAA"}}, "input.image"),
     ],
 )
 def test_invalid_generation_input_names_its_field(api, fields, field):
@@ -149,6 +148,16 @@ def test_invalid_generation_input_names_its_field(api, fields, field):
 
     assert response.status_code == 422
     assert (error_of(response)["code"], error_of(response)["field"]) == ("INVALID_INPUT", field)
+
+
+def test_a_photo_to_edit_that_is_no_image_is_refused(api):
+    response = generate(api, image={"base64": "AAAA"})
+
+    assert response.status_code == 422
+    assert (error_of(response)["code"], error_of(response)["field"]) == (
+        "INVALID_IMAGE",
+        "input.image",
+    )
 
 
 def test_a_provider_image_of_many_pages_is_refused_without_reading_them_all(api, openai_standin):

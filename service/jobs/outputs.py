@@ -89,4 +89,12 @@ class AnalyzeOutput(_Closed):
     images: list[ImageView]
 
 
-JobOutput = TransformOutput | GenerateOutput | AnalyzeOutput
+class TextOutput(_Closed):
+    """`text.generate`: the model's answer, and the streamed call that wrote it."""
+
+    text: str
+    provider: ProviderCall
+    images: list[ImageView]
+
+
+JobOutput = TransformOutput | GenerateOutput | AnalyzeOutput | TextOutput

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
 from service.config import Settings
 from service.jobs.model import Job
-from service.tasks import analyze, generate, transform
+from service.tasks import analyze, generate, text, transform
 from service.tasks.context import TaskContext
 
 
@@ -23,7 +23,8 @@ class JobType:
     parse_input: Callable[[Any, Settings], dict[str, Any]]
     # Raises JobFailure or returns the job's output; the image is empty for a type that takes none.
     run: Callable[[Job, bytes, TaskContext], Awaitable[dict[str, Any]]]
-    takes_image: bool = True
+    # Whether a job of this type is given an input image.
+    image: Literal["required", "optional", "none"] = "required"
     # The names of the outputs a job with these parameters stores (none: it stores no files).
     outputs: Callable[[dict[str, Any]], list[str]] = lambda params: []
 
@@ -41,8 +42,9 @@ JOB_TYPES: dict[str, JobType] = {
         generate.GenerateInput,
         generate.parse_input,
         generate.run,
-        False,
+        image="optional",
         outputs=generate.outputs,
     ),
     analyze.NAME: JobType(analyze.NAME, analyze.AnalyzeInput, analyze.parse_input, analyze.run),
+    text.NAME: JobType(text.NAME, text.TextInput, text.parse_input, text.run, image="none"),
 }

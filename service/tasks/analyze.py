@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
-from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Annotated, Any
 
@@ -21,25 +19,15 @@ from service.providers import vision
 from service.shapes.fields import OneOf
 from service.shapes.validation import REQUEST
 from service.tasks.context import TaskContext
+from service.tasks.provider_choice import PROVIDERS, Models, default_model, model_list
 from service.tasks.single_flight import SingleFlight
+from service.tasks.streamed_text import Deltas
 
 NAME = "image.analyze"
-PROVIDERS = ("anthropic", "openai")
 MAX_BRANDS = 50
-MAX_MODELS = 4
-# Streamed text is forwarded in pieces at most this often or this long, so a long reply is a few
-# dozen stream entries, not thousands of Redis writes.
-DELTA_INTERVAL_S = 0.1
-DELTA_CHARS = 200
 
 
 Brand = Annotated[str, Field(min_length=1, max_length=100, pattern=r"\S")]
-ModelName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"\S")]
-# One model, or several to fall back on in order (on a 404, an overload or repeated 5xx).
-Models = Annotated[
-    ModelName | Annotated[list[ModelName], Field(min_length=1, max_length=MAX_MODELS)],
-    Field(description="the provider's model, or a list to fall back on in order"),
-]
 
 
 class AnalyzeInput(BaseModel):
@@ -58,17 +46,6 @@ def parse_input(raw: AnalyzeInput, settings: Settings) -> dict[str, Any]:
         "models": model_list(raw.model, default_model(raw.provider, settings, "vision")),
         "known_brands": brands,
     }
-
-
-def default_model(provider: str | None, settings: Settings, use: str) -> str:
-    """The configured default model of `provider` for `use` ("vision" or "text")."""
-    return str(getattr(settings.providers, f"{provider or 'openai'}_{use}_model"))
-
-
-def model_list(given: str | list[str] | None, default: str) -> list[str]:
-    if given is None:
-        return [default]
-    return list(dict.fromkeys([given] if isinstance(given, str) else given))
 
 
 async def run(job: Job, image: bytes, ctx: TaskContext) -> dict[str, Any]:
@@ -127,36 +104,6 @@ async def _ask(jpeg: bytes, key: str, params: dict[str, Any], ctx: TaskContext) 
         key, json.dumps(answer), px=int(settings.providers.vision_cache_ttl_s * 1000)
     )
     return answer
-
-
-class Deltas:
-    """Streamed text, coalesced into `job.output.delta` events of `{"text", "attempt"}`.
-
-    A new attempt (the stream broke and was retried) starts the text again: readers keep the
-    pieces of the highest attempt."""
-
-    def __init__(self, emit: Callable[[str, dict[str, Any]], Awaitable[str]]) -> None:
-        self._emit = emit
-        self._pending: list[str] = []
-        self._attempt = 1
-        self._sent_at = 0.0
-
-    async def add(self, text: str, attempt: int) -> None:
-        if attempt != self._attempt:
-            await self.flush()
-            self._attempt = attempt
-        self._pending.append(text)
-        if (
-            time.monotonic() - self._sent_at >= DELTA_INTERVAL_S
-            or sum(map(len, self._pending)) >= DELTA_CHARS
-        ):
-            await self.flush()
-
-    async def flush(self) -> None:
-        if self._pending:
-            text, self._pending = "".join(self._pending), []
-            await self._emit("job.output.delta", {"text": text, "attempt": self._attempt})
-            self._sent_at = time.monotonic()
 
 
 def _models(params: dict[str, Any]) -> list[str]:

@@ -1,20 +1,26 @@
-"""`image.generate`: an image from a prompt, from an OpenAI-compatible images endpoint."""
+"""`image.generate`: an image from a prompt, from an OpenAI-compatible images endpoint; given an
+input image (the user's photo), the prompt edits it (composes onto it) through the edits
+endpoint instead."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import Annotated, Any
 
+import httpx
 from pydantic import BaseModel, Field
 
 from service import imaging
 from service.config import Settings
+from service.errors import JobFailure
 from service.fetch import fetch_image
 from service.jobs.model import Job
 from service.providers.chat import ChatReply
 from service.providers.errors import PROVIDER_BAD_RESPONSE, ProviderError
 from service.providers.openai import decode_b64_image, post, usage
 from service.providers.prices import cost_usd
+from service.providers.wire import Endpoint
 from service.shapes.fields import Bound
 from service.shapes.validation import REQUEST
 from service.storage import Storage, StorageUnavailable
@@ -68,11 +74,13 @@ def outputs(params: dict[str, Any]) -> list[str]:
 
 
 async def run(job: Job, image: bytes, ctx: TaskContext) -> dict[str, Any]:
-    """`image` is empty: this job type takes none."""
+    """`image` is the photo to edit, or empty for an image from the prompt alone."""
     request = _request(job.input)
-    kept = KeptImages(ctx.redis, job.client_id, request)
+    # The same prompt on another photo is another request: kept apart.
+    photo = {"image_sha256": hashlib.sha256(image).hexdigest()} if image else {}
+    kept = KeptImages(ctx.redis, job.client_id, request | photo)
     found = await kept.find()
-    generation = found or await _generate(job.input, request, ctx)
+    generation = found or await _generate(job.input, request, image, ctx)
     try:
         outputs = [
             await _store(job, i, data, ctx.storage, ctx.settings)
@@ -89,12 +97,20 @@ async def run(job: Job, image: bytes, ctx: TaskContext) -> dict[str, Any]:
 
 
 async def _generate(
-    params: dict[str, Any], request: dict[str, Any], ctx: TaskContext
+    params: dict[str, Any], request: dict[str, Any], image: bytes, ctx: TaskContext
 ) -> Generation:
     started, model = time.perf_counter(), params["model"]
-    reply, answered = await ctx.providers().images(
-        model, lambda endpoint: post(ctx.http, endpoint, "/v1/images/generations", json=request)
-    )
+    media_type = await _media_type(image, ctx.settings) if image else ""
+
+    async def send(endpoint: Endpoint) -> httpx.Response:
+        if not image:
+            return await post(ctx.http, endpoint, "/v1/images/generations", json=request)
+        # The edits endpoint is multipart: the photo as a file, the rest as form fields.
+        fields = {name: str(value) for name, value in request.items()}
+        files = [("image", ("image." + media_type.partition("/")[2], image, media_type))]
+        return await post(ctx.http, endpoint, "/v1/images/edits", data=fields, files=files)
+
+    reply, answered = await ctx.providers().images(model, send)
     images = [await _image(item, ctx.settings) for item in _data(reply)]
     used = usage(reply)
     call = ChatReply(
@@ -108,6 +124,15 @@ async def _generate(
         key_hint=answered.key.hint,
     )
     return Generation(images, call.as_output())
+
+
+async def _media_type(image: bytes, settings: Settings) -> str:
+    try:
+        info = await inspect_image(image, settings)
+    except imaging.ImageRejected as exc:
+        raise JobFailure(str(exc), code=exc.code) from exc
+    output = imaging.OUTPUT_FORMATS.get(info.format.lower())
+    return output.media_type if output else "application/octet-stream"
 
 
 def _request(params: dict[str, Any]) -> dict[str, Any]:

@@ -64,7 +64,7 @@ _BATCH_ID = re.compile("bat_[0-9a-z]{1,40}")
             422: (*SHAPE_ERRORS, *URL_ERRORS, *_IMAGE_ERRORS, "IMAGE_TOO_COMPLEX")
             + ("INVALID_MULTIPART", "UNKNOWN_JOB_TYPE", "METADATA_TOO_LARGE")
             + ("INVALID_IDEMPOTENCY_KEY",)
-            + ("INVALID_OUTPUT_NAME",),
+            + ("INVALID_OUTPUT_NAME", "INVALID_CONVERSATION"),
             429: ("TOO_MANY_JOBS",),
             503: ("STORAGE_UNAVAILABLE",),
         },

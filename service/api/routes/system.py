@@ -25,7 +25,7 @@ from service.errors import UNAVAILABLE_RETRY_AFTER_S
 from service.providers.key_pool import PROVIDERS, KeyPool, KeyState
 from service.runtime import runtime
 from service.tasks import JOB_TYPES
-from service.tasks.analyze import default_model
+from service.tasks.provider_choice import default_model
 
 log = logging.getLogger("pixhook.api")
 
