@@ -24,6 +24,7 @@ from service.batches.items_url import (
 from service.config import Settings
 from service.imaging.allocator import return_large_blocks
 from service.keys import DELIVERY_QUEUE, JOB_QUEUE
+from service.providers.key_checks import check_provider_keys
 from service.queue import RUN_JOB, deserialize, serialize
 from service.reaper import WorkerPresence, forget_worker, reap_orphans
 from service.runner import execute
@@ -162,6 +163,10 @@ def _jobs_worker(settings: Settings, options: dict[str, Any], replacing: str | N
         presence = WorkerPresence(runtime.redis, claim_ttl_s)
         ctx.update(runtime=runtime, presence=presence, claim_ttl_s=claim_ttl_s, cut_short=set())
         ctx["heartbeat"] = asyncio.create_task(presence.beat())
+        # In the background: a provider slow to answer must not hold the worker's start.
+        ctx["key_check"] = asyncio.create_task(
+            check_provider_keys(settings, runtime.redis, runtime.provider_http)
+        )
 
     async def shutdown(ctx: dict[str, Any]) -> None:
         if "runtime" not in ctx:
@@ -174,7 +179,8 @@ def _jobs_worker(settings: Settings, options: dict[str, Any], replacing: str | N
             await ctx["runtime"].redis.delete(*claims)
             log.info("handed back %d jobs cut short by the shutdown", len(claims))
         ctx["heartbeat"].cancel()
-        await asyncio.gather(ctx["heartbeat"], return_exceptions=True)
+        ctx["key_check"].cancel()
+        await asyncio.gather(ctx["heartbeat"], ctx["key_check"], return_exceptions=True)
         await _opened(ctx).aclose()
 
     return Worker(

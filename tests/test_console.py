@@ -3,11 +3,14 @@ flags, CSRF on every form, what each kind of session may see, escaping, and pagi
 
 from __future__ import annotations
 
+import base64
+import io
 import re
 from collections.abc import Callable
 
 import httpx
 import pytest
+from PIL import Image
 from redis import Redis
 
 from tests.support.batches import transform_item, wait_for_batch
@@ -16,6 +19,7 @@ from tests.support.console import sign_in
 from tests.support.deliveries import deliveries_of
 from tests.support.in_process import InProcessApi
 from tests.support.jobs import transform_job, wait_for_status
+from tests.support.openai_standin import Answer
 from tests.support.raw_servers import Response, Scripted
 from tests.support.stack_env import STACK_ENV
 from tests.support.webhook_receiver import Receiver
@@ -349,3 +353,38 @@ def test_operator_sessions_end_when_the_console_password_changes(
 
     assert replayed(changed, cookie).status_code == 303
     assert replayed(app, cookie).status_code == 200  # where the old password still holds
+
+
+def test_the_operator_sees_refused_keys_and_puts_them_back(
+    app: InProcessApi, operator: httpx.Client, api, openai_standin
+):
+    openai_standin.script([Answer(401)])
+    refused = api.post("/v1/jobs", json=analyze_job())
+    wait_for_status(api, refused.json()["id"])
+
+    page = operator.get("/console/providers")
+    put_back = operator.post(
+        "/console/providers/openai/reinstate", data={"csrf": csrf_of(page), "key": "ndin"}
+    )
+    after = operator.get("/console/providers").text
+
+    assert page.status_code == 200
+    assert "refused (401)" in page.text and "Put back in rotation" in page.text
+    assert put_back.status_code == 303
+    assert "in rotation" in after and "refused" not in after
+
+
+def test_a_client_session_has_no_providers_page(app: InProcessApi):
+    made = app.new_client("console-keys")
+    with app.http() as http:
+        assert sign_in(http, made.api_key).status_code == 303
+
+        assert http.get("/console/providers").status_code == 404
+        assert "/console/providers" not in http.get("/console/overview").text
+
+
+def analyze_job() -> dict[str, object]:
+    photo = io.BytesIO()
+    Image.new("RGB", (64, 64), (10, 200, 30)).save(photo, "PNG")
+    image = {"base64": base64.b64encode(photo.getvalue()).decode()}
+    return {"type": "image.analyze", "input": {"image": image, "provider": "openai"}}

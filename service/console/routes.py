@@ -18,6 +18,7 @@ from service.console.pages import (
     overview_page,
     retry_delivery,
 )
+from service.console.providers import providers_page, reinstate_key
 from service.console.signin import home, login, login_form, logout
 from service.console.web import HERE
 
@@ -38,6 +39,8 @@ routes: list[BaseRoute] = [
     Route("/dlq/purge", dlq_purge, methods=["POST"]),
     Route("/endpoints", endpoints_page, methods=["GET"]),
     Route("/endpoints/{client_id}/{endpoint_id}/enable", enable_endpoint, methods=["POST"]),
+    Route("/providers", providers_page, methods=["GET"]),
+    Route("/providers/{provider}/reinstate", reinstate_key, methods=["POST"]),
     Mount("/static", StaticFiles(directory=HERE / "static"), name="console-static"),
 ]
 console = Mount("/console", routes=routes)
