@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -229,6 +230,60 @@ def test_a_refused_only_key_leaves_the_rotation_until_the_operator_puts_it_back(
     assert reinstated.returncode == 0, reinstated.stderr
     assert "…ndin" in reinstated.stdout
     assert after["status"] == "succeeded"
+
+
+@pytest.mark.parametrize("refusal", [Answer(404), Answer(529), Answer(500), Answer(503)])
+def test_a_model_that_is_gone_or_overloaded_falls_back_to_the_next(api, openai_standin, refusal):
+    # A 5xx moves on after two attempts; a 404 or an overload at once.
+    openai_standin.script([refusal] * (2 if refusal.status in (500, 503) else 1))
+
+    job = analyze(api, unique_photo(40 + refusal.status), model=["standin-gone", "standin-next"])
+
+    assert job["status"] == "succeeded", job["error"]
+    provider = job["output"]["provider"]
+    assert provider["model"] == "standin-next"
+    code = "PROVIDER_REJECTED" if refusal.status == 404 else "PROVIDER_UNAVAILABLE"
+    assert provider["skipped_models"] == [{"model": "standin-gone", "code": code}]
+    assert [r["body"]["model"] for r in openai_standin.requests][-1] == "standin-next"
+
+
+def test_the_last_model_of_a_list_fails_the_job_with_its_own_error(api, openai_standin):
+    openai_standin.script([Answer(404), Answer(404)])
+
+    job = analyze(api, unique_photo(48), model=["standin-gone", "standin-also-gone"])
+
+    assert (job["status"], job["error"]["code"]) == ("failed", "PROVIDER_REJECTED")
+    assert [r["body"]["model"] for r in openai_standin.requests] == [
+        "standin-gone",
+        "standin-also-gone",
+    ]
+
+
+def test_a_bad_request_does_not_fall_back(api, openai_standin):
+    openai_standin.script([Answer(400)])
+
+    job = analyze(api, unique_photo(49), model=["standin-a", "standin-b"])
+
+    assert (job["status"], job["error"]["code"]) == ("failed", "PROVIDER_REJECTED")
+    assert len(openai_standin.requests) == 1
+
+
+def test_usage_cost_and_time_to_first_token_reach_metrics(api, app_with_workers, openai_standin):
+    openai_standin.script([])
+    job = analyze(api, unique_photo(50), model="gpt-4o-mini")
+
+    metrics = app_with_workers.http().get("/metrics").text
+
+    assert job["output"]["provider"]["cost_usd"] == pytest.approx(
+        (850 * 0.15 + 120 * 0.60) / 1_000_000
+    )
+    labels = 'model="gpt-4o-mini",provider="openai"'
+    assert f'pixhook_provider_tokens_total{{kind="input",{labels}}} 850.0' in metrics
+    assert f'pixhook_provider_tokens_total{{kind="output",{labels}}} 120.0' in metrics
+    cost = re.search(rf"pixhook_provider_cost_total{{{labels}}} (\S+)", metrics)
+    assert cost and float(cost[1]) == pytest.approx(job["output"]["provider"]["cost_usd"])
+    assert f"pixhook_provider_ttft_seconds_count{{{labels}}} 1.0" in metrics
+    assert f"pixhook_provider_stream_chunks_total{{{labels}}}" in metrics
 
 
 def test_rate_limited_provider_is_retried(api, openai_standin):

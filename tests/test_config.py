@@ -105,3 +105,23 @@ def test_every_variable_is_declared_once():
     variables = [declared.variable for _, declared in declarations()]
 
     assert len(variables) == len(set(variables))
+
+
+def test_provider_keys_come_comma_separated_or_one_per_line_from_a_file(tmp_path):
+    keys_file = tmp_path / "keys"
+    keys_file.write_text("# rotated 2026-12-01\nsk-ant-one\n\nsk-ant-two\nsk-ant-one\n")
+
+    from_file = Settings.from_env({"PIXHOOK_ANTHROPIC_API_KEYS": f"@{keys_file}"})
+    listed = Settings.from_env(
+        {"PIXHOOK_OPENAI_API_KEY": "sk-a", "PIXHOOK_OPENAI_API_KEYS": "sk-b, sk-a,sk-c"}
+    )
+
+    assert from_file.providers.keys("anthropic") == ("sk-ant-one", "sk-ant-two")
+    assert listed.providers.keys("openai") == ("sk-a", "sk-b", "sk-c")
+    assert "sk-" not in repr(listed.providers)
+
+
+def test_anthropic_counts_as_configured_once_it_has_a_key():
+    assert Settings().providers.base_url("anthropic") == ""
+    with_key = Settings.from_env({"PIXHOOK_ANTHROPIC_API_KEYS": "sk-ant-one"})
+    assert with_key.providers.base_url("anthropic") == "https://api.anthropic.com"
