@@ -11,6 +11,7 @@ import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -133,7 +134,7 @@ def test_signing_out_ends_the_session(page: Page, stack: RunningStack):
     expect(page).to_have_url(re.compile(r"/console/login"))
 
 
-def budgeted_items(count: int) -> list[dict[str, object]]:
+def budgeted_items(count: int) -> list[dict[str, Any]]:
     """Analyses of photos no earlier run sent (the stack's Redis outlives a test), each paid."""
     items = []
     for _ in range(count):
