@@ -20,6 +20,7 @@ from service.api.error_body import error_body
 from service.api.rate_limits import RateLimitHeaders
 from service.api.routes import (
     batch_outcomes,
+    batch_pauses,
     batches,
     deliveries,
     endpoints,
@@ -27,6 +28,7 @@ from service.api.routes import (
     jobs,
     metrics,
     system,
+    usage,
 )
 from service.api.routes import live_events as events
 from service.api.security_headers import API_HEADERS, SecurityHeaders, add_missing
@@ -58,6 +60,8 @@ def create_app(settings: Settings) -> Starlette:
             *events.routes,
             *batches.routes,
             *batch_outcomes.routes,
+            *batch_pauses.routes,
+            *usage.routes,
             *deliveries.routes,
             *endpoints.routes,
             *files.routes,

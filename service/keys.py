@@ -14,6 +14,7 @@ another); webhooks/keys.py lists the delivery engine's, under the same prefix.
     {p}:client:<id>:unfinished          zset   its jobs not yet ended: its in-flight quota
     {p}:client:<id>:rate                hash   its request rate bucket
     {p}:client:<id>:idempotency:<sha256> hash  a used `Idempotency-Key` and its response
+    {p}:client:<id>:usage:<YYYY-MM-DD>  hash   its provider tokens, cost and jobs of a UTC day
     {p}:batch:<id>[:<part>]             hash/… a batch and its parts (service/jobs/batch_store.py)
     {p}:batches:running[:<client>]      set    running batches, all and by client
     {p}:batches:index:<client>          zset   a client's batch ids by creation time
@@ -81,6 +82,9 @@ class Keys:
     def idempotency(self, client_id: str, idempotency_key: str) -> str:
         digest = hashlib.sha256(idempotency_key.encode()).hexdigest()
         return f"{self.client(client_id)}:idempotency:{digest}"
+
+    def client_usage(self, client_id: str, day: str) -> str:
+        return f"{self.client(client_id)}:usage:{day}"
 
     def batch(self, batch_id: str, part: str = "") -> str:
         return f"{self.prefix}:batch:{batch_id}{':' + part if part else ''}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from service.jobs.model import Job, JobStatus
+from service.providers.usage import output_usage
 from service.publishing import publish_status, stream_status
 from service.queue import enqueue_job
 from service.runtime import Runtime
@@ -18,6 +19,9 @@ from service.runtime import Runtime
 async def end_job(runtime: Runtime, job_id: str, status: JobStatus, **changes: Any) -> Job | None:
     """Move the job to its final `status` and announce it; None (and nothing announced) when its
     status no longer allows it: it ended meanwhile, and whoever ended it announced it."""
+    spent = output_usage(changes.get("output"))
+    if spent is not None:
+        changes |= {"usage": spent.usage.as_dict(), "cost_usd": spent.cost_usd}
     ended = await runtime.jobs.transition(job_id, status, **changes)
     if ended is not None:
         await announce_end(runtime, ended)
@@ -46,6 +50,8 @@ async def requeue_job(
         earlier_errors=earlier,
         error=None,
         output=None,
+        usage=None,
+        cost_usd=None,
         started_at=None,
         finished_at=None,
     )

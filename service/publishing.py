@@ -27,6 +27,8 @@ BATCH_EVENTS = (
     "batch.completed",
     "batch.canceled",
     "batch.failed",
+    "batch.paused",
+    "batch.resumed",
 )
 # What an endpoint can subscribe to (a `ping` comes only from its test send).
 WEBHOOK_EVENT_TYPES = (

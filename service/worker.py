@@ -21,10 +21,10 @@ from service.batches.items_url import (
     read_items,
     reconcile_receiving,
 )
+from service.batches.pausing import check_keys_and_resume
 from service.config import Settings
 from service.imaging.allocator import return_large_blocks
 from service.keys import DELIVERY_QUEUE, JOB_QUEUE
-from service.providers.key_checks import check_provider_keys
 from service.queue import RUN_JOB, deserialize, serialize
 from service.reaper import WorkerPresence, forget_worker, reap_orphans
 from service.runner import execute
@@ -164,9 +164,7 @@ def _jobs_worker(settings: Settings, options: dict[str, Any], replacing: str | N
         ctx.update(runtime=runtime, presence=presence, claim_ttl_s=claim_ttl_s, cut_short=set())
         ctx["heartbeat"] = asyncio.create_task(presence.beat())
         # In the background: a provider slow to answer must not hold the worker's start.
-        ctx["key_check"] = asyncio.create_task(
-            check_provider_keys(settings, runtime.redis, runtime.provider_http)
-        )
+        ctx["key_check"] = asyncio.create_task(check_keys_and_resume(runtime))
 
     async def shutdown(ctx: dict[str, Any]) -> None:
         if "runtime" not in ctx:

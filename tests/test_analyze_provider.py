@@ -30,7 +30,6 @@ from service.storage import open_storage
 from service.tasks import analyze as analyze_task
 from service.tasks.context import TaskContext
 from service.tasks.streamed_text import Deltas
-from tests.conftest import provider_env
 from tests.support.cli import pixhook
 from tests.support.images import image_bytes
 from tests.support.jobs import error_of, wait_for_status
@@ -215,7 +214,7 @@ def test_a_refused_only_key_leaves_the_rotation_until_the_operator_puts_it_back(
     openai_standin.script([])
     still_out = analyze(api, unique_photo(32))
     calls_while_out = len(openai_standin.requests)
-    env = provider_env(openai_standin)
+    env = app_with_workers.environ
     reinstated = pixhook(app_with_workers, "providers", "reinstate", "openai", env=env)
     after = analyze(api, unique_photo(33))
 

@@ -389,18 +389,23 @@ def test_the_summary_says_how_it_went(api, photos):
     latency = summary["latency"]
     assert 0 < latency["p50_ms"] <= latency["p95_ms"] < 60_000
     assert summary["throughput_per_s"] > 0
-    assert summary["tokens"] == {"prompt": 0, "completion": 0, "total": 0, "cost": None}
+    assert batch["usage"] == {"input_tokens": 0, "output_tokens": 0, "cached_input_tokens": 0}
+    assert batch["cost_usd"] == 0
 
 
-def test_the_summary_counts_the_tokens_provider_jobs_spent(api):
+def test_the_batch_totals_the_tokens_and_cost_its_provider_jobs_spent(api):
     items = [analyze_item(size) for size in ((90, 60), (70, 50))]
 
     batch = wait_for_batch(api, submit_analyze(api, items))
 
-    tokens = batch["summary"]["tokens"]
-    assert tokens["total"] == 2 * USAGE["total_tokens"]
-    assert tokens["prompt"] == 2 * USAGE["prompt_tokens"]
-    assert tokens["cost"] is None
+    assert batch["usage"] == {
+        "input_tokens": 2 * USAGE["prompt_tokens"],
+        "output_tokens": 2 * USAGE["completion_tokens"],
+        "cached_input_tokens": 0,
+    }
+    # gpt-4o-mini's list price: $0.15 and $0.60 per million input and output tokens.
+    each = (USAGE["prompt_tokens"] * 0.15 + USAGE["completion_tokens"] * 0.60) / 1e6
+    assert batch["cost_usd"] == pytest.approx(2 * each, abs=1e-9)
 
 
 def test_a_batchs_failures_name_each_items_reference_in_its_view_and_webhook(

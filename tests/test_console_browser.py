@@ -3,16 +3,22 @@ downloaded). A failing test leaves a screenshot of the page in test-artifacts/sc
 
 from __future__ import annotations
 
+import base64
+import io
 import os
 import re
+import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from PIL import Image
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from service.cli.devstack import RunningStack
+from tests.support.batches import wait_for_batch
 from tests.support.deliveries import deliveries_of
 from tests.support.jobs import transform_job, wait_for_status
 from tests.support.stack_env import STACK_ENV
@@ -126,3 +132,40 @@ def test_signing_out_ends_the_session(page: Page, stack: RunningStack):
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     page.goto(f"{stack.api_url}/console/jobs")
     expect(page).to_have_url(re.compile(r"/console/login"))
+
+
+def budgeted_items(count: int) -> list[dict[str, Any]]:
+    """Analyses of photos no earlier run sent (the stack's Redis outlives a test), each paid."""
+    items = []
+    for _ in range(count):
+        buffer = io.BytesIO()
+        Image.new("RGB", (64, 48), tuple(secrets.token_bytes(3))).save(buffer, "PNG")
+        data = base64.b64encode(buffer.getvalue()).decode()
+        items.append({"input": {"image": {"base64": data}, "provider": "openai"}})
+    return items
+
+
+def test_an_operator_sees_a_batch_paused_for_its_budget_and_resumes_it(
+    page: Page, stack: RunningStack, api
+):
+    # gpt-4o-mini's list price makes each call $0.0002: the first one reaches the budget.
+    body = {"type": "image.analyze", "items": budgeted_items(3), "concurrency": 1}
+    created = api.post("/v1/batches", json=body | {"max_cost": 0.0001}).json()
+    paused = wait_for_batch(api, created["id"])
+    assert paused["status"] == "paused"
+
+    sign_in(page, stack, STACK_ENV["PIXHOOK_CONSOLE_PASSWORD"])
+    page.goto(f"{stack.api_url}/console/batches/{created['id']}")
+    expect(page.locator("#batch-status")).to_have_text("paused")
+    expect(page.locator("#paused")).to_contain_text("its budget is $0.0001")
+    expect(page.locator("#batch-cost")).to_have_text("$0.0001995 of a $0.0001 budget")
+    page.get_by_label("New budget (USD)").fill("1")
+    page.get_by_role("button", name="Resume").click()
+
+    expect(page.get_by_role("status")).to_contain_text("Resumed")
+    batch = wait_for_batch(api, created["id"])
+    assert batch["status"] == "completed" and batch["counts"]["succeeded"] == 3
+    page.reload()
+    expect(page.locator("#batch-status")).to_have_text("completed")
+    page.get_by_role("link", name="Usage").click()
+    expect(page.locator(f"#usage-{stack.client.client.id} .total-cost")).not_to_have_text("$0")

@@ -58,6 +58,8 @@ _JOB: dict[str, Any] = {
     "attempt": 1,
     "max_attempts": 1,
     "earlier_errors": [],
+    "usage": None,
+    "cost_usd": None,
     "urls": {
         "self": "https://pixhook.example.com/v1/jobs/job_9m2xk4q7vd",
         "events": "https://pixhook.example.com/v1/jobs/job_9m2xk4q7vd/events",
@@ -102,8 +104,14 @@ _BATCH: dict[str, Any] = {
         "success_rate": 0.99,
         "latency": {"p50_ms": 8420.5, "p95_ms": 14890.2},
         "throughput_per_s": 0.055,
-        "tokens": {"prompt": 0, "completion": 0, "total": 0, "cost": None},
     },
+    "usage": {"input_tokens": 0, "output_tokens": 0, "cached_input_tokens": 0},
+    "cost_usd": 0.0,
+    "unpriced_items": 0,
+    "max_cost": None,
+    "paused_reason": None,
+    "paused_at": None,
+    "paused_provider": None,
     "results": {
         "url": "https://pixhook.example.com/files/…?expires=…&signature=…",
         "media_type": "application/x-ndjson",
@@ -115,7 +123,28 @@ _BATCH: dict[str, Any] = {
         "cancel": "https://pixhook.example.com/v1/batches/bat_5tq8w2hn3c/cancel",
         "items": "https://pixhook.example.com/v1/batches/bat_5tq8w2hn3c/items",
         "retry": "https://pixhook.example.com/v1/batches/bat_5tq8w2hn3c/retry",
+        "resume": "https://pixhook.example.com/v1/batches/bat_5tq8w2hn3c/resume",
         "results_csv": "https://pixhook.example.com/v1/batches/bat_5tq8w2hn3c/results.csv",
+    },
+}
+# An analysis batch that reached its budget with 58 of its 100 items not yet started.
+_PAUSED_BATCH: dict[str, Any] = {
+    "type": "image.analyze",
+    "status": "paused",
+    "finished_at": None,
+    "results": None,
+    "progress": 0.42,
+    "counts": _BATCH["counts"] | {"pending": 58, "in_flight": 0, "succeeded": 41},
+    "failures": [],
+    "usage": {"input_tokens": 34850, "output_tokens": 4920, "cached_input_tokens": 0},
+    "cost_usd": 0.00818,
+    "max_cost": 0.008,
+    "paused_reason": "budget",
+    "paused_at": _AT,
+    "summary": _BATCH["summary"]
+    | {
+        "by_status": {"succeeded": 41, "failed": 1, "canceled": 0, "running": 0, "pending": 58},
+        "success_rate": 0.9762,
     },
 }
 _RUNNING_BATCH = {"status": "running", "finished_at": None, "results": None, "progress": 0.42}
@@ -154,6 +183,10 @@ _EXAMPLE_DATA: dict[str, dict[str, Any]] = {
     | {"counts": _BATCH["counts"] | {"pending": 50, "in_flight": 8, "succeeded": 41}},
     "batch.completed": _BATCH,
     "batch.canceled": _BATCH | {"status": "canceled"},
+    "batch.paused": _BATCH | _PAUSED_BATCH,
+    "batch.resumed": _BATCH
+    | _PAUSED_BATCH
+    | {"status": "running", "paused_reason": None, "paused_at": None, "max_cost": 10.0},
     "batch.failed": _BATCH
     | {
         "status": "failed",

@@ -111,6 +111,24 @@ class BatchFailedEvent(WebhookEvent):
     data: BatchView
 
 
+class BatchPausedEvent(WebhookEvent):
+    """No more of the batch's items start (those in flight finish): `data.paused_reason` is
+    `budget` (`data.cost_usd` reached `data.max_cost`) or `keys` (every API key of
+    `data.paused_provider` was refused; the items it failed wait to run again). Nothing failed:
+    `POST /v1/batches/{id}/resume` runs it again."""
+
+    type: Literal["batch.paused"]
+    data: BatchView
+
+
+class BatchResumedEvent(WebhookEvent):
+    """A paused batch runs again: resumed by its client, or by pixhook when the provider it was
+    paused for has a usable key again."""
+
+    type: Literal["batch.resumed"]
+    data: BatchView
+
+
 class EndpointDisabledEvent(WebhookEvent):
     """An endpoint was disabled (it failed too long, or answered `410 Gone`); sent to the
     client's other endpoints."""
@@ -144,6 +162,8 @@ EVENTS: dict[str, type[WebhookEvent]] = {
         BatchCompletedEvent,
         BatchCanceledEvent,
         BatchFailedEvent,
+        BatchPausedEvent,
+        BatchResumedEvent,
         EndpointDisabledEvent,
         PingEvent,
     )

@@ -20,6 +20,7 @@ from functools import partial
 from typing import Any
 
 from service.batches.items import failures, item_fields, item_job_id, rewrite_results
+from service.batches.key_checks import check_keys_before_start
 from service.batches.views import batch_view
 from service.errors import Conflict, InvalidInput
 from service.jobs.batch_store import REFUSED, RETRY, Batch, BatchStatus, Outcome
@@ -27,6 +28,7 @@ from service.jobs.model import TERMINAL, Job
 from service.jobs.streams import append_event
 from service.launch import launch_job
 from service.lifecycle import end_job, requeue_job
+from service.providers.errors import PROVIDER_KEYS_EXHAUSTED
 from service.queue import enqueue_job
 from service.runtime import Runtime
 from service.submission import read_submission
@@ -37,6 +39,8 @@ log = logging.getLogger("pixhook.batches")
 PROGRESS_STEP = 0.05  # a progress event at least every 5% of the items...
 STALLED_CLOSE_S = 60.0  # ...and a batch whose finisher died is finished by `reconcile` after this
 _LOCK_TTL_S = 120.0
+# A paused batch is as unended as a running one: its items in flight end, a cancel ends it.
+_UNENDED = ("running", "paused")
 
 
 # Starting items.
@@ -60,6 +64,7 @@ async def fill(runtime: Runtime, batch_id: str, client_batches: list[str] | None
     cap = runtime.settings.batches.client_concurrency
     started, claimed = await runtime.batches.claim(batch, batch.concurrency, cap, client_batches)
     if started:
+        await check_keys_before_start(runtime, [body for _, body in claimed])
         current = await runtime.batches.get(batch.id)
         await _publish(runtime, current or batch, "batch.started")
     for index, body in claimed:
@@ -122,7 +127,29 @@ async def job_ended(runtime: Runtime, job: Job) -> None:
     if batch is None:
         return
     outcome: Outcome = job.status  # type: ignore[assignment]
+    if outcome == "failed" and (job.error or {}).get("code") == PROVIDER_KEYS_EXHAUSTED:
+        put_back = await runtime.batches.pauses.put_back(
+            batch.id, job.batch_index, _provider_of(job), time.time()
+        )
+        if put_back == "paused":
+            await _announce_pause(runtime, batch.id)
+        if put_back != "record":
+            return
+        # The batch is being canceled: the item did not run, and never will.
+        outcome = "canceled"
     await _record(runtime, batch, job.batch_index, outcome, job=job, error=job.error)
+
+
+def _provider_of(job: Job) -> str:
+    # `image.generate` names no provider: OpenAI's images API is the only one it speaks.
+    return str(job.input.get("provider") or "openai")
+
+
+async def _announce_pause(runtime: Runtime, batch_id: str) -> None:
+    paused = await runtime.batches.get(batch_id)
+    if paused is not None:
+        log.warning("batch %s paused: %s", batch_id, paused.paused_reason)
+        await _publish(runtime, paused, "batch.paused")
 
 
 async def record_refused(runtime: Runtime, batch: Batch, index: int, error: dict[str, Any]) -> None:
@@ -153,10 +180,13 @@ async def _record(
         has_job=job is not None,
         # A canceled item's time says nothing of how long items take.
         latency_s=None if outcome == "canceled" else _latency_s(job),
-        tokens=_tokens(job),
+        usage=job.usage if job is not None else None,
+        cost_usd=job.cost_usd if job is not None else None,
     )
     if not recorded.new:
         return
+    if recorded.paused:
+        await _announce_pause(runtime, batch.id)
     if recorded.waiting_bytes >= runtime.storage.min_part_bytes:
         await _store_part(runtime, batch.id, final=False)
     if recorded.progress_due:
@@ -174,19 +204,6 @@ def _latency_s(job: Job | None) -> float | None:
     if job is None or job.started_at is None or job.finished_at is None:
         return None
     return max(0.0, job.finished_at - job.started_at)
-
-
-def _tokens(job: Job | None) -> tuple[int, int, int]:
-    """The provider tokens the item's job spent: none for an answer served from the cache."""
-    provider = (job.output or {}).get("provider") if job is not None else None
-    if not isinstance(provider, dict) or provider.get("cached"):
-        return (0, 0, 0)
-    usage = provider.get("usage")
-    if not isinstance(usage, dict):
-        return (0, 0, 0)
-    names = ("prompt_tokens", "completion_tokens", "total_tokens")
-    counts = [usage.get(name) for name in names]
-    return tuple(c if isinstance(c, int) and c >= 0 else 0 for c in counts)  # type: ignore[return-value]
 
 
 def _error(exc: InvalidInput, index: int) -> dict[str, Any]:
@@ -247,7 +264,7 @@ async def finish(runtime: Runtime, batch_id: str) -> None:
         return
     try:
         batch = await runtime.batches.get(batch_id)
-        if batch is None or batch.status != "running":
+        if batch is None or batch.status not in _UNENDED:
             return
         rewrite = batch.rewrite
         if rewrite:
@@ -350,7 +367,7 @@ async def reconcile(runtime: Runtime) -> None:
     whose last item ended but which never finished. Then start whatever may start."""
     for batch_id in await runtime.batches.running():
         batch = await runtime.batches.get(batch_id)
-        if batch is None or batch.status != "running":
+        if batch is None or batch.status not in _UNENDED:
             continue
         try:
             await _reconcile(runtime, batch)
@@ -387,12 +404,17 @@ async def _reconcile(runtime: Runtime, batch: Batch) -> None:
 # Events: the batch's live stream always; its webhook when asked for, and matching endpoints.
 
 
-async def announce(runtime: Runtime, batch: Batch, event_type: str) -> None:
-    """Publish one of the batch's events (`batch.failed` when its items could not be read)."""
-    await _publish(runtime, batch, event_type)
+async def announce(
+    runtime: Runtime, batch: Batch, event_type: str, moment: str | None = None
+) -> None:
+    """Publish one of the batch's events (`batch.failed` when its items could not be read);
+    `moment` names what it reports, unique to the batch, when the event type happens often."""
+    await _publish(runtime, batch, event_type, moment)
 
 
-async def _publish(runtime: Runtime, batch: Batch, event_type: str) -> None:
+async def _publish(
+    runtime: Runtime, batch: Batch, event_type: str, moment: str | None = None
+) -> None:
     stats = await runtime.batches.outcomes.stats(batch.id)
     data = batch_view(batch, await failures(runtime, batch), runtime, stats)
     settings = runtime.settings
@@ -401,7 +423,11 @@ async def _publish(runtime: Runtime, batch: Batch, event_type: str) -> None:
     wanted = batch.webhook_url is not None and subscription in batch.webhook_events
     # Derived from what the event reports, so announcing it again after a crash is one event; a
     # batch that ends again after a retry ends with an event of its own.
-    moment = {"batch.progress": f"p{batch.done}", "batch.started": "started"}.get(event_type)
+    if event_type == "batch.paused" and batch.paused_at is not None:
+        moment = f"paused{round(batch.paused_at * 1000)}"
+    moment = moment or {"batch.progress": f"p{batch.done}", "batch.started": "started"}.get(
+        event_type
+    )
     if moment is None:
         moment = "end" if batch.retries == 0 else f"end{batch.retries}"
     elif event_type == "batch.progress" and batch.retries:

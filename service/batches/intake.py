@@ -60,6 +60,18 @@ class BatchFields(Delivery):
         ]
         | None
     ) = None
+    max_cost: (
+        Annotated[
+            float,
+            Field(
+                gt=0,
+                description="US dollars: when its items' provider calls have cost this much, "
+                "the batch pauses (`batch.paused`) until resumed; items of a model without a "
+                "price are refused (MODEL_NOT_PRICED)",
+            ),
+        ]
+        | None
+    ) = None
 
 
 @dataclass(frozen=True)
@@ -160,6 +172,7 @@ class BatchPlan:
     items_url: str | None = None
     # Runs of an item whose failures may pass: `_item_attempts` reads and bounds the request's.
     item_attempts: int = 3
+    max_cost: float | None = None  # USD
 
 
 def json_batch(spec: Any, settings: Settings) -> tuple[BatchPlan, list[Any]]:
@@ -213,6 +226,7 @@ def _plan(job_type: str, batch: Any, settings: Settings) -> BatchPlan:
         metadata=parse_metadata(batch.metadata, settings),
         output_name=batch.output_name,
         item_attempts=_item_attempts(batch.item_attempts, settings),
+        max_cost=batch.max_cost,
     )
 
 
@@ -280,7 +294,9 @@ class ItemMaker:
                     raise body
                 if self.plan.output_name is not None:
                     body["output_name"] = self.plan.output_name
-                parse_submission(body, None, settings, batch_item=True)
+                submission = parse_submission(body, None, settings, batch_item=True)
+                if self.plan.max_cost is not None:
+                    check_priced(submission.params, settings)
             except InvalidInput as exc:
                 where = f"{self.field}[{index}]"
                 field_name = f"{where}.{exc.field}" if exc.field else where
@@ -324,6 +340,24 @@ class ItemMaker:
         except InvalidInput as exc:
             return exc
         return body
+
+
+def check_priced(params: dict[str, Any], settings: Settings) -> None:
+    """MODEL_NOT_PRICED for a job whose provider model has no price: a budget could not count
+    what it costs."""
+    models = params.get("models") or ([params["model"]] if "model" in params else [])
+    if not models or ("provider" in params and params["provider"] is None):
+        return  # no provider call
+    # `image.generate` names no provider: OpenAI's images API is the only one it speaks.
+    provider = str(params.get("provider") or "openai")
+    for model in models:
+        if settings.providers.prices.get((provider, model)) is None:
+            raise InvalidInput(
+                f"{provider}/{model} has no price (PIXHOOK_PROVIDER_PRICES): a batch with "
+                "max_cost cannot count what it costs",
+                code="MODEL_NOT_PRICED",
+                field="input.model",
+            )
 
 
 # What a job's `reference` may be (service/submission.py, Reference).

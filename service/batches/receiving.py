@@ -159,6 +159,7 @@ def new_batch(
         metadata=plan.metadata,
         items_url=plan.items_url,
         item_attempts=plan.item_attempts,
+        max_cost=plan.max_cost,
     )
 
 

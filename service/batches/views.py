@@ -11,7 +11,15 @@ from service.jobs.batch_outcomes import BatchStats, bucket_ms
 from service.jobs.batch_store import Batch, BatchStatus
 from service.jobs.index import CURSOR_PATTERN
 from service.jobs.outputs import JobOutput
-from service.jobs.view_models import Count, JobError, Subscription, Timestamp, Url, View
+from service.jobs.view_models import (
+    Count,
+    JobError,
+    Subscription,
+    Timestamp,
+    TokenCounts,
+    Url,
+    View,
+)
 from service.jobs.views import iso
 from service.runtime import Runtime
 
@@ -55,6 +63,7 @@ class BatchUrls(View):
     cancel: Url
     items: Url
     retry: Url
+    resume: Url
     results_csv: Url
 
 
@@ -64,16 +73,6 @@ class LatencySummary(View):
 
     p50_ms: Annotated[float, Field(ge=0)] | None
     p95_ms: Annotated[float, Field(ge=0)] | None
-
-
-class TokenSummary(View):
-    """Provider tokens the items' jobs reported spending (cached answers spend none)."""
-
-    prompt: Count
-    completion: Count
-    total: Count
-    # Prices are not known yet: null.
-    cost: float | None
 
 
 class BatchSummary(View):
@@ -86,7 +85,6 @@ class BatchSummary(View):
     latency: LatencySummary
     # Items ended per second of the batch's running time (to its end, or to now).
     throughput_per_s: Annotated[float, Field(ge=0)] | None
-    tokens: TokenSummary
 
 
 class BatchItem(View):
@@ -134,6 +132,17 @@ class BatchView(View):
     # The first 100 failed items; `GET /v1/batches/{id}/items?status=failed` pages them all.
     failures: list[BatchFailure]
     summary: BatchSummary
+    # What its items' provider calls cost so far (answers from pixhook's cache: nothing);
+    # `unpriced_items` used a model without a price, whose cost is not in `cost_usd`.
+    usage: TokenCounts
+    cost_usd: Annotated[float, Field(ge=0)]
+    unpriced_items: Count
+    max_cost: Annotated[float, Field(gt=0)] | None
+    # While `paused`: why (`budget`: cost_usd reached max_cost; `keys`: every API key of
+    # `paused_provider` was refused), and since when.
+    paused_reason: Literal["budget", "keys"] | None
+    paused_at: Timestamp | None
+    paused_provider: str | None
     results: BatchResults | None
     items_url: Annotated[
         str | None, Field(description="where its items were read from, if not uploaded")
@@ -220,6 +229,13 @@ def batch_view(
             "metadata": batch.metadata,
             "failures": failures,
             "summary": summary(batch, stats or BatchStats({}, {})),
+            "usage": batch.usage,
+            "cost_usd": batch.cost_usd,
+            "unpriced_items": batch.unpriced_items,
+            "max_cost": batch.max_cost,
+            "paused_reason": batch.paused_reason,
+            "paused_at": iso(batch.paused_at),
+            "paused_provider": batch.paused_provider,
             "results": results,
             "items_url": batch.items_url,
             "error": batch.error,
@@ -229,6 +245,7 @@ def batch_view(
                 "cancel": f"{public_url}/v1/batches/{batch.id}/cancel",
                 "items": f"{public_url}/v1/batches/{batch.id}/items",
                 "retry": f"{public_url}/v1/batches/{batch.id}/retry",
+                "resume": f"{public_url}/v1/batches/{batch.id}/resume",
                 "results_csv": f"{public_url}/v1/batches/{batch.id}/results.csv",
             },
         }
@@ -256,7 +273,6 @@ def summary(batch: Batch, stats: BatchStats) -> dict[str, Any]:
             "p95_ms": _percentile(stats.latency, 0.95),
         },
         "throughput_per_s": round(ended / running_s, 3) if running_s and ended else None,
-        "tokens": {**batch.tokens, "cost": None},
     }
 
 

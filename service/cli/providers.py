@@ -11,6 +11,7 @@ from typing import TypeVar
 
 from redis.asyncio import Redis
 
+from service.batches.pausing import resume_batches_paused_for_keys
 from service.cli.tables import print_table
 from service.config import Settings
 from service.jobs.views import iso
@@ -18,6 +19,7 @@ from service.providers.calls import ProviderCalls
 from service.providers.errors import ProviderError
 from service.providers.key_pool import PROVIDERS, KeyPool
 from service.providers.openai import provider_http
+from service.runtime import Runtime
 
 T = TypeVar("T")
 
@@ -87,12 +89,23 @@ def keys_check(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def keys_reinstate(settings: Settings, args: argparse.Namespace) -> int:
-    async def reinstate(redis: Redis) -> list[str]:
-        return await KeyPool.of(settings, redis, args.provider).put_back(args.key)
+    """Puts keys back, then resumes the batches paused because the provider had none."""
 
-    hints = _run(settings, reinstate)
+    async def reinstate() -> tuple[list[str], list[str]]:
+        runtime = await Runtime.open(settings)
+        try:
+            pool = KeyPool.of(settings, runtime.redis, args.provider)
+            hints = await pool.put_back(args.key)
+            resumed = await resume_batches_paused_for_keys(runtime, args.provider) if hints else []
+            return hints, resumed
+        finally:
+            await runtime.close()
+
+    hints, resumed = asyncio.run(reinstate())
     if not hints:
         print(f"no {args.provider} key ends in {args.key!r}")
         return 1
     print(f"{args.provider} keys back in rotation: " + ", ".join(f"…{h}" for h in hints))
+    if resumed:
+        print("batches resumed: " + ", ".join(resumed))
     return 0

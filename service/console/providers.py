@@ -1,5 +1,6 @@
 """The providers page: each configured provider's keys (in rotation, or refused and since
-when, with a button to put one back) and what its models have used and cost. The operator's
+when, with a button to put one back, which resumes batches paused for want of a key) and what
+its models have used and cost. The operator's
 only: keys and spending are the deployment's, not a client's."""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from service.batches.pausing import resume_batches_paused_for_keys
 from service.console.session import ConsoleSession
 from service.console.web import Refused, page, render
 from service.jobs.metrics import JobMetrics
@@ -44,6 +46,7 @@ async def reinstate_key(request: Request, session: ConsoleSession) -> Response:
     hint = str(form.get("key") or "")
     if not await KeyPool.of(rt.settings, rt.redis, name).put_back(hint or None):
         raise Refused(404, "No such key.")
+    await resume_batches_paused_for_keys(rt, name)
     return RedirectResponse("/console/providers", 303)
 
 

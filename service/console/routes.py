@@ -6,7 +6,7 @@ from __future__ import annotations
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from service.console.batches import batch_page
+from service.console.batches import batch_page, resume_batch
 from service.console.dead_letters import dlq_act, dlq_page, dlq_purge
 from service.console.pages import (
     deliveries_page,
@@ -20,6 +20,7 @@ from service.console.pages import (
 )
 from service.console.providers import providers_page, reinstate_key
 from service.console.signin import home, login, login_form, logout
+from service.console.usage import usage_page
 from service.console.web import HERE
 
 routes: list[BaseRoute] = [
@@ -31,6 +32,8 @@ routes: list[BaseRoute] = [
     Route("/jobs", jobs_page, methods=["GET"]),
     Route("/jobs/{job_id}", job_page, methods=["GET"]),
     Route("/batches/{batch_id}", batch_page, methods=["GET"]),
+    Route("/batches/{batch_id}/resume", resume_batch, methods=["POST"]),
+    Route("/usage", usage_page, methods=["GET"]),
     Route("/deliveries", deliveries_page, methods=["GET"]),
     Route("/deliveries/{delivery_id}", delivery_page, methods=["GET"]),
     Route("/deliveries/{delivery_id}/retry", retry_delivery, methods=["POST"]),

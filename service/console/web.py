@@ -31,6 +31,13 @@ def _when(moment: float | None) -> str:
     return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def _usd(amount: float | None) -> str:
+    """Dollars to the precision costs are counted in (1e-8), without trailing zeros: $0.0001995."""
+    if amount is None:
+        return "—"
+    return "$" + f"{amount:.8f}".rstrip("0").removesuffix(".")
+
+
 def _seconds(span: float) -> str:
     return f"{span * 1000:.0f} ms" if span < 1 else f"{span:.1f} s"
 
@@ -45,7 +52,13 @@ def _pairs(metadata: Mapping[str, Any] | None, shown: int = 3) -> str:
     return ", ".join(pairs[:shown]) + more
 
 
-templates.env.filters |= {"when": _when, "seconds": _seconds, "host": host_of, "pairs": _pairs}
+templates.env.filters |= {
+    "when": _when,
+    "seconds": _seconds,
+    "usd": _usd,
+    "host": host_of,
+    "pairs": _pairs,
+}
 
 
 class Refused(Exception):

@@ -22,7 +22,8 @@ Keys of one batch (`{p}` = `pixhook:batch:<id>`):
   bucket}` (`job`: it has a job to run again; `bucket`: its latency's, to take back on a retry).
 - `{p}:codes` hash: error code -> failed items with it.
 - `{p}:latency` hash: latency bucket (`LATENCY_RATIO` steps) -> items that ended in it.
-- `{p}:retry` list: indexes of failed items asked to run again, claimed before new items.
+- `{p}:retry` list: indexes of failed items asked to run again, and of items put back when
+  their provider's keys were all refused; claimed before new items.
 - `{p}:rerun` set: those claimed whose job is not yet queued again: until it is, the job's end
   is the attempt before, which `reconcile` must not record again.
 
@@ -43,11 +44,16 @@ from redis.asyncio import Redis
 
 from service.ids import is_id
 from service.jobs.batch_outcomes import BatchOutcomes, latency_bucket
+from service.jobs.batch_pauses import BatchPauses
 from service.jobs.index import IndexCursor, newest
+from service.jobs.usage_totals import COST_UNITS_PER_USD, TOKEN_KINDS, cost_units
 from service.keys import PREFIX, Keys
 
-# `receiving`: its items are still being read (from `items_url`); `failed`: they could not be.
-BatchStatus = Literal["receiving", "running", "completed", "canceled", "failed"]
+# `receiving`: its items are still being read (from `items_url`); `failed`: they could not be;
+# `paused`: no item starts until it is resumed (its budget was reached, or its provider's keys
+# were all refused: service/jobs/batch_pauses.py).
+BatchStatus = Literal["receiving", "running", "paused", "completed", "canceled", "failed"]
+PausedReason = Literal["budget", "keys"]
 Outcome = Literal["succeeded", "failed", "canceled"]
 _OUTCOME_PARTS = ("failed", "canceled", "errors", "codes", "latency", "retry", "rerun")
 _MESSAGE_CHARS = 300
@@ -121,12 +127,13 @@ if #claimed > 1 then claimed[1] = redis.call('HSETNX', KEYS[1], 'started_at', AR
 return claimed
 """
 
-# KEYS: hash, done, inflight, results, failed, canceled, errors, codes, latency
+# KEYS: hash, done, inflight, results, failed, canceled, errors, codes, latency, retry
 # ARGV: index, outcome, line, error entry JSON or '', now, progress interval (s), progress step,
-#       error code or '', latency bucket or '', prompt tokens, completion tokens, total tokens
-# Returns {recorded, progress due, last item, bytes waiting}.
+#       error code or '', latency bucket or '', input, output and cached input tokens, cost
+#       (COST_UNITS_PER_USD), 1 if its model has no price
+# Returns {recorded, progress due, last item, bytes waiting, paused for its budget}.
 _RECORD = """
-if redis.call('SETBIT', KEYS[2], ARGV[1], 1) == 1 then return {0, 0, 0, 0} end
+if redis.call('SETBIT', KEYS[2], ARGV[1], 1) == 1 then return {0, 0, 0, 0, 0} end
 redis.call('SREM', KEYS[3], ARGV[1])
 redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
 if ARGV[2] == 'failed' then
@@ -137,8 +144,19 @@ elseif ARGV[2] == 'canceled' then
   redis.call('SETBIT', KEYS[6], ARGV[1], 1)
 end
 if ARGV[9] ~= '' then redis.call('HINCRBY', KEYS[9], ARGV[9], 1) end
-for k, name in ipairs({'tokens_prompt', 'tokens_completion', 'tokens_total'}) do
+for k, name in ipairs({'input_tokens', 'output_tokens', 'cached_input_tokens', 'cost',
+                       'unpriced_items'}) do
   if ARGV[9 + k] ~= '0' then redis.call('HINCRBY', KEYS[1], name, ARGV[9 + k]) end
+end
+-- The budget reached with items still to start: none start until the batch is resumed.
+local paused = 0
+local b = redis.call('HMGET', KEYS[1], 'max_cost', 'cost', 'status', 'cancel', 'next', 'total')
+if b[1] and ARGV[13] ~= '0' and tonumber(b[2] or 0) >= tonumber(b[1]) and b[3] == 'running'
+   and b[4] ~= '1'
+   and (tonumber(b[5]) < tonumber(b[6]) or redis.call('LLEN', KEYS[10]) > 0) then
+  redis.call('HSET', KEYS[1], 'status', 'paused', 'paused_reason', 'budget', 'paused_at', ARGV[5])
+  redis.call('HDEL', KEYS[1], 'paused_provider')
+  paused = 1
 end
 -- After a retry the results file is written again from the records as the batch ends.
 local waiting = 0
@@ -161,7 +179,7 @@ if done >= total and not h[7] then
   redis.call('HSET', KEYS[1], 'closing', now)
   last = 1
 end
-return {1, progress, last, waiting}
+return {1, progress, last, waiting, paused}
 """
 
 # KEYS: hash, done, failed, errors, codes, latency, retry, running, client's running
@@ -184,7 +202,11 @@ for i = 2, #ARGV do
   end
 end
 if queued > 0 then
-  redis.call('HSET', KEYS[1], 'status', 'running', 'rewrite', '1')
+  redis.call('HSET', KEYS[1], 'rewrite', '1')
+  -- A paused batch stays paused: its items run again when it is resumed.
+  if redis.call('HGET', KEYS[1], 'status') ~= 'paused' then
+    redis.call('HSET', KEYS[1], 'status', 'running')
+  end
   redis.call('HINCRBY', KEYS[1], 'retries', 1)
   redis.call('HDEL', KEYS[1], 'finished_at', 'closing')
   redis.call('SADD', KEYS[8], ARGV[1])
@@ -195,7 +217,8 @@ return queued
 
 # KEYS: hash, inflight. Stops claiming; returns the first never-claimed index and the in-flight.
 _CANCEL = """
-if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return false end
+local status = redis.call('HGET', KEYS[1], 'status')
+if status ~= 'running' and status ~= 'paused' then return false end
 redis.call('HSET', KEYS[1], 'cancel', '1')
 local nxt = tonumber(redis.call('HGET', KEYS[1], 'next'))
 return {nxt, redis.call('SMEMBERS', KEYS[2])}
@@ -250,7 +273,16 @@ class Batch:
     # Times failed items were asked to run again: the results file is then written anew.
     retries: int = 0
     rewrite: bool = False
-    tokens: dict[str, int] = field(default_factory=dict)
+    # Provider tokens by kind and cost of its items so far (cached answers count none), and how
+    # many items used a model without a price (their cost is not in `cost_usd`).
+    usage: dict[str, int] = field(default_factory=dict)
+    cost_usd: float = 0.0
+    unpriced_items: int = 0
+    # USD; reaching it pauses the batch.
+    max_cost: float | None = None
+    paused_reason: PausedReason | None = None
+    paused_at: float | None = None
+    paused_provider: str | None = None  # whose keys were all refused
 
     @property
     def done(self) -> int:
@@ -277,6 +309,8 @@ class Batch:
         }
         if self.items_url is not None:
             fields["items_url"] = self.items_url
+        if self.max_cost is not None:
+            fields["max_cost"] = str(cost_units(self.max_cost))
         return fields
 
     @classmethod
@@ -313,9 +347,13 @@ class Batch:
             item_attempts=int(h.get("item_attempts", 1)),
             retries=int(h.get("retries", 0)),
             rewrite=h.get("rewrite") == "1",
-            tokens={
-                name: int(h.get(f"tokens_{name}", 0)) for name in ("prompt", "completion", "total")
-            },
+            usage={kind: int(h.get(kind, 0)) for kind in TOKEN_KINDS},
+            cost_usd=int(h.get("cost", 0)) / COST_UNITS_PER_USD,
+            unpriced_items=int(h.get("unpriced_items", 0)),
+            max_cost=int(h["max_cost"]) / COST_UNITS_PER_USD if "max_cost" in h else None,
+            paused_reason=h.get("paused_reason") or None,  # type: ignore[arg-type]
+            paused_at=float(h["paused_at"]) if "paused_at" in h else None,
+            paused_provider=h.get("paused_provider") or None,
         )
 
 
@@ -327,6 +365,7 @@ class Recorded:
     progress_due: bool
     last: bool  # this was the batch's last item: finish the batch
     waiting_bytes: int
+    paused: bool = False  # it brought the batch to its budget: the batch paused
 
 
 class BatchStore:
@@ -341,6 +380,8 @@ class BatchStore:
         self._retry = redis.register_script(_RETRY)
         # What became of the items: read by status, with their errors and the batch's figures.
         self.outcomes = BatchOutcomes(redis, prefix)
+        # Pausing (budget, keys) and resuming.
+        self.pauses = BatchPauses(redis, prefix)
         self._unlock = redis.register_script(_UNLOCK)
         self._commit = redis.register_script(_COMMIT)
         self._end_receiving = redis.register_script(_END_RECEIVING)
@@ -565,7 +606,8 @@ class BatchStore:
         *,
         has_job: bool = True,
         latency_s: float | None = None,
-        tokens: tuple[int, int, int] = (0, 0, 0),
+        usage: dict[str, int] | None = None,
+        cost_usd: float | None = None,
     ) -> Recorded:
         """Record one item's end, once: later reports of the same item change nothing."""
         bucket = "" if latency_s is None else str(latency_bucket(latency_s))
@@ -588,12 +630,14 @@ class BatchStore:
             progress_step,
             (error or {}).get("code", "") if outcome == "failed" else "",
             bucket,
-            *tokens,
+            *((usage or {}).get(kind, 0) for kind in TOKEN_KINDS),
+            cost_units(cost_usd or 0.0),
+            1 if usage is not None and cost_usd is None else 0,
         ]
         parts = ("", "done", "inflight", "results", "failed", "canceled", "errors", "codes")
-        keys = [self.key(batch_id, p) for p in (*parts, "latency")]
-        new, progress, last, waiting = await self._record(keys=keys, args=args)
-        return Recorded(bool(new), bool(progress), bool(last), int(waiting))
+        keys = [self.key(batch_id, p) for p in (*parts, "latency", "retry")]
+        new, progress, last, waiting, paused = await self._record(keys=keys, args=args)
+        return Recorded(bool(new), bool(progress), bool(last), int(waiting), bool(paused))
 
     async def retry(self, batch: Batch, indexes: Sequence[int]) -> int:
         """Queue failed items to run again (those still failed); the batch runs again if any

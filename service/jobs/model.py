@@ -46,6 +46,10 @@ class Job:
     attempt: int = 1
     max_attempts: int = 1
     earlier_errors: list[dict[str, Any]] = field(default_factory=list)
+    # What its provider call cost, recorded as it ended (service/providers/usage.py): tokens by
+    # kind and US dollars; None when it made no call, or (cost) the model has no price.
+    usage: dict[str, int] | None = None
+    cost_usd: float | None = None
 
     def to_json(self) -> str:
         # Shallow: `asdict` deep-copies input and output first, 7x the cost for the same bytes.

@@ -14,6 +14,7 @@ from service.ids import is_id
 from service.jobs.index import IndexCursor, JobFilter, JobIndex, JobsFound
 from service.jobs.metrics import JobMetrics
 from service.jobs.model import TERMINAL, Job, JobStatus
+from service.jobs.usage_totals import UsageTotals
 from service.keys import PREFIX, Keys
 
 # Back to `queued` is a new attempt: from `running` when a transient failure is retried on its own,
@@ -32,6 +33,7 @@ class JobStore:
         self._retention_ms = int(retention_s * 1000)
         self._keys = Keys(prefix)
         self._metrics = JobMetrics(redis, prefix)
+        self.usage = UsageTotals(redis, prefix)
         self.index = JobIndex(redis, prefix, retention_ms=self._retention_ms)
 
     def _key(self, job_id: str) -> str:
@@ -99,6 +101,7 @@ class JobStore:
                     pipe.set(key, updated.to_json(), keepttl=True)
                     if status in TERMINAL:
                         pipe.zrem(self.unfinished_key(job.client_id), job_id)
+                        self.usage.count(pipe, updated)
                     elif job.status in TERMINAL:  # tried again: it counts against the quota
                         pipe.zadd(self.unfinished_key(job.client_id), {job_id: job.created_at})
                     self.index.moved(pipe, job, updated)

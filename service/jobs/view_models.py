@@ -53,6 +53,15 @@ class JobBatch(View):
     index: int | None
 
 
+class TokenCounts(View):
+    """Provider tokens by kind: `input_tokens` excludes what the provider read from its prompt
+    cache (`cached_input_tokens`, billed lower); images count as the provider counts them."""
+
+    input_tokens: Count
+    output_tokens: Count
+    cached_input_tokens: Count
+
+
 class JobUrls(View):
     self: Url
     events: Url
@@ -86,6 +95,10 @@ class JobView(View):
     max_attempts: Annotated[int, Field(ge=1)]
     # The errors of the runs before this one, oldest first.
     earlier_errors: list[JobError]
+    # What its provider call cost: null without one. An answer from pixhook's cache paid
+    # nothing (0 tokens, cost 0); cost_usd is null too for a model without a price.
+    usage: TokenCounts | None = None
+    cost_usd: Annotated[float, Field(ge=0)] | None = None
     urls: JobUrls
 
 

@@ -45,6 +45,8 @@ def job_fields(job: Job, storage: Storage, public_url: str) -> dict[str, Any]:
         "attempt": job.attempt,
         "max_attempts": job.max_attempts,
         "earlier_errors": job.earlier_errors,
+        "usage": job.usage,
+        "cost_usd": job.cost_usd,
         "urls": {
             "self": f"{public_url}/v1/jobs/{job.id}",
             "events": f"{public_url}/v1/jobs/{job.id}/events",

@@ -32,6 +32,8 @@ _BATCH_EMOJI = {
     "batch.completed": ":package:",
     "batch.canceled": ":no_entry_sign:",
     "batch.failed": ":x:",
+    "batch.paused": ":double_vertical_bar:",
+    "batch.resumed": ":arrow_forward:",
 }
 
 Fields = list[tuple[str, str]]
@@ -69,6 +71,8 @@ def _batch_summary(event_type: str, data: Mapping[str, Any]) -> str:
         # floor, so a batch shows 100% only once every item is done
         percent = math.floor(100 * done / counts["total"]) if counts["total"] else 100
         return f"{line} {percent}% ({done} of {counts['total']})"
+    if event_type in ("batch.paused", "batch.resumed"):
+        return f"{line} {_pause_words(event_type, data)}"
     if event_type == "batch.failed":
         code = _plain(_dig(data, "error", "code"))
         return f"{line} failed: {escape_mrkdwn(_cut(code, 100))}" if code else f"{line} failed"
@@ -279,6 +283,19 @@ def _sections(*texts: str) -> list[dict[str, Any]]:
 
 def _mrkdwn(text: str) -> dict[str, str]:
     return {"type": "mrkdwn", "text": text}
+
+
+def _pause_words(event_type: str, data: Mapping[str, Any]) -> str:
+    """Why a batch paused, or that it runs again, e.g. "paused: its budget of $5 is reached"."""
+    if event_type == "batch.resumed":
+        return "resumed"
+    if data.get("paused_reason") == "keys":
+        provider = _text(data.get("paused_provider"), 50)
+        return f"paused: every {provider} API key was refused; add a key, then resume it"
+    spent, budget = data.get("cost_usd"), data.get("max_cost")
+    if isinstance(spent, int | float) and isinstance(budget, int | float):
+        return f"paused: it has cost ${spent:.4f} of its ${budget:.4f} budget"
+    return "paused"
 
 
 def _plain(value: object) -> str:

@@ -75,6 +75,8 @@ class InProcessApi:
             **env,
         }
         self.settings = Settings.from_env(environ)
+        # What a `pixhook` command run beside this app is given, as an operator's shell would be.
+        self.environ = environ
         self.redis_url = redis_url
         self.app = create_app(self.settings)
         self._exit = ExitStack()
