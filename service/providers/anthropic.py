@@ -153,7 +153,7 @@ async def _read_stream(response: httpx.Response, forward: Forward, hints: LimitH
     try:
         message = await read_message(response, forward)
     except StreamFailed as exc:
-        raise failure(exc.status, str(exc), hints) from exc
+        raise _failure(exc.status, str(exc), hints) from exc
     except ProviderError as exc:
         exc.hints = hints
         raise
@@ -163,7 +163,7 @@ async def _read_stream(response: httpx.Response, forward: Forward, hints: LimitH
 def _parse(response: httpx.Response, hints: LimitHints) -> dict[str, Any]:
     """The answer's JSON object, or the ProviderError its status stands for."""
     if response.status_code != 200:
-        raise failure(
+        raise _failure(
             response.status_code,
             _error_message(response),
             hints,
@@ -178,7 +178,7 @@ def _parse(response: httpx.Response, hints: LimitHints) -> dict[str, Any]:
     return answer
 
 
-def failure(
+def _failure(
     status: int, message: str, hints: LimitHints | None, retry_after_s: float | None = None
 ) -> ProviderError:
     """The error an Anthropic status stands for: 401/403 final, 429, 529 and 5xx retryable."""

@@ -24,21 +24,21 @@ of its input). `Answer.cache_read_tokens` / `cache_write_tokens` move that many 
 from __future__ import annotations
 
 import asyncio
-import base64
-import io
 import json
 import math
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from PIL import Image
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.support.standin_server import PRODUCT, EventStream, Quota, Scripted, StandInServer
+from tests.support.standin_server import PRODUCT, EventStream, Scripted, StandInServer
+from tests.support.standin_usage import anthropic_blocks, text_tokens
+from tests.support.standin_usage import anthropic_headers as rate_limit_headers
+from tests.support.standin_usage import anthropic_image_tokens as image_tokens
+from tests.support.standin_usage import anthropic_input_tokens as input_tokens_of
 
 __all__ = [
     "API_KEY",
@@ -150,7 +150,7 @@ class AnthropicStandIn(StandInServer[Answer]):
             return _Reply(json.dumps(tool_input), str(tools[0]["name"]), tool_input)
         if answer.content is not None:
             return _Reply(answer.content)
-        with_image = any(block.get("type") == "image" for block in _blocks(body))
+        with_image = any(block.get("type") == "image" for block in anthropic_blocks(body))
         return _Reply(json.dumps(PRODUCT) if with_image else self.text_reply)
 
     def _rate_limited(self, key: str, wait_s: float) -> Response:
@@ -188,64 +188,10 @@ class _Reply:
         return text_tokens(self.text)
 
 
-def rate_limit_headers(quota: Quota) -> dict[str, str]:
-    """`anthropic-ratelimit-*` for a key's window; resets are RFC 3339 times."""
-    moment = datetime.now(UTC) + timedelta(seconds=quota.reset_s)
-    reset = moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    tokens_limit = quota.input_tokens_limit + quota.output_tokens_limit
-    tokens = quota.input_tokens_remaining + quota.output_tokens_remaining
-    figures = {
-        "requests": (quota.requests_limit, quota.requests_remaining),
-        "input-tokens": (quota.input_tokens_limit, quota.input_tokens_remaining),
-        "output-tokens": (quota.output_tokens_limit, quota.output_tokens_remaining),
-        "tokens": (tokens_limit, tokens),
-    }
-    headers: dict[str, str] = {}
-    for name, (limit, remaining) in figures.items():
-        headers[f"anthropic-ratelimit-{name}-limit"] = str(limit)
-        headers[f"anthropic-ratelimit-{name}-remaining"] = str(remaining)
-        headers[f"anthropic-ratelimit-{name}-reset"] = reset
-    return headers | {"request-id": "req_standin"}
-
-
-def text_tokens(text: str) -> int:
-    return math.ceil(len(text) / 4)
-
-
-def image_tokens(width: int, height: int) -> int:
-    """Anthropic's count: the image shrunk to fit 1568 px on its long side, then w * h / 750."""
-    scale = min(1.0, 1568 / max(width, height))
-    return math.ceil(round(width * scale) * round(height * scale) / 750)
-
-
-def input_tokens_of(body: dict[str, Any]) -> int:
-    """The input tokens of a request, by the rule in this module's docstring."""
-    characters = len(str(body.get("system") or ""))
-    if body.get("tools"):
-        characters += len(json.dumps(body["tools"]))
-    images = 0
-    for block in _blocks(body):
-        if block.get("type") == "text":
-            characters += len(str(block.get("text", "")))
-        elif block.get("type") == "image":
-            data = base64.b64decode(block["source"]["data"])
-            with Image.open(io.BytesIO(data)) as image:
-                images += image_tokens(*image.size)
-    return math.ceil(characters / 4) + images
-
-
 def _key(request: Request) -> str:
     # `x-api-key` as the API documents it; the SDK sends the key as a bearer token.
     bearer = request.headers.get("authorization", "").removeprefix("Bearer ")
     return request.headers.get("x-api-key") or bearer
-
-
-def _blocks(body: dict[str, Any]) -> list[dict[str, Any]]:
-    blocks: list[dict[str, Any]] = []
-    for message in body.get("messages", []):
-        content = message.get("content")
-        blocks += [{"type": "text", "text": content}] if isinstance(content, str) else content
-    return blocks
 
 
 def _usage(input_tokens: int, output_tokens: int, answer: Answer) -> dict[str, int]:

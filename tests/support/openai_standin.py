@@ -37,11 +37,14 @@ from starlette.routing import Route
 from tests.support.standin_server import (
     PRODUCT,
     EventStream,
-    Quota,
     Scripted,
     StandInServer,
     Window,
 )
+from tests.support.standin_usage import duration, openai_parts, text_tokens
+from tests.support.standin_usage import openai_headers as rate_limit_headers
+from tests.support.standin_usage import openai_image_tokens as image_tokens
+from tests.support.standin_usage import openai_prompt_tokens as prompt_tokens_of
 
 __all__ = [
     "API_KEY",
@@ -199,7 +202,7 @@ class OpenAIStandIn(StandInServer[Answer]):
     def _default_content(self, body: dict[str, Any]) -> str:
         response_format = body.get("response_format") or {}
         wants_json = response_format.get("type") in ("json_object", "json_schema")
-        with_image = any(part.get("type") == "image_url" for part in _parts(body))
+        with_image = any(part.get("type") == "image_url" for part in openai_parts(body))
         return json.dumps(PRODUCT) if wants_json or with_image else self.text_reply
 
     async def _generate(self, request: Request) -> Response:
@@ -255,75 +258,8 @@ class OpenAIStandIn(StandInServer[Answer]):
         return JSONResponse({"object": "list", "data": data})
 
 
-def rate_limit_headers(quota: Quota) -> dict[str, str]:
-    """OpenAI's `x-ratelimit-*` for a key's window; tokens are input and output together."""
-    tokens_limit = quota.input_tokens_limit + quota.output_tokens_limit
-    tokens = quota.input_tokens_remaining + quota.output_tokens_remaining
-    reset = duration(quota.reset_s)
-    return {
-        "x-ratelimit-limit-requests": str(quota.requests_limit),
-        "x-ratelimit-remaining-requests": str(quota.requests_remaining),
-        "x-ratelimit-reset-requests": reset,
-        "x-ratelimit-limit-tokens": str(tokens_limit),
-        "x-ratelimit-remaining-tokens": str(tokens),
-        "x-ratelimit-reset-tokens": reset,
-        "x-request-id": "req_standin",
-    }
-
-
-def duration(seconds: float) -> str:
-    """OpenAI's format for a reset: `250ms`, `1.5s`, `6m0s`."""
-    if seconds < 1:
-        return f"{max(0, round(seconds * 1000))}ms"
-    minutes, rest = divmod(seconds, 60)
-    rest_text = f"{rest:.3f}".rstrip("0").rstrip(".")
-    return f"{int(minutes)}m{rest_text}s" if minutes else f"{rest_text}s"
-
-
-def text_tokens(text: str) -> int:
-    return math.ceil(len(text) / 4)
-
-
-def image_tokens(width: int, height: int, detail: str = "auto") -> int:
-    """OpenAI's tile rule: at low detail 85; else fit in 2048 px, shortest side to 768 px, then
-    85 + 170 per 512 px tile."""
-    if detail == "low":
-        return 85
-    fitted = min(1.0, 2048 / max(width, height))
-    scale = fitted * min(1.0, 768 / (min(width, height) * fitted))
-    return 85 + 170 * math.ceil(width * scale / 512) * math.ceil(height * scale / 512)
-
-
-def prompt_tokens_of(body: dict[str, Any]) -> int:
-    """The prompt tokens of a chat request, by the rule in this module's docstring."""
-    characters = len(json.dumps(body["response_format"])) if body.get("response_format") else 0
-    images = 0
-    for part in _parts(body):
-        if part.get("type") == "text":
-            characters += len(str(part.get("text", "")))
-        elif part.get("type") == "image_url":
-            images += _image_part_tokens(part["image_url"])
-    return math.ceil(characters / 4) + images
-
-
-def _image_part_tokens(image_url: dict[str, Any]) -> int:
-    url = str(image_url.get("url", ""))
-    if not url.startswith("data:"):
-        return image_tokens(1024, 1024)
-    with Image.open(io.BytesIO(base64.b64decode(url.partition(",")[2]))) as image:
-        return image_tokens(*image.size, detail=str(image_url.get("detail", "auto")))
-
-
-def _parts(body: dict[str, Any]) -> list[dict[str, Any]]:
-    parts: list[dict[str, Any]] = []
-    for message in body.get("messages", []):
-        content = message.get("content")
-        parts += [{"type": "text", "text": content}] if isinstance(content, str) else content or []
-    return parts
-
-
 def _refuse_chat(body: dict[str, Any], require_image: bool) -> Response | None:
-    if require_image and not any(p.get("type") == "image_url" for p in _parts(body)):
+    if require_image and not any(p.get("type") == "image_url" for p in openai_parts(body)):
         return _error(400, "this model needs an image", "invalid_request_error")
     response_format = body.get("response_format") or {}
     if response_format.get("type") == "json_schema":
