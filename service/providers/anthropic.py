@@ -62,7 +62,7 @@ class AnthropicWire:
                 hints = limit_hints(response.headers)
                 streamed = response.headers.get("content-type", "").startswith("text/event-stream")
                 if forward is not None and response.status_code == 200 and streamed:
-                    return await _read_stream(response, forward, hints)
+                    return await _read_stream(response, forward, model, hints)
                 await response.aread()
                 reply = _reply(_parse(response, hints), model, hints)
                 # A server that ignores `stream` answers in one piece: forwarded as one piece.
@@ -149,7 +149,9 @@ def _headers(endpoint: Endpoint) -> dict[str, str]:
     return {"x-api-key": endpoint.key, "anthropic-version": VERSION}
 
 
-async def _read_stream(response: httpx.Response, forward: Forward, hints: LimitHints) -> WireReply:
+async def _read_stream(
+    response: httpx.Response, forward: Forward, model: str, hints: LimitHints
+) -> WireReply:
     try:
         message = await read_message(response, forward)
     except StreamFailed as exc:
@@ -157,7 +159,7 @@ async def _read_stream(response: httpx.Response, forward: Forward, hints: LimitH
     except ProviderError as exc:
         exc.hints = hints
         raise
-    return WireReply(message.text, message.model, message.usage, hints, message.chunks)
+    return WireReply(message.text, message.model or model, message.usage, hints, message.chunks)
 
 
 def _parse(response: httpx.Response, hints: LimitHints) -> dict[str, Any]:
