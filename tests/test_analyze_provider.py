@@ -33,11 +33,18 @@ from service.tasks.streamed_text import Deltas
 from tests.support.cli import pixhook
 from tests.support.images import image_bytes
 from tests.support.jobs import error_of, wait_for_status
-from tests.support.openai_standin import API_KEY, PRODUCT, USAGE, Answer
+from tests.support.openai_standin import API_KEY, PRODUCT, Answer
 from tests.support.webhook_receiver import Receiver
 
-# The stand-in's usage as pixhook counts it: OpenAI's prompt tokens less the cached ones.
-BILLED = {"input_tokens": 850, "output_tokens": 120, "cached_input_tokens": 0}
+
+def billed(reported: dict[str, Any]) -> dict[str, int]:
+    """The stand-in's usage as pixhook counts it: OpenAI's prompt tokens less the cached ones."""
+    cached = (reported.get("prompt_tokens_details") or {}).get("cached_tokens", 0)
+    return {
+        "input_tokens": reported["prompt_tokens"] - cached,
+        "output_tokens": reported["completion_tokens"],
+        "cached_input_tokens": cached,
+    }
 
 
 @pytest.fixture
@@ -141,7 +148,7 @@ def test_attributes_come_back_with_usage_and_the_local_analysis(api, openai_stan
     output = job["output"]
     assert output["attributes"] == PRODUCT
     assert output["analysis"]["width"] == 300
-    assert output["provider"]["usage"] == BILLED
+    assert output["provider"]["usage"] == billed(openai_standin.requests[0]["usage"])
     assert output["provider"]["cached"] is False and output["provider"]["latency_ms"] > 0
 
 
@@ -273,12 +280,14 @@ def test_usage_cost_and_time_to_first_token_reach_metrics(api, app_with_workers,
 
     metrics = app_with_workers.http().get("/metrics").text
 
+    usage = billed(openai_standin.requests[0]["usage"])
     assert job["output"]["provider"]["cost_usd"] == pytest.approx(
-        (850 * 0.15 + 120 * 0.60) / 1_000_000
+        (usage["input_tokens"] * 0.15 + usage["output_tokens"] * 0.60) / 1_000_000
     )
     labels = 'model="gpt-4o-mini",provider="openai"'
-    assert f'pixhook_provider_tokens_total{{kind="input",{labels}}} 850.0' in metrics
-    assert f'pixhook_provider_tokens_total{{kind="output",{labels}}} 120.0' in metrics
+    for kind in ("input", "output"):
+        count = usage[f"{kind}_tokens"]
+        assert f'pixhook_provider_tokens_total{{kind="{kind}",{labels}}} {count}.0' in metrics
     cost = re.search(rf"pixhook_provider_cost_total{{{labels}}} (\S+)", metrics)
     assert cost and float(cost[1]) == pytest.approx(job["output"]["provider"]["cost_usd"])
     assert f"pixhook_provider_ttft_seconds_count{{{labels}}} 1.0" in metrics
@@ -339,7 +348,7 @@ def test_time_to_first_token_is_recorded(api, openai_standin):
 
     provider = job["output"]["provider"]
     assert 300 <= provider["ttft_ms"] <= provider["latency_ms"]
-    assert provider["usage"] == BILLED
+    assert provider["usage"] == billed(openai_standin.requests[0]["usage"])
 
 
 @pytest.mark.parametrize(
@@ -402,7 +411,8 @@ def test_task_makes_a_plain_call_when_streaming_is_off(run_analyze, openai_stand
 
     assert "stream" not in openai_standin.requests[0]["body"]
     assert (output["attributes"], emitted) == (PRODUCT, [])
-    assert (output["provider"]["ttft_ms"], output["provider"]["usage"]) == (None, BILLED)
+    usage = billed(openai_standin.requests[0]["usage"])
+    assert (output["provider"]["ttft_ms"], output["provider"]["usage"]) == (None, usage)
 
 
 @pytest.mark.parametrize(("raw", "streams"), [("false", False), ("0", False), ("true", True)])
@@ -440,7 +450,8 @@ def test_deltas_are_coalesced_into_few_events():
 
 
 def test_a_server_that_ignores_stream_is_read_in_one_piece():
-    reply = {"choices": [{"message": {"content": "one piece"}}], "usage": USAGE}
+    usage = {"prompt_tokens": 850, "completion_tokens": 120, "total_tokens": 970}
+    reply = {"choices": [{"message": {"content": "one piece"}}], "usage": usage}
     transport = httpx.MockTransport(lambda request: httpx.Response(200, json=reply))
     pieces: list[str] = []
 
@@ -452,7 +463,7 @@ def test_a_server_that_ignores_stream_is_read_in_one_piece():
         async with httpx.AsyncClient(transport=transport) as http:
             endpoint = Endpoint("http://provider", API_KEY, 10)
             answer = await OpenAIWire().send(http, endpoint, "mock-model", request, forward)
-        assert answer.usage.output_tokens == USAGE["completion_tokens"]
+        assert answer.usage.output_tokens == usage["completion_tokens"]
         return answer.text
 
     assert asyncio.run(main()) == "one piece"

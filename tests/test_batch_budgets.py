@@ -24,14 +24,14 @@ from tests.conftest import provider_env
 from tests.support.batches import wait_for_batch
 from tests.support.in_process import InProcessApi
 from tests.support.jobs import wait_for_status
-from tests.support.openai_standin import USAGE, OpenAIStandIn
+from tests.support.openai_standin import OpenAIStandIn
 from tests.support.waiting import wait_until
 from tests.support.webhook_receiver import Receiver, receivers
 
 MODEL = "standin-budgeted"
-# $1,000 per million tokens, input and output alike: each call's 970 tokens cost $0.97.
-PRICES = json.dumps({f"openai/{MODEL}": {"input": 1000, "output": 1000}})
-CALL_COST = 0.97
+# $10,000 per million tokens, input and output alike: each call (~500 tokens) costs ~$5.
+PRICE_PER_TOKEN = 0.01
+PRICES = json.dumps({f"openai/{MODEL}": {"input": 10_000, "output": 10_000}})
 
 
 @pytest.fixture
@@ -84,6 +84,25 @@ def wait_for_event(receiver: Receiver, event_type: str) -> dict[str, Any]:
     return found[0]
 
 
+def call_usage(standin: OpenAIStandIn) -> dict[str, int]:
+    """What one call of this module cost in tokens, as pixhook counts them: every item's photo
+    is one tile and every answer the same, so every call's usage is the same."""
+    reported = standin.requests[-1]["usage"]
+    return {
+        "input_tokens": reported["prompt_tokens"],
+        "output_tokens": reported["completion_tokens"],
+        "cached_input_tokens": 0,
+    }
+
+
+def times(usage: dict[str, int], calls: int) -> dict[str, int]:
+    return {kind: tokens * calls for kind, tokens in usage.items()}
+
+
+def cost_of(usage: dict[str, int]) -> float:
+    return (usage["input_tokens"] + usage["output_tokens"]) * PRICE_PER_TOKEN
+
+
 def runtime_of(app: InProcessApi) -> Runtime:
     runtime: Runtime = app.app.state.runtime
     return runtime
@@ -93,14 +112,20 @@ def test_a_batch_reaching_its_budget_pauses_and_resumes_with_a_higher_one(
     api, make_receiver, openai_standin
 ):
     receiver = make_receiver()
+    wait_for_status(
+        api, api.post("/v1/jobs", json={"type": "image.analyze", **item(90)}).json()["id"]
+    )
+    usage = call_usage(openai_standin)
+    call = cost_of(usage)
     paid_before = openai_standin.paid_calls(MODEL)
     items = [item(seed) for seed in range(5)]
-    created = submit(api, items, concurrency=1, max_cost=2.0, webhook_url=receiver.url)
+    budget = 2.5 * call
+    created = submit(api, items, concurrency=1, max_cost=budget, webhook_url=receiver.url)
     assert created.status_code == 202, created.text
 
     paused = wait_for_batch(api, created.json()["id"])
 
-    # The third item brought it from $1.94 to $2.91: past $2, with two items not started.
+    # The third item brought it from 2 calls' cost to 3: past 2.5, with two items not started.
     assert paused["status"] == "paused" and paused["paused_reason"] == "budget"
     assert paused["counts"] | {"total": 5} == {
         "total": 5,
@@ -110,32 +135,30 @@ def test_a_batch_reaching_its_budget_pauses_and_resumes_with_a_higher_one(
         "failed": 0,
         "canceled": 0,
     }
-    assert paused["cost_usd"] == pytest.approx(3 * CALL_COST, abs=1e-9)
+    assert paused["cost_usd"] == pytest.approx(3 * call)
     assert openai_standin.paid_calls(MODEL) - paid_before == 3
     event = wait_for_event(receiver, "batch.paused")
     assert event["data"]["paused_reason"] == "budget"
-    assert event["data"]["max_cost"] == 2.0
-    assert event["data"]["cost_usd"] == pytest.approx(2.91, abs=1e-9)
+    assert event["data"]["max_cost"] == pytest.approx(budget)
+    assert event["data"]["cost_usd"] == pytest.approx(3 * call)
 
-    refused = api.post(f"/v1/batches/{paused['id']}/resume", json={"max_cost": 2.5})
+    refused = api.post(f"/v1/batches/{paused['id']}/resume", json={"max_cost": 2.9 * call})
     assert refused.status_code == 409
     assert refused.json()["error"]["code"] == "BUDGET_REACHED"
 
-    resumed = api.post(f"/v1/batches/{paused['id']}/resume", json={"max_cost": 10})
+    resumed = api.post(f"/v1/batches/{paused['id']}/resume", json={"max_cost": 10 * call})
     assert resumed.status_code == 200, resumed.text
-    assert resumed.json()["max_cost"] == 10.0
+    assert resumed.json()["max_cost"] == pytest.approx(10 * call)
 
     batch = wait_for_batch(api, paused["id"])
     assert batch["status"] == "completed" and batch["counts"]["succeeded"] == 5
-    assert batch["usage"] == {
-        "input_tokens": 5 * USAGE["prompt_tokens"],
-        "output_tokens": 5 * USAGE["completion_tokens"],
-        "cached_input_tokens": 0,
-    }
-    assert batch["cost_usd"] == pytest.approx(5 * CALL_COST, abs=1e-9)
+    assert batch["usage"] == times(usage, 5)
+    assert batch["cost_usd"] == pytest.approx(5 * call)
     assert batch["paused_reason"] is None and batch["paused_at"] is None
     assert wait_for_event(receiver, "batch.resumed")["data"]["status"] == "running"
-    assert wait_for_event(receiver, "batch.completed")["data"]["cost_usd"] == pytest.approx(4.85)
+    assert wait_for_event(receiver, "batch.completed")["data"]["cost_usd"] == pytest.approx(
+        5 * call
+    )
 
 
 def test_a_paused_batch_can_be_canceled(api):
@@ -182,7 +205,7 @@ def test_a_budgeted_batch_refuses_the_items_of_a_model_without_a_price(api):
     assert "openai/standin-unpriced" in failure["error"]["message"]
 
 
-def test_an_items_end_reported_twice_is_counted_once(app, api):
+def test_an_items_end_reported_twice_is_counted_once(app, api, openai_standin):
     created = submit(api, [item(seed) for seed in range(2)])
     batch_id = created.json()["id"]
     wait_for_batch(api, batch_id)
@@ -196,21 +219,19 @@ def test_an_items_end_reported_twice_is_counted_once(app, api):
     app.call(end_again)
 
     batch = api.get(f"/v1/batches/{batch_id}").json()
-    assert batch["cost_usd"] == pytest.approx(2 * CALL_COST, abs=1e-9)
-    assert batch["usage"]["input_tokens"] == 2 * USAGE["prompt_tokens"]
+    usage = call_usage(openai_standin)
+    assert batch["cost_usd"] == pytest.approx(2 * cost_of(usage))
+    assert batch["usage"] == times(usage, 2)
 
 
-def test_a_job_shows_what_it_cost_and_a_cached_answer_costs_nothing(api):
+def test_a_job_shows_what_it_cost_and_a_cached_answer_costs_nothing(api, openai_standin):
     body = {"type": "image.analyze", "input": item(7)["input"]}
     first = wait_for_status(api, api.post("/v1/jobs", json=body).json()["id"])
     again = wait_for_status(api, api.post("/v1/jobs", json=body).json()["id"])
 
-    assert first["usage"] == {
-        "input_tokens": USAGE["prompt_tokens"],
-        "output_tokens": USAGE["completion_tokens"],
-        "cached_input_tokens": 0,
-    }
-    assert first["cost_usd"] == pytest.approx(CALL_COST, abs=1e-9)
+    usage = call_usage(openai_standin)
+    assert first["usage"] == usage
+    assert first["cost_usd"] == pytest.approx(cost_of(usage))
     assert again["output"]["provider"]["cached"] is True
     assert again["cost_usd"] == 0
     assert again["usage"] == {"input_tokens": 0, "output_tokens": 0, "cached_input_tokens": 0}
@@ -223,7 +244,7 @@ def test_a_job_without_a_provider_call_costs_null(api):
     assert job["usage"] is None and job["cost_usd"] is None
 
 
-def test_a_clients_daily_totals_count_its_provider_jobs(api):
+def test_a_clients_daily_totals_count_its_provider_jobs(api, openai_standin):
     body = {"type": "image.analyze", "input": item(11)["input"]}
     for _ in range(2):  # the second answer comes from the cache: a job, at no cost
         wait_for_status(api, api.post("/v1/jobs", json=body).json()["id"])
@@ -234,14 +255,11 @@ def test_a_clients_daily_totals_count_its_provider_jobs(api):
 
     assert report.status_code == 200, report.text
     [day] = report.json()["days"]
+    usage = call_usage(openai_standin)
     assert day == {
         "day": today,
-        "usage": {
-            "input_tokens": 3 * USAGE["prompt_tokens"],
-            "output_tokens": 3 * USAGE["completion_tokens"],
-            "cached_input_tokens": 0,
-        },
-        "cost_usd": pytest.approx(3 * CALL_COST, abs=1e-9),
+        "usage": times(usage, 3),
+        "cost_usd": pytest.approx(3 * cost_of(usage)),
         "jobs": 4,
         "unpriced_jobs": 0,
     }

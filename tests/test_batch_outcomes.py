@@ -22,7 +22,7 @@ from tests.support.batches import results_of, transform_item, wait_for_batch
 from tests.support.images import image_bytes
 from tests.support.in_process import InProcessApi
 from tests.support.jobs import error_of, wait_for_status
-from tests.support.openai_standin import USAGE, Answer, OpenAIStandIn
+from tests.support.openai_standin import Answer, OpenAIStandIn
 from tests.support.raw_servers import Response, Scripted
 from tests.support.webhook_receiver import Receiver, receivers
 
@@ -393,19 +393,23 @@ def test_the_summary_says_how_it_went(api, photos):
     assert batch["cost_usd"] == 0
 
 
-def test_the_batch_totals_the_tokens_and_cost_its_provider_jobs_spent(api):
+def test_the_batch_totals_the_tokens_and_cost_its_provider_jobs_spent(api, openai_standin):
     items = [analyze_item(size) for size in ((90, 60), (70, 50))]
+    openai_standin.script([])
 
     batch = wait_for_batch(api, submit_analyze(api, items))
 
+    usages = [request["usage"] for request in openai_standin.requests]
+    prompt = sum(usage["prompt_tokens"] for usage in usages)
+    completion = sum(usage["completion_tokens"] for usage in usages)
+    assert len(usages) == 2
     assert batch["usage"] == {
-        "input_tokens": 2 * USAGE["prompt_tokens"],
-        "output_tokens": 2 * USAGE["completion_tokens"],
+        "input_tokens": prompt,
+        "output_tokens": completion,
         "cached_input_tokens": 0,
     }
     # gpt-4o-mini's list price: $0.15 and $0.60 per million input and output tokens.
-    each = (USAGE["prompt_tokens"] * 0.15 + USAGE["completion_tokens"] * 0.60) / 1e6
-    assert batch["cost_usd"] == pytest.approx(2 * each, abs=1e-9)
+    assert batch["cost_usd"] == pytest.approx((prompt * 0.15 + completion * 0.60) / 1e6, abs=1e-9)
 
 
 def test_a_batchs_failures_name_each_items_reference_in_its_view_and_webhook(

@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 from service.backoff import backoff_s
 from service.config import Settings
 from service.jobs.metrics import JobMetrics
+from service.providers.anthropic import AnthropicWire
 from service.providers.chat import ChatReply, ChatRequest, ImagePart, OnText, TokenUsage
 from service.providers.errors import PROVIDER_AUTH, ProviderError
 from service.providers.key_pool import ApiKey, KeyPool
@@ -34,7 +35,7 @@ from service.providers.wire import Endpoint, LimitHints, Wire, WireReply
 log = logging.getLogger("pixhook.providers")
 R = TypeVar("R")
 
-WIRES: dict[str, Wire] = {"openai": OpenAIWire()}
+WIRES: dict[str, Wire] = {"anthropic": AnthropicWire(), "openai": OpenAIWire()}
 # A reply's tokens before it is sent, when the request allows more: about a product description.
 _REPLY_TOKENS = 500
 # About what a provider counts for a photo at the size pixhook uploads; settled afterwards.

@@ -40,3 +40,17 @@ class ProviderError(JobFailure):
         self.retry_after_s = retry_after_s
         # What the refusal's rate-limit headers said of the key's window.
         self.hints = hints
+
+
+def too_slow() -> ProviderError:
+    """No answer within the call's deadline: another attempt may be quicker."""
+    return ProviderError(
+        "the provider did not answer in time", code=PROVIDER_UNAVAILABLE, retryable=True
+    )
+
+
+def unreachable(exc: Exception) -> ProviderError:
+    """The connection failed or broke before an answer: another attempt may get through."""
+    return ProviderError(
+        f"the provider could not be reached: {exc}", code=PROVIDER_UNAVAILABLE, retryable=True
+    )

@@ -22,6 +22,8 @@ from service.providers.errors import (
     PROVIDER_REJECTED,
     PROVIDER_UNAVAILABLE,
     ProviderError,
+    too_slow,
+    unreachable,
 )
 from service.providers.wire import Endpoint, Forward, LimitHints, WireReply
 from webhooks import parse_retry_after
@@ -301,18 +303,6 @@ def _message_text(reply: dict[str, Any]) -> Any:
 
 def _auth(endpoint: Endpoint) -> dict[str, str]:
     return {"authorization": f"Bearer {endpoint.key}"}
-
-
-def too_slow() -> ProviderError:
-    return ProviderError(
-        "the provider did not answer in time", code=PROVIDER_UNAVAILABLE, retryable=True
-    )
-
-
-def unreachable(exc: Exception) -> ProviderError:
-    return ProviderError(
-        f"the provider could not be reached: {exc}", code=PROVIDER_UNAVAILABLE, retryable=True
-    )
 
 
 def decode_b64_image(value: Any) -> bytes:
