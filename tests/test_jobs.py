@@ -194,7 +194,12 @@ def test_a_jobs_end_is_told_once_to_the_listeners_of_the_runtime_that_ends_it(
 def test_info_lists_job_types_and_limits(app_with_workers: InProcessApi):
     info = app_with_workers.http().get("/info").json()
 
-    assert info["job_types"] == ["image.analyze", "image.generate", "image.transform"]
+    assert info["job_types"] == [
+        "image.analyze",
+        "image.generate",
+        "image.transform",
+        "text.generate",
+    ]
     assert info["limits"]["max_request_bytes"] == 2_000_000
     assert "webp" in info["output_formats"]
 
@@ -205,15 +210,36 @@ def test_info_lists_the_configured_provider_but_never_its_key(
     """Issue 15 item 8: /info said `"providers": []` whatever was configured."""
     response = app_with_workers.http().get("/info")
 
-    assert response.json()["providers"] == [
-        {
-            "name": "openai",
-            "host": urlsplit(openai_standin.base_url).netloc,
-            "models": {"image.analyze": "gpt-4o-mini", "image.generate": "gpt-image-1"},
-            "api_key_set": True,
-        }
-    ]
+    [openai] = response.json()["providers"]
+    assert openai == {
+        "name": "openai",
+        "host": urlsplit(openai_standin.base_url).netloc,
+        "job_types": ["image.analyze", "image.generate", "text.generate"],
+        "models": {
+            "image.analyze": "gpt-4o-mini",
+            "image.generate": "gpt-image-1",
+            "text.generate": "gpt-4o-mini",
+        },
+        "priced_models": ["gpt-4.1", "gpt-4.1-mini", "gpt-4o", "gpt-4o-mini", "gpt-image-1"],
+        "api_key_set": True,
+        "keys": [{"hint": "…ndin", "in_rotation": True, "status": None, "out_since": None}],
+    }
     assert API_KEY not in response.text
+
+
+def test_info_lists_anthropic_once_it_has_keys(make_app):
+    keys = "sk-ant-first-aaaa,sk-ant-second-bbbb"
+    app = make_app(PIXHOOK_ANTHROPIC_API_KEYS=keys)
+
+    [anthropic] = app.http().get("/info").json()["providers"]
+
+    assert anthropic["name"] == "anthropic" and anthropic["host"] == "api.anthropic.com"
+    assert anthropic["job_types"] == ["image.analyze", "text.generate"]
+    assert anthropic["models"] == {
+        "image.analyze": "claude-haiku-4-5",
+        "text.generate": "claude-haiku-4-5",
+    }
+    assert [key["hint"] for key in anthropic["keys"]] == ["…aaaa", "…bbbb"]
 
 
 def test_health_and_readiness(app_with_workers: InProcessApi):
