@@ -185,7 +185,7 @@ def test_resuming_a_batch_that_is_not_paused_is_refused(api):
     assert response.json()["error"]["code"] == "BATCH_NOT_PAUSED"
 
 
-@pytest.mark.parametrize("max_cost", [-1, 0, "ten"])
+@pytest.mark.parametrize("max_cost", [-1, 0, 5e-324, 1e12, "ten"])
 def test_a_budget_must_be_a_positive_number_of_dollars(api, max_cost):
     response = submit(api, [item(0)], max_cost=max_cost)
 

@@ -23,6 +23,7 @@ from service.batches.templates import cell, check_template, render
 from service.config import Settings
 from service.errors import InvalidInput
 from service.jobs.batch_store import REFUSED
+from service.jobs.usage_totals import MAX_BUDGET_USD, MIN_BUDGET_USD
 from service.output_names import check_template as check_output_name
 from service.shapes.fields import DocumentedAs, JsonText
 from service.shapes.validation import REQUEST, validated
@@ -64,7 +65,8 @@ class BatchFields(Delivery):
         Annotated[
             float,
             Field(
-                gt=0,
+                ge=MIN_BUDGET_USD,
+                le=MAX_BUDGET_USD,
                 description="US dollars: when its items' provider calls have cost this much, "
                 "the batch pauses (`batch.paused`) until resumed; items of a model without a "
                 "price are refused (MODEL_NOT_PRICED)",

@@ -16,6 +16,9 @@ from service.jobs.model import Job
 from service.keys import PREFIX, Keys
 
 COST_UNITS_PER_USD = 100_000_000
+# A budget is counted in those units: at least one of them, and well within a Redis integer.
+MIN_BUDGET_USD = 1 / COST_UNITS_PER_USD
+MAX_BUDGET_USD = 1e9
 MAX_DAYS = 366  # days one read may span
 _KEEP_S = 400 * 86400  # a year and a month, so last year's month can be compared
 TOKEN_KINDS = ("input_tokens", "output_tokens", "cached_input_tokens")

@@ -14,6 +14,7 @@ from service.api.operations import BODY_ERRORS, JSON, SHAPE_ERRORS, Operation, R
 from service.api.routes.batches import batch_reply, own_batch
 from service.batches.pausing import resume
 from service.batches.views import BatchView
+from service.jobs.usage_totals import MAX_BUDGET_USD, MIN_BUDGET_USD
 from service.runtime import runtime
 from service.shapes.validation import REQUEST, validated
 
@@ -24,7 +25,12 @@ class BatchResume(BaseModel):
     model_config = REQUEST
     max_cost: (
         Annotated[
-            float, Field(gt=0, description="US dollars: the new budget, above what it has cost")
+            float,
+            Field(
+                ge=MIN_BUDGET_USD,
+                le=MAX_BUDGET_USD,
+                description="US dollars: the new budget, above what it has cost",
+            ),
         ]
         | None
     ) = None
