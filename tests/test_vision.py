@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from service.providers.errors import ProviderError
-from service.providers.vision import chat_request, parse_attributes, prepare_image, reply_text
+from service.providers.chat import ImagePart, TextPart
+from service.providers.vision import analysis_request, parse_attributes, prepare_image, reply_text
 from tests.support.openai_standin import PRODUCT
 
 GOOD: dict[str, Any] = PRODUCT  # what the stand-in provider answers by default
@@ -92,12 +93,13 @@ def test_image_is_downscaled_and_reencoded_before_upload():
 
 
 def test_request_carries_the_image_and_asks_for_json():
-    body = chat_request("gpt-4o-mini", b"\xff\xd8jpeg", ["Acme"])
+    request = analysis_request(b"\xff\xd8jpeg", {"known_brands": ["Acme"]})
 
-    content = body["messages"][0]["content"]
-    assert body["response_format"] == {"type": "json_object"}
-    assert content[1]["image_url"]["url"].startswith("data:image/jpeg;base64,")
-    assert "Acme" in content[0]["text"]
+    [message] = request.messages
+    text, image = message.parts
+    assert request.json_reply and request.json_schema is None
+    assert image == ImagePart(b"\xff\xd8jpeg", "image/jpeg")
+    assert isinstance(text, TextPart) and "Acme" in text.text
 
 
 def test_reply_without_content_is_a_bad_response():

@@ -1,53 +1,35 @@
-"""`image.analyze`: the local analysis always; with `provider: "openai"`, also the e-commerce
-attributes a vision model sees, cached by (image, prompt version, model, brands)."""
+"""`image.analyze`: the local analysis always; with `provider: "openai"`, also the attributes a
+vision model sees, cached by (image, prompt version, model, everything the caller asked)."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import time
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, Field
-
-from service.config import Settings
+from service.clients.brand_lists import BrandLists
+from service.errors import JobFailure
 from service.imaging import analysis
 from service.jobs.model import Job
 from service.keys import KEYS
-from service.providers import vision
+from service.providers import attribute_schema, vision
+from service.providers.brand_match import BrandIndex
+from service.providers.chat import ChatRequest, ImagePart
 from service.providers.openai import open_client
-from service.shapes.fields import OneOf
-from service.shapes.validation import REQUEST
+from service.tasks.analyze_input import AnalyzeInput, parse_input
 from service.tasks.context import TaskContext
 from service.tasks.single_flight import SingleFlight
 
 NAME = "image.analyze"
-PROVIDERS = ("openai",)
-MAX_BRANDS = 50
+__all__ = ["NAME", "AnalyzeInput", "parse_input", "run"]
 # Streamed text is forwarded in pieces at most this often or this long, so a long reply is a few
 # dozen stream entries, not thousands of Redis writes.
 DELTA_INTERVAL_S = 0.1
 DELTA_CHARS = 200
-
-
-Brand = Annotated[str, Field(min_length=1, max_length=100, pattern=r"\S")]
-
-
-class AnalyzeInput(BaseModel):
-    """The local analysis always; a provider adds what a vision model sees."""
-
-    model_config = REQUEST
-    provider: Annotated[str, OneOf(PROVIDERS)] | None = None
-    model: Annotated[str | None, Field(min_length=1, description="the provider's model")] = None
-    known_brands: Annotated[list[Brand], Field(max_length=MAX_BRANDS)] | None = None
-
-
-def parse_input(raw: AnalyzeInput, settings: Settings) -> dict[str, Any]:
-    brands = sorted({brand.strip() for brand in raw.known_brands or ()})
-    model = settings.providers.openai_vision_model if raw.model is None else raw.model
-    return {"provider": raw.provider, "model": model, "known_brands": brands}
 
 
 async def run(job: Job, image: bytes, ctx: TaskContext) -> dict[str, Any]:
@@ -58,25 +40,26 @@ async def run(job: Job, image: bytes, ctx: TaskContext) -> dict[str, Any]:
     )
     output: dict[str, Any] = {"analysis": result}
     if job.input.get("provider") == "openai":
-        output.update(await _attributes(image, job.input, ctx))
+        output.update(await _attributes(image, job, ctx))
     return output
 
 
-async def _attributes(image: bytes, params: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
-    settings, model, brands = ctx.settings, params["model"], params["known_brands"]
+async def _attributes(image: bytes, job: Job, ctx: TaskContext) -> dict[str, Any]:
+    settings, params = ctx.settings, job.input
+    brands, brands_version = await _brands(job, ctx)
     # Another decode of the photo: admitted against the budget as the analysis was.
     prepare = (image, settings.providers.vision_max_side, settings.limits.max_image_pixels)
     jpeg = await ctx.decode(
         partial(vision.prepare_bytes, *prepare), partial(vision.prepare_image, *prepare)
     )
-    key = _cache_key(jpeg, model, brands)
+    key = _cache_key(jpeg, params, brands_version)
 
     async def cached() -> dict[str, Any] | None:
         entry = await ctx.redis.get(key)
         return None if entry is None else dict(json.loads(entry))
 
     async def ask() -> dict[str, Any]:
-        return await _ask(jpeg, key, params, ctx)
+        return await _ask(jpeg, key, params, brands, ctx)
 
     # Identical photos in flight at once (a batch of copies) are asked about once.
     flight = SingleFlight(ctx.redis, KEYS.flight(key), settings.jobs.flight_lease_s)
@@ -87,10 +70,23 @@ async def _attributes(image: bytes, params: dict[str, Any], ctx: TaskContext) ->
     }
 
 
-async def _ask(jpeg: bytes, key: str, params: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+async def _brands(job: Job, ctx: TaskContext) -> tuple[BrandIndex, str | None]:
+    """The brands to match logos against, and the stored list's version if one is named."""
+    name = job.input.get("brand_list")
+    if not name:
+        return BrandIndex(job.input.get("known_brands", [])), None
+    stored = await BrandLists(ctx.redis).get(job.client_id, name)
+    if stored is None:
+        raise JobFailure(f"there is no brand list {name!r}", code="BRAND_LIST_NOT_FOUND")
+    return BrandIndex(stored.brands), stored.version
+
+
+async def _ask(
+    jpeg: bytes, key: str, params: dict[str, Any], brands: BrandIndex, ctx: TaskContext
+) -> dict[str, Any]:
     """The model's answer, cached under `key` for every job that asks the same."""
-    settings, model, brands = ctx.settings, params["model"], params["known_brands"]
-    request = vision.chat_request(model, jpeg, brands)
+    settings, model = ctx.settings, params["model"]
+    request = openai_body(model, vision.analysis_request(jpeg, params))
     async with open_client(settings, ctx.redis, model, ctx.http) as client:
         if settings.providers.stream:
             deltas = Deltas(ctx.emit)
@@ -98,7 +94,7 @@ async def _ask(jpeg: bytes, key: str, params: dict[str, Any], ctx: TaskContext) 
             await deltas.flush()
         else:
             reply, usage = await client.post_json("/v1/chat/completions", request)
-    attributes = vision.parse_attributes(vision.reply_text(reply), brands)
+    attributes = vision.parse_reply(vision.reply_text(reply), params, brands)
     provider = {
         "name": "openai",
         "model": model,
@@ -145,9 +141,44 @@ class Deltas:
             self._sent_at = time.monotonic()
 
 
-def _cache_key(jpeg: bytes, model: str, brands: list[str]) -> str:
+def openai_body(model: str, request: ChatRequest) -> dict[str, Any]:
+    """Today's OpenAI chat body for `request`, until the call layer takes a ChatRequest. The
+    system text opens the user's message, as the whole prompt did before there was one."""
+    content: list[dict[str, Any]] = []
+    system = request.system
+    for part in request.messages[0].parts:
+        if isinstance(part, ImagePart):
+            url = f"data:{part.media_type};base64," + base64.b64encode(part.data).decode()
+            content.append({"type": "image_url", "image_url": {"url": url}})
+        else:
+            text = part.text if system is None else f"{system}\n\n{part.text}"
+            content.append({"type": "text", "text": text})
+            system = None
+    schema = request.json_schema
+    if schema is not None and attribute_schema.allows_strict(schema):
+        json_schema = {"name": "attributes", "schema": schema, "strict": True}
+        response_format: dict[str, Any] = {"type": "json_schema", "json_schema": json_schema}
+    else:
+        response_format = {"type": "json_object"}
+    return {
+        "model": model,
+        "max_tokens": request.max_tokens,
+        "response_format": response_format,
+        "messages": [{"role": "user", "content": content}],
+    }
+
+
+def _cache_key(jpeg: bytes, params: dict[str, Any], brands_version: str | None) -> str:
     # The same photo, asked the same way of the same model, is not paid for twice.
     digest = hashlib.sha256(jpeg).hexdigest()
-    brands_digest = hashlib.sha256("\n".join(brands).encode()).hexdigest()[:16]
+    asked = {
+        "instructions": params.get("instructions"),
+        "language": params.get("language"),
+        "max_tokens": params.get("max_tokens"),
+        "attributes": attribute_schema.schema_digest(params.get("attributes")),
+        "known_brands": params.get("known_brands", []),
+        "brand_list": brands_version,
+    }
+    prompt_digest = hashlib.sha256(json.dumps(asked, sort_keys=True).encode()).hexdigest()[:16]
     versions = f"{vision.PROMPT_VERSION}:{vision.PREPARATION_VERSION}"
-    return KEYS.vision_answer(digest, versions, model, brands_digest)
+    return KEYS.vision_answer(digest, versions, params["model"], prompt_digest)

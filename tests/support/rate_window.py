@@ -26,13 +26,15 @@ from service.config import Settings
 from service.providers import vision
 from service.providers.errors import ProviderError
 from service.providers.openai import open_client
+from service.tasks.analyze import AnalyzeInput, openai_body, parse_input
 
 
 async def call_provider(settings: Settings, calls: int, concurrency: int) -> dict[str, Any]:
     buffer = io.BytesIO()
     Image.new("RGB", (16, 16), (200, 40, 40)).save(buffer, "JPEG")
     model = settings.providers.openai_vision_model
-    body = vision.chat_request(model, buffer.getvalue(), [])
+    params = parse_input(AnalyzeInput(provider="openai"), settings)
+    body = openai_body(model, vision.analysis_request(buffer.getvalue(), params))
     remaining = iter(range(calls))
     failed: Counter[str] = Counter()
     succeeded = attempts = 0
