@@ -21,6 +21,7 @@ from service.api.rate_limits import RateLimitHeaders
 from service.api.routes import (
     batch_outcomes,
     batches,
+    brand_lists,
     deliveries,
     endpoints,
     files,
@@ -60,6 +61,7 @@ def create_app(settings: Settings) -> Starlette:
             *batch_outcomes.routes,
             *deliveries.routes,
             *endpoints.routes,
+            *brand_lists.routes,
             *files.routes,
             *system.routes,
             *metrics.routes,

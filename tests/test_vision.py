@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from service.providers.errors import ProviderError
 from service.providers.chat import ImagePart, TextPart
+from service.providers.errors import ProviderError
 from service.providers.vision import analysis_request, parse_attributes, prepare_image, reply_text
 from tests.support.openai_standin import PRODUCT
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from service.errors import InvalidInput
 from service.keys import KEYS, Keys
 
 MAX_BRANDS = 5_000
@@ -79,6 +80,15 @@ class BrandLists:
             self._keys.brand_list(client_id, name), "version"
         )
         return None if value is None else bytes(value).decode()
+
+    async def require(self, client_id: str, name: str | None) -> None:
+        """At a job's submission: the list it names exists (InvalidInput if not)."""
+        if name is not None and await self.version(client_id, name) is None:
+            raise InvalidInput(
+                f"there is no brand list {name!r}; store it with PUT /v1/brand-lists/{name}",
+                code="BRAND_LIST_NOT_FOUND",
+                field="input.brand_list",
+            )
 
     async def summaries(self, client_id: str) -> list[BrandListSummary]:
         members = await self._redis.smembers(self._keys.brand_lists(client_id))  # type: ignore[misc]

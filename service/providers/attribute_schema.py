@@ -137,7 +137,8 @@ def _refs(node: Any, path: str) -> list[tuple[str, str]]:
         return [ref for n, item in enumerate(node) for ref in _refs(item, f"{path}[{n}]")]
     if not isinstance(node, dict):
         return []
-    found = [(path, node["$ref"])] if isinstance(node.get("$ref"), str) else []
+    here = f"{path}.$ref" if path else "$ref"
+    found = [(here, node["$ref"])] if isinstance(node.get("$ref"), str) else []
     for key, inner in node.items():
         found += _refs(inner, f"{path}.{key}" if path else key)
     return found
