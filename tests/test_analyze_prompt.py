@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -15,7 +14,6 @@ from PIL import Image
 
 from tests.support.jobs import error_of, wait_for_status
 from tests.support.openai_standin import PRODUCT, Answer
-from tests.support.webhook_receiver import Receiver
 
 SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -33,12 +31,8 @@ FITTING = {"title": "빨간 운동화", "waterproof": False, "sizes": [42, 43], 
 
 @pytest.fixture
 def api(in_process_api: httpx.Client) -> httpx.Client:
+    """The API and workers in this process: what the provider was sent is read here."""
     return in_process_api
-
-
-@pytest.fixture
-def make_receiver(in_process_receivers: Callable[..., Receiver]) -> Callable[..., Receiver]:
-    return in_process_receivers
 
 
 def photo(seed: int) -> bytes:

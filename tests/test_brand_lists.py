@@ -4,7 +4,6 @@ the brands the model reads on the photo instead of being sent to it."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -13,7 +12,6 @@ import pytest
 from tests.support.jobs import error_of, wait_for_status
 from tests.support.openai_standin import PRODUCT, Answer
 from tests.support.waiting import wait_until
-from tests.support.webhook_receiver import Receiver
 from tests.test_analyze_prompt import SCHEMA, analyze, photo, prompt_text
 
 MANY = [f"Maker {n:04d}" for n in range(4_997)] + ["Nike", "Hermès", "Dr. Martens"]
@@ -21,12 +19,8 @@ MANY = [f"Maker {n:04d}" for n in range(4_997)] + ["Nike", "Hermès", "Dr. Marte
 
 @pytest.fixture
 def api(in_process_api: httpx.Client) -> httpx.Client:
+    """The API and workers in this process: what the provider was sent is read here."""
     return in_process_api
-
-
-@pytest.fixture
-def make_receiver(in_process_receivers: Callable[..., Receiver]) -> Callable[..., Receiver]:
-    return in_process_receivers
 
 
 def logo(brand: str) -> dict[str, Any]:
