@@ -177,3 +177,21 @@ def test_bad_prompt_inputs_are_refused_with_a_code_and_field(api, fields, code, 
 
     assert response.status_code == 422
     assert (error_of(response)["code"], error_of(response)["field"]) == (code, field)
+
+
+@pytest.mark.parametrize(
+    ("tag", "stored"),
+    [
+        ("zh-hans", "zh-Hans"),
+        ("PT-br", "pt-BR"),
+        ("sr-latn-rs", "sr-Latn-RS"),
+        ("es-419", "es-419"),
+    ],
+)
+def test_language_tags_are_kept_in_their_canonical_case(api, openai_standin, tag, stored):
+    openai_standin.script([])
+
+    job = analyze(api, photo(9), language=tag)
+
+    assert job["input"]["language"] == stored
+    assert f"BCP 47 tag is {stored}" in prompt_text(openai_standin.requests[0])

@@ -142,6 +142,7 @@ def test_a_batch_is_estimated_per_item_and_in_total(api):
             "UNKNOWN_LANGUAGE",
             "items[0].input.language",
         ),
+        (job(brand_list="never-stored"), "BRAND_LIST_NOT_FOUND", "input.brand_list"),
     ],
 )
 def test_bad_bodies_are_refused_with_a_code_and_field(api, body, code, field):

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from service import imaging
+from service.api.authentication import client_of
 from service.api.bodies import read_job_request
 from service.api.client_routes import ClientRoute
 from service.api.operations import (
@@ -25,6 +26,7 @@ from service.api.operations import (
     documented,
 )
 from service.batches.intake import JsonBatchRequest
+from service.clients.brand_lists import BrandLists
 from service.errors import InvalidInput, JobFailure
 from service.fetch import fetch_image
 from service.jobs.view_models import Number, View
@@ -94,20 +96,23 @@ class BatchEstimate(View):
             + ("MISSING_IMAGE", "IMAGE_TOO_LARGE", "TOO_MANY_FRAMES", "IMAGE_TOO_COMPLEX")
             + ("IMAGE_FETCH_FAILED", "IMAGE_FETCH_TIMEOUT", "IMAGE_DNS_FAILURE")
             + ("INVALID_MULTIPART", "METADATA_TOO_LARGE", "INVALID_OUTPUT_NAME", "BATCH_TOO_LARGE")
-            + ("INVALID_ATTRIBUTES_SCHEMA", "UNKNOWN_LANGUAGE", "TOO_MANY_BRANDS"),
+            + ("INVALID_ATTRIBUTES_SCHEMA", "UNKNOWN_LANGUAGE", "TOO_MANY_BRANDS")
+            + ("BRAND_LIST_NOT_FOUND",),
         },
     )
 )
 async def estimate(request: Request) -> JSONResponse:
     rt = runtime(request)
     settings = rt.settings
-    body, upload = await read_job_request(
-        request, settings.limits.max_batch_bytes, settings.json_shape
-    )
+    # A job's body or a batch's: whichever cap is higher.
+    limit = max(settings.limits.max_request_bytes, settings.limits.max_batch_bytes)
+    body, upload = await read_job_request(request, limit, settings.json_shape)
+    client_id = client_of(request).id
     if isinstance(body, dict) and "items" in body:
-        return JSONResponse(BatchEstimate.render(await _batch(body, rt)))
+        return JSONResponse(BatchEstimate.render(await _batch(body, client_id, rt)))
     _analyze_only(body)
     submission = await read_submission(body, upload, settings)
+    await BrandLists(rt.redis).require(client_id, submission.params.get("brand_list"))
     return JSONResponse(Estimate.render(await _job(submission, rt)))
 
 
@@ -116,7 +121,7 @@ async def _job(submission: Submission, rt: Runtime) -> dict[str, Any]:
     return analyze_estimate(submission.params, size, rt.settings)
 
 
-async def _batch(body: dict[str, Any], rt: Runtime) -> dict[str, Any]:
+async def _batch(body: dict[str, Any], client_id: str, rt: Runtime) -> dict[str, Any]:
     _analyze_only(body)
     items = body["items"]
     limit = rt.settings.limits.max_batch_items
@@ -124,7 +129,7 @@ async def _batch(body: dict[str, Any], rt: Runtime) -> dict[str, Any]:
         raise InvalidInput(
             f"items must be a list of at most {limit}", code="BATCH_TOO_LARGE", field="items"
         )
-    estimates = [await _item(n, item, rt) for n, item in enumerate(items)]
+    estimates = [await _item(n, item, client_id, rt) for n, item in enumerate(items)]
     costs = [each["cost_usd"] for each in estimates]
     return {
         "items": estimates,
@@ -139,12 +144,13 @@ async def _batch(body: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     }
 
 
-async def _item(number: int, item: Any, rt: Runtime) -> dict[str, Any]:
+async def _item(number: int, item: Any, client_id: str, rt: Runtime) -> dict[str, Any]:
     job_input = item.get("input") if isinstance(item, dict) else None
     try:
         submission = await read_submission(
             {"type": analyze.NAME, "input": job_input}, None, rt.settings, batch_item=True
         )
+        await BrandLists(rt.redis).require(client_id, submission.params.get("brand_list"))
     except InvalidInput as exc:
         field = f"items[{number}]" + (f".{exc.field}" if exc.field else "")
         raise InvalidInput(exc.message, code=exc.code, field=field) from exc
