@@ -25,8 +25,10 @@ another); webhooks/keys.py lists the delivery engine's, under the same prefix.
     {p}:generated:<client>:<sha256>     hash   generated images kept for a repeated request
     {p}:flight:<sha256>                 string who computes a piece of work now (single flight)
     {p}:worker:<id>                     string a worker's heartbeat
-    {p}:provider:<name>:{<model>}:rate|tokens|factor|paused  a model's shared rate limits
+    {p}:provider:<name>:<key id>:{<model>}:rate|tokens|factor|paused|window  a key's limits
+                                               for a model (no key id: the single-key form)
     {p}:provider:<name>:slots           zset   provider calls in flight
+    {p}:provider:<name>:keys-out        hash   keys out of rotation (by key id: why, since when)
     {p}:ping:<event id>                 hash   an endpoint test's reserved pace slot
     {p}:console:failed-logins:<address> string failed console sign-ins
     {p}:console:ended:<session>         string a console session signed out
@@ -120,6 +122,9 @@ class Keys:
 
     def provider_slots(self, provider: str) -> str:
         return f"{self.prefix}:provider:{provider}:slots"
+
+    def provider_keys_out(self, provider: str) -> str:
+        return f"{self.prefix}:provider:{provider}:keys-out"
 
     def endpoint_test(self, event_id: str) -> str:
         return f"{self.prefix}:ping:{event_id}"

@@ -100,7 +100,7 @@ def test_an_unknown_provider_is_refused(api):
     assert response.status_code == 422
     assert error_of(response) == {
         "code": "INVALID_INPUT",
-        "message": "provider must be one of: openai",
+        "message": "provider must be one of: anthropic, openai",
         "field": "input.provider",
     }
 

@@ -22,15 +22,21 @@ from service.cli.devstack import EmbeddedRedis
 from service.config import ProviderSettings, Settings
 from service.imaging.decode_budget import DecodeBudget
 from service.jobs.model import Job
-from service.providers.limits import LimitPolicy, ProviderLimits
-from service.providers.openai import OpenAIClient, ProviderConfig, provider_http
+from service.providers.chat import ChatRequest, Message, TextPart
+from service.providers.openai import OpenAIWire, provider_http
+from service.providers.wire import Endpoint
 from service.storage import open_storage
 from service.tasks import analyze as analyze_task
 from service.tasks.context import TaskContext
+from tests.conftest import provider_env
+from tests.support.cli import pixhook
 from tests.support.images import image_bytes
 from tests.support.jobs import error_of, wait_for_status
 from tests.support.openai_standin import API_KEY, PRODUCT, USAGE, Answer
 from tests.support.webhook_receiver import Receiver
+
+# The stand-in's usage as pixhook counts it: OpenAI's prompt tokens less the cached ones.
+BILLED = {"input_tokens": 850, "output_tokens": 120, "cached_input_tokens": 0}
 
 
 @pytest.fixture
@@ -134,7 +140,7 @@ def test_attributes_come_back_with_usage_and_the_local_analysis(api, openai_stan
     output = job["output"]
     assert output["attributes"] == PRODUCT
     assert output["analysis"]["width"] == 300
-    assert output["provider"]["usage"]["total_tokens"] == 970
+    assert output["provider"]["usage"] == BILLED
     assert output["provider"]["cached"] is False and output["provider"]["latency_ms"] > 0
 
 
@@ -186,7 +192,6 @@ def test_known_brands_come_back_as_logos(api, openai_standin):
     ("answers", "code"),
     [
         ([Answer(content="It looks like a shoe to me.")], "PROVIDER_BAD_RESPONSE"),
-        ([Answer(401)], "PROVIDER_AUTH"),
         ([Answer(500)] * 4, "PROVIDER_UNAVAILABLE"),
     ],
 )
@@ -196,6 +201,33 @@ def test_provider_failures_fail_the_job_with_a_code(api, openai_standin, answers
     job = analyze(api, unique_photo(10 + len(code)))
 
     assert (job["status"], job["error"]["code"]) == ("failed", code)
+
+
+def test_a_refused_only_key_leaves_the_rotation_until_the_operator_puts_it_back(
+    api, app_with_workers, openai_standin
+):
+    openai_standin.script([Answer(401)])
+
+    refused = analyze(api, unique_photo(31))
+    out = api.get("/info").json()["providers"]
+    openai_standin.script([])
+    still_out = analyze(api, unique_photo(32))
+    calls_while_out = len(openai_standin.requests)
+    env = provider_env(openai_standin)
+    reinstated = pixhook(app_with_workers, "providers", "reinstate", "openai", env=env)
+    after = analyze(api, unique_photo(33))
+
+    assert (refused["status"], refused["error"]["code"]) == ("failed", "PROVIDER_KEYS_EXHAUSTED")
+    assert "…ndin" in refused["error"]["message"]
+    [openai] = [p for p in out if p["name"] == "openai"]
+    assert [(k["hint"], k["in_rotation"], k["status"]) for k in openai["keys"]] == [
+        ("…ndin", False, 401)
+    ]
+    assert still_out["error"]["code"] == "PROVIDER_KEYS_EXHAUSTED"
+    assert calls_while_out == 0  # no call is made with a key out of rotation
+    assert reinstated.returncode == 0, reinstated.stderr
+    assert "…ndin" in reinstated.stdout
+    assert after["status"] == "succeeded"
 
 
 def test_rate_limited_provider_is_retried(api, openai_standin):
@@ -252,7 +284,7 @@ def test_time_to_first_token_is_recorded(api, openai_standin):
 
     provider = job["output"]["provider"]
     assert 300 <= provider["ttft_ms"] <= provider["latency_ms"]
-    assert provider["usage"] == USAGE
+    assert provider["usage"] == BILLED
 
 
 @pytest.mark.parametrize(
@@ -315,7 +347,7 @@ def test_task_makes_a_plain_call_when_streaming_is_off(run_analyze, openai_stand
 
     assert "stream" not in openai_standin.requests[0]["body"]
     assert (output["attributes"], emitted) == (PRODUCT, [])
-    assert (output["provider"]["ttft_ms"], output["provider"]["usage"]) == (None, USAGE)
+    assert (output["provider"]["ttft_ms"], output["provider"]["usage"]) == (None, BILLED)
 
 
 @pytest.mark.parametrize(("raw", "streams"), [("false", False), ("0", False), ("true", True)])
@@ -352,25 +384,23 @@ def test_deltas_are_coalesced_into_few_events():
     assert "".join(data["text"] for _, data in emitted) == "0123456789" * 100
 
 
-def test_a_server_that_ignores_stream_is_read_in_one_piece(redis_server):
+def test_a_server_that_ignores_stream_is_read_in_one_piece():
     reply = {"choices": [{"message": {"content": "one piece"}}], "usage": USAGE}
     transport = httpx.MockTransport(lambda request: httpx.Response(200, json=reply))
     pieces: list[str] = []
 
-    async def on_text(text: str, attempt: int) -> None:
+    async def forward(text: str) -> None:
         pieces.append(text)
 
-    async def main() -> dict[str, Any]:
-        policy = LimitPolicy(per_minute=60_000, burst=100, concurrency=100, lease_s=10)
-        connection = Redis.from_url(redis_server.url)
-        limits = ProviderLimits(connection, "openai", "mock-model", policy)
+    async def main() -> str:
+        request = ChatRequest((Message("user", (TextPart("hello"),)),))
         async with httpx.AsyncClient(transport=transport) as http:
-            client = OpenAIClient(ProviderConfig("http://provider", API_KEY), http, limits)
-            answer, _usage = await client.stream_chat({"model": "mock-model"}, on_text)
-        await connection.aclose()
-        return answer
+            endpoint = Endpoint("http://provider", API_KEY, 10)
+            answer = await OpenAIWire().send(http, endpoint, "mock-model", request, forward)
+        assert answer.usage.output_tokens == USAGE["completion_tokens"]
+        return answer.text
 
-    assert asyncio.run(main())["usage"] == USAGE
+    assert asyncio.run(main()) == "one piece"
     assert pieces == ["one piece"]
 
 

@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 
 from service.cli.devstack import EmbeddedRedis
 from service.config import Settings
+from service.providers.key_pool import api_key
 from service.providers.limits import LimitPolicy, ProviderLimits
 from tests.support.openai_standin import API_KEY, OpenAIStandIn, Window
 
@@ -86,7 +87,9 @@ def rate_factor(redis_url: str) -> float:
         policy = LimitPolicy(per_minute=1, burst=1, concurrency=1, lease_s=1)
         connection = Redis.from_url(redis_url)
         try:
-            return (await ProviderLimits(connection, "openai", MODEL, policy).state()).factor
+            key_id = api_key(API_KEY).id  # the limits a key's calls share
+            limits = ProviderLimits(connection, "openai", MODEL, policy, key_id=key_id)
+            return (await limits.state()).factor
         finally:
             await connection.aclose()
 

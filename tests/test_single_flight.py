@@ -116,7 +116,9 @@ def test_a_waiter_takes_over_from_a_holder_that_died(app, api, openai_standin: O
     jpeg = vision.prepare_image(
         image, settings.providers.vision_max_side, settings.limits.max_image_pixels
     )
-    params = analyze_task.parse_input(analyze_task.AnalyzeInput(model=model), settings)
+    params = analyze_task.parse_input(
+        analyze_task.AnalyzeInput(provider="openai", model=model), settings
+    )
     lease = KEYS.flight(analyze_task._cache_key(jpeg, params, None))
     with redis.Redis.from_url(app.redis_url) as connection:
         connection.set(lease, "a-worker-that-died", px=1500)
@@ -155,6 +157,8 @@ def killable_stack(tmp_path: Path, openai_standin: OpenAIStandIn) -> Iterator[Ru
     env = {**STACK_ENV, **provider_env(openai_standin)}
     # Long enough that a worker starved of CPU by the rest of the suite still renews it in time.
     env |= {"PIXHOOK_FLIGHT_LEASE": "3s", "PIXHOOK_JOB_CONCURRENCY": "1"}
+    # The first call must outlast the second worker's start, however slow: not time out and retry.
+    env |= {"PIXHOOK_PROVIDER_TIMEOUT": "30s"}
     with local_stack(tmp_path, env) as running:
         yield running
 

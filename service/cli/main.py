@@ -114,7 +114,26 @@ def _parser() -> argparse.ArgumentParser:
     rotate.set_defaults(run=client_commands.rotate_secret)
 
     _add_dlq_commands(commands)
+    _add_provider_commands(commands)
     return parser
+
+
+def _add_provider_commands(commands: Any) -> None:
+    providers = commands.add_parser("providers", help="the providers' API keys")
+    actions = providers.add_subparsers(dest="providers_command", required=True)
+    keys = actions.add_parser("keys", help="list the keys: in rotation, or out since when")
+    keys.add_argument("--provider", choices=("anthropic", "openai"))
+    keys.add_argument("--json", action="store_true", help="print JSON")
+    keys.set_defaults(run=_providers_keys)
+    check = actions.add_parser("check", help="try each key in rotation; refused ones leave it")
+    check.add_argument("--provider", choices=("anthropic", "openai"))
+    check.set_defaults(run=_providers_check)
+    reinstate = actions.add_parser(
+        "reinstate", help="put refused keys back in rotation (all, or the one given)"
+    )
+    reinstate.add_argument("provider", choices=("anthropic", "openai"))
+    reinstate.add_argument("--key", help="the last four characters of the key")
+    reinstate.set_defaults(run=_providers_reinstate)
 
 
 def _add_dlq_commands(commands: Any) -> None:
@@ -250,3 +269,21 @@ def _dlq_purge(args: argparse.Namespace) -> int:
     from service.cli.dlq import dlq_purge
 
     return dlq_purge(Settings.from_env(os.environ), args)
+
+
+def _providers_keys(args: argparse.Namespace) -> int:
+    from service.cli.providers import keys_list
+
+    return keys_list(Settings.from_env(os.environ), args)
+
+
+def _providers_check(args: argparse.Namespace) -> int:
+    from service.cli.providers import keys_check
+
+    return keys_check(Settings.from_env(os.environ), args)
+
+
+def _providers_reinstate(args: argparse.Namespace) -> int:
+    from service.cli.providers import keys_reinstate
+
+    return keys_reinstate(Settings.from_env(os.environ), args)

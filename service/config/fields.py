@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import Field, dataclass, field, fields
+from pathlib import Path
 from typing import Any, TypeVar
 
 from service.moments import parse_seconds
@@ -104,6 +105,18 @@ def flag(default: bool, variable: str, doc: str, **options: Any) -> Any:
 def choice(allowed: tuple[str, ...], default: str, variable: str, doc: str, **o: Any) -> Any:
     kind = " or ".join(f"`{a}`" for a in allowed)
     return setting(default, variable, doc, _one_of(allowed), kind=kind, **o)
+
+
+def secret_list(variable: str, doc: str) -> Any:
+    """Secrets separated by commas or newlines, or one per line of `@/path/to/file`."""
+    kind = "comma-separated, or `@file` (one per line)"
+    return setting((), variable, doc, _secret_list, kind=kind, secret=True)
+
+
+def _secret_list(raw: str) -> tuple[str, ...]:
+    text = Path(raw[1:]).read_text() if raw.startswith("@") else raw
+    lines = (line.strip() for line in text.replace(",", "\n").splitlines())
+    return tuple(dict.fromkeys(line for line in lines if line and not line.startswith("#")))
 
 
 def _positive(convert: Callable[[str], T]) -> Callable[[str], T]:

@@ -11,6 +11,7 @@ from service.config.fields import (
     fraction,
     rate,
     seconds,
+    secret_list,
     setting,
     text,
     url,
@@ -192,8 +193,9 @@ class BatchSettings:
 
 @dataclass(frozen=True)
 class ProviderSettings:
-    """The OpenAI-compatible provider behind `image.analyze` and `image.generate`, and the rate
-    limits all workers share for it."""
+    """The providers behind `image.analyze`, `image.generate` and `text.generate` (Anthropic's
+    Messages API and an OpenAI-compatible API), their keys, prices, and the rate limits all
+    workers share: each limit holds per key and model."""
 
     openai_base_url: str = url(
         "",
@@ -204,13 +206,46 @@ class ProviderSettings:
     openai_api_key: str = text(
         "", "PIXHOOK_OPENAI_API_KEY", "its API key (never logged or shown)", secret=True
     )
+    openai_api_keys: tuple[str, ...] = secret_list(
+        "PIXHOOK_OPENAI_API_KEYS",
+        "several keys (with `PIXHOOK_OPENAI_API_KEY`, if set): calls spread over them, each with "
+        "its own limits; a key refused with 401/403 leaves the rotation",
+    )
     openai_image_model: str = text(
         "gpt-image-1", "PIXHOOK_OPENAI_IMAGE_MODEL", "the default `model` of `image.generate`"
     )
     openai_vision_model: str = text(
         "gpt-4o-mini",
         "PIXHOOK_OPENAI_VISION_MODEL",
-        "the default `model` of `image.analyze` with a provider",
+        'the default `model` of `image.analyze` with `provider: "openai"`',
+    )
+    openai_text_model: str = text(
+        "gpt-4o-mini", "PIXHOOK_OPENAI_TEXT_MODEL", "the default `model` of `text.generate`"
+    )
+    anthropic_base_url: str = url(
+        "https://api.anthropic.com",
+        "PIXHOOK_ANTHROPIC_BASE_URL",
+        "Anthropic's Messages API; used once `PIXHOOK_ANTHROPIC_API_KEYS` holds a key",
+    )
+    anthropic_api_keys: tuple[str, ...] = secret_list(
+        "PIXHOOK_ANTHROPIC_API_KEYS",
+        "Anthropic API keys: calls spread over them, each with its own limits; a key refused "
+        "with 401/403 leaves the rotation",
+    )
+    anthropic_vision_model: str = text(
+        "claude-haiku-4-5",
+        "PIXHOOK_ANTHROPIC_VISION_MODEL",
+        'the default `model` of `image.analyze` with `provider: "anthropic"`',
+    )
+    anthropic_text_model: str = text(
+        "claude-haiku-4-5",
+        "PIXHOOK_ANTHROPIC_TEXT_MODEL",
+        'the default `model` of `text.generate` with `provider: "anthropic"`',
+    )
+    readyz_providers: bool = flag(
+        False,
+        "PIXHOOK_READYZ_PROVIDERS",
+        "`/readyz` answers 503 while a configured provider has no key in rotation",
     )
     timeout_s: float = seconds(120.0, "PIXHOOK_PROVIDER_TIMEOUT", "one provider request's timeout")
     max_attempts: int = count(4, "PIXHOOK_PROVIDER_MAX_ATTEMPTS", "provider attempts per job")
@@ -220,7 +255,7 @@ class ProviderSettings:
     requests_per_minute: float = rate(
         500.0,
         "PIXHOOK_PROVIDER_REQUESTS_PER_MINUTE",
-        "the provider's request rate per model, shared by all workers through Redis",
+        "the provider's request rate per key and model, shared by all workers through Redis",
     )
     burst: int = count(10, "PIXHOOK_PROVIDER_BURST", "provider requests above the rate at once")
     concurrency: int = count(
@@ -271,3 +306,16 @@ class ProviderSettings:
     vision_cache_ttl_s: float = seconds(
         30 * 86400.0, "PIXHOOK_VISION_CACHE_TTL", "how long vision answers are cached"
     )
+
+    def keys(self, provider: str) -> tuple[str, ...]:
+        """The provider's API keys, in the order given."""
+        if provider == "anthropic":
+            return self.anthropic_api_keys
+        single = (self.openai_api_key,) if self.openai_api_key else ()
+        return tuple(dict.fromkeys(single + self.openai_api_keys))
+
+    def base_url(self, provider: str) -> str:
+        """Where the provider answers; empty when it is not configured."""
+        if provider == "anthropic":
+            return self.anthropic_base_url if self.anthropic_api_keys else ""
+        return self.openai_base_url

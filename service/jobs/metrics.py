@@ -69,6 +69,26 @@ class JobMetrics:
     async def provider_throttled(self, provider: str, model: str) -> None:
         await self._send({f"throttled|{provider}|{_label(model)}": 1})
 
+    async def provider_used(
+        self, provider: str, model: str, tokens: dict[str, int], cost_usd: float | None
+    ) -> None:
+        """A call's tokens by kind (input, output, cached_input) and its cost, when priced."""
+        labels = f"{provider}|{_label(model)}"
+        fields: dict[str, float] = {f"tokens|{labels}|{k}": n for k, n in tokens.items() if n}
+        if cost_usd:
+            fields[f"cost|{labels}"] = cost_usd
+        await self._send(fields)
+
+    async def provider_streamed(
+        self, provider: str, model: str, ttft_s: float | None, chunks: int
+    ) -> None:
+        """A streamed call: its time to first token, and the pieces of text it came in."""
+        labels = f"{provider}|{_label(model)}"
+        fields = {f"chunks|{labels}": float(chunks)}
+        if ttft_s is not None:
+            fields |= _observation(f"ttft|{labels}", ttft_s)
+        await self._send(fields)
+
     async def storage_failed(self, operation: str) -> None:
         await self._send({f"storage_errors|{operation}": 1})
 
@@ -136,6 +156,21 @@ def job_metric_families(counters: dict[str, float], gauges: JobGauges) -> Iterat
     storage = CounterMetricFamily(
         "pixhook_storage_errors", "Object storage failures, by operation", labels=["operation"]
     )
+    tokens = CounterMetricFamily(
+        "pixhook_provider_tokens",
+        "Tokens providers billed, by kind (input, output, cached_input)",
+        labels=["provider", "model", "kind"],
+    )
+    cost = CounterMetricFamily(
+        "pixhook_provider_cost",
+        "What provider calls cost in US dollars, by the price table",
+        labels=["provider", "model"],
+    )
+    chunks = CounterMetricFamily(
+        "pixhook_provider_stream_chunks",
+        "Pieces of text streamed replies came in",
+        labels=["provider", "model"],
+    )
     for field, value in sorted(counters.items()):
         kind, *labels = field.split("|")
         family = {
@@ -143,10 +178,13 @@ def job_metric_families(counters: dict[str, float], gauges: JobGauges) -> Iterat
             "failures": failures,
             "throttled": throttled,
             "storage_errors": storage,
+            "tokens": tokens,
+            "cost": cost,
+            "chunks": chunks,
         }.get(kind)
         if family is not None:
             family.add_metric(labels, value)
-    yield from (finished, failures, throttled, storage)
+    yield from (finished, failures, throttled, storage, tokens, cost, chunks)
     yield _histogram(
         counters, "run", "pixhook_job_run_seconds", "Job run time, started to ended", ["type"]
     )
@@ -158,6 +196,13 @@ def job_metric_families(counters: dict[str, float], gauges: JobGauges) -> Iterat
         "provider",
         "pixhook_provider_request_seconds",
         "Provider requests answered, by latency",
+        ["provider", "model"],
+    )
+    yield _histogram(
+        counters,
+        "ttft",
+        "pixhook_provider_ttft_seconds",
+        "Streamed provider replies: from the call's start to the first text",
         ["provider", "model"],
     )
     for name, help_text, value in (

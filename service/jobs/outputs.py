@@ -33,30 +33,49 @@ class TransformOutput(_Closed):
     images: list[ImageView]
 
 
-class GenerationProvider(_Closed):
+class TokenUsageView(_Closed):
+    """Tokens as the provider billed them; cached input is billed at its own price."""
+
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int
+
+
+class SkippedModel(_Closed):
+    """A model of the list that did not answer, and why."""
+
     model: str
+    code: str
+
+
+class ProviderCall(_Closed):
+    """The provider call behind an output: who answered, what it used and cost, how it went.
+    A cached answer (`cached`) cost this job nothing: its figures are the original call's."""
+
+    name: Literal["anthropic", "openai"]
+    # The model that answered: with a list of models, perhaps not the first.
+    model: str
+    usage: TokenUsageView
+    # US dollars by the price table; null for a model it does not price.
+    cost_usd: float | None
     latency_ms: float
     attempts: int
+    # Streamed calls: time to the first text, and the pieces the text came in.
+    ttft_ms: float | None = None
+    chunks: int = 0
+    chunks_per_s: float | None = None
+    # The answering key's last four characters.
+    key: str
+    skipped_models: list[SkippedModel] = []
+    cached: bool = False
+    prompt_version: str | None = None
 
 
 class GenerateOutput(_Closed):
     """`image.generate`: the generated images, and the provider call that made them."""
 
     images: list[ImageView]
-    provider: GenerationProvider
-
-
-class AnalysisProvider(_Closed):
-    """The vision call behind `attributes`; a cached answer says only what the cache kept."""
-
-    name: Literal["openai"]
-    model: str
-    prompt_version: str | None = None
-    usage: dict[str, Any] | None = None
-    latency_ms: float | None = None
-    ttft_ms: float | None = None
-    attempts: int | None = None
-    cached: bool
+    provider: ProviderCall
 
 
 class AnalyzeOutput(_Closed):
@@ -65,7 +84,7 @@ class AnalyzeOutput(_Closed):
     # service/imaging/analysis.py and service/providers/vision.py own these two shapes.
     analysis: dict[str, Any]
     attributes: dict[str, Any] | None = None
-    provider: AnalysisProvider | None = None
+    provider: ProviderCall | None = None
     # The view lists the images of every job type; an analysis stores none.
     images: list[ImageView]
 

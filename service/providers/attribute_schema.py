@@ -21,12 +21,6 @@ from service.providers.errors import PROVIDER_BAD_RESPONSE, ProviderError
 
 MAX_SCHEMA_BYTES = 20_000
 MAX_SCHEMA_DEPTH = 12
-# Keywords OpenAI's strict structured outputs take; a schema using others is asked for as plain
-# JSON (`json_object`) and checked here alone.
-_STRICT_KEYWORDS = frozenset(
-    "type properties required additionalProperties items enum const description title"
-    " anyOf $defs $ref".split()
-)
 
 
 def canonical(schema: dict[str, Any]) -> str:
@@ -54,23 +48,6 @@ def schema_problem(schema: dict[str, Any]) -> tuple[str, str] | None:
         if not ref.startswith("#"):
             return path, "a $ref may only point within the schema (#/...)"
     return None
-
-
-def allows_strict(schema: dict[str, Any]) -> bool:
-    """Whether OpenAI's strict structured outputs take the schema as it is: every object closed
-    (`additionalProperties: false`) with every property required, and no other keywords."""
-    if not isinstance(schema, dict):
-        return True
-    if not set(schema) <= _STRICT_KEYWORDS:
-        return False
-    if schema.get("type") == "object" or "properties" in schema:
-        properties = schema.get("properties", {})
-        closed = schema.get("additionalProperties") is False
-        if not closed or set(schema.get("required", [])) != set(properties):
-            return False
-    inner = [*schema.get("properties", {}).values(), *schema.get("$defs", {}).values()]
-    inner += schema.get("anyOf", []) + ([schema["items"]] if "items" in schema else [])
-    return all(allows_strict(part) for part in inner)
 
 
 def conform(value: Any, schema: dict[str, Any]) -> Any:

@@ -81,6 +81,28 @@ class ChatReply:
     chunks: int = 0
     # The last four characters of the key that was answered, as logs and /info show keys.
     key_hint: str = ""
+    # Models of the list tried before `model` answered: each {"model", "code"}.
+    skipped_models: tuple[dict[str, Any], ...] = ()
+
+    def as_output(self) -> dict[str, Any]:
+        """The call as a job's output shows it (`provider`)."""
+        streamed_s = (self.latency_ms - (self.ttft_ms or 0.0)) / 1000
+        return {
+            "name": self.provider,
+            "model": self.model,
+            "usage": self.usage.as_dict(),
+            "cost_usd": self.cost_usd,
+            "latency_ms": round(self.latency_ms, 1),
+            "attempts": self.attempts,
+            "ttft_ms": None if self.ttft_ms is None else round(self.ttft_ms, 1),
+            "chunks": self.chunks,
+            "chunks_per_s": round(self.chunks / streamed_s, 1)
+            if self.chunks and streamed_s > 0
+            else None,
+            "key": f"…{self.key_hint}",
+            "skipped_models": list(self.skipped_models),
+            "cached": False,
+        }
 
 
 # Called with each piece of a streamed reply's text and the attempt it belongs to: a stream that

@@ -29,13 +29,14 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
 from service.keys import PREFIX, Keys
+from service.providers.wire import LimitHints
 
 # Milliseconds with their fraction: two calls in one millisecond are still ordered, so a 429 to
 # a call admitted after the last cut cuts again.
@@ -53,15 +54,17 @@ local function current_factor(key, per_ms)
 end
 """
 
-# KEYS: rate TAT, token TAT, factor, paused-until. ARGV: interval_ms, burst, ms per token (0: no
-# token limit), token cost, token capacity, recovery per ms. Returns {wait_ms, now_ms}; 0 is go.
+# KEYS: rate TAT, token TAT, factor, paused-until, window. ARGV: interval_ms, burst, ms per
+# token (0: no token limit), token cost, token capacity, recovery per ms. Returns {wait_ms,
+# now_ms, seq, spent}; wait 0 is go; seq numbers the admission in the key's window hash and
+# spent is the tokens let through up to and with it.
 # wait_ms and now_ms go as strings: Redis would truncate a Lua number to an integer.
 _ADMIT = (
     _NOW
     + _FACTOR
     + """
 local paused = tonumber(redis.call('GET', KEYS[4]) or '0')
-if paused > now then return {math.ceil(paused - now), tostring(now)} end
+if paused > now then return {math.ceil(paused - now), tostring(now), 0, 0} end
 local factor = current_factor(KEYS[3], tonumber(ARGV[6]))
 local interval = tonumber(ARGV[1]) / factor
 local tolerance = interval * (tonumber(ARGV[2]) - 1)
@@ -78,13 +81,46 @@ local token_tat = math.max(tonumber(redis.call('GET', KEYS[2]) or '0'), now)
 if per_token > 0 then
   wait = math.max(wait, token_tat + (math.min(cost, capacity) - capacity) * per_token - now)
 end
-if wait > 0 then return {tostring(wait), tostring(now)} end
+-- What the provider's own headers said is left in its window, less what was let through since
+-- the reply that said it: when it is spent, wait for the window's reset.
+local w = redis.call('HMGET', KEYS[5], 'seq', 'requests', 'requests_at', 'requests_reset',
+  'spent', 'tokens', 'tokens_at', 'tokens_reset')
+local seq, spent = tonumber(w[1] or '0'), tonumber(w[5] or '0')
+if w[2] and now < tonumber(w[4]) and tonumber(w[2]) - (seq - tonumber(w[3])) <= 0 then
+  wait = math.max(wait, tonumber(w[4]) - now)
+end
+if w[6] and now < tonumber(w[8]) and tonumber(w[6]) - (spent - tonumber(w[7])) < cost then
+  wait = math.max(wait, tonumber(w[8]) - now)
+end
+if wait > 0 then return {tostring(wait), tostring(now), 0, 0} end
 redis.call('SET', KEYS[1], tat + interval, 'PX', math.ceil(tat + interval - now) + 1000)
 if per_token > 0 then
   local next_tat = token_tat + cost * per_token
   redis.call('SET', KEYS[2], next_tat, 'PX', math.ceil(next_tat - now) + 1000)
 end
-return {0, tostring(now)}
+seq = redis.call('HINCRBY', KEYS[5], 'seq', 1)
+spent = redis.call('HINCRBY', KEYS[5], 'spent', cost)
+redis.call('PEXPIRE', KEYS[5], 3600000)
+return {0, tostring(now), seq, spent}
+"""
+)
+
+# KEYS: window. ARGV: the admission's seq and tokens spent before it, requests remaining and
+# reset ms (-1: not said), tokens remaining and reset ms (-1). A reply to an earlier admission
+# than the one that last spoke is older news and changes nothing.
+_HINTS = (
+    _NOW
+    + """
+local seq = tonumber(ARGV[1])
+if ARGV[3] ~= '-1' and seq >= tonumber(redis.call('HGET', KEYS[1], 'requests_at') or '0') then
+  redis.call('HSET', KEYS[1], 'requests', ARGV[3], 'requests_at', seq,
+    'requests_reset', now + tonumber(ARGV[4]))
+end
+if ARGV[5] ~= '-1' and seq >= tonumber(redis.call('HGET', KEYS[1], 'tokens_seq') or '0') then
+  redis.call('HSET', KEYS[1], 'tokens', ARGV[5], 'tokens_at', ARGV[2], 'tokens_seq', seq,
+    'tokens_reset', now + tonumber(ARGV[6]))
+end
+return 1
 """
 )
 
@@ -158,6 +194,10 @@ class Admission:
 
     at_ms: float
     tokens: int
+    # Its place among the key's admissions, and the tokens admitted up to it: a reply's limit
+    # headers are news of the window as it was when this request arrived.
+    seq: int = 0
+    spent: int = 0
 
 
 @dataclass(frozen=True)
@@ -174,35 +214,70 @@ class ProviderLimits:
         model: str,
         policy: LimitPolicy,
         prefix: str = PREFIX,
+        key_id: str = "",
     ) -> None:
         self._redis = redis
         self._policy = policy
         self.provider, self.model = provider, model  # for the metrics of the calls it admits
         keys = Keys(prefix)
-        model_key = keys.provider_model(provider, model)
+        # Each API key has its own limits at the provider, so its own state here.
+        model_key = keys.provider_model(f"{provider}:{key_id}" if key_id else provider, model)
         self._rate_key = f"{model_key}:rate"
         self._tokens_key = f"{model_key}:tokens"
         self._factor_key = f"{model_key}:factor"
         self._paused_key = f"{model_key}:paused"
+        self._window_key = f"{model_key}:window"
         # In flight is the provider's (our account's) concern, whatever the model.
         self._slots_key = keys.provider_slots(provider)
         self._admit = redis.register_script(_ADMIT)
         self._settle = redis.register_script(_SETTLE)
         self._throttled = redis.register_script(_THROTTLED)
         self._acquire = redis.register_script(_ACQUIRE)
+        self._hints = redis.register_script(_HINTS)
         self._recovery_per_ms = 1 / (policy.recovery_s * 1000)
 
     @asynccontextmanager
     async def slot(self, tokens: int = 0) -> AsyncIterator[Admission]:
         """Wait for a free call slot, then for the rates to allow one more request of `tokens`."""
-        holder = secrets.token_hex(8)
-        await self._wait_for_slot(holder)
-        try:
-            admission = await self._wait_for_rate(max(tokens, 0))
-            await self._wait_for_slot(holder)  # renews the lease the wait may have used up
+        async with admitted([self], tokens) as (_, admission):
             yield admission
-        finally:
-            await self._redis.zrem(self._slots_key, holder)
+
+    async def try_admit(self, tokens: int) -> Admission | float:
+        """Let one request of `tokens` through now, or say in how many seconds to ask again."""
+        policy = self._policy
+        args = [
+            60_000 / policy.per_minute,
+            policy.burst,
+            self._ms_per_token,
+            tokens,
+            policy.tokens_per_minute / 60,
+            self._recovery_per_ms,
+        ]
+        keys = [
+            self._rate_key,
+            self._tokens_key,
+            self._factor_key,
+            self._paused_key,
+            self._window_key,
+        ]
+        wait_ms, now_ms, seq, spent = await self._admit(keys=keys, args=args)
+        if float(wait_ms) > 0:
+            return float(wait_ms) / 1000
+        return Admission(float(now_ms), tokens, int(seq), int(spent))
+
+    async def heard(self, admission: Admission, hints: LimitHints) -> None:
+        """What the provider's rate-limit headers said in answer to `admission`'s request."""
+        if hints.requests_remaining is None and hints.tokens_remaining is None:
+            return
+        await self._hints(
+            keys=[self._window_key],
+            args=[
+                admission.seq,
+                admission.spent,
+                *_said(hints.requests_remaining, hints.requests_reset_s),
+                *_said(hints.tokens_remaining, hints.tokens_reset_s),
+            ],
+        )
 
     async def settle(self, admission: Admission, used_tokens: int | None) -> None:
         """Charge the difference between the tokens a call used and what it was charged."""
@@ -243,26 +318,46 @@ class ProviderLimits:
     def _ms_per_token(self) -> float:
         return 60_000 / self._policy.tokens_per_minute if self._policy.tokens_per_minute else 0.0
 
-    async def _wait_for_slot(self, holder: str) -> None:
+    async def release_slot(self, holder: str) -> None:
+        await self._redis.zrem(self._slots_key, holder)
+
+    async def wait_for_slot(self, holder: str) -> None:
         lease_ms = int(self._policy.lease_s * 1000)
         while not await self._acquire(
             keys=[self._slots_key], args=[lease_ms, self._policy.concurrency, holder]
         ):
             await asyncio.sleep(0.05)
 
-    async def _wait_for_rate(self, tokens: int) -> Admission:
-        policy = self._policy
-        args = [
-            60_000 / policy.per_minute,
-            policy.burst,
-            self._ms_per_token,
-            tokens,
-            policy.tokens_per_minute / 60,
-            self._recovery_per_ms,
-        ]
-        keys = [self._rate_key, self._tokens_key, self._factor_key, self._paused_key]
+
+@asynccontextmanager
+async def admitted(
+    limits: Sequence[ProviderLimits], tokens: int, start: int = 0
+) -> AsyncIterator[tuple[int, Admission]]:
+    """A call slot (the provider's, shared by all its keys), then the first of `limits` (one per
+    key, tried from `start`) whose rates let a request of `tokens` through: its index and the
+    admission. When none does, waits for the soonest."""
+    first, holder = limits[0], secrets.token_hex(8)
+    await first.wait_for_slot(holder)
+    try:
         while True:
-            wait_ms, now_ms = await self._admit(keys=keys, args=args)
-            if not wait_ms:
-                return Admission(float(now_ms), tokens)
-            await asyncio.sleep(float(wait_ms) / 1000)
+            waits = []
+            for offset in range(len(limits)):
+                index = (start + offset) % len(limits)
+                got = await limits[index].try_admit(max(tokens, 0))
+                if isinstance(got, Admission):
+                    break
+                waits.append(got)
+            else:
+                await asyncio.sleep(min(waits))
+                continue
+            break
+        await first.wait_for_slot(holder)  # renews the lease the wait may have used up
+        yield index, got
+    finally:
+        await first.release_slot(holder)
+
+
+def _said(remaining: int | None, reset_s: float | None) -> tuple[int, int]:
+    if remaining is None:
+        return -1, -1
+    return remaining, int(max(0.0, reset_s or 0.0) * 1000)

@@ -1,6 +1,5 @@
-"""An OpenAI-compatible HTTP client: retries with jitter, honours Retry-After, fails fast on auth,
-and streams chat completions (server-sent events, read by chat_stream.py) when asked to.
-"""
+"""OpenAI's chat completions and images APIs as a wire (service/providers/wire.py): one request
+with one key, its answer or its failure; streamed chat is read by chat_stream.py."""
 
 from __future__ import annotations
 
@@ -8,206 +7,206 @@ import asyncio
 import base64
 import binascii
 import math
+import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from redis.asyncio import Redis
 
-from service.backoff import backoff_s
-from service.config import Settings
 from service.fetch import tls_context
-from service.jobs.metrics import JobMetrics
+from service.providers.chat import ChatRequest, ImagePart, TokenUsage
 from service.providers.chat_stream import read_stream
 from service.providers.errors import (
     PROVIDER_AUTH,
     PROVIDER_BAD_RESPONSE,
-    PROVIDER_NOT_CONFIGURED,
     PROVIDER_REJECTED,
     PROVIDER_UNAVAILABLE,
     ProviderError,
 )
-from service.providers.limits import LimitPolicy, ProviderLimits
+from service.providers.wire import Endpoint, Forward, LimitHints, WireReply
 from webhooks import parse_retry_after
 
-
-@dataclass(frozen=True)
-class ProviderConfig:
-    base_url: str
-    api_key: str = field(repr=False)
-    timeout_s: float = 120.0
-    max_attempts: int = 4
-    backoff_s: float = 1.0
-    max_backoff_s: float = 60.0
-
-
-@dataclass(frozen=True)
-class Usage:
-    latency_ms: float
-    attempts: int
-    # Streamed calls: from the call's start (as latency_ms) to the first text that was kept.
-    ttft_ms: float | None = None
-
-
-# Called with each piece of a streamed reply's text and the attempt it belongs to: a stream that
-# broke is retried whole, so a new attempt's text replaces the earlier attempt's.
-OnText = Callable[[str, int], Awaitable[None]]
-_Send = Callable[[int], Awaitable[dict[str, Any]]]
 _STREAM = {"stream": True, "stream_options": {"include_usage": True}}
-# A reply's tokens before it is sent: what the request allows, else about a product description.
-_REPLY_TOKENS = 500
-# OpenAI's price of a 1024x1024 image at high detail; settled against the real usage afterwards.
-_IMAGE_TOKENS = 765
+# OpenAI's reset durations: "1s", "6m0s", "20ms", "1h2m3.5s".
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_UNIT_S = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 
 
-class OpenAIClient:
-    def __init__(
+class OpenAIWire:
+    provider = "openai"
+
+    async def send(
         self,
-        config: ProviderConfig,
         http: httpx.AsyncClient,
-        limits: ProviderLimits,
-        metrics: JobMetrics | None = None,
-    ) -> None:
-        self._config = config
-        self._http = http
-        self._limits = limits
-        self._metrics = metrics
+        endpoint: Endpoint,
+        model: str,
+        request: ChatRequest,
+        forward: Forward | None,
+    ) -> WireReply:
+        body = chat_body(model, request)
+        if forward is None:
+            response = await post(http, endpoint, "/v1/chat/completions", json=body)
+            return _reply(parse(response), model, limit_hints(response.headers))
+        return await _stream(http, endpoint, body | _STREAM, model, forward)
 
-    async def post_json(
-        self, path: str, body: dict[str, Any], *, tokens: int | None = None
-    ) -> tuple[dict[str, Any], Usage]:
-        """POST and parse; 5xx, 429 and timeouts are retried, 401/403 and other 4xx are not.
-
-        `tokens` is charged against the token rate before the call (default: an estimate)."""
-        started = time.perf_counter()
-        reply, attempts = await self._retrying(
-            body, tokens, lambda attempt: self._post_once(path, body)
-        )
-        return reply, Usage(_ms_since(started), attempts)
-
-    async def stream_chat(
-        self, body: dict[str, Any], on_text: OnText, *, tokens: int | None = None
-    ) -> tuple[dict[str, Any], Usage]:
-        """A chat completion, streamed: `on_text` gets the text as it arrives, and the reply comes
-        back shaped like a plain one. Errors before the stream are those of `post_json`; a stream
-        that breaks or garbles is retried whole, then fails with PROVIDER_BAD_RESPONSE."""
-        started, first_text = time.perf_counter(), [0.0]
-
-        async def attempt_once(attempt: int) -> dict[str, Any]:
-            first_text[0] = 0.0
-
-            async def forward(text: str) -> None:
-                first_text[0] = first_text[0] or time.perf_counter()
-                await on_text(text, attempt)
-
-            return await self._stream_once(body | _STREAM, forward)
-
-        reply, attempts = await self._retrying(body, tokens, attempt_once)
-        ttft_ms = (first_text[0] - started) * 1000 if first_text[0] else None
-        return reply, Usage(_ms_since(started), attempts, ttft_ms)
-
-    async def _retrying(
-        self, body: dict[str, Any], tokens: int | None, send: _Send
-    ) -> tuple[dict[str, Any], int]:
-        estimate = estimate_tokens(body) if tokens is None else tokens
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return await self._limited(send, attempt, estimate), attempt
-            except ProviderError as exc:
-                if not exc.retryable or attempt >= self._config.max_attempts:
-                    raise
-                await asyncio.sleep(self._delay(attempt, exc.retry_after_s))
-
-    async def _limited(self, send: _Send, attempt: int, tokens: int) -> dict[str, Any]:
-        # Every attempt, retries included, counts against the limits all workers share.
-        async with self._limits.slot(tokens) as admission:
-            sent = time.perf_counter()
-            try:
-                reply = await send(attempt)
-            except ProviderError as exc:
-                if exc.status == 429:
-                    await self._count(throttled=True)
-                if exc.status == 429 and exc.retryable:
-                    await self._limits.throttled(admission, exc.retry_after_s)
-                raise
-            await self._count(seconds=time.perf_counter() - sent)
-            await self._limits.settle(admission, _total_tokens(reply))
-            return reply
-
-    async def _count(self, *, seconds: float = 0.0, throttled: bool = False) -> None:
-        # Only replies and 429s: a model name the provider refuses never becomes a label.
-        if self._metrics is None:
-            return
-        provider, model = self._limits.provider, self._limits.model
-        if throttled:
-            await self._metrics.provider_throttled(provider, model)
-        else:
-            await self._metrics.provider_replied(provider, model, seconds)
-
-    async def _post_once(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def check_key(self, http: httpx.AsyncClient, endpoint: Endpoint) -> None:
         try:
-            response = await self._http.post(
-                self._url(path), json=body, headers=self._headers, timeout=self._config.timeout_s
+            response = await http.get(
+                f"{endpoint.base_url}/v1/models",
+                headers=_auth(endpoint),
+                timeout=endpoint.timeout_s,
             )
-        except httpx.TimeoutException as exc:
-            raise _too_slow() from exc
         except httpx.HTTPError as exc:
-            raise _unreachable(exc) from exc
-        return _parse(response)
+            raise unreachable(exc) from exc
+        parse(response)
 
-    async def _stream_once(
-        self, body: dict[str, Any], forward: Callable[[str], Awaitable[None]]
-    ) -> dict[str, Any]:
-        url, timeout_s = self._url("/v1/chat/completions"), self._config.timeout_s
-        try:
-            # httpx times each read; one deadline also bounds a stream that trickles.
-            async with (
-                asyncio.timeout(timeout_s),
-                self._http.stream(
-                    "POST", url, json=body, headers=self._headers, timeout=timeout_s
-                ) as response,
+
+def chat_body(model: str, request: ChatRequest) -> dict[str, Any]:
+    messages: list[dict[str, Any]] = []
+    if request.system:
+        messages.append({"role": "system", "content": request.system})
+    for message in request.messages:
+        content = [
+            {"type": "image_url", "image_url": {"url": _data_url(part)}}
+            if isinstance(part, ImagePart)
+            else {"type": "text", "text": part.text}
+            for part in message.parts
+        ]
+        messages.append({"role": message.role, "content": content})
+    body: dict[str, Any] = {"model": model, "messages": messages, "max_tokens": request.max_tokens}
+    if request.temperature is not None:
+        body["temperature"] = request.temperature
+    if request.json_schema is not None:
+        schema = {"name": "answer", "schema": request.json_schema}
+        body["response_format"] = {
+            "type": "json_schema",
+            "json_schema": schema | {"strict": strict_compatible(request.json_schema)},
+        }
+    elif request.json_reply:
+        body["response_format"] = {"type": "json_object"}
+    return body
+
+
+def strict_compatible(schema: Any) -> bool:
+    """OpenAI's strict mode takes only schemas whose every object names all its properties as
+    required and allows no others; any other schema is asked for without it."""
+    if isinstance(schema, list):
+        return all(strict_compatible(item) for item in schema)
+    if not isinstance(schema, dict):
+        return True
+    if schema.get("type") == "object" or "properties" in schema:
+        properties = schema.get("properties") or {}
+        if schema.get("additionalProperties") is not False:
+            return False
+        if set(schema.get("required") or ()) != set(properties):
+            return False
+    return all(strict_compatible(value) for value in schema.values())
+
+
+def _data_url(part: ImagePart) -> str:
+    return f"data:{part.media_type};base64," + base64.b64encode(part.data).decode()
+
+
+async def _stream(
+    http: httpx.AsyncClient, endpoint: Endpoint, body: dict[str, Any], model: str, forward: Forward
+) -> WireReply:
+    url, timeout_s = endpoint.base_url + "/v1/chat/completions", endpoint.timeout_s
+    chunks = 0
+
+    async def counted(text: str) -> None:
+        nonlocal chunks
+        chunks += 1
+        await forward(text)
+
+    try:
+        # httpx times each read; one deadline also bounds a stream that trickles.
+        async with (
+            asyncio.timeout(timeout_s),
+            http.stream("POST", url, json=body, headers=_auth(endpoint), timeout=timeout_s) as r,
+        ):
+            hints = limit_hints(r.headers)
+            if r.status_code == 200 and r.headers.get("content-type", "").startswith(
+                "text/event-stream"
             ):
-                content_type = response.headers.get("content-type", "")
-                if response.status_code == 200 and content_type.startswith("text/event-stream"):
-                    return await read_stream(response, forward)
-                await response.aread()
-                reply = _parse(response)
+                reply = await read_stream(r, counted)
+            else:
+                await r.aread()
+                reply = parse(r)
                 # A server that ignores `stream` answers in one piece: forwarded as one piece.
                 if isinstance(text := _message_text(reply), str) and text:
-                    await forward(text)
-                return reply
-        except (TimeoutError, httpx.TimeoutException) as exc:
-            raise _too_slow() from exc
-        except httpx.HTTPError as exc:
-            raise _unreachable(exc) from exc
-
-    def _url(self, path: str) -> str:
-        return self._config.base_url.rstrip("/") + path
-
-    @property
-    def _headers(self) -> dict[str, str]:
-        return {"authorization": f"Bearer {self._config.api_key}"}
-
-    def _delay(self, attempt: int, retry_after_s: float | None) -> float:
-        jittered = backoff_s(attempt, self._config.backoff_s, self._config.max_backoff_s)
-        if retry_after_s is not None:
-            return min(self._config.max_backoff_s, max(retry_after_s, jittered))
-        return jittered
+                    await counted(text)
+    except (TimeoutError, httpx.TimeoutException) as exc:
+        raise too_slow() from exc
+    except httpx.HTTPError as exc:
+        raise unreachable(exc) from exc
+    return _reply(reply, model, hints, chunks)
 
 
-def _parse(response: httpx.Response) -> dict[str, Any]:
-    status = response.status_code
+async def post(
+    http: httpx.AsyncClient,
+    endpoint: Endpoint,
+    path: str,
+    *,
+    json: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
+    files: list[tuple[str, tuple[str, bytes, str]]] | None = None,
+) -> httpx.Response:
+    """One POST with the key; a transport failure is a retryable ProviderError."""
+    try:
+        return await http.post(
+            endpoint.base_url + path,
+            json=json,
+            data=data,
+            files=files,
+            headers=_auth(endpoint),
+            timeout=endpoint.timeout_s,
+        )
+    except httpx.TimeoutException as exc:
+        raise too_slow() from exc
+    except httpx.HTTPError as exc:
+        raise unreachable(exc) from exc
+
+
+def _reply(reply: dict[str, Any], model: str, hints: LimitHints, chunks: int = 0) -> WireReply:
+    text = _message_text(reply)
+    if not isinstance(text, str):
+        raise ProviderError(
+            "the reply has no choices[0].message.content",
+            code=PROVIDER_BAD_RESPONSE,
+            retryable=False,
+        )
+    answered = reply.get("model")
+    return WireReply(
+        text, answered if isinstance(answered, str) else model, usage(reply), hints, chunks
+    )
+
+
+def usage(reply: dict[str, Any]) -> TokenUsage:
+    """OpenAI's prompt tokens include the cached ones; they are billed apart."""
+    raw = reply.get("usage")
+    if not isinstance(raw, dict):
+        return TokenUsage()
+    details = raw.get("prompt_tokens_details")
+    cached = _count(details.get("cached_tokens")) if isinstance(details, dict) else 0
+    prompt = _count(raw.get("prompt_tokens", raw.get("input_tokens")))
+    output = _count(raw.get("completion_tokens", raw.get("output_tokens")))
+    return TokenUsage(max(0, prompt - cached), output, cached)
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def parse(response: httpx.Response) -> dict[str, Any]:
+    """The JSON object of a 200; any other status as the ProviderError it means."""
+    status, hints = response.status_code, limit_hints(response.headers)
     if status in (401, 403):
         raise ProviderError(
-            f"the provider refused our credentials ({status})",
+            f"the provider refused the API key ({status}): {_message(response)}",
             code=PROVIDER_AUTH,
             retryable=False,
             status=status,
+            hints=hints,
         )
     if status == 429 and _error_field(response, "code") == "insufficient_quota":
         # OpenAI's 429 for an exhausted balance: waiting does not help, and it says nothing of rate.
@@ -223,7 +222,8 @@ def _parse(response: httpx.Response) -> dict[str, Any]:
             code=PROVIDER_UNAVAILABLE,
             retryable=True,
             status=status,
-            retry_after_s=_retry_after_s(response.headers),
+            retry_after_s=retry_after_s(response.headers),
+            hints=hints,
         )
     if status != 200:
         raise ProviderError(
@@ -245,6 +245,31 @@ def _parse(response: httpx.Response) -> dict[str, Any]:
     return reply
 
 
+def limit_hints(headers: httpx.Headers) -> LimitHints:
+    return LimitHints(
+        _int(headers.get("x-ratelimit-remaining-requests")),
+        _duration_s(headers.get("x-ratelimit-reset-requests")),
+        _int(headers.get("x-ratelimit-remaining-tokens")),
+        _duration_s(headers.get("x-ratelimit-reset-tokens")),
+    )
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _duration_s(value: str | None) -> float | None:
+    if not value:
+        return None
+    parts = _DURATION.findall(value)
+    if not parts or "".join(a + u for a, u in parts) != value.strip():
+        return None
+    return sum(float(amount) * _UNIT_S[unit] for amount, unit in parts)
+
+
 def _message(response: httpx.Response) -> str:
     return _error_field(response, "message") or response.text[:300]
 
@@ -256,7 +281,7 @@ def _error_field(response: httpx.Response, name: str) -> str:
         return ""
 
 
-def _retry_after_s(headers: httpx.Headers) -> float | None:
+def retry_after_s(headers: httpx.Headers) -> float | None:
     # OpenAI also sends the wait in milliseconds, which a one-second window needs.
     try:
         milliseconds = float(headers.get("retry-after-ms", ""))
@@ -274,39 +299,20 @@ def _message_text(reply: dict[str, Any]) -> Any:
         return None
 
 
-def _total_tokens(reply: dict[str, Any]) -> int | None:
-    usage = reply.get("usage")
-    total = usage.get("total_tokens") if isinstance(usage, dict) else None
-    return total if isinstance(total, int) and not isinstance(total, bool) else None
+def _auth(endpoint: Endpoint) -> dict[str, str]:
+    return {"authorization": f"Bearer {endpoint.key}"}
 
 
-def estimate_tokens(body: dict[str, Any]) -> int:
-    """A request's tokens before it is sent: ~4 characters a token, images at high detail."""
-    text, images = 0, 0
-    for message in body.get("messages", []):
-        content = message.get("content")
-        parts = [{"type": "text", "text": content}] if isinstance(content, str) else content or []
-        text += sum(len(str(p.get("text", ""))) for p in parts if p.get("type") == "text")
-        images += sum(1 for p in parts if p.get("type") == "image_url")
-    text += len(str(body.get("prompt", "")))
-    reply = body.get("max_completion_tokens") or body.get("max_tokens") or _REPLY_TOKENS
-    return text // 4 + images * _IMAGE_TOKENS + int(reply)
-
-
-def _too_slow() -> ProviderError:
+def too_slow() -> ProviderError:
     return ProviderError(
         "the provider did not answer in time", code=PROVIDER_UNAVAILABLE, retryable=True
     )
 
 
-def _unreachable(exc: Exception) -> ProviderError:
+def unreachable(exc: Exception) -> ProviderError:
     return ProviderError(
         f"the provider could not be reached: {exc}", code=PROVIDER_UNAVAILABLE, retryable=True
     )
-
-
-def _ms_since(started: float) -> float:
-    return (time.perf_counter() - started) * 1000
 
 
 def decode_b64_image(value: Any) -> bytes:
@@ -319,42 +325,6 @@ def decode_b64_image(value: Any) -> bytes:
         raise ProviderError(
             "b64_json is not base64", code=PROVIDER_BAD_RESPONSE, retryable=False
         ) from exc
-
-
-@asynccontextmanager
-async def open_client(
-    settings: Settings, redis: Redis, model: str, http: httpx.AsyncClient | None = None
-) -> AsyncIterator[OpenAIClient]:
-    """A client for the provider's `model`, limited together with every other worker's. Pass the
-    process's `http` client (see `provider_http`) so connections, and TLS sessions, are reused."""
-    if not settings.providers.openai_base_url:
-        raise ProviderError(
-            "no OpenAI-compatible provider is configured (PIXHOOK_OPENAI_BASE_URL)",
-            code=PROVIDER_NOT_CONFIGURED,
-            retryable=False,
-        )
-    config = ProviderConfig(
-        settings.providers.openai_base_url,
-        settings.providers.openai_api_key,
-        timeout_s=settings.providers.timeout_s,
-        max_attempts=settings.providers.max_attempts,
-        backoff_s=settings.providers.backoff_s,
-    )
-    policy = LimitPolicy(
-        per_minute=settings.providers.requests_per_minute,
-        burst=settings.providers.burst,
-        concurrency=settings.providers.concurrency,
-        lease_s=settings.providers.timeout_s + 10,
-        tokens_per_minute=settings.providers.tokens_per_minute,
-        min_factor=settings.providers.min_rate_factor,
-        recovery_s=settings.providers.rate_recovery_s,
-    )
-    limits, metrics = ProviderLimits(redis, "openai", model, policy), JobMetrics(redis)
-    if http is not None:
-        yield OpenAIClient(config, http, limits, metrics)
-        return
-    async with provider_http() as own:
-        yield OpenAIClient(config, own, limits, metrics)
 
 
 def provider_http() -> httpx.AsyncClient:

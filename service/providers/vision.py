@@ -27,7 +27,8 @@ PROMPT_VERSION = "ecommerce-v2"
 PREPARATION_VERSION = "v2"
 # What the upload may weigh (OpenAI takes up to 20 MB; each MB is seconds of upload and decode).
 MAX_UPLOAD_BYTES = 5_000_000
-DEFAULT_MAX_TOKENS = 1024
+# A product description's JSON is ~150–400 tokens; logos add ~40 each.
+DEFAULT_MAX_TOKENS = 1500
 
 _SYSTEM = "You describe product photos for an online shop's catalogue."
 _LANGUAGE = """
@@ -131,16 +132,6 @@ def reply_schema(params: dict[str, Any]) -> dict[str, Any] | None:
     properties = schema.get("properties", {}) | {"logos": _LOGOS_SCHEMA}
     required = [*(name for name in schema.get("required", []) if name != "logos"), "logos"]
     return schema | {"properties": properties, "required": required}
-
-
-def reply_text(reply: dict[str, Any]) -> str:
-    try:
-        content = reply["choices"][0]["message"]["content"]
-    except (KeyError, IndexError, TypeError) as exc:
-        raise _bad("the reply has no choices[0].message.content") from exc
-    if not isinstance(content, str):
-        raise _bad("the reply's content is not text")
-    return content
 
 
 def parse_reply(text: str, params: dict[str, Any], brands: BrandIndex) -> dict[str, Any]:

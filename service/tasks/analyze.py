@@ -1,9 +1,9 @@
-"""`image.analyze`: the local analysis always; with `provider: "openai"`, also the attributes a
-vision model sees, cached by (image, prompt version, model, everything the caller asked)."""
+"""`image.analyze`: the local analysis always; with a `provider` ("anthropic" or "openai"), also
+the attributes a vision model sees, cached by (image, prompt version, provider, models,
+everything the caller asked)."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import time
@@ -18,8 +18,6 @@ from service.jobs.model import Job
 from service.keys import KEYS
 from service.providers import attribute_schema, vision
 from service.providers.brand_match import BrandIndex
-from service.providers.chat import ChatRequest, ImagePart
-from service.providers.openai import open_client
 from service.tasks.analyze_input import AnalyzeInput, parse_input
 from service.tasks.context import TaskContext
 from service.tasks.single_flight import SingleFlight
@@ -39,7 +37,7 @@ async def run(job: Job, image: bytes, ctx: TaskContext) -> dict[str, Any]:
         partial(analysis.analyze, image, max_pixels),
     )
     output: dict[str, Any] = {"analysis": result}
-    if job.input.get("provider") == "openai":
+    if job.input.get("provider") is not None:
         output.update(await _attributes(image, job, ctx))
     return output
 
@@ -85,26 +83,19 @@ async def _ask(
     jpeg: bytes, key: str, params: dict[str, Any], brands: BrandIndex, ctx: TaskContext
 ) -> dict[str, Any]:
     """The model's answer, cached under `key` for every job that asks the same."""
-    settings, model = ctx.settings, params["model"]
-    request = openai_body(model, vision.analysis_request(jpeg, params))
-    async with open_client(settings, ctx.redis, model, ctx.http) as client:
-        if settings.providers.stream:
-            deltas = Deltas(ctx.emit)
-            reply, usage = await client.stream_chat(request, deltas.add)
-            await deltas.flush()
-        else:
-            reply, usage = await client.post_json("/v1/chat/completions", request)
-    attributes = vision.parse_reply(vision.reply_text(reply), params, brands)
-    provider = {
-        "name": "openai",
-        "model": model,
-        "prompt_version": vision.PROMPT_VERSION,
-        "usage": reply.get("usage"),
-        "latency_ms": round(usage.latency_ms, 1),
-        "ttft_ms": None if usage.ttft_ms is None else round(usage.ttft_ms, 1),
-        "attempts": usage.attempts,
-    }
-    answer = {"attributes": attributes, "provider": provider}
+    settings = ctx.settings
+    request = vision.analysis_request(jpeg, params)
+    calls = ctx.providers()
+    provider = params["provider"]
+    if settings.providers.stream:
+        deltas = Deltas(ctx.emit)
+        reply = await calls.chat(provider, _models(params), request, deltas.add)
+        await deltas.flush()
+    else:
+        reply = await calls.chat(provider, _models(params), request)
+    attributes = vision.parse_reply(reply.text, params, brands)
+    call = reply.as_output() | {"prompt_version": vision.PROMPT_VERSION}
+    answer = {"attributes": attributes, "provider": call}
     await ctx.redis.set(
         key, json.dumps(answer), px=int(settings.providers.vision_cache_ttl_s * 1000)
     )
@@ -141,35 +132,13 @@ class Deltas:
             self._sent_at = time.monotonic()
 
 
-def openai_body(model: str, request: ChatRequest) -> dict[str, Any]:
-    """Today's OpenAI chat body for `request`, until the call layer takes a ChatRequest. The
-    system text opens the user's message, as the whole prompt did before there was one."""
-    content: list[dict[str, Any]] = []
-    system = request.system
-    for part in request.messages[0].parts:
-        if isinstance(part, ImagePart):
-            url = f"data:{part.media_type};base64," + base64.b64encode(part.data).decode()
-            content.append({"type": "image_url", "image_url": {"url": url}})
-        else:
-            text = part.text if system is None else f"{system}\n\n{part.text}"
-            content.append({"type": "text", "text": text})
-            system = None
-    schema = request.json_schema
-    if schema is not None and attribute_schema.allows_strict(schema):
-        json_schema = {"name": "attributes", "schema": schema, "strict": True}
-        response_format: dict[str, Any] = {"type": "json_schema", "json_schema": json_schema}
-    else:
-        response_format = {"type": "json_object"}
-    return {
-        "model": model,
-        "max_tokens": request.max_tokens,
-        "response_format": response_format,
-        "messages": [{"role": "user", "content": content}],
-    }
+def _models(params: dict[str, Any]) -> list[str]:
+    # Jobs queued before model lists existed hold one `model`.
+    return list(params.get("models") or [params["model"]])
 
 
 def _cache_key(jpeg: bytes, params: dict[str, Any], brands_version: str | None) -> str:
-    # The same photo, asked the same way of the same model, is not paid for twice.
+    # The same photo, asked the same way of the same models, is not paid for twice.
     digest = hashlib.sha256(jpeg).hexdigest()
     asked = {
         "instructions": params.get("instructions"),
@@ -181,4 +150,5 @@ def _cache_key(jpeg: bytes, params: dict[str, Any], brands_version: str | None) 
     }
     prompt_digest = hashlib.sha256(json.dumps(asked, sort_keys=True).encode()).hexdigest()[:16]
     versions = f"{vision.PROMPT_VERSION}:{vision.PREPARATION_VERSION}"
-    return KEYS.vision_answer(digest, versions, params["model"], prompt_digest)
+    models = f"{params['provider']}/{','.join(_models(params))}"
+    return KEYS.vision_answer(digest, versions, models, prompt_digest)

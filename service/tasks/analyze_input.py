@@ -16,12 +16,19 @@ from service.shapes.fields import OneOf
 from service.shapes.languages import normalise_language
 from service.shapes.validation import REQUEST
 
-PROVIDERS = ("openai",)
+PROVIDERS = ("anthropic", "openai")
 MAX_BRANDS = 50
+MAX_MODELS = 4
 MAX_INSTRUCTIONS_CHARS = 2000
 MAX_REPLY_TOKENS = 4096
 
 Brand = Annotated[str, Field(min_length=1, max_length=100, pattern=r"\S")]
+ModelName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"\S")]
+# One model, or several to fall back on in order (on a 404, an overload or repeated 5xx).
+Models = Annotated[
+    ModelName | Annotated[list[ModelName], Field(min_length=1, max_length=MAX_MODELS)],
+    Field(description="the provider's model, or a list to fall back on in order"),
+]
 
 
 class AnalyzeInput(BaseModel):
@@ -29,7 +36,7 @@ class AnalyzeInput(BaseModel):
 
     model_config = REQUEST
     provider: Annotated[str, OneOf(PROVIDERS)] | None = None
-    model: Annotated[str | None, Field(min_length=1, description="the provider's model")] = None
+    model: Models | None = None
     known_brands: (
         Annotated[
             list[Brand],
@@ -82,10 +89,9 @@ def parse_input(raw: AnalyzeInput, settings: Settings) -> dict[str, Any]:
         raise InvalidInput(
             "give input.known_brands or input.brand_list, not both", field="input.brand_list"
         )
-    model = settings.providers.openai_vision_model if raw.model is None else raw.model
     return {
         "provider": raw.provider,
-        "model": model,
+        "models": model_list(raw.model, default_model(raw.provider, settings, "vision")),
         "known_brands": brands,
         "brand_list": raw.brand_list,
         "instructions": None if raw.instructions is None else raw.instructions.strip(),
@@ -93,6 +99,17 @@ def parse_input(raw: AnalyzeInput, settings: Settings) -> dict[str, Any]:
         "max_tokens": raw.max_tokens or DEFAULT_MAX_TOKENS,
         "attributes": _attributes(raw.attributes),
     }
+
+
+def default_model(provider: str | None, settings: Settings, use: str) -> str:
+    """The configured default model of `provider` for `use` ("vision" or "text")."""
+    return str(getattr(settings.providers, f"{provider or 'openai'}_{use}_model"))
+
+
+def model_list(given: str | list[str] | None, default: str) -> list[str]:
+    if given is None:
+        return [default]
+    return list(dict.fromkeys([given] if isinstance(given, str) else given))
 
 
 def _language(tag: str | None) -> str | None:

@@ -14,6 +14,8 @@ from service import imaging
 from service.config import Settings
 from service.errors import JobFailure
 from service.imaging.decode_budget import DecodeBudget, OverBudget
+from service.jobs.metrics import JobMetrics
+from service.providers.calls import ProviderCalls
 from service.storage import Storage
 
 T = TypeVar("T")
@@ -44,6 +46,10 @@ class TaskContext:
     http: httpx.AsyncClient
     # The process's memory for decoding images, shared by the jobs it runs at once.
     decode_budget: DecodeBudget
+
+    def providers(self) -> ProviderCalls:
+        """Provider calls through the process's client, counted in /metrics."""
+        return ProviderCalls(self.settings, self.redis, self.http, JobMetrics(self.redis))
 
     async def decode(self, estimate: Callable[[], int], work: Callable[[], T]) -> T:
         """`work()`, an image decode, in a thread once the bytes `estimate()` reads from the

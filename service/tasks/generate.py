@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
@@ -10,8 +11,10 @@ from service import imaging
 from service.config import Settings
 from service.fetch import fetch_image
 from service.jobs.model import Job
+from service.providers.chat import ChatReply
 from service.providers.errors import PROVIDER_BAD_RESPONSE, ProviderError
-from service.providers.openai import decode_b64_image, open_client
+from service.providers.openai import decode_b64_image, post, usage
+from service.providers.prices import cost_usd
 from service.shapes.fields import Bound
 from service.shapes.validation import REQUEST
 from service.storage import Storage, StorageUnavailable
@@ -88,15 +91,23 @@ async def run(job: Job, image: bytes, ctx: TaskContext) -> dict[str, Any]:
 async def _generate(
     params: dict[str, Any], request: dict[str, Any], ctx: TaskContext
 ) -> Generation:
-    async with open_client(ctx.settings, ctx.redis, params["model"], ctx.http) as client:
-        reply, usage = await client.post_json("/v1/images/generations", request)
+    started, model = time.perf_counter(), params["model"]
+    reply, answered = await ctx.providers().images(
+        model, lambda endpoint: post(ctx.http, endpoint, "/v1/images/generations", json=request)
+    )
     images = [await _image(item, ctx.settings) for item in _data(reply)]
-    provider = {
-        "model": params["model"],
-        "latency_ms": round(usage.latency_ms, 1),
-        "attempts": usage.attempts,
-    }
-    return Generation(images, provider)
+    used = usage(reply)
+    call = ChatReply(
+        "",
+        "openai",
+        model,
+        used,
+        cost_usd(ctx.settings, "openai", model, used),
+        (time.perf_counter() - started) * 1000,
+        answered.attempts,
+        key_hint=answered.key.hint,
+    )
+    return Generation(images, call.as_output())
 
 
 def _request(params: dict[str, Any]) -> dict[str, Any]:

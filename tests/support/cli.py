@@ -9,9 +9,11 @@ import sys
 from tests.support.in_process import HasRedis
 
 
-def pixhook(stack: HasRedis, *args: str) -> subprocess.CompletedProcess[str]:
+def pixhook(
+    stack: HasRedis, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the `pixhook` CLI against the Redis of a test stack or in-process app."""
-    env = {**os.environ, "PIXHOOK_REDIS_URL": stack.redis_url}
+    env = {**os.environ, **(env or {}), "PIXHOOK_REDIS_URL": stack.redis_url}
     return subprocess.run(
         [sys.executable, "-m", "service", *args],
         env=env,

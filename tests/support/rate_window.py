@@ -4,7 +4,7 @@
 
 Settings come from `PIXHOOK_*`, as a worker's do. It prints `ready`, waits for a line on stdin
 (so that every process starts at once), makes CALLS vision chat completions through
-`open_client`, CONCURRENCY at a time, and prints one JSON line:
+`ProviderCalls`, CONCURRENCY at a time, and prints one JSON line:
 `{"succeeded": n, "failed": {code: n}, "attempts": n, "started_at": t, "finished_at": t}`.
 """
 
@@ -24,9 +24,10 @@ from redis.asyncio import Redis
 
 from service.config import Settings
 from service.providers import vision
+from service.providers.calls import ProviderCalls
 from service.providers.errors import ProviderError
-from service.providers.openai import open_client
-from service.tasks.analyze import AnalyzeInput, openai_body, parse_input
+from service.providers.openai import provider_http
+from service.tasks.analyze import AnalyzeInput, parse_input
 
 
 async def call_provider(settings: Settings, calls: int, concurrency: int) -> dict[str, Any]:
@@ -34,7 +35,7 @@ async def call_provider(settings: Settings, calls: int, concurrency: int) -> dic
     Image.new("RGB", (16, 16), (200, 40, 40)).save(buffer, "JPEG")
     model = settings.providers.openai_vision_model
     params = parse_input(AnalyzeInput(provider="openai"), settings)
-    body = openai_body(model, vision.analysis_request(buffer.getvalue(), params))
+    request = vision.analysis_request(buffer.getvalue(), params)
     remaining = iter(range(calls))
     failed: Counter[str] = Counter()
     succeeded = attempts = 0
@@ -45,13 +46,14 @@ async def call_provider(settings: Settings, calls: int, concurrency: int) -> dic
         nonlocal succeeded, attempts
         for _ in remaining:
             try:
-                _reply, usage = await client.post_json("/v1/chat/completions", body)
+                reply = await providers.chat("openai", [model], request)
             except ProviderError as exc:
                 failed[exc.code] += 1
             else:
-                succeeded, attempts = succeeded + 1, attempts + usage.attempts
+                succeeded, attempts = succeeded + 1, attempts + reply.attempts
 
-    async with open_client(settings, redis, model) as client:
+    async with provider_http() as http:
+        providers = ProviderCalls(settings, redis, http)
         await asyncio.gather(*(caller() for _ in range(concurrency)))
     await redis.aclose()
     report = {"succeeded": succeeded, "failed": dict(failed), "attempts": attempts}

@@ -7,6 +7,7 @@ from importlib.metadata import version
 from typing import Any
 from urllib.parse import urlsplit
 
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -22,8 +23,10 @@ from service.clients.brand_lists import NAME_PATTERN
 from service.config import Settings
 from service.console.routes import console
 from service.errors import UNAVAILABLE_RETRY_AFTER_S
+from service.providers.key_pool import PROVIDERS, KeyPool, KeyState
 from service.runtime import runtime
 from service.tasks import JOB_TYPES
+from service.tasks.analyze_input import default_model
 
 log = logging.getLogger("pixhook.api")
 
@@ -46,12 +49,13 @@ async def healthcheck(request: Request) -> JSONResponse:
 
 @documented(
     Operation(
-        "Readiness: Redis answers",
+        "Readiness: Redis answers (and, with PIXHOOK_READYZ_PROVIDERS, each configured "
+        "provider has a key in rotation)",
         (
             Reply(200, "ready", {JSON: Ready}),
             Reply(
                 503,
-                "Redis is unreachable",
+                "Redis is unreachable, or a provider has no key in rotation",
                 {JSON: Unready},
                 {"Retry-After": retry_after()},
             ),
@@ -70,7 +74,27 @@ async def readyz(request: Request) -> JSONResponse:
             status_code=503,
             headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)},
         )
+    settings = runtime(request).settings
+    if settings.providers.readyz_providers:
+        without_keys = [
+            name
+            for name in PROVIDERS
+            if settings.providers.base_url(name)
+            and not any(s.in_rotation for s in await _key_states(settings, request, name))
+        ]
+        if without_keys:
+            log.warning("not ready: no API key in rotation for %s", ", ".join(without_keys))
+            return JSONResponse(
+                Unready.render({"status": "unavailable", "providers_without_keys": without_keys}),
+                status_code=503,
+                headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)},
+            )
     return JSONResponse(Ready.render({"status": "ready"}))
+
+
+async def _key_states(settings: Settings, request: Request, provider: str) -> list[KeyState]:
+    keys = settings.providers.keys(provider)
+    return await KeyPool(runtime(request).redis, provider, keys).states()
 
 
 @documented(
@@ -90,7 +114,7 @@ async def info(request: Request) -> JSONResponse:
                 "job_types": sorted(JOB_TYPES),
                 "output_formats": sorted(imaging.OUTPUT_FORMATS),
                 "input_formats": sorted(imaging.INPUT_FORMATS),
-                "providers": providers(settings),
+                "providers": await providers(settings, runtime(request).redis),
                 "limits": settings.listed_limits(),
                 "webhooks": {
                     "retry_schedule_s": list(settings.deliveries.retry_schedule.delays_s),
@@ -101,22 +125,47 @@ async def info(request: Request) -> JSONResponse:
     )
 
 
-def providers(settings: Settings) -> list[dict[str, Any]]:
-    """The configured providers: where they are and which models the job types use by default,
-    and whether a key is set, never the key (/info answers anyone)."""
-    if not settings.providers.openai_base_url:
-        return []
-    return [
-        {
-            "name": "openai",
-            "host": _host(settings.providers.openai_base_url),
-            "models": {
-                "image.analyze": settings.providers.openai_vision_model,
-                "image.generate": settings.providers.openai_image_model,
-            },
-            "api_key_set": bool(settings.providers.openai_api_key),
+async def providers(settings: Settings, redis: Redis) -> list[dict[str, Any]]:
+    """The configured providers: where they are, which models the job types use by default,
+    and their keys' states by their last four characters, never a key (/info answers anyone)."""
+    listed = []
+    for name in PROVIDERS:
+        base_url, keys = settings.providers.base_url(name), settings.providers.keys(name)
+        if not base_url:
+            continue
+        states = await KeyPool(redis, name, keys).states()
+        models = {
+            "image.analyze": default_model(name, settings, "vision"),
+            "text.generate": default_model(name, settings, "text"),
         }
-    ]
+        if name == "openai":
+            models["image.generate"] = settings.providers.openai_image_model
+        listed.append(
+            {
+                "name": name,
+                "host": _host(base_url),
+                "job_types": sorted(models),
+                "models": models,
+                "priced_models": sorted(
+                    m for p, m in settings.providers.prices.as_dict() if p == name
+                ),
+                "api_key_set": bool(keys),
+                "keys": [
+                    {
+                        "hint": f"…{state.hint}",
+                        "in_rotation": state.in_rotation,
+                        "status": state.status,
+                        "out_since": state.since,
+                    }
+                    for state in states
+                ],
+            }
+        )
+    return listed
+
+
+def _priced(settings: Settings, provider: str) -> list[str]:
+    return sorted(model for p, model in settings.providers.prices.as_dict() if p == provider)
 
 
 def _host(url: str) -> str:
