@@ -32,11 +32,20 @@ from tests.conftest import provider_env
 from tests.support.cli import pixhook
 from tests.support.images import image_bytes
 from tests.support.jobs import error_of, wait_for_status
-from tests.support.openai_standin import API_KEY, PRODUCT, USAGE, Answer
+from tests.support.openai_standin import API_KEY, PRODUCT, Answer
 from tests.support.webhook_receiver import Receiver
 
-# The stand-in's usage as pixhook counts it: OpenAI's prompt tokens less the cached ones.
-BILLED = {"input_tokens": 850, "output_tokens": 120, "cached_input_tokens": 0}
+
+def billed(request: dict[str, Any]) -> dict[str, int]:
+    """The usage the stand-in answered `request` with, as pixhook counts it: OpenAI's prompt
+    tokens less the cached ones."""
+    usage = request["usage"]
+    cached = usage["prompt_tokens_details"]["cached_tokens"]
+    return {
+        "input_tokens": usage["prompt_tokens"] - cached,
+        "output_tokens": usage["completion_tokens"],
+        "cached_input_tokens": cached,
+    }
 
 
 @pytest.fixture
@@ -127,7 +136,7 @@ def run_analyze(redis_server, openai_standin, tmp_path) -> Callable[..., Any]:
 
 
 def sent_image(request: dict[str, Any]) -> Image.Image:
-    url = request["body"]["messages"][0]["content"][1]["image_url"]["url"]
+    url = request["body"]["messages"][-1]["content"][1]["image_url"]["url"]
     return Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
 
 
@@ -140,7 +149,7 @@ def test_attributes_come_back_with_usage_and_the_local_analysis(api, openai_stan
     output = job["output"]
     assert output["attributes"] == PRODUCT
     assert output["analysis"]["width"] == 300
-    assert output["provider"]["usage"] == BILLED
+    assert output["provider"]["usage"] == billed(openai_standin.requests[0])
     assert output["provider"]["cached"] is False and output["provider"]["latency_ms"] > 0
 
 
@@ -185,7 +194,7 @@ def test_known_brands_come_back_as_logos(api, openai_standin):
     job = analyze(api, unique_photo(5), known_brands=["Acme", "Globex"])
 
     assert job["output"]["attributes"]["logos"] == [logo | {"brand": "Acme"}]
-    assert "Globex" in openai_standin.requests[0]["body"]["messages"][0]["content"][0]["text"]
+    assert "Globex" in openai_standin.requests[0]["body"]["messages"][-1]["content"][0]["text"]
 
 
 @pytest.mark.parametrize(
@@ -284,7 +293,7 @@ def test_time_to_first_token_is_recorded(api, openai_standin):
 
     provider = job["output"]["provider"]
     assert 300 <= provider["ttft_ms"] <= provider["latency_ms"]
-    assert provider["usage"] == BILLED
+    assert provider["usage"] == billed(openai_standin.requests[0])
 
 
 @pytest.mark.parametrize(
@@ -347,7 +356,8 @@ def test_task_makes_a_plain_call_when_streaming_is_off(run_analyze, openai_stand
 
     assert "stream" not in openai_standin.requests[0]["body"]
     assert (output["attributes"], emitted) == (PRODUCT, [])
-    assert (output["provider"]["ttft_ms"], output["provider"]["usage"]) == (None, BILLED)
+    usage = billed(openai_standin.requests[0])
+    assert (output["provider"]["ttft_ms"], output["provider"]["usage"]) == (None, usage)
 
 
 @pytest.mark.parametrize(("raw", "streams"), [("false", False), ("0", False), ("true", True)])
@@ -385,7 +395,8 @@ def test_deltas_are_coalesced_into_few_events():
 
 
 def test_a_server_that_ignores_stream_is_read_in_one_piece():
-    reply = {"choices": [{"message": {"content": "one piece"}}], "usage": USAGE}
+    usage = {"prompt_tokens": 850, "completion_tokens": 120, "total_tokens": 970}
+    reply = {"choices": [{"message": {"content": "one piece"}}], "usage": usage}
     transport = httpx.MockTransport(lambda request: httpx.Response(200, json=reply))
     pieces: list[str] = []
 
@@ -397,7 +408,7 @@ def test_a_server_that_ignores_stream_is_read_in_one_piece():
         async with httpx.AsyncClient(transport=transport) as http:
             endpoint = Endpoint("http://provider", API_KEY, 10)
             answer = await OpenAIWire().send(http, endpoint, "mock-model", request, forward)
-        assert answer.usage.output_tokens == USAGE["completion_tokens"]
+        assert answer.usage.output_tokens == 120
         return answer.text
 
     assert asyncio.run(main()) == "one piece"
@@ -456,6 +467,6 @@ def test_the_upload_stays_within_5_mb_whatever_the_max_side(run_analyze, openai_
 
     run_analyze(buffer.getvalue(), vision_max_side=8192)
 
-    url = openai_standin.requests[0]["body"]["messages"][0]["content"][1]["image_url"]["url"]
+    url = openai_standin.requests[0]["body"]["messages"][-1]["content"][1]["image_url"]["url"]
     uploaded_bytes = len(base64.b64decode(url.split(",", 1)[1]))
     assert uploaded_bytes <= 5_000_000

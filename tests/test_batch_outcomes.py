@@ -22,7 +22,7 @@ from tests.support.batches import results_of, transform_item, wait_for_batch
 from tests.support.images import image_bytes
 from tests.support.in_process import InProcessApi
 from tests.support.jobs import error_of, wait_for_status
-from tests.support.openai_standin import USAGE, Answer, OpenAIStandIn
+from tests.support.openai_standin import Answer, OpenAIStandIn
 from tests.support.raw_servers import Response, Scripted
 from tests.support.webhook_receiver import Receiver, receivers
 
@@ -392,14 +392,17 @@ def test_the_summary_says_how_it_went(api, photos):
     assert summary["tokens"] == {"prompt": 0, "completion": 0, "total": 0, "cost": None}
 
 
-def test_the_summary_counts_the_tokens_provider_jobs_spent(api):
+def test_the_summary_counts_the_tokens_provider_jobs_spent(api, openai_standin):
     items = [analyze_item(size) for size in ((90, 60), (70, 50))]
+    openai_standin.script([])
 
     batch = wait_for_batch(api, submit_analyze(api, items))
 
+    usages = [request["usage"] for request in openai_standin.requests]
     tokens = batch["summary"]["tokens"]
-    assert tokens["total"] == 2 * USAGE["total_tokens"]
-    assert tokens["prompt"] == 2 * USAGE["prompt_tokens"]
+    assert len(usages) == 2
+    assert tokens["total"] == sum(usage["total_tokens"] for usage in usages)
+    assert tokens["prompt"] == sum(usage["prompt_tokens"] for usage in usages)
     assert tokens["cost"] is None
 
 

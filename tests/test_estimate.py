@@ -73,9 +73,9 @@ def test_a_job_is_estimated_without_a_job_or_a_provider_call(api, openai_standin
         "sent_height": 500,
     }
     assert figures["input_tokens"]["image"] == 85 + 170 * 2
-    assert figures["output_tokens"] == {"max": 1024, "typical": 250}
+    assert figures["output_tokens"] == {"max": 1500, "typical": 250}
     total = figures["input_tokens"]["total"]
-    assert figures["cost_usd"]["max"] == round((total * 2.5 + 1024 * 10) / 1e6, 8)
+    assert figures["cost_usd"]["max"] == round((total * 2.5 + 1500 * 10) / 1e6, 8)
     assert openai_standin.requests == []
     assert api.get("/v1/jobs").json()["data"] == []
 

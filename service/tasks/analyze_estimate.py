@@ -21,7 +21,8 @@ TYPICAL_REPLY_TOKENS = 250
 def analyze_estimate(params: dict[str, Any], size: Size, settings: Settings) -> dict[str, Any]:
     """Tokens and cost of the job with these parameters (`analyze.parse_input`) on a photo of
     `size`; nothing for a job that asks no provider."""
-    provider, model = params.get("provider"), params["model"]
+    # The first model: the one that answers unless it fails.
+    provider, model = params.get("provider"), params["models"][0]
     if provider is None:
         usage = [TokenUsage(), TokenUsage()]
         return _figures(None, None, 0, 0, usage, [0.0, 0.0])

@@ -1,11 +1,19 @@
-"""A stand-in for an OpenAI-compatible provider: a real HTTP server on 127.0.0.1 that speaks the
-images and vision chat APIs (chat streamed as server-sent events when asked), checks the API key,
-and can be scripted to answer 401, 429 with Retry-After, 500, slowly, with malformed JSON, or with
-a stream that stalls, breaks off or garbles: the outside world pixhook cannot reach in tests.
+"""A stand-in for an OpenAI-compatible provider: a real HTTP server on 127.0.0.1 that speaks chat
+completions (vision and text, streamed as server-sent events when asked, `response_format`
+json_schema accepted), image generations and edits, and the models list: the outside world
+pixhook cannot reach in tests.
 
-It counts requests per fixed time window and, like OpenAI, can enforce a requests-per-minute limit
-in per-window slices, answering 429 with Retry-After and OpenAI's error body beyond it. It also
-counts, per model, the calls a real provider would bill: those it answered with images or text.
+Keys go in `Authorization: Bearer`: several are valid, `revoke(key)` makes one answer 401 and
+`forbid(key)` 403. Each key has its own request windows (`count_requests`), every reply carries
+`x-ratelimit-*` headers (resets in OpenAI's duration format, `1s`, `6m0s`), and beyond the limit
+the answer is 429 with Retry-After and OpenAI's `rate_limit_exceeded` body. `script([Answer(...)])`
+scripts 401, 429, 500, delays, malformed JSON, streams that stall, break off or garble.
+
+Chats are answered with `content`, else PRODUCT as JSON text when the messages hold an image or
+`response_format` asks for JSON, else `text_reply`. Usage is exact and deterministic
+(`prompt_tokens_of`): prompt = ceil(characters / 4) of every text part and string content plus
+the JSON of `response_format`, plus each image by OpenAI's tile rule (`image_tokens`);
+completion = ceil(characters / 4) of the answer. `paid_calls` counts what a bill would.
 """
 
 from __future__ import annotations
@@ -15,252 +23,216 @@ import base64
 import io
 import json
 import math
-import threading
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-import uvicorn
 from PIL import Image
-from starlette.applications import Starlette
+from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
 
-from service.cli.devstack import free_port, wait_for
+from tests.support.standin_server import (
+    PRODUCT,
+    EventStream,
+    Quota,
+    Scripted,
+    StandInServer,
+    Window,
+)
+
+__all__ = [
+    "API_KEY",
+    "MODELS",
+    "PRODUCT",
+    "TEXT_REPLY",
+    "Answer",
+    "OpenAIStandIn",
+    "Window",
+    "duration",
+    "image_tokens",
+    "prompt_tokens_of",
+    "rate_limit_headers",
+    "text_tokens",
+]
 
 API_KEY = "sk-test-standin"
+MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-image-1")
+TEXT_REPLY = (
+    "Thank you for asking. The stand-in answers every text-only chat with these same words, "
+    "so that a test knows the text, its pieces and its tokens in advance."
+)
 
 
 @dataclass(frozen=True)
-class Answer:
-    """One scripted answer: a status (with headers), a delay, or a body that is not JSON."""
+class Answer(Scripted):
+    """One scripted answer (see `Scripted`), and for OpenAI's APIs:"""
 
-    status: int = 200
-    headers: dict[str, str] = field(default_factory=dict)
-    delay_s: float = 0.0
-    malformed: bool = False
-    # For chat completions: the model's text, when not the default product description.
-    content: str | None = None
-    # For image generations: answer with links to the images, as some providers always do.
+    # For image generations and edits: answer with links to the images, as some providers do.
     as_urls: bool = False
-    # For image generations: these bytes as every image, instead of a PNG of the asked size.
+    # For image generations and edits: these bytes as every image, not a PNG of the asked size.
     image: bytes | None = None
     # The error body's `code` when status is not 200 (e.g. OpenAI's 429 `insufficient_quota`).
     error_code: str = "scripted"
-    # Streamed chat: the text in pieces of `chunk_chars`, each after `chunk_delay_s`; the
-    # connection cut after `cut_after` pieces; `malformed` garbles the second piece.
-    chunk_chars: int = 16
-    chunk_delay_s: float = 0.0
-    cut_after: int | None = None
+    # Of the prompt tokens, how many OpenAI read from its prompt cache.
+    cached_tokens: int = 0
 
 
-@dataclass
-class Window:
-    """Requests that arrived in one window of `window_s`, and how many of them were refused."""
-
-    arrived: int = 0
-    refused: int = 0
-
-
-class _EventStream(Response):
-    """Server-sent events; a `None` among the chunks stops without ending the response, which
-    makes uvicorn drop the connection: the client sees a stream break off mid-way."""
-
-    def __init__(self, chunks: AsyncIterator[bytes | None]) -> None:
-        super().__init__(media_type="text/event-stream")
-        self._chunks = chunks
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        async for chunk in self._chunks:
-            if chunk is None:
-                return
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b""})
-
-
-USAGE = {"prompt_tokens": 850, "completion_tokens": 120, "total_tokens": 970}
-PRODUCT = {
-    "category": "Footwear",
-    "subcategory": "Sneakers",
-    "brand_detected": None,
-    "dominant_colors": ["red", "white"],
-    "primary_material": "canvas",
-    "product_condition": "new",
-    "image_quality": "high",
-    "has_text_overlay": False,
-    "description": "A red canvas sneaker on a light backdrop.",
-    "tags": ["sneaker", "red", "canvas"],
-}
-
-
-class OpenAIStandIn:
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self.requests: list[dict[str, Any]] = []
-        self._script: list[Answer] = []
+class OpenAIStandIn(StandInServer[Answer]):
+    def __init__(
+        self,
+        keys: Sequence[str] = (API_KEY,),
+        *,
+        models: Sequence[str] = MODELS,
+        require_image: bool = False,
+    ) -> None:
+        routes = [
+            Route("/v1/images/generations", self._generate, methods=["POST"]),
+            Route("/v1/images/edits", self._edit, methods=["POST"]),
+            Route("/v1/chat/completions", self._chat, methods=["POST"]),
+            Route("/v1/models", self._models, methods=["GET"]),
+            Route("/generated/{number:int}.png", self._generated, methods=["GET"]),
+        ]
+        super().__init__(routes, keys, Answer(), "the OpenAI stand-in")
+        self.models = list(models)
+        self.text_reply = TEXT_REPLY
+        # A vision-only provider: chats without an image are refused with 400.
+        self.require_image = require_image
         self._generated_images: list[bytes] = []
-        self._paid: Counter[str] = Counter()
-        self._lock = threading.Lock()
-        self._windows: dict[int, Window] = {}
-        self._window_s = 1.0
-        self._per_window: int | None = None
-        self._retry_after = True
-        self._counting_since = time.monotonic()
-        app = Starlette(
-            routes=[
-                Route("/v1/images/generations", self._generate, methods=["POST"]),
-                Route("/v1/chat/completions", self._chat, methods=["POST"]),
-                Route("/generated/{number:int}.png", self._generated, methods=["GET"]),
-            ]
-        )
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
 
     def start(self) -> OpenAIStandIn:
-        self._thread.start()
-        wait_for(lambda: self._server.started, "the OpenAI stand-in", 10)
+        self._start()
         return self
 
-    def close(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(10)
-
-    def script(self, answers: Sequence[Answer]) -> None:
-        """The next requests get these answers, in order; then normal service resumes."""
-        with self._lock:
-            self._script = list(answers)
-            self.requests.clear()
-
-    def count_requests(
-        self,
-        window_s: float = 1.0,
-        requests_per_minute: int | None = None,
-        *,
-        retry_after: bool = True,
-    ) -> None:
-        """Count from now in windows of `window_s`; with a limit, refuse what exceeds its slice
-        (saying when to retry, unless told not to, as some providers never do)."""
-        with self._lock:
-            self._windows, self._window_s, self._retry_after = {}, window_s, retry_after
-            self._per_window = None
-            if requests_per_minute is not None:
-                self._per_window = max(1, math.floor(requests_per_minute * window_s / 60))
-            self._counting_since = time.monotonic()
-
-    def paid_calls(self, model: str) -> int:
-        """How many calls naming `model` were answered with images or text: what a bill counts."""
-        with self._lock:
-            return self._paid[model]
-
-    def _bill(self, body: dict[str, Any]) -> None:
-        with self._lock:
-            self._paid[str(body.get("model"))] += 1
-
-    def window_counts(self) -> list[Window]:
-        """Every window from the first request counted to the last, empty ones included."""
-        with self._lock:
-            if not self._windows:
-                return []
-            first, last = min(self._windows), max(self._windows)
-            return [self._windows.get(i, Window()) for i in range(first, last + 1)]
-
-    def _over_limit(self) -> float | None:
-        """Counts one arrival; the seconds until its window ends when it is over the limit."""
-        with self._lock:
-            elapsed = time.monotonic() - self._counting_since
-            index = math.floor(elapsed / self._window_s)
-            window = self._windows.setdefault(index, Window())
-            window.arrived += 1
-            if self._per_window is None or window.arrived - window.refused <= self._per_window:
-                return None
-            window.refused += 1
-            return (index + 1) * self._window_s - elapsed
-
-    def _next(self) -> Answer:
-        with self._lock:
-            return self._script.pop(0) if self._script else Answer()
-
-    async def _answer(self, request: Request) -> tuple[dict[str, Any], Answer | Response]:
-        """The request body and the scripted answer, or the error response to send instead."""
-        body = await request.json()
-        with self._lock:
-            self.requests.append({"path": request.url.path, "body": body, "at": time.monotonic()})
-        if request.headers.get("authorization") != f"Bearer {API_KEY}":
-            return body, _error(401, "Incorrect API key provided", "invalid_api_key")
-        wait_s = self._over_limit()
+    async def _answer(
+        self, request: Request, body: dict[str, Any]
+    ) -> tuple[str, dict[str, Any], Answer | Response]:
+        """The key, the request's record and the scripted answer, or the error to send instead."""
+        key = request.headers.get("authorization", "").removeprefix("Bearer ")
+        entry = self._record(request.url.path, body, key)
+        refused = self._refusal(key)
+        if refused is not None:
+            return key, entry, refused
+        model = str(body.get("model"))
+        if self._is_retired(model):
+            message = f"The model `{model}` does not exist or you do not have access to it."
+            return key, entry, _error(404, message, "model_not_found", self._headers(key))
+        wait_s = self._over_limit(key)
         if wait_s is not None:
-            return body, self._rate_limited(str(body.get("model")), wait_s)
+            return key, entry, self._rate_limited(key, model, wait_s)
         answer = self._next()
         await asyncio.sleep(answer.delay_s)
         if answer.malformed and not body.get("stream"):
-            return body, Response(b'{"data": [{"b64_json": ', media_type="application/json")
+            return key, entry, Response(b'{"data": [{"b64_json": ', media_type="application/json")
         if answer.status != 200:
-            message, headers = f"scripted {answer.status}", answer.headers
-            return body, _error(answer.status, message, answer.error_code, headers)
-        return body, answer
+            message, headers = f"scripted {answer.status}", self._headers(key) | answer.headers
+            return key, entry, _error(answer.status, message, answer.error_code, headers)
+        return key, entry, answer
 
-    def _rate_limited(self, model: str, wait_s: float) -> Response:
+    def _refusal(self, key: str) -> Response | None:
+        state = self._key_state(key)
+        if state in ("revoked", "unknown"):
+            return _error(401, "Incorrect API key provided", "invalid_api_key")
+        if state == "forbidden":
+            return _error(403, "You are not allowed to use this API", "permission_denied")
+        return None
+
+    def _rate_limited(self, key: str, model: str, wait_s: float) -> Response:
         limit = self._per_window
         message = (
             f"Rate limit reached for {model} in organization org-standin on requests per min "
             f"(RPM): Limit {limit}, Used {limit}, Requested 1. Please try again in "
             f"{wait_s * 1000:.0f}ms. Visit https://platform.openai.com/account/rate-limits."
         )
-        headers = {"x-ratelimit-limit-requests": str(limit), "x-ratelimit-remaining-requests": "0"}
+        headers = self._headers(key)
         if self._retry_after:
             headers["retry-after"] = str(math.ceil(wait_s))
             headers["retry-after-ms"] = str(math.ceil(wait_s * 1000))
-        body = {
-            "error": {
-                "message": message,
-                "type": "requests",
-                "param": None,
-                "code": "rate_limit_exceeded",
-            }
-        }
-        return JSONResponse(body, status_code=429, headers=headers)
+        error = {"message": message, "type": "requests", "param": None}
+        return JSONResponse(
+            {"error": error | {"code": "rate_limit_exceeded"}}, status_code=429, headers=headers
+        )
+
+    def _headers(self, key: str) -> dict[str, str]:
+        return rate_limit_headers(self._quota(key))
 
     async def _chat(self, request: Request) -> Response:
-        body, answer = await self._answer(request)
+        key, entry, answer = await self._answer(request, await request.json())
         if isinstance(answer, Response):
             return answer
-        parts = body["messages"][0]["content"]
-        if not any(p.get("type") == "image_url" for p in parts):
-            return _error(400, "this model needs an image", "invalid_request_error")
-        content = answer.content if answer.content is not None else json.dumps(PRODUCT)
-        self._bill(body)
+        body = entry["body"]
+        refused = _refuse_chat(body, self.require_image)
+        if refused is not None:
+            return refused
+        content = answer.content if answer.content is not None else self._default_content(body)
+        prompt, completion = prompt_tokens_of(body), text_tokens(content)
+        usage = {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": answer.cached_tokens},
+        }
+        entry["usage"] = usage
+        model = str(body.get("model"))
+        self._bill(model, key, prompt, completion)
+        headers = self._headers(key)
         if body.get("stream"):
             with_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            chunks = _chunks(str(body.get("model")), content, answer, with_usage)
-            return _EventStream(chunks)
-        choice = {"index": 0, "message": {"role": "assistant", "content": content}}
-        reply = {"id": "chatcmpl-standin", "model": body.get("model"), "choices": [choice]}
-        return JSONResponse(reply | {"usage": USAGE})
+            chunks = _chunks(model, content, answer, usage if with_usage else None)
+            return EventStream(chunks, headers)
+        choice = {
+            "index": 0,
+            "message": {"role": "assistant", "content": content},
+            "finish_reason": "stop",
+        }
+        reply = {
+            "id": "chatcmpl-standin",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [choice],
+        }
+        return JSONResponse(reply | {"usage": usage}, headers=headers)
+
+    def _default_content(self, body: dict[str, Any]) -> str:
+        response_format = body.get("response_format") or {}
+        wants_json = response_format.get("type") in ("json_object", "json_schema")
+        with_image = any(part.get("type") == "image_url" for part in _parts(body))
+        return json.dumps(PRODUCT) if wants_json or with_image else self.text_reply
 
     async def _generate(self, request: Request) -> Response:
-        body, answer = await self._answer(request)
+        key, entry, answer = await self._answer(request, await request.json())
         if isinstance(answer, Response):
             return answer
+        return self._images(key, entry["body"], answer)
+
+    async def _edit(self, request: Request) -> Response:
+        async with request.form() as form:
+            files = [f for name in ("image", "image[]") for f in form.getlist(name)]
+            images = [await f.read() for f in files if isinstance(f, UploadFile)]
+            body = {k: v for k, v in form.items() if isinstance(v, str)} | {"images": images}
+        key, entry, answer = await self._answer(request, body)
+        if isinstance(answer, Response):
+            return answer
+        if not images:
+            return _error(400, "image is required", "invalid_request_error")
+        return self._images(key, body, answer)
+
+    def _images(self, key: str, body: dict[str, Any], answer: Answer) -> Response:
         if not isinstance(body.get("prompt"), str) or not body["prompt"]:
             return _error(400, "prompt is required", "invalid_request_error")
         width, height = (int(side) for side in str(body.get("size", "1024x1024")).split("x"))
         drawn = _png(width, height, body.get("seed"))
         image = drawn if answer.image is None else base64.b64encode(answer.image).decode()
         images = [image] * int(body.get("n", 1))
-        self._bill(body)
+        self._bill(str(body.get("model")), key, 0, 0)
         if answer.as_urls:
             data = [{"url": self._link(base64.b64decode(image))} for image in images]
         else:
             data = [{"b64_json": image} for image in images]
-        return JSONResponse({"created": int(time.time()), "data": data})
+        return JSONResponse({"created": int(time.time()), "data": data}, headers=self._headers(key))
 
     def _link(self, png: bytes) -> str:
         with self._lock:
@@ -272,16 +244,105 @@ class OpenAIStandIn:
             png = self._generated_images[request.path_params["number"]]
         return Response(png, media_type="image/png")
 
+    async def _models(self, request: Request) -> Response:
+        refused = self._refusal(request.headers.get("authorization", "").removeprefix("Bearer "))
+        if refused is not None:
+            return refused
+        data = [
+            {"id": m, "object": "model", "created": 1_700_000_000, "owned_by": "standin"}
+            for m in self.models
+        ]
+        return JSONResponse({"object": "list", "data": data})
+
+
+def rate_limit_headers(quota: Quota) -> dict[str, str]:
+    """OpenAI's `x-ratelimit-*` for a key's window; tokens are input and output together."""
+    tokens_limit = quota.input_tokens_limit + quota.output_tokens_limit
+    tokens = quota.input_tokens_remaining + quota.output_tokens_remaining
+    reset = duration(quota.reset_s)
+    return {
+        "x-ratelimit-limit-requests": str(quota.requests_limit),
+        "x-ratelimit-remaining-requests": str(quota.requests_remaining),
+        "x-ratelimit-reset-requests": reset,
+        "x-ratelimit-limit-tokens": str(tokens_limit),
+        "x-ratelimit-remaining-tokens": str(tokens),
+        "x-ratelimit-reset-tokens": reset,
+        "x-request-id": "req_standin",
+    }
+
+
+def duration(seconds: float) -> str:
+    """OpenAI's format for a reset: `250ms`, `1.5s`, `6m0s`."""
+    if seconds < 1:
+        return f"{max(0, round(seconds * 1000))}ms"
+    minutes, rest = divmod(seconds, 60)
+    rest_text = f"{rest:.3f}".rstrip("0").rstrip(".")
+    return f"{int(minutes)}m{rest_text}s" if minutes else f"{rest_text}s"
+
+
+def text_tokens(text: str) -> int:
+    return math.ceil(len(text) / 4)
+
+
+def image_tokens(width: int, height: int, detail: str = "auto") -> int:
+    """OpenAI's tile rule: at low detail 85; else fit in 2048 px, shortest side to 768 px, then
+    85 + 170 per 512 px tile."""
+    if detail == "low":
+        return 85
+    fitted = min(1.0, 2048 / max(width, height))
+    scale = fitted * min(1.0, 768 / (min(width, height) * fitted))
+    return 85 + 170 * math.ceil(width * scale / 512) * math.ceil(height * scale / 512)
+
+
+def prompt_tokens_of(body: dict[str, Any]) -> int:
+    """The prompt tokens of a chat request, by the rule in this module's docstring."""
+    characters = len(json.dumps(body["response_format"])) if body.get("response_format") else 0
+    images = 0
+    for part in _parts(body):
+        if part.get("type") == "text":
+            characters += len(str(part.get("text", "")))
+        elif part.get("type") == "image_url":
+            images += _image_part_tokens(part["image_url"])
+    return math.ceil(characters / 4) + images
+
+
+def _image_part_tokens(image_url: dict[str, Any]) -> int:
+    url = str(image_url.get("url", ""))
+    if not url.startswith("data:"):
+        return image_tokens(1024, 1024)
+    with Image.open(io.BytesIO(base64.b64decode(url.partition(",")[2]))) as image:
+        return image_tokens(*image.size, detail=str(image_url.get("detail", "auto")))
+
+
+def _parts(body: dict[str, Any]) -> list[dict[str, Any]]:
+    parts: list[dict[str, Any]] = []
+    for message in body.get("messages", []):
+        content = message.get("content")
+        parts += [{"type": "text", "text": content}] if isinstance(content, str) else content or []
+    return parts
+
+
+def _refuse_chat(body: dict[str, Any], require_image: bool) -> Response | None:
+    if require_image and not any(p.get("type") == "image_url" for p in _parts(body)):
+        return _error(400, "this model needs an image", "invalid_request_error")
+    response_format = body.get("response_format") or {}
+    if response_format.get("type") == "json_schema":
+        schema = response_format.get("json_schema") or {}
+        if not isinstance(schema.get("name"), str) or not isinstance(schema.get("schema"), dict):
+            return _error(400, "json_schema needs a name and a schema", "invalid_request_error")
+    return None
+
 
 async def _chunks(
-    model: str, content: str, answer: Answer, with_usage: bool
+    model: str, content: str, answer: Answer, usage: dict[str, Any] | None
 ) -> AsyncIterator[bytes | None]:
     """OpenAI's stream: a role chunk, the text in pieces, a finish chunk, usage if asked, [DONE]."""
-    extra = {"usage": None} if with_usage else {}
+    extra = {"usage": None} if usage is not None else {}
+    head = {"id": "chatcmpl-standin", "object": "chat.completion.chunk", "model": model}
 
     def chunk(delta: dict[str, str], finish_reason: str | None = None) -> bytes:
         choice = {"index": 0, "delta": delta, "finish_reason": finish_reason}
-        return _event({"id": "chatcmpl-standin", "model": model, "choices": [choice]} | extra)
+        return _event(head | {"choices": [choice]} | extra)
 
     yield chunk({"role": "assistant", "content": ""})
     size = answer.chunk_chars
@@ -295,8 +356,8 @@ async def _chunks(
             continue
         yield chunk({"content": content[start : start + size]})
     yield chunk({}, "stop")
-    if with_usage:
-        yield _event({"id": "chatcmpl-standin", "model": model, "choices": [], "usage": USAGE})
+    if usage is not None:
+        yield _event(head | {"choices": [], "usage": usage})
     yield b"data: [DONE]\n\n"
 
 
