@@ -126,6 +126,7 @@ JOB_ERRORS: dict[str, bool] = {
     "PROVIDER_REJECTED": False,
     "PROVIDER_NOT_CONFIGURED": False,
     "PROVIDER_KEYS_EXHAUSTED": False,
+    "BRAND_LIST_NOT_FOUND": False,
     "INTERNAL_ERROR": False,
 }
 

@@ -15,12 +15,14 @@ another); webhooks/keys.py lists the delivery engine's, under the same prefix.
     {p}:client:<id>:rate                hash   its request rate bucket
     {p}:client:<id>:idempotency:<sha256> hash  a used `Idempotency-Key` and its response
     {p}:client:<id>:usage:<YYYY-MM-DD>  hash   its provider tokens, cost and jobs of a UTC day
+    {p}:client:<id>:brand-lists         set    the names of its brand lists
+    {p}:client:<id>:brand-list:<name>   hash   a brand list: brands (JSON), count, version, time
     {p}:batch:<id>[:<part>]             hash/… a batch and its parts (service/jobs/batch_store.py)
     {p}:batches:running[:<client>]      set    running batches, all and by client
     {p}:batches:index:<client>          zset   a client's batch ids by creation time
     {p}:batches:receiving               set    batches whose items a worker reads from a URL
     {p}:events:<job or batch id>        stream its live events (SSE)
-    {p}:vision:<sha256>:<versions>:<model>:<brands>  string a cached vision answer
+    {p}:vision:<sha256>:<versions>:<model>:<prompt>  string a cached vision answer
     {p}:generated:<client>:<sha256>     hash   generated images kept for a repeated request
     {p}:flight:<sha256>                 string who computes a piece of work now (single flight)
     {p}:worker:<id>                     string a worker's heartbeat
@@ -86,6 +88,12 @@ class Keys:
     def client_usage(self, client_id: str, day: str) -> str:
         return f"{self.client(client_id)}:usage:{day}"
 
+    def brand_lists(self, client_id: str) -> str:
+        return f"{self.client(client_id)}:brand-lists"
+
+    def brand_list(self, client_id: str, name: str) -> str:
+        return f"{self.client(client_id)}:brand-list:{name}"
+
     def batch(self, batch_id: str, part: str = "") -> str:
         return f"{self.prefix}:batch:{batch_id}{':' + part if part else ''}"
 
@@ -98,8 +106,9 @@ class Keys:
     def events(self, owner_id: str) -> str:
         return f"{self.prefix}:events:{owner_id}"
 
-    def vision_answer(self, digest: str, versions: str, model: str, brands_digest: str) -> str:
-        return f"{self.prefix}:vision:{digest}:{versions}:{model}:{brands_digest}"
+    def vision_answer(self, digest: str, versions: str, model: str, prompt_digest: str) -> str:
+        """`prompt_digest`: of everything the model is asked besides the photo."""
+        return f"{self.prefix}:vision:{digest}:{versions}:{model}:{prompt_digest}"
 
     def generated_images(self, client_id: str, request_digest: str) -> str:
         return f"{self.prefix}:generated:{client_id}:{request_digest}"

@@ -135,7 +135,7 @@ def run_analyze(redis_server, openai_standin, tmp_path) -> Callable[..., Any]:
 
 
 def sent_image(request: dict[str, Any]) -> Image.Image:
-    url = request["body"]["messages"][0]["content"][1]["image_url"]["url"]
+    url = request["body"]["messages"][-1]["content"][1]["image_url"]["url"]
     return Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
 
 
@@ -193,7 +193,7 @@ def test_known_brands_come_back_as_logos(api, openai_standin):
     job = analyze(api, unique_photo(5), known_brands=["Acme", "Globex"])
 
     assert job["output"]["attributes"]["logos"] == [logo | {"brand": "Acme"}]
-    assert "Globex" in openai_standin.requests[0]["body"]["messages"][0]["content"][0]["text"]
+    assert "Globex" in openai_standin.requests[0]["body"]["messages"][-1]["content"][0]["text"]
 
 
 @pytest.mark.parametrize(
@@ -522,6 +522,6 @@ def test_the_upload_stays_within_5_mb_whatever_the_max_side(run_analyze, openai_
 
     run_analyze(buffer.getvalue(), vision_max_side=8192)
 
-    url = openai_standin.requests[0]["body"]["messages"][0]["content"][1]["image_url"]["url"]
+    url = openai_standin.requests[0]["body"]["messages"][-1]["content"][1]["image_url"]["url"]
     uploaded_bytes = len(base64.b64decode(url.split(",", 1)[1]))
     assert uploaded_bytes <= 5_000_000

@@ -78,7 +78,7 @@ def restart_api(stack: RunningStack) -> None:
 
 def photo_of(request: dict[str, Any]) -> str:
     """Which photo a vision request asks about (a digest of the image it uploads)."""
-    parts = request["body"]["messages"][0]["content"]
+    parts = request["body"]["messages"][-1]["content"]
     url = next(part["image_url"]["url"] for part in parts if part.get("type") == "image_url")
     return hashlib.sha256(url.encode()).hexdigest()
 

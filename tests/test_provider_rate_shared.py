@@ -40,6 +40,7 @@ def run_workers(
     calls: int,
     processes: int = 2,
     retry_after: bool = True,
+    limit_headers: bool = True,
 ) -> tuple[list[dict[str, Any]], list[Window]]:
     """Each process makes `calls` calls, 4 at a time, all starting together; returns what each
     process reports and the requests the provider counted per window."""
@@ -67,7 +68,9 @@ def run_workers(
     try:
         for process in started:
             assert process.stdout is not None and process.stdout.readline().strip() == "ready"
-        standin.count_requests(1.0, provider_limit, retry_after=retry_after)
+        standin.count_requests(
+            1.0, provider_limit, retry_after=retry_after, limit_headers=limit_headers
+        )
         for process in started:
             assert process.stdin is not None
             process.stdin.write("go\n")
@@ -116,15 +119,16 @@ def test_two_worker_processes_together_stay_within_the_configured_rate(redis_url
 def test_workers_slow_down_together_when_the_provider_allows_less(
     redis_url, openai_standin, retry_after
 ):
-    # Configured for 1,200 a minute; the provider allows 600 (10 per window). Without the shared
-    # factor, about half the requests would be refused, and some calls would run out of attempts.
+    # Configured for 1,200 a minute; the provider allows 600 (10 per window) and, as behind some
+    # proxies, says nothing of its window but the 429. Without the shared factor, about half the
+    # requests would be refused, and some calls would run out of attempts.
     env = {
         "PIXHOOK_PROVIDER_REQUESTS_PER_MINUTE": "1200",
         "PIXHOOK_PROVIDER_RATE_RECOVERY": "10s",
     }
 
     results, windows = run_workers(
-        redis_url, openai_standin, 600, env, calls=25, retry_after=retry_after
+        redis_url, openai_standin, 600, env, calls=25, retry_after=retry_after, limit_headers=False
     )
 
     arrived, refused = sum(w.arrived for w in windows), sum(w.refused for w in windows)
@@ -133,3 +137,20 @@ def test_workers_slow_down_together_when_the_provider_allows_less(
     assert sum(r["succeeded"] for r in results) == 50
     assert refused <= 0.2 * arrived
     assert rate_factor(redis_url) < 1.0
+
+
+def test_the_providers_limit_headers_keep_workers_under_its_limit_without_a_429(
+    redis_url, openai_standin
+):
+    # The same provider, saying in every reply what is left of the key's window: the workers
+    # wait for its reset instead of being refused.
+    env = {"PIXHOOK_PROVIDER_REQUESTS_PER_MINUTE": "1200"}
+
+    results, windows = run_workers(redis_url, openai_standin, 600, env, calls=25)
+
+    print("per window:", [(w.arrived, w.refused) for w in windows])
+    assert [r["failed"] for r in results] == [{}, {}]
+    assert sum(r["succeeded"] for r in results) == 50
+    assert sum(w.refused for w in windows) == 0
+    assert max(w.arrived for w in windows) <= 10
+    assert rate_factor(redis_url) == 1.0

@@ -116,7 +116,10 @@ def test_a_waiter_takes_over_from_a_holder_that_died(app, api, openai_standin: O
     jpeg = vision.prepare_image(
         image, settings.providers.vision_max_side, settings.limits.max_image_pixels
     )
-    lease = KEYS.flight(analyze_task._cache_key(jpeg, "openai", [model], []))
+    params = analyze_task.parse_input(
+        analyze_task.AnalyzeInput(provider="openai", model=model), settings
+    )
+    lease = KEYS.flight(analyze_task._cache_key(jpeg, params, None))
     with redis.Redis.from_url(app.redis_url) as connection:
         connection.set(lease, "a-worker-that-died", px=1500)
     planted = time.monotonic()

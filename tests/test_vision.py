@@ -93,10 +93,10 @@ def test_image_is_downscaled_and_reencoded_before_upload():
 
 
 def test_request_carries_the_image_and_asks_for_json():
-    request = analysis_request(b"\xff\xd8jpeg", ["Acme"])
+    request = analysis_request(b"\xff\xd8jpeg", {"known_brands": ["Acme"]})
 
     [message] = request.messages
     prompt, image = message.parts
-    assert request.json_reply
+    assert request.json_reply and request.json_schema is None
     assert image == ImagePart(b"\xff\xd8jpeg", "image/jpeg")
     assert isinstance(prompt, TextPart) and "Acme" in prompt.text

@@ -1,8 +1,9 @@
-"""E-commerce attributes of a product photo from an OpenAI-compatible vision chat model.
+"""What a vision model is asked about a product photo, and what is read from its answer.
 
-The model is asked for JSON; its reply is parsed (code fences tolerated), checked against the
-schema below, repaired where the intent is plain (a "true" string, a single tag, an out-of-range
-confidence) and rejected with PROVIDER_BAD_RESPONSE where it is not.
+The request is provider-neutral (`ChatRequest`): a system prompt with the caller's instructions
+and language, the photo with the fields wanted (the default product attributes, or the caller's
+JSON Schema), and the brands to look for. The reply is parsed (code fences tolerated), made to
+fit (product_attributes.py, attribute_schema.py) and its logos matched (brand_match.py).
 """
 
 from __future__ import annotations
@@ -13,35 +14,59 @@ from collections.abc import Sequence
 from typing import Any
 
 from service import imaging
+from service.providers.attribute_schema import canonical, conform
+from service.providers.brand_match import BrandIndex, matched_logos
 from service.providers.chat import ChatRequest, ImagePart, Message, TextPart
 from service.providers.errors import PROVIDER_BAD_RESPONSE, ProviderError
+from service.providers.product_attributes import PROMPT, product_attributes
 
 # Part of the cache key: a reworded prompt must not be answered from an older prompt's cache.
-PROMPT_VERSION = "ecommerce-v1"
+PROMPT_VERSION = "ecommerce-v2"
 # Part of the cache key too: answers about images prepared otherwise are not served. Until v2,
 # transparent pixels went up black, and the model described the product on a black backdrop.
 PREPARATION_VERSION = "v2"
 # What the upload may weigh (OpenAI takes up to 20 MB; each MB is seconds of upload and decode).
 MAX_UPLOAD_BYTES = 5_000_000
-CONDITIONS = ("new", "used", "refurbished", "damaged", "unknown")
-QUALITIES = ("high", "medium", "low")
-MAX_TAGS = 20
 # A product description's JSON is ~150–400 tokens; logos add ~40 each.
-MAX_REPLY_TOKENS = 1500
+DEFAULT_MAX_TOKENS = 1500
 
-_PROMPT = """You describe product photos for an online shop's catalogue.
-Answer with one JSON object and nothing else, with exactly these keys:
-"category" (string), "subcategory" (string or null),
-"brand_detected" (string, or null unless a brand logo or name is clearly visible),
-"dominant_colors" (list of colour names), "primary_material" (string or null),
-"product_condition" (one of: new, used, refurbished, damaged, unknown),
-"image_quality" (one of: high, medium, low), "has_text_overlay" (true or false),
-"description" (one or two sentences), "tags" (up to 20 short strings)."""
-
+_SYSTEM = "You describe product photos for an online shop's catalogue."
+_LANGUAGE = """
+Write every description, tag and other free text in the language whose BCP 47 tag is {tag}.
+Keep JSON keys, and values chosen from a given list, in English exactly as given."""
+_INSTRUCTIONS = """
+The shop's instructions:
+{instructions}"""
+_SCHEMA_PROMPT = """Answer with one JSON object and nothing else, fitting this JSON Schema:
+{schema}"""
 _LOGO_PROMPT = """
 Also add "logos": a list of the brands from this list whose logo is visible: {brands}.
 Each item: {{"brand": one of those names, "confidence": 0..1,
 "box": {{"x": 0..1, "y": 0..1, "width": 0..1, "height": 0..1}}}} (fractions of the image)."""
+# A long list of brands is not sent: the model names what it sees, matched against the list after.
+_SPOT_PROMPT = """
+Also add "logos": a list of every brand whose logo or name is visible, as written on it.
+Each item: {"brand": the brand's name, "confidence": 0..1,
+"box": {"x": 0..1, "y": 0..1, "width": 0..1, "height": 0..1}} (fractions of the image)."""
+_FRACTION = {"type": "number"}
+_LOGOS_SCHEMA = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "properties": {
+            "brand": {"type": "string"},
+            "confidence": _FRACTION,
+            "box": {
+                "type": "object",
+                "properties": {side: _FRACTION for side in ("x", "y", "width", "height")},
+                "required": ["x", "y", "width", "height"],
+                "additionalProperties": False,
+            },
+        },
+        "required": ["brand", "confidence", "box"],
+        "additionalProperties": False,
+    },
+}
 
 _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
 
@@ -76,16 +101,42 @@ def _upload_spec(side: int) -> imaging.OutputSpec:
     return imaging.OutputSpec(max_side=side, format="jpeg", max_bytes=MAX_UPLOAD_BYTES)
 
 
-def analysis_request(jpeg: bytes, known_brands: Sequence[str]) -> ChatRequest:
-    prompt = _PROMPT
-    if known_brands:
-        prompt += _LOGO_PROMPT.format(brands=", ".join(known_brands))
-    message = Message("user", (TextPart(prompt), ImagePart(jpeg, "image/jpeg")))
-    return ChatRequest((message,), max_tokens=MAX_REPLY_TOKENS, json_reply=True)
+def analysis_request(jpeg: bytes, params: dict[str, Any]) -> ChatRequest:
+    """The question about the photo `jpeg` for a job's parameters (`analyze.parse_input`)."""
+    system = _SYSTEM
+    if params.get("language"):
+        system += _LANGUAGE.format(tag=params["language"])
+    if params.get("instructions"):
+        system += _INSTRUCTIONS.format(instructions=params["instructions"])
+    schema = reply_schema(params)
+    prompt = PROMPT if schema is None else _SCHEMA_PROMPT.format(schema=canonical(schema))
+    if params.get("brand_list"):
+        prompt += _SPOT_PROMPT
+    elif params.get("known_brands"):
+        prompt += _LOGO_PROMPT.format(brands=", ".join(params["known_brands"]))
+    return ChatRequest(
+        messages=(Message("user", (TextPart(prompt), ImagePart(jpeg))),),
+        system=system,
+        max_tokens=int(params.get("max_tokens") or DEFAULT_MAX_TOKENS),
+        json_reply=True,
+        json_schema=schema,
+    )
 
 
-def parse_attributes(text: str, known_brands: Sequence[str]) -> dict[str, Any]:
-    """The validated attributes from the model's text."""
+def reply_schema(params: dict[str, Any]) -> dict[str, Any] | None:
+    """The caller's schema as the model gets it: with `logos` when brands are looked for, so a
+    provider that holds the model to the schema lets it answer them."""
+    schema: dict[str, Any] | None = params.get("attributes")
+    if schema is None or not (params.get("brand_list") or params.get("known_brands")):
+        return schema
+    properties = schema.get("properties", {}) | {"logos": _LOGOS_SCHEMA}
+    required = [*(name for name in schema.get("required", []) if name != "logos"), "logos"]
+    return schema | {"properties": properties, "required": required}
+
+
+def parse_reply(text: str, params: dict[str, Any], brands: BrandIndex) -> dict[str, Any]:
+    """The attributes from the model's text: the caller's schema's, else the default product
+    attributes; with `logos` matched against `brands` when brands were looked for."""
     fenced = _FENCE.match(text)
     try:
         raw = json.loads(fenced[1] if fenced else text)
@@ -93,84 +144,17 @@ def parse_attributes(text: str, known_brands: Sequence[str]) -> dict[str, Any]:
         raise _bad("the model's answer is not JSON") from exc
     if not isinstance(raw, dict):
         raise _bad("the model's answer is not a JSON object")
-    attributes: dict[str, Any] = {
-        "category": _text(raw, "category", required=True),
-        "subcategory": _text(raw, "subcategory"),
-        "brand_detected": _text(raw, "brand_detected"),
-        "dominant_colors": _strings(raw, "dominant_colors", 10),
-        "primary_material": _text(raw, "primary_material"),
-        "product_condition": _choice(raw, "product_condition", CONDITIONS, "unknown"),
-        "image_quality": _choice(raw, "image_quality", QUALITIES, None),
-        "has_text_overlay": _flag(raw, "has_text_overlay"),
-        "description": _text(raw, "description", required=True),
-        "tags": _strings(raw, "tags", MAX_TAGS),
-    }
-    if known_brands:
-        attributes["logos"] = _logos(raw.get("logos"), known_brands)
-    return attributes
+    logos = raw.pop("logos", None) if brands else None
+    schema: dict[str, Any] | None = params.get("attributes")
+    attributes = product_attributes(raw) if schema is None else conform(raw, schema)
+    if brands:
+        attributes["logos"] = matched_logos(logos, brands)
+    return dict(attributes)
 
 
-def _text(raw: dict[str, Any], key: str, *, required: bool = False) -> str | None:
-    value = raw.get(key)
-    if isinstance(value, str) and value.strip() and value.strip().lower() not in ("null", "none"):
-        return value.strip()
-    if required:
-        raise _bad(f"{key} is missing")
-    return None
-
-
-def _strings(raw: dict[str, Any], key: str, limit: int) -> list[str]:
-    value = raw.get(key, [])
-    items = [value] if isinstance(value, str) else value
-    if not isinstance(items, list):
-        raise _bad(f"{key} is not a list")
-    return [str(item).strip() for item in items if str(item).strip()][:limit]
-
-
-def _choice(raw: dict[str, Any], key: str, allowed: Sequence[str], default: str | None) -> str:
-    value = str(raw.get(key, default or "")).strip().lower()
-    if value in allowed:
-        return value
-    if default is not None:
-        return default
-    raise _bad(f"{key} must be one of: {', '.join(allowed)}")
-
-
-def _flag(raw: dict[str, Any], key: str) -> bool:
-    value = raw.get(key)
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
-    raise _bad(f"{key} must be true or false")
-
-
-def _logos(value: Any, known_brands: Sequence[str]) -> list[dict[str, Any]]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise _bad("logos is not a list")
-    by_name = {brand.lower(): brand for brand in known_brands}
-    logos = []
-    for item in value:
-        if not isinstance(item, dict) or str(item.get("brand", "")).lower() not in by_name:
-            continue  # a brand we did not ask about is the model's invention: dropped
-        box = item["box"] if isinstance(item.get("box"), dict) else {}
-        logos.append(
-            {
-                "brand": by_name[str(item["brand"]).lower()],
-                "confidence": _fraction(item.get("confidence")),
-                "box": {side: _fraction(box.get(side)) for side in ("x", "y", "width", "height")},
-            }
-        )
-    return logos
-
-
-def _fraction(value: Any) -> float:
-    try:
-        return min(1.0, max(0.0, float(value)))
-    except (TypeError, ValueError):
-        return 0.0
+def parse_attributes(text: str, known_brands: Sequence[str]) -> dict[str, Any]:
+    """The default product attributes from the model's text, logos among `known_brands`."""
+    return parse_reply(text, {}, BrandIndex(known_brands))
 
 
 def _bad(message: str) -> ProviderError:

@@ -1,51 +1,28 @@
 """`image.analyze`: the local analysis always; with a `provider` ("anthropic" or "openai"), also
-the e-commerce attributes a vision model sees, cached by (image, prompt version, provider,
-models, brands)."""
+the attributes a vision model sees, cached by (image, prompt version, provider, models,
+everything the caller asked)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from functools import partial
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, Field
-
-from service.config import Settings
+from service.clients.brand_lists import BrandLists
+from service.errors import JobFailure
 from service.imaging import analysis
 from service.jobs.model import Job
 from service.keys import KEYS
-from service.providers import vision
-from service.shapes.fields import OneOf
-from service.shapes.validation import REQUEST
+from service.providers import attribute_schema, vision
+from service.providers.brand_match import BrandIndex
+from service.tasks.analyze_input import AnalyzeInput, parse_input
 from service.tasks.context import TaskContext
-from service.tasks.provider_choice import PROVIDERS, Models, default_model, model_list
 from service.tasks.single_flight import SingleFlight
 from service.tasks.streamed_text import Deltas
 
 NAME = "image.analyze"
-MAX_BRANDS = 50
-
-
-Brand = Annotated[str, Field(min_length=1, max_length=100, pattern=r"\S")]
-
-
-class AnalyzeInput(BaseModel):
-    """The local analysis always; a provider adds what a vision model sees."""
-
-    model_config = REQUEST
-    provider: Annotated[str, OneOf(PROVIDERS)] | None = None
-    model: Models | None = None
-    known_brands: Annotated[list[Brand], Field(max_length=MAX_BRANDS)] | None = None
-
-
-def parse_input(raw: AnalyzeInput, settings: Settings) -> dict[str, Any]:
-    brands = sorted({brand.strip() for brand in raw.known_brands or ()})
-    return {
-        "provider": raw.provider,
-        "models": model_list(raw.model, default_model(raw.provider, settings, "vision")),
-        "known_brands": brands,
-    }
+__all__ = ["NAME", "AnalyzeInput", "parse_input", "run"]
 
 
 async def run(job: Job, image: bytes, ctx: TaskContext) -> dict[str, Any]:
@@ -56,25 +33,26 @@ async def run(job: Job, image: bytes, ctx: TaskContext) -> dict[str, Any]:
     )
     output: dict[str, Any] = {"analysis": result}
     if job.input.get("provider") is not None:
-        output.update(await _attributes(image, job.input, ctx))
+        output.update(await _attributes(image, job, ctx))
     return output
 
 
-async def _attributes(image: bytes, params: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
-    settings, brands = ctx.settings, params["known_brands"]
+async def _attributes(image: bytes, job: Job, ctx: TaskContext) -> dict[str, Any]:
+    settings, params = ctx.settings, job.input
+    brands, brands_version = await _brands(job, ctx)
     # Another decode of the photo: admitted against the budget as the analysis was.
     prepare = (image, settings.providers.vision_max_side, settings.limits.max_image_pixels)
     jpeg = await ctx.decode(
         partial(vision.prepare_bytes, *prepare), partial(vision.prepare_image, *prepare)
     )
-    key = _cache_key(jpeg, params["provider"], _models(params), brands)
+    key = _cache_key(jpeg, params, brands_version)
 
     async def cached() -> dict[str, Any] | None:
         entry = await ctx.redis.get(key)
         return None if entry is None else dict(json.loads(entry))
 
     async def ask() -> dict[str, Any]:
-        return await _ask(jpeg, key, params, ctx)
+        return await _ask(jpeg, key, params, brands, ctx)
 
     # Identical photos in flight at once (a batch of copies) are asked about once.
     flight = SingleFlight(ctx.redis, KEYS.flight(key), settings.jobs.flight_lease_s)
@@ -85,10 +63,23 @@ async def _attributes(image: bytes, params: dict[str, Any], ctx: TaskContext) ->
     }
 
 
-async def _ask(jpeg: bytes, key: str, params: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+async def _brands(job: Job, ctx: TaskContext) -> tuple[BrandIndex, str | None]:
+    """The brands to match logos against, and the stored list's version if one is named."""
+    name = job.input.get("brand_list")
+    if not name:
+        return BrandIndex(job.input.get("known_brands", [])), None
+    stored = await BrandLists(ctx.redis).get(job.client_id, name)
+    if stored is None:
+        raise JobFailure(f"there is no brand list {name!r}", code="BRAND_LIST_NOT_FOUND")
+    return BrandIndex(stored.brands), stored.version
+
+
+async def _ask(
+    jpeg: bytes, key: str, params: dict[str, Any], brands: BrandIndex, ctx: TaskContext
+) -> dict[str, Any]:
     """The model's answer, cached under `key` for every job that asks the same."""
-    settings, brands = ctx.settings, params["known_brands"]
-    request = vision.analysis_request(jpeg, brands)
+    settings = ctx.settings
+    request = vision.analysis_request(jpeg, params)
     calls = ctx.providers()
     provider = params["provider"]
     if settings.providers.stream:
@@ -97,7 +88,7 @@ async def _ask(jpeg: bytes, key: str, params: dict[str, Any], ctx: TaskContext) 
         await deltas.flush()
     else:
         reply = await calls.chat(provider, _models(params), request)
-    attributes = vision.parse_attributes(reply.text, brands)
+    attributes = vision.parse_reply(reply.text, params, brands)
     call = reply.as_output() | {"prompt_version": vision.PROMPT_VERSION}
     answer = {"attributes": attributes, "provider": call}
     await ctx.redis.set(
@@ -111,9 +102,18 @@ def _models(params: dict[str, Any]) -> list[str]:
     return list(params.get("models") or [params["model"]])
 
 
-def _cache_key(jpeg: bytes, provider: str, models: list[str], brands: list[str]) -> str:
+def _cache_key(jpeg: bytes, params: dict[str, Any], brands_version: str | None) -> str:
     # The same photo, asked the same way of the same models, is not paid for twice.
     digest = hashlib.sha256(jpeg).hexdigest()
-    brands_digest = hashlib.sha256("\n".join(brands).encode()).hexdigest()[:16]
+    asked = {
+        "instructions": params.get("instructions"),
+        "language": params.get("language"),
+        "max_tokens": params.get("max_tokens"),
+        "attributes": attribute_schema.schema_digest(params.get("attributes")),
+        "known_brands": params.get("known_brands", []),
+        "brand_list": brands_version,
+    }
+    prompt_digest = hashlib.sha256(json.dumps(asked, sort_keys=True).encode()).hexdigest()[:16]
     versions = f"{vision.PROMPT_VERSION}:{vision.PREPARATION_VERSION}"
-    return KEYS.vision_answer(digest, versions, f"{provider}/{','.join(models)}", brands_digest)
+    models = f"{params['provider']}/{','.join(_models(params))}"
+    return KEYS.vision_answer(digest, versions, models, prompt_digest)

@@ -161,7 +161,7 @@ class AnthropicStandIn(StandInServer[Answer]):
         return _error(429, "rate_limit_error", message, headers)
 
     def _headers(self, key: str) -> dict[str, str]:
-        return rate_limit_headers(self._quota(key))
+        return rate_limit_headers(self._quota(key)) if self.limit_headers else {}
 
     async def _models(self, request: Request) -> Response:
         refused = self._refusal(_key(request), request)

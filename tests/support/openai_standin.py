@@ -159,7 +159,7 @@ class OpenAIStandIn(StandInServer[Answer]):
         )
 
     def _headers(self, key: str) -> dict[str, str]:
-        return rate_limit_headers(self._quota(key))
+        return rate_limit_headers(self._quota(key)) if self.limit_headers else {}
 
     async def _chat(self, request: Request) -> Response:
         key, entry, answer = await self._answer(request, await request.json())

@@ -27,13 +27,15 @@ from service.providers import vision
 from service.providers.calls import ProviderCalls
 from service.providers.errors import ProviderError
 from service.providers.openai import provider_http
+from service.tasks.analyze import AnalyzeInput, parse_input
 
 
 async def call_provider(settings: Settings, calls: int, concurrency: int) -> dict[str, Any]:
     buffer = io.BytesIO()
     Image.new("RGB", (16, 16), (200, 40, 40)).save(buffer, "JPEG")
     model = settings.providers.openai_vision_model
-    request = vision.analysis_request(buffer.getvalue(), [])
+    params = parse_input(AnalyzeInput(provider="openai"), settings)
+    request = vision.analysis_request(buffer.getvalue(), params)
     remaining = iter(range(calls))
     failed: Counter[str] = Counter()
     succeeded = attempts = 0

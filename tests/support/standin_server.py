@@ -122,6 +122,7 @@ class StandInServer(Generic[A]):
         self._window_s = 60.0
         self._per_window: int | None = None
         self._retry_after = True
+        self.limit_headers = True
         self._counting_since = time.monotonic()
         self._name = name
         config = uvicorn.Config(
@@ -176,11 +177,14 @@ class StandInServer(Generic[A]):
         requests_per_minute: int | None = None,
         *,
         retry_after: bool = True,
+        limit_headers: bool = True,
     ) -> None:
         """Count from now in windows of `window_s`, each key on its own; with a limit, refuse what
-        exceeds a key's slice of it (saying when to retry, unless told not to)."""
+        exceeds a key's slice of it (saying when to retry, unless told not to). Without
+        `limit_headers`, replies say nothing of the key's window, as behind some proxies."""
         with self._lock:
             self._windows, self._window_s, self._retry_after = {}, window_s, retry_after
+            self.limit_headers = limit_headers
             self._per_window = None
             if requests_per_minute is not None:
                 self._per_window = max(1, math.floor(requests_per_minute * window_s / 60))

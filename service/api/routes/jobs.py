@@ -31,6 +31,7 @@ from service.api.operations import (
     idempotency_key,
     links,
 )
+from service.clients.brand_lists import BrandLists
 from service.errors import InvalidInput, NotFound
 from service.jobs.index import JobFilter
 from service.jobs.model import TERMINAL, Job, JobStatus
@@ -64,7 +65,9 @@ _BATCH_ID = re.compile("bat_[0-9a-z]{1,40}")
             422: (*SHAPE_ERRORS, *URL_ERRORS, *_IMAGE_ERRORS, "IMAGE_TOO_COMPLEX")
             + ("INVALID_MULTIPART", "UNKNOWN_JOB_TYPE", "METADATA_TOO_LARGE")
             + ("INVALID_IDEMPOTENCY_KEY",)
-            + ("INVALID_OUTPUT_NAME", "INVALID_CONVERSATION"),
+            + ("INVALID_OUTPUT_NAME", "INVALID_CONVERSATION")
+            + ("INVALID_ATTRIBUTES_SCHEMA", "UNKNOWN_LANGUAGE", "TOO_MANY_BRANDS")
+            + ("BRAND_LIST_NOT_FOUND",),
             429: ("TOO_MANY_JOBS",),
             503: ("STORAGE_UNAVAILABLE",),
         },
@@ -83,6 +86,7 @@ async def _create_job(request: Request) -> Response:
         request, rt.settings.limits.max_request_bytes, rt.settings.json_shape
     )
     submission = await read_submission(body, upload, rt.settings)
+    await BrandLists(rt.redis).require(client.id, submission.params.get("brand_list"))
     async with job_slot(rt, client) as job_id:
         job = await launch_job(rt, client.id, submission, job_id=job_id)
     return JSONResponse(await _view(request, job), status_code=202)

@@ -19,6 +19,7 @@ from service.api.openapi import build_document
 from service.api.openapi import retry_after_header as retry_after
 from service.api.operations import JSON, Operation, Reply, Schema, documented
 from service.api.system_views import Alive, Info, Ready, Unready
+from service.clients.brand_lists import NAME_PATTERN
 from service.config import Settings
 from service.console.routes import console
 from service.errors import UNAVAILABLE_RETRY_AFTER_S
@@ -35,6 +36,7 @@ PATH_PATTERNS = {
     "batch_id": "^bat_[0-9a-z]{1,40}$",
     "delivery_id": "^dlv_[0-9a-z]{1,40}$",
     "endpoint_id": "^ep_[0-9a-z]{1,40}$",
+    "list_name": NAME_PATTERN,
     # An itsdangerous token; never starting with '.', so no client collapses it as `..`.
     "token": "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,1023}$",
 }
