@@ -31,6 +31,8 @@ from service.runner import execute
 from service.runtime import Runtime
 
 log = logging.getLogger("pixhook.worker")
+# How long a stopping worker waits for its start's provider key check to end.
+_KEY_CHECK_GRACE_S = 5.0
 
 QueueName = Literal["jobs", "deliveries"]
 # Slack for arq's own timeout beyond ours, so our handler records the failure first.
@@ -146,6 +148,17 @@ def create_worker(
     return _deliveries_worker(settings, common | overrides)
 
 
+async def _finish_or_cancel(task: asyncio.Task[Any], grace_s: float) -> None:
+    # A Redis pipeline cancelled mid-execute keeps its connection: let the task end by itself.
+    try:
+        await asyncio.wait_for(asyncio.shield(task), grace_s)
+    except TimeoutError:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    except Exception:
+        log.exception("the provider key check failed")
+
+
 def _jobs_worker(settings: Settings, options: dict[str, Any], replacing: str | None) -> Worker:
     timeout = settings.jobs.timeout_s + _TIMEOUT_SLACK_S
     claim_ttl_s = timeout + 10  # arq's in-progress claim: the longest timeout plus 10 s
@@ -177,8 +190,8 @@ def _jobs_worker(settings: Settings, options: dict[str, Any], replacing: str | N
             await ctx["runtime"].redis.delete(*claims)
             log.info("handed back %d jobs cut short by the shutdown", len(claims))
         ctx["heartbeat"].cancel()
-        ctx["key_check"].cancel()
-        await asyncio.gather(ctx["heartbeat"], ctx["key_check"], return_exceptions=True)
+        await _finish_or_cancel(ctx["key_check"], _KEY_CHECK_GRACE_S)
+        await asyncio.gather(ctx["heartbeat"], return_exceptions=True)
         await _opened(ctx).aclose()
 
     return Worker(

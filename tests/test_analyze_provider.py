@@ -218,6 +218,7 @@ def test_a_refused_only_key_leaves_the_rotation_until_the_operator_puts_it_back(
 
     refused = analyze(api, unique_photo(31))
     out = api.get("/info").json()["providers"]
+    out_metrics = api.get("/metrics").text
     openai_standin.script([])
     still_out = analyze(api, unique_photo(32))
     calls_while_out = len(openai_standin.requests)
@@ -233,6 +234,7 @@ def test_a_refused_only_key_leaves_the_rotation_until_the_operator_puts_it_back(
     ]
     assert still_out["error"]["code"] == "PROVIDER_KEYS_EXHAUSTED"
     assert calls_while_out == 0  # no call is made with a key out of rotation
+    assert 'pixhook_provider_keys{provider="openai",state="out"} 1.0' in out_metrics
     assert reinstated.returncode == 0, reinstated.stderr
     assert "…ndin" in reinstated.stdout
     assert after["status"] == "succeeded"
