@@ -20,11 +20,11 @@ from tests.support.stack_env import STACK_ENV
 from tests.support.webhook_receiver import Receiver, receivers
 
 
-def provider_env(standin: OpenAIStandIn) -> dict[str, str]:
-    """The stand-in as the OpenAI provider, with short retries and timeouts."""
+def provider_env(standin: OpenAIStandIn, keys: tuple[str, ...] = (API_KEY,)) -> dict[str, str]:
+    """The stand-in as the OpenAI provider with these of its keys, short retries and timeouts."""
     return {
         "PIXHOOK_OPENAI_BASE_URL": standin.base_url,
-        "PIXHOOK_OPENAI_API_KEY": API_KEY,
+        "PIXHOOK_OPENAI_API_KEYS": ",".join(keys),
         "PIXHOOK_PROVIDER_BACKOFF": "50ms",
         "PIXHOOK_PROVIDER_TIMEOUT": "2s",
     }

@@ -12,13 +12,12 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import anthropic_standin as anthropic_api
-from tests.support import openai_standin as openai_api
 from tests.support.anthropic_standin import AnthropicStandIn
 from tests.support.in_process import InProcessApi
 from tests.support.jobs import error_of
 from tests.support.openai_standin import OpenAIStandIn
 from tests.support.provider_jobs import (
+    answer,
     deltas,
     live_events,
     run_job,
@@ -61,11 +60,6 @@ def provider(
     standin.script([])
     standin.count_requests(60.0)
     return request.param, standin
-
-
-def answer(name: str, **fields: Any) -> Any:
-    """A scripted answer of that provider's stand-in."""
-    return (anthropic_api.Answer if name == "anthropic" else openai_api.Answer)(**fields)
 
 
 def submit(api: httpx.Client, job: dict[str, Any] | None = None, **fields: Any) -> httpx.Response:

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 from PIL import Image
 
+from tests.support import anthropic_standin, openai_standin
 from tests.support.jobs import wait_for_status
 from tests.support.sse import Frame, frames
 
@@ -19,6 +20,13 @@ def unique_photo(seed: int, size: tuple[int, int] = (120, 80)) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", size, (seed * 37 % 256, seed * 11 % 256, 90)).save(buffer, "PNG")
     return buffer.getvalue()
+
+
+def answer(provider: str, **fields: Any) -> anthropic_standin.Answer | openai_standin.Answer:
+    """A scripted answer of `provider`'s stand-in."""
+    if provider == "anthropic":
+        return anthropic_standin.Answer(**fields)
+    return openai_standin.Answer(**fields)
 
 
 def run_job(api: httpx.Client, job_type: str, **fields: Any) -> dict[str, Any]:
