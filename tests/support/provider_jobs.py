@@ -16,7 +16,8 @@ from tests.support.sse import Frame, frames
 
 
 def unique_photo(seed: int, size: tuple[int, int] = (120, 80)) -> bytes:
-    """A small PNG no other test sends, so pixhook's answer cache cannot answer for it."""
+    """A small PNG of its own for each seed: pixhook caches answers by photo, so a test asking
+    twice about one photo is answered once."""
     buffer = io.BytesIO()
     Image.new("RGB", size, (seed * 37 % 256, seed * 11 % 256, 90)).save(buffer, "PNG")
     return buffer.getvalue()
