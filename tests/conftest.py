@@ -10,6 +10,8 @@ import pytest
 from redis import Redis
 
 from service.cli.devstack import EmbeddedRedis, RunningStack, local_stack
+from tests.support.anthropic_standin import API_KEY as ANTHROPIC_KEY
+from tests.support.anthropic_standin import AnthropicStandIn
 from tests.support.images import image_bytes
 from tests.support.in_process import InProcessApi
 from tests.support.openai_standin import API_KEY, OpenAIStandIn
@@ -18,13 +20,24 @@ from tests.support.stack_env import STACK_ENV
 from tests.support.webhook_receiver import Receiver, receivers
 
 
-def provider_env(standin: OpenAIStandIn) -> dict[str, str]:
-    """The stand-in as the OpenAI provider, with short retries and timeouts."""
+def provider_env(standin: OpenAIStandIn, keys: tuple[str, ...] = (API_KEY,)) -> dict[str, str]:
+    """The stand-in as the OpenAI provider with these of its keys, short retries and timeouts."""
     return {
         "PIXHOOK_OPENAI_BASE_URL": standin.base_url,
-        "PIXHOOK_OPENAI_API_KEY": API_KEY,
+        "PIXHOOK_OPENAI_API_KEYS": ",".join(keys),
         "PIXHOOK_PROVIDER_BACKOFF": "50ms",
         "PIXHOOK_PROVIDER_TIMEOUT": "2s",
+    }
+
+
+def anthropic_env(
+    standin: AnthropicStandIn, keys: tuple[str, ...] = (ANTHROPIC_KEY,)
+) -> dict[str, str]:
+    """The Anthropic stand-in as the Anthropic provider, with these of its keys; beside
+    `provider_env`, whose short retries and timeouts it shares."""
+    return {
+        "PIXHOOK_ANTHROPIC_BASE_URL": standin.base_url,
+        "PIXHOOK_ANTHROPIC_API_KEYS": ",".join(keys),
     }
 
 
@@ -56,6 +69,13 @@ def pytest_runtest_makereport(
 @pytest.fixture(scope="session")
 def openai_standin() -> Iterator[OpenAIStandIn]:
     standin = OpenAIStandIn().start()
+    yield standin
+    standin.close()
+
+
+@pytest.fixture(scope="session")
+def anthropic_standin() -> Iterator[AnthropicStandIn]:
+    standin = AnthropicStandIn().start()
     yield standin
     standin.close()
 
@@ -123,6 +143,20 @@ def app_with_workers(
 ) -> InProcessApi:
     """The API and both workers in this process, with the stack's settings and provider."""
     app = make_app(**provider_env(openai_standin))
+    app.start_worker("jobs")
+    app.start_worker("deliveries")
+    return app
+
+
+@pytest.fixture
+def app_with_both_providers(
+    make_app: Callable[..., InProcessApi],
+    openai_standin: OpenAIStandIn,
+    anthropic_standin: AnthropicStandIn,
+) -> InProcessApi:
+    """`app_with_workers` with the Anthropic stand-in as the Anthropic provider too: a module
+    that needs it defines its `app_with_workers` as this."""
+    app = make_app(**provider_env(openai_standin), **anthropic_env(anthropic_standin))
     app.start_worker("jobs")
     app.start_worker("deliveries")
     return app

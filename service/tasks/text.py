@@ -53,14 +53,14 @@ def parse_input(raw: TextInput, settings: Settings) -> dict[str, Any]:
         raise InvalidInput(
             "the conversation starts and ends with the user's message",
             code="INVALID_CONVERSATION",
-            field=f"input.messages.{at}.role",
+            field=f"input.messages[{at}].role",
         )
     for index, (before, after) in enumerate(zip(roles, roles[1:], strict=False), start=1):
         if before == after:
             raise InvalidInput(
                 "user and assistant messages alternate",
                 code="INVALID_CONVERSATION",
-                field=f"input.messages.{index}.role",
+                field=f"input.messages[{index}].role",
             )
     return {
         "provider": raw.provider,
