@@ -125,6 +125,7 @@ def limit_hints(headers: httpx.Headers) -> LimitHints:
         requests_reset_s=_seconds_until(headers.get(f"{_LIMIT}requests-reset"), now),
         tokens_remaining=tokens_remaining,
         tokens_reset_s=tokens_reset_s,
+        requests_limit=_count(headers.get(f"{_LIMIT}requests-limit")),
     )
 
 

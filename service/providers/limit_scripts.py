@@ -46,12 +46,31 @@ if per_token > 0 then
   wait = math.max(wait, token_tat + (math.min(cost, capacity) - capacity) * per_token - now)
 end
 -- What the provider's own headers said is left in its window, less what was let through since
--- the reply that said it: when it is spent, wait for the window's reset.
+-- the reply that said it: when it is spent, wait for the window's reset. Past the reset and
+-- before a reply speaks of the new window, its whole allowance (the limit header) is what may go,
+-- counted from the first admission after the reset, in windows as long as the longest reset a
+-- reply has given: the calls that waited for the reset do not all go at once, and calls that
+-- never get a reply (timeouts) hold nothing back for longer than a window.
 local w = redis.call('HMGET', KEYS[5], 'seq', 'requests', 'requests_at', 'requests_reset',
-  'spent', 'tokens', 'tokens_at', 'tokens_reset')
+  'spent', 'tokens', 'tokens_at', 'tokens_reset', 'requests_limit', 'rolled_at', 'rolled_time',
+  'requests_span')
 local seq, spent = tonumber(w[1] or '0'), tonumber(w[5] or '0')
-if w[2] and now < tonumber(w[4]) and tonumber(w[2]) - (seq - tonumber(w[3])) <= 0 then
-  wait = math.max(wait, tonumber(w[4]) - now)
+local roll = false
+if w[2] then
+  local reset, left = tonumber(w[4]), nil
+  if now < reset then
+    left = tonumber(w[2]) - (seq - tonumber(w[3]))
+  elseif w[9] then
+    local rolled_time = tonumber(w[11] or '0')
+    if rolled_time >= reset and now < rolled_time + tonumber(w[12] or '1000') then
+      left = tonumber(w[9]) - (seq - tonumber(w[10]))
+    else
+      roll, left = true, tonumber(w[9])
+    end
+  end
+  if left and left <= 0 then
+    wait = math.max(wait, now < reset and reset - now or 50)
+  end
 end
 if w[6] and now < tonumber(w[8]) and tonumber(w[6]) - (spent - tonumber(w[7])) < cost then
   wait = math.max(wait, tonumber(w[8]) - now)
@@ -62,6 +81,7 @@ if per_token > 0 then
   local next_tat = token_tat + cost * per_token
   redis.call('SET', KEYS[2], next_tat, 'PX', math.ceil(next_tat - now) + 1000)
 end
+if roll then redis.call('HSET', KEYS[5], 'rolled_at', seq, 'rolled_time', now) end
 seq = redis.call('HINCRBY', KEYS[5], 'seq', 1)
 spent = redis.call('HINCRBY', KEYS[5], 'spent', cost)
 redis.call('PEXPIRE', KEYS[5], 3600000)
@@ -70,7 +90,7 @@ return {0, tostring(now), seq, spent}
 )
 
 # KEYS: window. ARGV: the admission's seq and tokens spent before it, requests remaining and
-# reset ms (-1: not said), tokens remaining and reset ms (-1). A reply to an earlier admission
+# reset ms (-1: not said), tokens remaining and reset ms (-1), the window's requests limit (-1). A reply to an earlier admission
 # than the one that last spoke is older news and changes nothing.
 HINTS = (
     _NOW
@@ -79,6 +99,9 @@ local seq = tonumber(ARGV[1])
 if ARGV[3] ~= '-1' and seq >= tonumber(redis.call('HGET', KEYS[1], 'requests_at') or '0') then
   redis.call('HSET', KEYS[1], 'requests', ARGV[3], 'requests_at', seq,
     'requests_reset', now + tonumber(ARGV[4]))
+  if ARGV[7] ~= '-1' then redis.call('HSET', KEYS[1], 'requests_limit', ARGV[7]) end
+  local span = tonumber(redis.call('HGET', KEYS[1], 'requests_span') or '0')
+  if tonumber(ARGV[4]) > span then redis.call('HSET', KEYS[1], 'requests_span', ARGV[4]) end
 end
 if ARGV[5] ~= '-1' and seq >= tonumber(redis.call('HGET', KEYS[1], 'tokens_seq') or '0') then
   redis.call('HSET', KEYS[1], 'tokens', ARGV[5], 'tokens_at', ARGV[2], 'tokens_seq', seq,

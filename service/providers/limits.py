@@ -147,6 +147,7 @@ class ProviderLimits:
                 admission.spent,
                 *_said(hints.requests_remaining, hints.requests_reset_s),
                 *_said(hints.tokens_remaining, hints.tokens_reset_s),
+                -1 if hints.requests_limit is None else hints.requests_limit,
             ],
         )
 

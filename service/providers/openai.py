@@ -253,6 +253,7 @@ def limit_hints(headers: httpx.Headers) -> LimitHints:
         _duration_s(headers.get("x-ratelimit-reset-requests")),
         _int(headers.get("x-ratelimit-remaining-tokens")),
         _duration_s(headers.get("x-ratelimit-reset-tokens")),
+        _int(headers.get("x-ratelimit-limit-requests")),
     )
 
 

@@ -18,12 +18,14 @@ from service.providers.chat import ChatRequest, TokenUsage
 class LimitHints:
     """What a reply's rate-limit headers said of the key's window: what is left, and in how many
     seconds it is whole again (Anthropic's `anthropic-ratelimit-*`, OpenAI's `x-ratelimit-*`).
-    Tokens are the tightest of the token limits the provider reports."""
+    Tokens are the tightest of the token limits the provider reports. `requests_limit` is the
+    window's whole allowance: what may go once it resets, before a reply speaks of the new one."""
 
     requests_remaining: int | None = None
     requests_reset_s: float | None = None
     tokens_remaining: int | None = None
     tokens_reset_s: float | None = None
+    requests_limit: int | None = None
 
 
 @dataclass(frozen=True)
