@@ -160,6 +160,10 @@ class ProviderCalls:
             turn = next(_TURNS.setdefault(provider, itertools.count()))
             async with admitted(limits, tokens, turn % len(keys)) as (index, admission):
                 key, limit = keys[index], limits[index]
+                if await pool.is_out(key):
+                    # Another call's 401/403 took the key out while this one waited for its
+                    # turn: the keys read before the wait are stale, read them again.
+                    continue
                 attempt += 1
                 sent = time.perf_counter()
                 try:

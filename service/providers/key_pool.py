@@ -97,6 +97,10 @@ class KeyPool:
             )
         return usable
 
+    async def is_out(self, key: ApiKey) -> bool:
+        """Whether `key` has left the rotation (since a call read the keys in rotation)."""
+        return bool(await self._redis.hexists(self._out_key, key.id))  # type: ignore[misc]
+
     async def take_out(self, key: ApiKey, error: ProviderError) -> None:
         """Every worker stops using `key`: the provider refused it."""
         record = {"status": error.status, "message": str(error)[:300], "since": time.time()}
