@@ -17,6 +17,7 @@ from service.config import ProviderSettings, Settings
 from service.providers import vision
 from service.providers.calls import ProviderCalls
 from service.providers.openai import provider_http
+from service.tasks.analyze import AnalyzeInput, parse_input
 from tests.support.openai_standin import OpenAIStandIn
 
 KEYS = ("sk-rotation-k001", "sk-rotation-k002")
@@ -50,7 +51,8 @@ def make_calls(redis_url: str, standin: OpenAIStandIn, calls: int) -> None:
     )
     buffer = io.BytesIO()
     Image.new("RGB", (16, 16), (200, 40, 40)).save(buffer, "JPEG")
-    request = vision.analysis_request(buffer.getvalue(), [])
+    params = parse_input(AnalyzeInput(provider="openai"), settings)
+    request = vision.analysis_request(buffer.getvalue(), params)
     model = settings.providers.openai_vision_model
 
     async def run() -> None:

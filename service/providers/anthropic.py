@@ -60,6 +60,7 @@ class AnthropicWire:
                 ) as response,
             ):
                 hints = limit_hints(response.headers)
+                await endpoint.hear(hints)
                 streamed = response.headers.get("content-type", "").startswith("text/event-stream")
                 if forward is not None and response.status_code == 200 and streamed:
                     return await _read_stream(response, forward, model, hints)
@@ -112,19 +113,16 @@ def request_body(model: str, request: ChatRequest, *, stream: bool) -> dict[str,
 
 
 def limit_hints(headers: httpx.Headers) -> LimitHints:
-    """What `anthropic-ratelimit-*` say of the key's window; tokens: the tightest limit."""
+    """What `anthropic-ratelimit-*` say of the key's window. Tokens: the input tokens limit, the
+    one a call's estimate can be held against before it is sent (output tokens count as they are
+    written, and their limit is a tenth the size: held against a whole estimate, it would let two
+    or three calls through where twenty fit)."""
     now = time.time()
-    tokens = [
-        (remaining, _seconds_until(headers.get(f"{_LIMIT}{kind}-reset"), now))
-        for kind in ("tokens", "input-tokens", "output-tokens")
-        if (remaining := _count(headers.get(f"{_LIMIT}{kind}-remaining"))) is not None
-    ]
-    tokens_remaining, tokens_reset_s = min(tokens, key=lambda pair: pair[0], default=(None, None))
     return LimitHints(
         requests_remaining=_count(headers.get(f"{_LIMIT}requests-remaining")),
         requests_reset_s=_seconds_until(headers.get(f"{_LIMIT}requests-reset"), now),
-        tokens_remaining=tokens_remaining,
-        tokens_reset_s=tokens_reset_s,
+        tokens_remaining=_count(headers.get(f"{_LIMIT}input-tokens-remaining")),
+        tokens_reset_s=_seconds_until(headers.get(f"{_LIMIT}input-tokens-reset"), now),
         requests_limit=_count(headers.get(f"{_LIMIT}requests-limit")),
     )
 

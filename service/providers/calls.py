@@ -28,9 +28,9 @@ from service.providers.chat import ChatReply, ChatRequest, ImagePart, OnText, To
 from service.providers.errors import PROVIDER_AUTH, ProviderError
 from service.providers.key_pool import ApiKey, KeyPool
 from service.providers.limits import LimitPolicy, ProviderLimits, admitted
-from service.providers.openai import OpenAIWire, limit_hints, parse, usage
+from service.providers.openai import OpenAIWire, parse, usage
 from service.providers.prices import cost_usd
-from service.providers.wire import Endpoint, LimitHints, Wire, WireReply
+from service.providers.wire import Endpoint, Heard, Wire, WireReply
 
 log = logging.getLogger("pixhook.providers")
 R = TypeVar("R")
@@ -113,15 +113,14 @@ class ProviderCalls:
     ) -> tuple[dict[str, Any], Answered]:
         """An OpenAI images call (generations, edits) under the same keys, limits and retries."""
 
-        async def once(endpoint: Endpoint, attempt: int) -> tuple[dict[str, Any], LimitHints]:
-            response = await send(endpoint)
-            return parse(response), limit_hints(response.headers)
+        async def once(endpoint: Endpoint, attempt: int) -> dict[str, Any]:
+            return parse(await send(endpoint))
 
-        def figures(result: tuple[dict[str, Any], LimitHints]) -> tuple[int | None, LimitHints]:
-            used = usage(result[0])
-            return used.input_tokens + used.output_tokens + used.cached_input_tokens, result[1]
+        def figures(result: dict[str, Any]) -> int | None:
+            used = usage(result)
+            return used.input_tokens + used.output_tokens + used.cached_input_tokens
 
-        (reply, _), answered = await self._attempts(
+        reply, answered = await self._attempts(
             "openai", model, _REPLY_TOKENS, once, figures, 0, False
         )
         used = usage(reply)
@@ -148,7 +147,7 @@ class ProviderCalls:
         model: str,
         tokens: int,
         send: Callable[[Endpoint, int], Awaitable[R]],
-        figures: Callable[[R], tuple[int | None, LimitHints]],
+        figures: Callable[[R], int | None],
         spent: int,
         may_fall_back: bool,
     ) -> tuple[R, Answered]:
@@ -166,15 +165,14 @@ class ProviderCalls:
                     continue
                 attempt += 1
                 sent = time.perf_counter()
+                endpoint = self._endpoint(provider, key, limit.heard)
                 try:
-                    result = await send(self._endpoint(provider, key), attempt)
+                    result = await send(endpoint, attempt)
                 except ProviderError as exc:
                     await self._refused(limit, admission, exc)
                     error = exc
                 else:
-                    used, hints = figures(result)
-                    await limit.heard(admission, hints)
-                    await limit.settle(admission, used)
+                    await limit.settle(admission, figures(result))
                     await self._count_reply(provider, model, time.perf_counter() - sent)
                     return result, Answered(attempt, key)
             if error.code == PROVIDER_AUTH:
@@ -188,8 +186,6 @@ class ProviderCalls:
             await asyncio.sleep(self._delay(attempt - spent, error.retry_after_s))
 
     async def _refused(self, limit: ProviderLimits, admission: Any, error: ProviderError) -> None:
-        if error.hints is not None:
-            await limit.heard(admission, error.hints)
         if error.status == 429:
             if self._metrics is not None:
                 await self._metrics.provider_throttled(limit.provider, limit.model)
@@ -240,9 +236,10 @@ class ProviderCalls:
         if self._metrics is not None:
             await self._metrics.provider_replied(provider, model, seconds)
 
-    def _endpoint(self, provider: str, key: ApiKey) -> Endpoint:
+    def _endpoint(self, provider: str, key: ApiKey, heard: Heard | None = None) -> Endpoint:
         providers = self._settings.providers
-        return Endpoint(providers.base_url(provider).rstrip("/"), key.value, providers.timeout_s)
+        url = providers.base_url(provider).rstrip("/")
+        return Endpoint(url, key.value, providers.timeout_s, heard)
 
     def _limits(
         self, provider: str, key: ApiKey, model: str, policy: LimitPolicy
@@ -285,9 +282,9 @@ def _model_unavailable(error: ProviderError, attempts: int, policy: LimitPolicy)
     return error.retryable and (error.status or 0) >= 500 and attempts >= 2
 
 
-def _wire_figures(reply: WireReply) -> tuple[int | None, LimitHints]:
+def _wire_figures(reply: WireReply) -> int | None:
     used = reply.usage
-    return used.input_tokens + used.output_tokens + used.cached_input_tokens, reply.hints
+    return used.input_tokens + used.output_tokens + used.cached_input_tokens
 
 
 def chat_tokens(request: ChatRequest) -> int:

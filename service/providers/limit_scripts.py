@@ -20,15 +20,14 @@ end
 
 # KEYS: rate TAT, token TAT, factor, paused-until, window. ARGV: interval_ms, burst, ms per
 # token (0: no token limit), token cost, token capacity, recovery per ms. Returns {wait_ms,
-# now_ms, seq, spent}; wait 0 is go; seq numbers the admission in the key's window hash and
-# spent is the tokens let through up to and with it.
+# now_ms}; wait 0 is go, and the admission is counted in the key's window hash (seq, spent).
 # wait_ms and now_ms go as strings: Redis would truncate a Lua number to an integer.
 ADMIT = (
     _NOW
     + _FACTOR
     + """
 local paused = tonumber(redis.call('GET', KEYS[4]) or '0')
-if paused > now then return {math.ceil(paused - now), tostring(now), 0, 0} end
+if paused > now then return {math.ceil(paused - now), tostring(now)} end
 local factor = current_factor(KEYS[3], tonumber(ARGV[6]))
 local interval = tonumber(ARGV[1]) / factor
 local tolerance = interval * (tonumber(ARGV[2]) - 1)
@@ -75,38 +74,39 @@ end
 if w[6] and now < tonumber(w[8]) and tonumber(w[6]) - (spent - tonumber(w[7])) < cost then
   wait = math.max(wait, tonumber(w[8]) - now)
 end
-if wait > 0 then return {tostring(wait), tostring(now), 0, 0} end
+if wait > 0 then return {tostring(wait), tostring(now)} end
 redis.call('SET', KEYS[1], tat + interval, 'PX', math.ceil(tat + interval - now) + 1000)
 if per_token > 0 then
   local next_tat = token_tat + cost * per_token
   redis.call('SET', KEYS[2], next_tat, 'PX', math.ceil(next_tat - now) + 1000)
 end
 if roll then redis.call('HSET', KEYS[5], 'rolled_at', seq, 'rolled_time', now) end
-seq = redis.call('HINCRBY', KEYS[5], 'seq', 1)
-spent = redis.call('HINCRBY', KEYS[5], 'spent', cost)
+redis.call('HINCRBY', KEYS[5], 'seq', 1)
+redis.call('HINCRBY', KEYS[5], 'spent', cost)
 redis.call('PEXPIRE', KEYS[5], 3600000)
-return {0, tostring(now), seq, spent}
+return {0, tostring(now)}
 """
 )
 
-# KEYS: window. ARGV: the admission's seq and tokens spent before it, requests remaining and
-# reset ms (-1: not said), tokens remaining and reset ms (-1), the window's requests limit (-1). A reply to an earlier admission
-# than the one that last spoke is older news and changes nothing.
+# KEYS: window. ARGV: requests remaining and reset ms (-1: not said), tokens remaining and reset
+# ms (-1), the window's requests limit (-1). What is left counts from the admissions made so far:
+# the reply was written after them (in flight ones aside, for the few ms they travel).
 HINTS = (
     _NOW
     + """
-local seq = tonumber(ARGV[1])
-if ARGV[3] ~= '-1' and seq >= tonumber(redis.call('HGET', KEYS[1], 'requests_at') or '0') then
-  redis.call('HSET', KEYS[1], 'requests', ARGV[3], 'requests_at', seq,
-    'requests_reset', now + tonumber(ARGV[4]))
-  if ARGV[7] ~= '-1' then redis.call('HSET', KEYS[1], 'requests_limit', ARGV[7]) end
+local seq, spent = unpack(redis.call('HMGET', KEYS[1], 'seq', 'spent'))
+if ARGV[1] ~= '-1' then
+  redis.call('HSET', KEYS[1], 'requests', ARGV[1], 'requests_at', seq or 0,
+    'requests_reset', now + tonumber(ARGV[2]))
+  if ARGV[5] ~= '-1' then redis.call('HSET', KEYS[1], 'requests_limit', ARGV[5]) end
   local span = tonumber(redis.call('HGET', KEYS[1], 'requests_span') or '0')
-  if tonumber(ARGV[4]) > span then redis.call('HSET', KEYS[1], 'requests_span', ARGV[4]) end
+  if tonumber(ARGV[2]) > span then redis.call('HSET', KEYS[1], 'requests_span', ARGV[2]) end
 end
-if ARGV[5] ~= '-1' and seq >= tonumber(redis.call('HGET', KEYS[1], 'tokens_seq') or '0') then
-  redis.call('HSET', KEYS[1], 'tokens', ARGV[5], 'tokens_at', ARGV[2], 'tokens_seq', seq,
-    'tokens_reset', now + tonumber(ARGV[6]))
+if ARGV[3] ~= '-1' then
+  redis.call('HSET', KEYS[1], 'tokens', ARGV[3], 'tokens_at', spent or 0,
+    'tokens_reset', now + tonumber(ARGV[4]))
 end
+redis.call('PEXPIRE', KEYS[1], 3600000)
 return 1
 """
 )

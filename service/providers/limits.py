@@ -65,10 +65,6 @@ class Admission:
 
     at_ms: float
     tokens: int
-    # Its place among the key's admissions, and the tokens admitted up to it: a reply's limit
-    # headers are news of the window as it was when this request arrived.
-    seq: int = 0
-    spent: int = 0
 
 
 @dataclass(frozen=True)
@@ -131,20 +127,19 @@ class ProviderLimits:
             self._paused_key,
             self._window_key,
         ]
-        wait_ms, now_ms, seq, spent = await self._admit(keys=keys, args=args)
+        wait_ms, now_ms = await self._admit(keys=keys, args=args)
         if float(wait_ms) > 0:
             return float(wait_ms) / 1000
-        return Admission(float(now_ms), tokens, int(seq), int(spent))
+        return Admission(float(now_ms), tokens)
 
-    async def heard(self, admission: Admission, hints: LimitHints) -> None:
-        """What the provider's rate-limit headers said in answer to `admission`'s request."""
+    async def heard(self, hints: LimitHints) -> None:
+        """What a reply's rate-limit headers said of the key's window, as they arrive: what is
+        left of it now, so what is admitted from now on counts against it."""
         if hints.requests_remaining is None and hints.tokens_remaining is None:
             return
         await self._hints(
             keys=[self._window_key],
             args=[
-                admission.seq,
-                admission.spent,
                 *_said(hints.requests_remaining, hints.requests_reset_s),
                 *_said(hints.tokens_remaining, hints.tokens_reset_s),
                 -1 if hints.requests_limit is None else hints.requests_limit,

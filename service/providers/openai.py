@@ -127,6 +127,7 @@ async def _stream(
             http.stream("POST", url, json=body, headers=_auth(endpoint), timeout=timeout_s) as r,
         ):
             hints = limit_hints(r.headers)
+            await endpoint.hear(hints)
             if r.status_code == 200 and r.headers.get("content-type", "").startswith(
                 "text/event-stream"
             ):
@@ -155,7 +156,7 @@ async def post(
 ) -> httpx.Response:
     """One POST with the key; a transport failure is a retryable ProviderError."""
     try:
-        return await http.post(
+        response = await http.post(
             endpoint.base_url + path,
             json=json,
             data=data,
@@ -167,6 +168,8 @@ async def post(
         raise too_slow() from exc
     except httpx.HTTPError as exc:
         raise unreachable(exc) from exc
+    await endpoint.hear(limit_hints(response.headers))
+    return response
 
 
 def _reply(reply: dict[str, Any], model: str, hints: LimitHints, chunks: int = 0) -> WireReply:

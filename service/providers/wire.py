@@ -39,13 +39,24 @@ class WireReply:
     chunks: int = 0
 
 
+# Told what a reply's rate-limit headers say, as soon as they arrive.
+Heard = Callable[["LimitHints"], Awaitable[None]]
+
+
 @dataclass(frozen=True)
 class Endpoint:
-    """Where a provider answers and with which key, within how long."""
+    """Where a provider answers and with which key, within how long; and who is told of each
+    reply's rate-limit headers the moment they arrive (a streamed reply's arrive long before its
+    end, and the window they speak of goes on meanwhile)."""
 
     base_url: str
     key: str = field(repr=False)
     timeout_s: float
+    heard: Heard | None = field(default=None, compare=False)
+
+    async def hear(self, hints: LimitHints) -> None:
+        if self.heard is not None:
+            await self.heard(hints)
 
 
 # Gets each piece of a streamed reply's text as it arrives.
