@@ -18,8 +18,9 @@ from service.providers.chat import ChatRequest, TokenUsage
 class LimitHints:
     """What a reply's rate-limit headers said of the key's window: what is left, and in how many
     seconds it is whole again (Anthropic's `anthropic-ratelimit-*`, OpenAI's `x-ratelimit-*`).
-    Tokens are the tightest of the token limits the provider reports. `requests_limit` is the
-    window's whole allowance: what may go once it resets, before a reply speaks of the new one."""
+    Tokens are those a call's estimate is held against (each wire says which). `requests_limit`
+    is the window's whole allowance: what may go once it resets, before a reply speaks of the
+    new one."""
 
     requests_remaining: int | None = None
     requests_reset_s: float | None = None
