@@ -17,7 +17,8 @@ from service.config import Settings
 from service.jobs.views import iso
 from service.providers.calls import ProviderCalls
 from service.providers.errors import ProviderError
-from service.providers.key_pool import PROVIDERS, KeyPool
+from service.providers.key_checks import configured_providers
+from service.providers.key_pool import KeyPool
 from service.providers.openai import provider_http
 from service.runtime import Runtime
 
@@ -36,13 +37,7 @@ def _run(settings: Settings, action: Callable[[Redis], Awaitable[T]]) -> T:
 
 
 def _configured(settings: Settings, only: str | None) -> list[str]:
-    return [
-        name
-        for name in PROVIDERS
-        if (only is None or name == only)
-        and settings.providers.base_url(name)
-        and settings.providers.keys(name)
-    ]
+    return [name for name in configured_providers(settings) if only in (None, name)]
 
 
 def keys_list(settings: Settings, args: argparse.Namespace) -> int:

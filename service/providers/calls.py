@@ -26,6 +26,7 @@ from service.jobs.metrics import JobMetrics
 from service.providers.anthropic import AnthropicWire
 from service.providers.chat import ChatReply, ChatRequest, ImagePart, OnText, TokenUsage
 from service.providers.errors import PROVIDER_AUTH, ProviderError
+from service.providers.estimates import text_tokens
 from service.providers.key_pool import ApiKey, KeyPool
 from service.providers.limits import LimitPolicy, ProviderLimits, admitted
 from service.providers.openai import OpenAIWire, parse, usage
@@ -288,13 +289,7 @@ def _wire_figures(reply: WireReply) -> int | None:
 
 
 def chat_tokens(request: ChatRequest) -> int:
-    """A request's tokens before it is sent, for the token rate: ~4 characters a token."""
-    text = len(request.system or "")
-    images = 0
-    for message in request.messages:
-        for part in message.parts:
-            if isinstance(part, ImagePart):
-                images += 1
-            else:
-                text += len(part.text)
-    return text // 4 + images * _IMAGE_TOKENS + min(request.max_tokens, _REPLY_TOKENS)
+    """A request's tokens before it is sent, for the token rate: its text, each image at about
+    what a prepared photo costs (settled afterwards), and the reply's bound or a typical one."""
+    images = sum(isinstance(p, ImagePart) for m in request.messages for p in m.parts)
+    return text_tokens(request) + images * _IMAGE_TOKENS + min(request.max_tokens, _REPLY_TOKENS)

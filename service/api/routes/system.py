@@ -146,9 +146,7 @@ async def providers(settings: Settings, redis: Redis) -> list[dict[str, Any]]:
                 "host": _host(base_url),
                 "job_types": sorted(models),
                 "models": models,
-                "priced_models": sorted(
-                    m for p, m in settings.providers.prices.as_dict() if p == name
-                ),
+                "priced_models": _priced(settings, name),
                 "api_key_set": bool(keys),
                 "keys": [
                     {
