@@ -315,6 +315,12 @@ def test_an_item_failed_for_refused_keys_pauses_its_batch_and_a_worker_with_keys
         app.start_worker("jobs")
         app.start_worker("deliveries")
 
+        # The check runs beside the worker's start: wait for it before waiting for the end (a
+        # paused batch is not running, so wait_for_batch would return at once).
+        def resumed() -> bool:
+            return bool(api.get(f"/v1/batches/{batch_id}").json()["status"] != "paused")
+
+        wait_until(resumed, 30, "the worker's key check to resume the batch")
         batch = wait_for_batch(api, batch_id)
         assert batch["status"] == "completed"
         assert batch["counts"]["succeeded"] == 2 and batch["counts"]["failed"] == 0
